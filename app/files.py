@@ -1,0 +1,29 @@
+"""Writing result files so that a crash never leaves a half-written file under the final name."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write_json(path: str | Path, obj: Any, indent: int | None = None) -> Path:
+    """Serialise ``obj`` as JSON and write it atomically."""
+    return atomic_write_bytes(path, (json.dumps(obj, indent=indent) + "\n").encode("utf-8"))
