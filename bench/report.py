@@ -34,8 +34,9 @@ def machine_description() -> str:
     return text
 
 
-def write_section(name: str, body: str, command: str, path: Path = BENCHMARKS_MD) -> None:
-    """Replace (or append) the section ``name`` with ``body``, stamped with machine, command and date."""
+def write_section(name: str, body: str, command: str, title: str | None = None, path: Path = BENCHMARKS_MD) -> None:
+    """Replace (or append) the section ``name`` with ``body`` under the heading ``title`` (``## title``),
+    stamped with machine, command and date."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = path.read_text(encoding="utf-8") if path.exists() else _HEADER
     stamp = (
@@ -43,7 +44,8 @@ def write_section(name: str, body: str, command: str, path: Path = BENCHMARKS_MD
         f"- command: `{command}`\n"
         f"- date: {_dt.date.today().isoformat()}\n"
     )
-    block = f"<!-- begin {name} -->\n{stamp}\n{body.rstrip()}\n<!-- end {name} -->"
+    heading = f"## {title}\n\n" if title else ""
+    block = f"<!-- begin {name} -->\n{heading}{stamp}\n{body.rstrip()}\n<!-- end {name} -->"
     pattern = re.compile(rf"<!-- begin {re.escape(name)} -->.*?<!-- end {re.escape(name)} -->", re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text)

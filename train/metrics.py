@@ -32,12 +32,10 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from pose.keypoints import SIGMAS
+from pose.transforms import PIXEL_STD, boxes_to_center_scale, clean_boxes_xywh
 
 logger = logging.getLogger(__name__)
 
-#: mmpose's box padding and pixel standard: scale = side / PIXEL_STD * BOX_PADDING.
-PIXEL_STD: float = 200.0
-BOX_PADDING: float = 1.25
 
 _GT_ANNOTATION_KEYS = ("id", "image_id", "category_id", "keypoints", "area", "num_keypoints", "bbox")
 _PREDICTION_KEYS = ("image_id", "category_id", "keypoints")
@@ -240,49 +238,6 @@ def rescore(predictions: Predictions, vis_threshold: float = 0.2) -> list[dict]:
     return [{**r, "score": float(s)} for r, s in zip(records, scores)]
 
 
-def _clean_boxes_xywh(boxes: np.ndarray, image_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """mmpose 0.x's GT box cleaning, clipped to the image; see README "preprocess".
-
-    Private twin of ``pose.transforms.clean_boxes_xywh`` (here with one image size per box).
-
-    Args:
-        boxes: (N, 4) ``x, y, w, h`` in pixels.
-        image_sizes: (N, 2) image ``width, height``.
-
-    Returns:
-        (N, 4) cleaned boxes (effective width ``w - 1``) and an (N,) mask of boxes with
-        positive width and height, the ones mmpose keeps.
-    """
-    x1 = np.maximum(0.0, boxes[:, 0])
-    y1 = np.maximum(0.0, boxes[:, 1])
-    x2 = np.minimum(image_sizes[:, 0] - 1, x1 + np.maximum(0.0, boxes[:, 2] - 1))
-    y2 = np.minimum(image_sizes[:, 1] - 1, y1 + np.maximum(0.0, boxes[:, 3] - 1))
-    cleaned = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)
-    return cleaned, (x2 > x1) & (y2 > y1)
-
-
-def _boxes_to_center_scale(boxes: np.ndarray, aspect_ratio: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """mmpose 0.x ``_xywh2cs`` at test time, in its float32 arithmetic.
-
-    Private twin of ``pose.transforms.boxes_to_center_scale``.
-
-    Args:
-        boxes: (N, 4) ``x, y, w, h`` in pixels (already cleaned).
-        aspect_ratio: input width / height of the pose network (256/256 for AP-10K).
-
-    Returns:
-        (N, 2) float32 centers in pixels and (N, 2) float32 scales in units of
-        :data:`PIXEL_STD` pixels, the box grown to ``aspect_ratio`` and padded by
-        :data:`BOX_PADDING`.
-    """
-    x, y, w, h = boxes.T
-    center = np.stack([x + w * 0.5, y + h * 0.5], axis=1).astype(np.float32)
-    width = np.where(w > aspect_ratio * h, w, h * aspect_ratio)
-    height = np.where(w > aspect_ratio * h, w / aspect_ratio, h)
-    scale = np.stack([width / PIXEL_STD, height / PIXEL_STD], axis=1).astype(np.float32)
-    return center, scale * np.float32(BOX_PADDING)
-
-
 def _image_sizes(gt: dict, image_ids: Sequence[int]) -> np.ndarray:
     """(N, 2) ``width, height`` of the given images, read from the GT ``images``."""
     sizes = {image.get("id"): (image.get("width"), image.get("height")) for image in gt["images"]}
@@ -302,7 +257,7 @@ def _mmpose_gt_instances(gt: dict) -> list[dict]:
         return []
     boxes = np.array([a["bbox"] for a in annotations], dtype=np.float64)
     image_sizes = _image_sizes(gt, [a["image_id"] for a in annotations])
-    _, valid = _clean_boxes_xywh(boxes, image_sizes)
+    _, valid = clean_boxes_xywh(boxes, image_sizes[:, 0], image_sizes[:, 1])
     has_area = np.array([a["area"] > 0 for a in annotations])
     return [a for a, keep in zip(annotations, valid & has_area) if keep]
 
@@ -365,10 +320,10 @@ def with_center_scale(gt: GroundTruth, predictions: Predictions) -> list[dict]:
     boxes = np.zeros((len(records), 4))
     if not (has_center | has_bbox).all():
         image_sizes = _image_sizes(data, [r["image_id"] for r in records])
-        boxes, _ = _clean_boxes_xywh(_paired_gt_boxes(data, records), image_sizes)
+        boxes, _ = clean_boxes_xywh(_paired_gt_boxes(data, records), image_sizes[:, 0], image_sizes[:, 1])
     for index in np.flatnonzero(has_bbox):
         boxes[index] = np.asarray(records[index]["bbox"], dtype=np.float64).reshape(4)
-    centers, scales = _boxes_to_center_scale(boxes)
+    centers, scales = boxes_to_center_scale(boxes)
     return [
         r if done else {**r, "center": c.tolist(), "scale": s.tolist()}
         for r, done, c, s in zip(records, has_center, centers, scales)

@@ -1,0 +1,154 @@
+"""Pose model speed: per-crop latency and crops/s for batch 1/4/8, torch vs ONNX Runtime.
+
+Run: ``python -m bench.pose [--models hrnet_w32 res50] [--batches 1 4 8] [--repeats 3] [--device cpu]``
+
+For each model (random weights; speed does not depend on them) it measures, on the same input:
+- ``plain torch``: ``model(x)`` under ``torch.inference_mode()``, the floor for any torch wrapper;
+- ``ours (torch)``: :meth:`PoseEstimator.infer_heatmaps`, i.e. our torch path including the
+  numpy <-> tensor copies, so ``ours / plain`` is our overhead;
+- ``ours (onnxruntime)``: the same method with the ONNX Runtime backend from our own export;
+- pre- and post-processing alone (crop + normalise, flip merge + decode) per crop.
+Results are written to the ``pose`` section of ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from bench.report import write_section
+from pose.codec import decode_heatmaps, flip_back
+from pose.estimator import Backend, PoseEstimator, PoseSettings, prepare_inputs
+from pose.keypoints import FLIP_INDEX
+from pose.model import hrnet_w32, hrnet_w48, res50, res101
+
+logger = logging.getLogger("bench.pose")
+
+MODELS: dict[str, Callable[[], torch.nn.Module]] = {
+    "hrnet_w32": hrnet_w32,
+    "hrnet_w48": hrnet_w48,
+    "res50": res50,
+    "res101": res101,
+}
+
+
+def timeit(fn: Callable[[], object], repeats: int, warmup: int = 1, sync: Callable[[], None] = lambda: None) -> float:
+    """Median wall time of ``fn`` in seconds over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+        sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_model(name: str, batches: list[int], repeats: int, device: str) -> list[dict]:
+    torch.manual_seed(0)
+    model = MODELS[name]().eval()
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    settings = PoseSettings(device=device, flip_test=False)
+    ours = PoseEstimator(model, settings)
+    ort = PoseEstimator(model, PoseSettings(device=device, flip_test=False, backend=Backend.ONNXRUNTIME))
+    plain_model = ours.model  # same module, same device and memory format
+    rows = []
+    rng = np.random.default_rng(0)
+    for batch in batches:
+        x = rng.standard_normal((batch, 3, 256, 256)).astype(np.float32)
+        xt = torch.from_numpy(x).to(device)
+        if ours.channels_last:
+            xt = xt.contiguous(memory_format=torch.channels_last)
+
+        def plain() -> None:
+            with torch.inference_mode():
+                plain_model(xt.half() if ours.half else xt)
+
+        t_plain = timeit(plain, repeats, sync=sync)
+        t_ours = timeit(lambda: ours.infer_heatmaps(x), repeats, sync=sync)
+        t_ort = timeit(lambda: ort.infer_heatmaps(x), repeats)
+        rows.append(
+            {"model": name, "batch": batch, "plain": t_plain / batch, "ours": t_ours / batch, "ort": t_ort / batch}
+        )
+        logger.info(
+            "%s batch %d: plain %.1f ms/crop, ours %.1f ms/crop, onnxruntime %.1f ms/crop",
+            name, batch, 1e3 * t_plain / batch, 1e3 * t_ours / batch, 1e3 * t_ort / batch,
+        )
+    return rows
+
+
+def bench_processing(repeats: int, num_boxes: int = 8) -> tuple[float, float]:
+    """Seconds per crop for crop+normalise and for flip merge + decode (no network)."""
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8)
+    xy = rng.uniform(0, 900, (num_boxes, 2))
+    boxes = np.concatenate([xy, rng.uniform(80, 350, (num_boxes, 2))], axis=1)
+    settings = PoseSettings()
+    t_pre = timeit(lambda: prepare_inputs(frame, boxes, settings), repeats * 5)
+    batch = prepare_inputs(frame, boxes, settings)
+    heatmaps = rng.standard_normal((num_boxes * 2, 17, 64, 64)).astype(np.float32)
+
+    def post() -> None:
+        merged = (heatmaps[:num_boxes] + flip_back(heatmaps[num_boxes:], FLIP_INDEX)) * np.float32(0.5)
+        decode_heatmaps(merged, batch.center, batch.scale)
+
+    t_post = timeit(post, repeats * 5)
+    return t_pre / num_boxes, t_post / num_boxes
+
+
+def render(rows: list[dict], pre: float, post: float, device: str) -> str:
+    lines = [
+        f"Device: `{device}`, torch {torch.__version__}, {torch.get_num_threads()} torch threads. "
+        "Random weights, input 256x256, no flip test (the flip test doubles the crops). "
+        "Per-crop latency = batch time / batch size.",
+        "",
+        "| model | batch | plain torch ms/crop | ours (torch) ms/crop | ours/plain | ours (onnxruntime) ms/crop | crops/s torch | crops/s onnxruntime |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['batch']} | {1e3 * r['plain']:.1f} | {1e3 * r['ours']:.1f} | "
+            f"{r['ours'] / r['plain']:.2f} | {1e3 * r['ort']:.1f} | {1 / r['ours']:.1f} | {1 / r['ort']:.1f} |"
+        )
+    lines += [
+        "",
+        f"Pre-processing (clean, center/scale, warp, normalise) {1e3 * pre:.2f} ms/crop; "
+        f"post-processing (flip merge + default decode) {1e3 * post:.2f} ms/crop, on 8 boxes of a 1280x720 frame.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["hrnet_w32", "res50"], choices=sorted(MODELS))
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 4, 8])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-write", action="store_true", help="print the table instead of writing docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    rows = []
+    for name in args.models:
+        rows += bench_model(name, args.batches, args.repeats, args.device)
+    pre, post = bench_processing(args.repeats)
+    body = render(rows, pre, post, args.device)
+    if args.no_write:
+        sys.stdout.write(body + "\n")
+    else:
+        section = "pose-" + args.device.split(":")[0]
+        command = "python -m bench.pose " + " ".join(argv if argv is not None else sys.argv[1:])
+        write_section(section, body, command.strip(), title=f"Pose model speed ({args.device})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

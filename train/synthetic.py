@@ -1,0 +1,75 @@
+"""A synthetic quadruped world with exact AP-10K ground truth.
+
+Procedurally drawn animals in AP-10K's 17-keypoint layout let us train tiny models from
+scratch and prove the whole system end to end on any machine, without downloadable weights
+or the AP-10K images. The pieces, in the order data flows:
+
+- :mod:`train.synthetic_species`: body-shape presets named after AP-10K species.
+- :mod:`train.synthetic_animal`: ``AnimalAppearance`` + ``AnimalState`` -> keypoints and shapes.
+- :mod:`train.synthetic_background`: procedural and photo backgrounds.
+- :mod:`train.synthetic_scene`: drawing, occluders and visibility flags (the rules are there).
+- :mod:`train.synthetic_dataset`: AP-10K-format and YOLO datasets on disk.
+- :mod:`train.synthetic_video`: clips of walking, crossing animals with per-frame ground truth.
+
+Everything is deterministic given a seed. This module gathers the public names.
+"""
+
+from __future__ import annotations
+
+from train.synthetic_animal import (
+    AnimalAppearance,
+    AnimalGeometry,
+    AnimalState,
+    Shape,
+    build_animal,
+    mirrored,
+    sample_appearance,
+    standing_height,
+)
+from train.synthetic_background import BACKGROUND_KINDS, load_photos, sample_background
+from train.synthetic_dataset import (
+    DATASET_FORMATS,
+    DatasetSettings,
+    DatasetSummary,
+    coco_categories,
+    coco_keypoint_names,
+    render_dataset_image,
+    write_dataset,
+)
+from train.synthetic_scene import SceneLabels, render_scene, sample_occluder, sample_scene, sample_state
+from train.synthetic_species import SPECIES, BodyShape, Species, species_by_name
+from train.synthetic_video import VideoFrame, VideoSettings, iter_video, render_video
+
+__all__ = [
+    "BACKGROUND_KINDS",
+    "DATASET_FORMATS",
+    "SPECIES",
+    "AnimalAppearance",
+    "AnimalGeometry",
+    "AnimalState",
+    "BodyShape",
+    "DatasetSettings",
+    "DatasetSummary",
+    "SceneLabels",
+    "Shape",
+    "Species",
+    "VideoFrame",
+    "VideoSettings",
+    "build_animal",
+    "coco_categories",
+    "coco_keypoint_names",
+    "iter_video",
+    "load_photos",
+    "mirrored",
+    "render_dataset_image",
+    "render_scene",
+    "render_video",
+    "sample_appearance",
+    "sample_background",
+    "sample_occluder",
+    "sample_scene",
+    "sample_state",
+    "species_by_name",
+    "standing_height",
+    "write_dataset",
+]

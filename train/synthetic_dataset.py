@@ -1,0 +1,309 @@
+"""Write synthetic quadrupeds as an AP-10K-format keypoint dataset and a YOLO detection dataset.
+
+Layout under ``out_dir`` (formats chosen by :attr:`DatasetSettings.formats`):
+
+- ``ap10k``: ``data/<id:012d>.jpg`` and ``annotations/ap10k-{train,val,test}-split1.json``,
+  COCO keypoint files with AP-10K's fields (``info``, ``licenses``, ``images`` with
+  ``background``, ``annotations`` with ``num_keypoints``, ``categories`` with species name,
+  family as ``supercategory``, keypoint names and the 1-based skeleton). Keypoints with
+  ``v = 0`` are written as ``0, 0, 0`` as in AP-10K.
+- ``yolo``: ``images/{train,val,test}/*.jpg`` (hard links to ``data/`` where possible),
+  ``labels/{train,val,test}/*.txt`` with ``0 cx cy w h`` normalised rows, and ``data.yaml``.
+- ``yolo-pose``: the same under ``yolo-pose/``, rows extended by 17 normalised ``x y v``
+  triples, and a ``data.yaml`` with ``kpt_shape`` and ``flip_idx``.
+
+Image ``i`` (0-based) is drawn from ``numpy.random.default_rng([seed, i])``, so a dataset is
+the same whatever the number of workers; images are assigned to train, then val, then test.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import math
+import multiprocessing
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from pose.keypoints import FLIP_INDEX, KEYPOINT_NAMES, NUM_KEYPOINTS, SKELETON
+from train.synthetic_background import load_photos
+from train.synthetic_scene import SceneLabels, sample_scene
+from train.synthetic_species import SPECIES
+
+logger = logging.getLogger(__name__)
+
+DATASET_FORMATS: tuple[str, ...] = ("ap10k", "yolo", "yolo-pose")
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+#: The one YOLO class.
+YOLO_NAMES: dict[int, str] = {0: "animal"}
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    """What to generate.
+
+    Attributes:
+        num_images: number of images over all splits.
+        width, height: image size in pixels.
+        seed: seed of the whole dataset.
+        val_fraction, test_fraction: shares of images in the val and test splits.
+        max_animals: at most this many animals per image (fewer are more likely).
+        formats: any of :data:`DATASET_FORMATS`.
+        background_dir: optional folder of photos to crop backgrounds from.
+        workers: processes rendering images; 1 renders in this process.
+        jpeg_quality: JPEG quality, 1..100.
+        min_visible_fraction: an animal is annotated when at least one keypoint is labelled
+            and its uncovered pixels are at least this share of its (clipped) box area.
+    """
+
+    num_images: int = 2000
+    width: int = 256
+    height: int = 256
+    seed: int = 0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    max_animals: int = 3
+    formats: tuple[str, ...] = ("ap10k", "yolo")
+    background_dir: Path | None = None
+    workers: int = 1
+    jpeg_quality: int = 90
+    min_visible_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.num_images < 1:
+            raise ValueError(f"num_images must be >= 1, got {self.num_images}")
+        if self.width < 16 or self.height < 16:
+            raise ValueError(f"width and height must be >= 16 pixels, got {self.width}x{self.height}")
+        for name in ("val_fraction", "test_fraction", "min_visible_fraction"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                "val_fraction + test_fraction must leave training images, "
+                f"got {self.val_fraction} + {self.test_fraction}"
+            )
+        if self.max_animals < 1:
+            raise ValueError(f"max_animals must be >= 1, got {self.max_animals}")
+        object.__setattr__(self, "formats", tuple(self.formats))
+        unknown = set(self.formats) - set(DATASET_FORMATS)
+        if not self.formats or unknown:
+            raise ValueError(f"formats must be a non-empty subset of {DATASET_FORMATS}, got {self.formats}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+        if self.background_dir is not None:
+            object.__setattr__(self, "background_dir", Path(self.background_dir))
+            if not self.background_dir.is_dir():
+                raise ValueError(f"background_dir {self.background_dir} is not a folder")
+
+    def split_sizes(self) -> dict[str, int]:
+        """Number of images in each split."""
+        val = round(self.num_images * self.val_fraction)
+        test = round(self.num_images * self.test_fraction)
+        return {"train": self.num_images - val - test, "val": val, "test": test}
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What :func:`write_dataset` wrote: images and annotated animals per split, and the files."""
+
+    out_dir: Path
+    images: dict[str, int]
+    annotations: dict[str, int]
+    files: tuple[Path, ...] = field(default=())
+
+
+def render_dataset_image(index: int, settings: DatasetSettings) -> tuple[np.ndarray, SceneLabels, int]:
+    """Image ``index`` of the dataset ``settings`` describes: the (H, W, 3) uint8 BGR image,
+    the labels of its annotated animals, and its background kind (1-based, AP-10K's
+    ``background`` field)."""
+    rng = np.random.default_rng([settings.seed, index])
+    photos = load_photos(settings.background_dir) if settings.background_dir is not None else ()
+    image, labels, kind = sample_scene(rng, settings.width, settings.height, settings.max_animals, photos)
+    box_area = np.prod(labels.boxes[:, 2:] - labels.boxes[:, :2], axis=1)
+    keep = (
+        (labels.num_labelled > 0)
+        & (labels.visible_pixels >= settings.min_visible_fraction * box_area)
+        & (labels.boxes[:, 2:] - labels.boxes[:, :2] >= 2).all(1)
+    )
+    return image, labels[np.flatnonzero(keep)], kind + 1
+
+
+def image_file_name(index: int) -> str:
+    """File name of image ``index``: its 1-based id in twelve digits, as AP-10K names files."""
+    return f"{index + 1:012d}.jpg"
+
+
+def _render_and_save(task: tuple[int, DatasetSettings, Path]) -> tuple[int, SceneLabels, int]:
+    index, settings, data_dir = task
+    image, labels, kind = render_dataset_image(index, settings)
+    path = data_dir / image_file_name(index)
+    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality]):
+        raise OSError(f"could not write {path}")
+    return index, labels, kind
+
+
+def _rendered(settings: DatasetSettings, data_dir: Path) -> Iterator[tuple[int, SceneLabels, int]]:
+    tasks = ((i, settings, data_dir) for i in range(settings.num_images))
+    if settings.workers == 1:
+        yield from map(_render_and_save, tasks)
+        return
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(settings.workers, mp_context=context) as pool:
+        yield from pool.map(_render_and_save, tasks, chunksize=32)
+
+
+def coco_keypoint_names() -> list[str]:
+    """AP-10K's annotation-file keypoint names (``left_eye``, ``root_of_tail``, ...), derived
+    from :data:`pose.keypoints.KEYPOINT_NAMES`."""
+    words = {"L": "left", "R": "right", "F": "front", "B": "back"}
+    return ["_".join(words.get(w, w) for w in name.replace(" ", "_").split("_")).lower() for name in KEYPOINT_NAMES]
+
+
+def coco_categories() -> list[dict]:
+    """The ``categories`` table: one entry per species preset, with its AP-10K id."""
+    names, skeleton = coco_keypoint_names(), (SKELETON + 1).tolist()
+    return [
+        {"id": s.category_id, "name": s.name, "supercategory": s.family, "keypoints": names, "skeleton": skeleton}
+        for s in sorted(SPECIES, key=lambda s: s.category_id)
+    ]
+
+
+def coco_annotations(labels: SceneLabels, image_id: int, first_id: int) -> list[dict]:
+    """AP-10K ``annotations`` entries of one image, ids counting up from ``first_id``."""
+    out = []
+    for k in range(len(labels)):
+        keypoints = labels.keypoints[k].astype(np.float64)
+        keypoints[keypoints[:, 2] == 0] = 0.0
+        x, y, w, h = coco_bbox(labels.boxes[k])
+        out.append({
+            "id": first_id + k,
+            "image_id": image_id,
+            "category_id": int(labels.category_ids[k]),
+            "bbox": [x, y, w, h],
+            "area": round(w * h, 2),
+            "iscrowd": 0,
+            "num_keypoints": int(labels.num_labelled[k]),
+            "keypoints": [round(v, 2) if i % 3 < 2 else int(v) for i, v in enumerate(keypoints.reshape(-1).tolist())],
+        })
+    return out
+
+
+def coco_bbox(box: np.ndarray) -> tuple[float, float, float, float]:
+    """``xyxy`` -> ``[x, y, w, h]`` on a 0.01 px grid, rounded outwards so the box keeps its keypoints."""
+    x0, y0 = (math.floor(v * 100) / 100 for v in box[:2].tolist())
+    x1, y1 = (math.ceil(v * 100) / 100 for v in box[2:].tolist())
+    return x0, y0, round(x1 - x0, 2), round(y1 - y0, 2)
+
+
+def yolo_rows(labels: SceneLabels, width: int, height: int, pose: bool = False) -> str:
+    """YOLO label text: ``0 cx cy w h`` per animal normalised by the image size, followed by
+    17 ``x y v`` triples when ``pose``."""
+    size = np.array([width, height], np.float64)
+    lines = []
+    for k in range(len(labels)):
+        box = labels.boxes[k].astype(np.float64)
+        centre, extent = (box[:2] + box[2:]) / 2 / size, (box[2:] - box[:2]) / size
+        values = [f"{v:.6f}" for v in (*centre, *extent)]
+        if pose:
+            kp = labels.keypoints[k].astype(np.float64)
+            xy = np.where(kp[:, 2:] > 0, kp[:, :2] / size, 0.0)
+            values += [f"{x:.6f} {y:.6f} {int(v)}" for (x, y), v in zip(xy, kp[:, 2])]
+        lines.append(" ".join(["0", *values]))
+    return "".join(line + "\n" for line in lines)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    if target.exists():
+        target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _yolo_yaml(root: Path, pose: bool) -> str:
+    lines = [f"path: {root.resolve()}", *(f"{split}: images/{split}" for split in SPLITS), "names:"]
+    lines += [f"  {k}: {v}" for k, v in YOLO_NAMES.items()]
+    if pose:
+        lines += [f"kpt_shape: [{NUM_KEYPOINTS}, 3]", f"flip_idx: {FLIP_INDEX.tolist()}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_dataset(out_dir: Path, settings: DatasetSettings) -> DatasetSummary:
+    """Render ``settings.num_images`` images into ``out_dir`` in the requested formats.
+
+    Existing files of the same names are overwritten; nothing else in ``out_dir`` is touched.
+    With ``settings.workers > 1`` images are rendered in spawned processes, so a calling
+    script needs the usual ``if __name__ == "__main__":`` guard.
+    """
+    out_dir = Path(out_dir)
+    data_dir = out_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    sizes = settings.split_sizes()
+    split_of = np.repeat(np.arange(len(SPLITS)), [sizes[s] for s in SPLITS])
+    yolo_roots = {fmt: out_dir if fmt == "yolo" else out_dir / "yolo-pose" for fmt in ("yolo", "yolo-pose")}
+    yolo_roots = {fmt: root for fmt, root in yolo_roots.items() if fmt in settings.formats}
+    for root in yolo_roots.values():
+        for split in SPLITS:
+            (root / "images" / split).mkdir(parents=True, exist_ok=True)
+            (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+
+    coco = {split: {"images": [], "annotations": []} for split in SPLITS}
+    next_id = 1
+    logger.info("rendering %d images (%s) into %s", settings.num_images, ", ".join(settings.formats), out_dir)
+    for index, labels, kind in tqdm(_rendered(settings, data_dir), total=settings.num_images, desc="synth", unit="img"):
+        split = SPLITS[split_of[index]]
+        name = image_file_name(index)
+        coco[split]["images"].append({
+            "license": 1, "id": index + 1, "file_name": name, "width": settings.width,
+            "height": settings.height, "background": kind,
+        })
+        coco[split]["annotations"] += coco_annotations(labels, index + 1, next_id)
+        next_id += len(labels)
+        for fmt, root in yolo_roots.items():
+            _link_or_copy(data_dir / name, root / "images" / split / name)
+            text = yolo_rows(labels, settings.width, settings.height, pose=fmt == "yolo-pose")
+            (root / "labels" / split / name).with_suffix(".txt").write_text(text)
+
+    files: list[Path] = []
+    if "ap10k" in settings.formats:
+        (out_dir / "annotations").mkdir(exist_ok=True)
+        for split in SPLITS:
+            path = out_dir / "annotations" / f"ap10k-{split}-split1.json"
+            path.write_text(json.dumps(_coco_file(settings, **coco[split])))
+            files.append(path)
+    for fmt, root in yolo_roots.items():
+        path = root / "data.yaml"
+        path.write_text(_yolo_yaml(root, pose=fmt == "yolo-pose"))
+        files.append(path)
+    counts = {split: len(coco[split]["annotations"]) for split in SPLITS}
+    logger.info("wrote %s images and %s animals to %s", sizes, counts, out_dir)
+    return DatasetSummary(out_dir=out_dir, images=sizes, annotations=counts, files=tuple(files))
+
+
+def _coco_file(settings: DatasetSettings, images: list[dict], annotations: list[dict]) -> dict:
+    return {
+        "info": {
+            "description": f"animalpose synthetic quadrupeds in the AP-10K layout, seed {settings.seed}",
+            "url": "",
+            "version": "1.0",
+            "year": 2025,
+            "contributor": "animalpose train.synthetic",
+            "date_created": "",
+        },
+        "licenses": [{"id": 1, "name": "Synthetic images, no restrictions", "url": ""}],
+        "images": images,
+        "annotations": annotations,
+        "categories": coco_categories(),
+    }
+
