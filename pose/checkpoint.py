@@ -218,9 +218,9 @@ def _read(path: Path, map_location: str | torch.device) -> Any:
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        if "Weights only load failed" in str(err):
-            global_name = re.search(r"GLOBAL (\S+)", str(err))
-            detail = f" ({global_name.group(1)})" if global_name else ""
+        global_name = re.search(r"GLOBAL (\S+)", str(err))
+        if "Weights only load failed" in str(err) and global_name:
+            detail = f" ({global_name.group(1)})"
             raise CheckpointError(
                 f"{path}: holds Python objects other than tensors{detail}, which are not loaded for safety; "
                 "if you trust the file, load it with torch.load(path, weights_only=False) and torch.save "

@@ -55,7 +55,7 @@ def xywh_to_xyxy(boxes_xywh: np.ndarray) -> np.ndarray:
 
 
 def clean_boxes_xywh(
-    boxes_xywh: np.ndarray, image_width: int, image_height: int
+    boxes_xywh: np.ndarray, image_width: float | np.ndarray, image_height: float | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Clip annotation boxes to the image the way mmpose 0.x's COCO loader does.
 
@@ -66,7 +66,7 @@ def clean_boxes_xywh(
 
     Args:
         boxes_xywh: (N, 4) COCO boxes in image pixels.
-        image_width, image_height: image size in pixels.
+        image_width, image_height: image size in pixels, one for all boxes or (N,) arrays.
 
     Returns:
         ``(clean, valid)``: (N, 4) float64 clean boxes (float64 so that the
@@ -76,7 +76,7 @@ def clean_boxes_xywh(
         up with the input.
     """
     boxes = _boxes(boxes_xywh, "boxes_xywh")
-    limit = np.array([image_width - 1, image_height - 1], dtype=np.float64)
+    limit = np.stack(np.broadcast_arrays(np.asarray(image_width, np.float64), np.asarray(image_height, np.float64)), -1) - 1.0
     top_left = np.maximum(boxes[:, :2], 0.0)
     bottom_right = np.minimum(limit, top_left + np.maximum(boxes[:, 2:] - 1.0, 0.0))
     clean = np.concatenate([top_left, bottom_right - top_left], axis=1)
