@@ -40,8 +40,9 @@ def draw_poses(
     thickness = thickness or int(round(2 * scale))
     keypoints = np.asarray(keypoints, np.float32).reshape(len(keypoints), -1, 3) if len(keypoints) else np.zeros((0, 0, 3))
     for n, instance in enumerate(keypoints):
-        visible = instance[:, 2] >= score_threshold
-        points = np.round(instance[:, :2]).astype(np.int32)
+        finite = np.isfinite(instance).all(axis=1)
+        visible = finite & (np.nan_to_num(instance[:, 2], nan=0.0) >= score_threshold)
+        points = np.round(np.where(finite[:, None], instance[:, :2], 0.0)).clip(-1e6, 1e6).astype(np.int32)
         for link, (a, b) in enumerate(np.asarray(skeleton)):
             if visible[a] and visible[b]:
                 color = tuple(int(c) for c in link_colors[link % len(link_colors)])

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -33,7 +34,7 @@ from tracking.simulate import (
     match_to_truth,
     simulate_sequence,
 )
-from tracking.smoothing import SmoothingMode, SmoothingSettings
+from tracking.matching import box_iou
 from tracking.tracker import Track, Tracker, TrackerSettings, smooth_tracks_offline
 
 logger = logging.getLogger(__name__)
@@ -70,16 +71,51 @@ def run_raw(sequence: SimulatedSequence) -> list[FrameOutput]:
     return [FrameOutput(np.arange(len(f.detections)), f.detections.xyxy, f.poses.keypoints) for f in sequence.frames]
 
 
-def run_ours(sequence: SimulatedSequence, settings: TrackerSettings) -> tuple[list[FrameOutput], list[FrameOutput], float]:
-    """Our tracker: causal outputs, offline (RTS) outputs and the seconds spent in ``update``."""
-    tracker = Tracker(settings)
-    frames, spent = [], 0.0
-    for frame in sequence.frames:
-        start = time.perf_counter()
-        frames.append(tracker.update(frame.detections, frame.poses))
-        spent += time.perf_counter() - start
+def run_ours(sequence: SimulatedSequence, settings: TrackerSettings) -> tuple[list[FrameOutput], list[FrameOutput]]:
+    """Our tracker: causal outputs and offline (RTS) outputs."""
+    tracker = Tracker(replace(settings, record_history=True))
+    frames = [tracker.update(frame.detections, frame.poses) for frame in sequence.frames]
     offline = smooth_tracks_offline(tracker.history())
-    return _outputs_from_tracks(frames), _outputs_from_tracks(offline), spent
+    return _outputs_from_tracks(frames), _outputs_from_tracks(offline)
+
+
+def time_ours(sequence: SimulatedSequence, settings: TrackerSettings, repeats: int = 3) -> tuple[float, float]:
+    """Seconds of wall-clock and of process CPU time spent in ``Tracker.update`` over the sequence (best of runs).
+
+    CPU time is the fairer figure on a shared machine: it leaves out the time other processes hold the cores.
+    """
+    best_wall, best_cpu = float("inf"), float("inf")
+    for _ in range(repeats):
+        tracker = Tracker(settings)
+        wall = cpu = 0.0
+        for frame in sequence.frames:
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
+            tracker.update(frame.detections, frame.poses)
+            wall += time.perf_counter() - start_wall
+            cpu += time.process_time() - start_cpu
+        best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
+    return best_wall, best_cpu
+
+
+def run_ours_every(sequence: SimulatedSequence, settings: TrackerSettings, every: int) -> list[FrameOutput]:
+    """Our tracker with the detector run every ``every`` frames and the pose model on the tracks' boxes.
+
+    The pose model is simulated: a track gets the frame's simulated pose whose box overlaps its box
+    most (IoU >= 0.3), the pose a model would find in that crop.
+    """
+    tracker = Tracker(settings)
+    out = []
+    for t, frame in enumerate(sequence.frames):
+        tracks = tracker.update(frame.detections) if t % every == 0 else tracker.predict_only()
+        if tracks and len(frame.detections):
+            iou = box_iou(np.stack([tr.box for tr in tracks]), frame.detections.xyxy)
+            best = iou.argmax(1)
+            found = np.flatnonzero(iou[np.arange(len(tracks)), best] >= 0.3)
+            ids = [tracks[i].track_id for i in found]
+            fresh = {tr.track_id: tr for tr in tracker.attach_poses(ids, frame.poses[best[found]])}
+            tracks = [fresh.get(tr.track_id, tr) for tr in tracks]
+        out.append(_outputs_from_tracks([tracks])[0])
+    return out
 
 
 @dataclass(frozen=True)
@@ -146,8 +182,11 @@ def _raw_confidence(sequence: SimulatedSequence) -> np.ndarray:
 def evaluate_sequence(sequence: SimulatedSequence, settings: TrackerSettings) -> dict[str, dict[str, float]]:
     """Every method on one sequence: identity metrics, keypoint metrics and our tracker's time."""
     outputs = {"raw": run_raw(sequence)}
-    causal, offline, spent = run_ours(sequence, settings)
-    outputs["ours causal"], outputs["ours offline (RTS)"] = causal, offline
+    outputs["ours causal"], outputs["ours offline (RTS)"] = run_ours(sequence, settings)
+    outputs["ours causal, boxes only (oks_weight=0)"] = run_ours(sequence, replace(settings, oks_weight=0.0))[0]
+    outputs["ours causal, matched only (report_lost_frames=0)"] = run_ours(
+        sequence, replace(settings, report_lost_frames=0))[0]
+    outputs["ours causal, detector every 3rd frame"] = run_ours_every(sequence, settings, 3)
     outputs["ByteTrack (ultralytics)"] = run_ultralytics(sequence, "bytetrack")
     outputs["BoT-SORT (ultralytics)"] = run_ultralytics(sequence, "botsort")
     matched = {name: match_to_truth(sequence, out) for name, out in outputs.items()}
@@ -169,9 +208,10 @@ def evaluate_sequence(sequence: SimulatedSequence, settings: TrackerSettings) ->
             present = np.isfinite(matched["raw"][0]).all(-1)
             row["coverage"] = float((present & np.isfinite(keypoints).all(-1)).sum() / max(present.sum(), 1))
         results[name] = row
-    detections = sum(len(f.detections) for f in sequence.frames)
-    results["ours causal"]["us_per_detection"] = 1e6 * spent / max(detections, 1)
-    results["ours causal"]["us_per_animal_frame"] = 1e6 * spent / max(int(sequence.present.sum()), 1)
+    wall, cpu = time_ours(sequence, settings)
+    detections = max(sum(len(f.detections) for f in sequence.frames), 1)
+    results["ours causal"]["us_per_detection"] = 1e6 * wall / detections
+    results["ours causal"]["cpu_us_per_detection"] = 1e6 * cpu / detections
     return results
 
 
@@ -187,8 +227,11 @@ def _fmt(value: float | None, digits: int = 1, percent: bool = False) -> str:
 
 
 def _identity_table(per_scenario: dict[str, dict[str, dict[str, float]]]) -> str:
-    methods = ("ours causal", "ours offline (RTS)", "ByteTrack (ultralytics)", "BoT-SORT (ultralytics)")
-    lines = ["| scenario | method | IDF1 | MOTA | ID switches | precision | recall |", "|---|---|---:|---:|---:|---:|---:|"]
+    methods = ("ours causal", "ours offline (RTS)", "ours causal, matched only (report_lost_frames=0)",
+               "ours causal, boxes only (oks_weight=0)", "ours causal, detector every 3rd frame",
+               "ByteTrack (ultralytics)", "BoT-SORT (ultralytics)")
+    lines = ["| scenario | method | IDF1 | MOTA | ID switches | precision | recall |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for scenario, results in per_scenario.items():
         for method in methods:
             r = results[method]
@@ -221,31 +264,38 @@ def _goals(per_scenario: dict[str, dict[str, dict[str, float]]]) -> str:
         ours = r["ours causal"]["idf1"]
         lines.append(f"| IDF1 ≥ best of ByteTrack/BoT-SORT + 5 points ({scenario}) | {100 * ours:.1f} vs "
                      f"{100 * best:.1f} ({100 * (ours - best):+.1f}) | {'yes' if ours - best >= 0.05 else 'no'} |")
+        matched = r["ours causal, matched only (report_lost_frames=0)"]["idf1"]
+        lines.append(f"| the same, ours reporting matched tracks only ({scenario}) | {100 * matched:.1f} vs "
+                     f"{100 * best:.1f} ({100 * (matched - best):+.1f}) "
+                     f"| {'yes' if matched - best >= 0.05 else 'no'} |")
     overall = per_scenario["all"]
     raw, causal, offline = overall["raw"], overall["ours causal"], overall["ours offline (RTS)"]
     drop = 1 - causal["rmse"] / raw["rmse"]
-    lines.append(f"| keypoint RMSE ≥ 30% below raw (causal) | {100 * drop:.0f}% below | {'yes' if drop >= 0.3 else 'no'} |")
+    lines.append(f"| keypoint RMSE ≥ 30% below raw (causal) | {100 * drop:.0f}% below "
+                 f"| {'yes' if drop >= 0.3 else 'no'} |")
+    confident_drop = 1 - causal["rmse_confident"] / raw["rmse_confident"]
+    lines.append(f"| the same, confident raw keypoints only | {100 * confident_drop:.0f}% below "
+                 f"| {'yes' if confident_drop >= 0.3 else 'no'} |")
     lines.append(f"| offline RMSE below causal | {offline['rmse']:.2f} vs {causal['rmse']:.2f} px "
                  f"| {'yes' if offline['rmse'] < causal['rmse'] else 'no'} |")
     jitter_drop = 1 - causal["jitter"] / raw["jitter"]
     lines.append(f"| jitter ≥ 60% below raw (causal) | {100 * jitter_drop:.0f}% below "
                  f"| {'yes' if jitter_drop >= 0.6 else 'no'} |")
     lines.append(f"| causal lag ≤ 1 frame | {causal['lag']:.1f} frames | {'yes' if causal['lag'] <= 1 else 'no'} |")
-    cost = causal["us_per_detection"]
-    lines.append(f"| tracker cost ≤ 0.5 ms per animal-frame | {cost / 1000:.3f} ms per detection "
-                 f"({causal['us_per_animal_frame'] / 1000:.3f} ms per true animal-frame) | {'yes' if cost <= 500 else 'no'} |")
+    wall, cpu = causal["us_per_detection"], causal["cpu_us_per_detection"]
+    lines.append(f"| tracker cost ≤ 0.5 ms per animal-frame | {cpu / 1000:.3f} ms CPU, {wall / 1000:.3f} ms wall-clock "
+                 f"per detection (association + smoothing, `Tracker.update`) "
+                 f"| {'yes' if max(cpu, wall) <= 500 else 'no'} |")
     return "\n".join(lines)
 
 
 def main(args: argparse.Namespace) -> str:
-    settings = TrackerSettings(smoothing=SmoothingSettings(mode=SmoothingMode.OFFLINE))
+    settings = TrackerSettings()
     per_scenario: dict[str, dict[str, dict[str, float]]] = {}
     all_rows: dict[str, list[dict[str, float]]] = {}
     for name in args.scenarios:
         scenario = SCENARIOS[name]
         if args.frames != scenario.num_frames:
-            from dataclasses import replace
-
             scenario = replace(scenario, num_frames=args.frames)
         rows: dict[str, list[dict[str, float]]] = {}
         for seed in args.seeds:
@@ -257,13 +307,17 @@ def main(args: argparse.Namespace) -> str:
             logger.info("%s seed %d: %.1f s", name, seed, time.perf_counter() - start)
         per_scenario[name] = {method: _mean(r) for method, r in rows.items()}
     per_scenario["all"] = {method: _mean(r) for method, r in all_rows.items()}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     body = (
         f"Simulated quadrupeds (`tracking/simulate.py`), scenarios {', '.join(args.scenarios)}, "
         f"seeds {', '.join(map(str, args.seeds))}, {args.frames} frames each at 1280×720; values are means over "
-        f"seeds. Ours: `TrackerSettings()` defaults (offline = RTS over each whole track). ByteTrack and "
-        f"BoT-SORT: ultralytics' default tracker YAMLs, fed the same boxes (no frames, so no camera-motion "
-        f"compensation or ReID). Defaults were chosen on seeds {', '.join(map(str, TUNING_SEEDS))}, not on "
-        f"the seeds reported.\n\n"
+        f"seeds. Ours: `TrackerSettings()` defaults (offline = RTS over each whole track); note that ours "
+        f"also reports a lost track on its predicted box for up to `report_lost_frames` = "
+        f"{settings.report_lost_frames} frames, while ultralytics' trackers report matched tracks only (the row "
+        f"'matched only' does the same). ByteTrack and BoT-SORT: ultralytics' default tracker YAMLs, fed the "
+        f"same boxes (no frames, so no camera-motion compensation or ReID). Defaults were chosen on seeds "
+        f"{', '.join(map(str, TUNING_SEEDS))}, not on the seeds reported. Timing: best of 3 runs of "
+        f"`Tracker.update` per sequence; the machine was shared (load average {load:.1f} at the end).\n\n"
         "### Identities\n\n" + _identity_table(per_scenario) + "\n\n"
         "### Keypoints\n\n"
         "Scored on the entries where raw, causal and offline all give a keypoint (coverage: share of the raw "

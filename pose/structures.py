@@ -112,3 +112,63 @@ class Poses:
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
         return Poses(self.keypoints[index], self.boxes[index])
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """Everything the pipeline knows about one frame: the tracked animals and their keypoints.
+
+    Attributes:
+        frame_index: 0-based index of the frame in its source.
+        timestamp_s: media time of the frame in seconds (index / fps for files, capture time for live).
+        track_ids: (N,) int64 identities, stable across frames.
+        boxes: (N, 4) float32 ``xyxy`` boxes in image pixels.
+        box_scores: (N,) float32 detector confidences (of the last matched detection).
+        keypoints: (N, K, 3) float32 rows of (x, y, confidence) in image pixels.
+        keypoint_status: (N, K) uint8 codes of ``tracking.smoothing.KeypointStatus``
+            (0 missing, 1 observed, 2 predicted, 3 smoothed).
+    """
+
+    frame_index: int
+    timestamp_s: float
+    track_ids: np.ndarray
+    boxes: np.ndarray
+    box_scores: np.ndarray
+    keypoints: np.ndarray
+    keypoint_status: np.ndarray
+
+    def __post_init__(self) -> None:
+        track_ids = _as_array(self.track_ids, np.int64, "track_ids", ())
+        n = len(track_ids)
+        boxes = _as_array(self.boxes, np.float32, "boxes", (4,))
+        box_scores = _as_array(self.box_scores, np.float32, "box_scores", ())
+        keypoints = np.asarray(self.keypoints, np.float32)
+        if keypoints.size == 0:
+            keypoints = keypoints.reshape(0, NUM_KEYPOINTS, 3)
+        if keypoints.ndim != 3 or keypoints.shape[2] != 3:
+            raise ValueError(f"keypoints must have shape (N, K, 3), got {keypoints.shape}")
+        status = np.asarray(self.keypoint_status, np.uint8)
+        if status.size == 0:
+            status = status.reshape(0, keypoints.shape[1])
+        if status.shape != keypoints.shape[:2]:
+            raise ValueError(f"keypoint_status must have shape {keypoints.shape[:2]}, got {status.shape}")
+        if not (len(boxes) == len(box_scores) == len(keypoints) == n):
+            raise ValueError(
+                f"track_ids, boxes, box_scores and keypoints must have the same length, got "
+                f"{n}, {len(boxes)}, {len(box_scores)}, {len(keypoints)}"
+            )
+        object.__setattr__(self, "track_ids", track_ids)
+        object.__setattr__(self, "boxes", boxes)
+        object.__setattr__(self, "box_scores", box_scores)
+        object.__setattr__(self, "keypoints", keypoints)
+        object.__setattr__(self, "keypoint_status", status)
+
+    @classmethod
+    def empty(cls, frame_index: int, timestamp_s: float, num_keypoints: int = NUM_KEYPOINTS) -> "FrameResult":
+        return cls(
+            frame_index, timestamp_s, np.zeros(0, np.int64), np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
+            np.zeros((0, num_keypoints, 3), np.float32), np.zeros((0, num_keypoints), np.uint8),
+        )
+
+    def __len__(self) -> int:
+        return len(self.track_ids)

@@ -39,3 +39,15 @@ def test_poses_views_and_checks():
         Poses(kpts, np.zeros((2, 4)))
     with pytest.raises(ValueError):
         Poses(kpts[..., :2], np.zeros((3, 4)))
+
+
+def test_frame_result_checks_lengths_and_empty():
+    from pose.structures import FrameResult
+
+    ok = FrameResult(3, 0.1, [1, 2], np.zeros((2, 4)), [0.9, 0.8], np.zeros((2, 17, 3)), np.ones((2, 17)))
+    assert len(ok) == 2 and ok.keypoint_status.dtype == np.uint8
+    assert len(FrameResult.empty(0, 0.0)) == 0
+    with pytest.raises(ValueError):
+        FrameResult(3, 0.1, [1], np.zeros((2, 4)), [0.9, 0.8], np.zeros((2, 17, 3)), np.ones((2, 17)))
+    with pytest.raises(ValueError):
+        FrameResult(3, 0.1, [1, 2], np.zeros((2, 4)), [0.9, 0.8], np.zeros((2, 17, 3)), np.ones((2, 16)))

@@ -1,0 +1,299 @@
+"""Wiring of the stages: source -> detect -> track -> pose -> smooth -> sinks.
+
+:class:`Pipeline` turns one frame into a :class:`~pose.structures.FrameResult`. :func:`run_video`
+drives a whole source through it with decoding (the source's reader thread), inference (this
+thread) and drawing/encoding/writing (a writer thread) overlapping, and in OFFLINE smoothing mode
+re-reads the source to write RTS-smoothed results.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pose.structures import Detections, FrameResult, Poses
+from tracking.smoothing import SmoothingMode
+from tracking.tracker import Track, Tracker, smooth_tracks_offline
+
+logger = logging.getLogger(__name__)
+
+
+class PoseOrder(enum.Enum):
+    """When the pose model runs relative to the tracker.
+
+    AFTER_TRACKING: only the animals the tracker reports get a pose (cheapest; the issue's order).
+    BEFORE_TRACKING: every confident detection gets a pose first, so that association can use
+    keypoint similarity (OKS) besides box overlap (more robust when animals cross; costs a pose
+    per false or tentative detection).
+    """
+
+    AFTER_TRACKING = "after"
+    BEFORE_TRACKING = "before"
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """How frames flow through the stages.
+
+    Attributes:
+        det_every: run the detector every k-th frame; in between, tracks move on their Kalman
+            prediction and the pose model runs on the predicted boxes.
+        pose_order: see :class:`PoseOrder`.
+        pose_min_score: with BEFORE_TRACKING, detections below this score get no pose.
+    """
+
+    det_every: int = 1
+    pose_order: PoseOrder = PoseOrder.AFTER_TRACKING
+    pose_min_score: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.det_every < 1:
+            raise ValueError(f"det_every must be >= 1, got {self.det_every}")
+        if not isinstance(self.pose_order, PoseOrder):
+            raise ValueError(f"pose_order must be a PoseOrder, got {self.pose_order!r}")
+        if not 0.0 <= self.pose_min_score <= 1.0:
+            raise ValueError(f"pose_min_score must be in [0, 1], got {self.pose_min_score}")
+
+
+Detector = Callable[[np.ndarray], Detections]
+PoseModel = Callable[[np.ndarray, np.ndarray], Poses]
+
+
+def tracks_to_result(frame_index: int, timestamp_s: float, tracks: Sequence[Track], num_keypoints: int) -> FrameResult:
+    """Pack track snapshots into a :class:`FrameResult` (tracks in ID order)."""
+    tracks = sorted(tracks, key=lambda t: t.track_id)
+    if not tracks:
+        return FrameResult.empty(frame_index, timestamp_s, num_keypoints)
+    return FrameResult(
+        frame_index=frame_index,
+        timestamp_s=timestamp_s,
+        track_ids=np.array([t.track_id for t in tracks], np.int64),
+        boxes=np.stack([t.box for t in tracks]),
+        box_scores=np.array([t.score for t in tracks], np.float32),
+        keypoints=np.stack([t.keypoints for t in tracks]),
+        keypoint_status=np.stack([t.keypoint_status for t in tracks]).astype(np.uint8),
+    )
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent in each stage, summed over frames (for progress reports and benchmarks)."""
+
+    detect: float = 0.0
+    pose: float = 0.0
+    track: float = 0.0
+    frames: int = 0
+    detector_runs: int = 0
+    poses: int = 0
+
+    def summary(self) -> str:
+        n = max(self.frames, 1)
+        return (
+            f"{self.frames} frames: detect {1e3 * self.detect / max(self.detector_runs, 1):.1f} ms/run, "
+            f"pose {1e3 * self.pose / n:.1f} ms/frame ({self.poses} poses), track {1e3 * self.track / n:.2f} ms/frame"
+        )
+
+
+class Pipeline:
+    """One frame in, one :class:`FrameResult` out. Holds the tracker state of one video or stream.
+
+    Args:
+        detector: ``detector(image_bgr) -> Detections``.
+        pose_model: ``pose_model(image_bgr, boxes_xyxy) -> Poses`` (a :class:`~pose.estimator.PoseEstimator`).
+        tracker: a fresh :class:`~tracking.tracker.Tracker` (its smoothing settings decide the mode).
+        settings: :class:`PipelineSettings`.
+        num_keypoints: keypoints per animal.
+    """
+
+    def __init__(
+        self,
+        detector: Detector,
+        pose_model: PoseModel,
+        tracker: Tracker,
+        settings: PipelineSettings = PipelineSettings(),
+        num_keypoints: int = 17,
+    ) -> None:
+        self.detector = detector
+        self.pose_model = pose_model
+        self.tracker = tracker
+        self.settings = settings
+        self.num_keypoints = num_keypoints
+        self.times = StageTimes()
+        self._timestamps: list[float] = []
+
+    @property
+    def smoothing_mode(self) -> SmoothingMode:
+        return self.tracker.settings.smoothing.mode
+
+    def process(self, image_bgr: np.ndarray, frame_index: int, timestamp_s: float) -> FrameResult:
+        """Detect (or predict), track and estimate poses for one BGR frame."""
+        t0 = time.perf_counter()
+        self._timestamps.append(timestamp_s)
+        run_detector = frame_index % self.settings.det_every == 0 or self.tracker.frame_index < 0
+        if run_detector:
+            detections = self.detector(image_bgr)
+            t1 = time.perf_counter()
+            self.times.detect += t1 - t0
+            self.times.detector_runs += 1
+            if self.settings.pose_order is PoseOrder.BEFORE_TRACKING:
+                tracks = self._pose_then_track(image_bgr, detections)
+            else:
+                tracks = self._track_then_pose(image_bgr, detections)
+        else:
+            t1 = time.perf_counter()
+            tracks = self.tracker.predict_only()
+            self.times.track += time.perf_counter() - t1
+            tracks = self._pose_on_tracks(image_bgr, tracks, [t.box for t in tracks])
+        self.times.frames += 1
+        return tracks_to_result(frame_index, timestamp_s, tracks, self.num_keypoints)
+
+    def _estimate(self, image_bgr: np.ndarray, boxes: np.ndarray) -> Poses:
+        t = time.perf_counter()
+        poses = self.pose_model(image_bgr, boxes)
+        self.times.pose += time.perf_counter() - t
+        self.times.poses += len(poses)
+        return poses
+
+    def _pose_then_track(self, image_bgr: np.ndarray, detections: Detections) -> list[Track]:
+        keep = np.flatnonzero(detections.scores >= self.settings.pose_min_score)
+        detections = detections[keep]
+        poses = self._estimate(image_bgr, detections.xyxy)
+        t = time.perf_counter()
+        tracks = self.tracker.update(detections, poses)
+        self.times.track += time.perf_counter() - t
+        return tracks
+
+    def _track_then_pose(self, image_bgr: np.ndarray, detections: Detections) -> list[Track]:
+        t = time.perf_counter()
+        tracks = self.tracker.update(detections, None)
+        self.times.track += time.perf_counter() - t
+        # The detector's own box frames the animal better than the filtered box.
+        boxes = [detections.xyxy[tr.detection_index] if tr.detection_index >= 0 else tr.box for tr in tracks]
+        return self._pose_on_tracks(image_bgr, tracks, boxes)
+
+    def _pose_on_tracks(self, image_bgr: np.ndarray, tracks: list[Track], boxes: Sequence[np.ndarray]) -> list[Track]:
+        if not tracks:
+            return tracks
+        poses = self._estimate(image_bgr, np.stack(boxes).astype(np.float32))
+        t = time.perf_counter()
+        tracks = self.tracker.attach_poses([tr.track_id for tr in tracks], poses)
+        self.times.track += time.perf_counter() - t
+        return tracks
+
+    def offline_results(self) -> list[FrameResult]:
+        """RTS-smoothed results of every frame processed so far (OFFLINE mode only)."""
+        if self.smoothing_mode is not SmoothingMode.OFFLINE:
+            raise RuntimeError("offline results need SmoothingMode.OFFLINE")
+        per_frame = smooth_tracks_offline(self.tracker.history())
+        return [
+            tracks_to_result(i, self._timestamps[i], tracks, self.num_keypoints) for i, tracks in enumerate(per_frame)
+        ]
+
+
+class ResultSink:
+    """What :func:`run_frames` writes to: ``write(result, image)`` and ``close()`` (the sinks in app.sinks)."""
+
+    def write(self, result: FrameResult, image: np.ndarray | None = None) -> None:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+@dataclass
+class RunStats:
+    """What happened in one run: frames processed and time spent."""
+
+    frames: int = 0
+    wall_s: float = 0.0
+    times: StageTimes = field(default_factory=StageTimes)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+
+class _Writer:
+    """A thread that hands (result, image) pairs to the sinks, so drawing and encoding overlap inference."""
+
+    _STOP = object()
+
+    def __init__(self, sinks: Sequence[ResultSink], max_queue: int = 8) -> None:
+        self.sinks = list(sinks)
+        self.queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="animalpose-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is self._STOP:
+                return
+            if self.error is not None:
+                continue  # drain so the producer never blocks
+            result, image = item
+            try:
+                for sink in self.sinks:
+                    sink.write(result, image)
+            except BaseException as exc:  # reported to the producer on its next put
+                self.error = exc
+
+    def put(self, result: FrameResult, image: np.ndarray | None) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((result, image))
+
+    def finish(self) -> None:
+        self.queue.put(self._STOP)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def run_frames(
+    frames: Iterable,
+    pipeline: Pipeline,
+    sinks: Sequence[ResultSink],
+    progress: Callable[[int], None] | None = None,
+) -> RunStats:
+    """Process every frame of ``frames`` (objects with ``index``, ``timestamp_s`` and ``image``) and write
+    the results to ``sinks`` from a writer thread. Returns the run's statistics."""
+    stats = RunStats()
+    writer = _Writer(sinks)
+    start = time.perf_counter()
+    try:
+        for frame in frames:
+            result = pipeline.process(frame.image, frame.index, frame.timestamp_s)
+            writer.put(result, frame.image)
+            stats.frames += 1
+            if progress is not None:
+                progress(1)
+    finally:
+        writer.finish()
+        stats.wall_s = time.perf_counter() - start
+        stats.times = pipeline.times
+    return stats
+
+
+def write_offline(
+    frames: Iterable, results: Sequence[FrameResult], sinks: Sequence[ResultSink]
+) -> int:
+    """Second pass of OFFLINE mode: pair the re-read frames with the smoothed results and write them."""
+    by_index = {result.frame_index: result for result in results}
+    writer = _Writer(sinks)
+    count = 0
+    try:
+        for frame in frames:
+            result = by_index.get(frame.index)
+            if result is None:
+                continue
+            writer.put(result, frame.image)
+            count += 1
+    finally:
+        writer.finish()
+    return count

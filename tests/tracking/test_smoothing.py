@@ -1,0 +1,319 @@
+import dataclasses
+
+import numpy as np
+import pytest
+from filterpy.common import Q_discrete_white_noise
+from filterpy.kalman import KalmanFilter
+from filterpy.kalman import predict as filterpy_predict
+from filterpy.kalman import update as filterpy_update
+
+from pose.keypoints import NUM_KEYPOINTS
+from tracking.smoothing import (
+    KeypointSmoother,
+    KeypointStatus,
+    MotionModel,
+    PointFilter,
+    SmoothingMode,
+    SmoothingSettings,
+    kalman_predict,
+    kalman_update,
+    rts_smooth,
+    smooth_keypoints_offline,
+    transition_matrix,
+)
+
+K = NUM_KEYPOINTS
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("mode", "causal", "mode"),
+        ("motion", 2, "motion"),
+        ("keypoint_threshold", 1.5, "keypoint_threshold"),
+        ("measurement_noise", 0.0, "measurement_noise"),
+        ("process_noise", float("nan"), "process_noise"),
+        ("measurement_weights", (1.0,) * 5, "measurement_weights"),
+        ("process_weights", (0.0,) * K, "process_weights"),
+        ("velocity_damping", 1.2, "velocity_damping"),
+        ("adaptation", -0.1, "adaptation"),
+        ("max_noise_boost", 0.5, "max_noise_boost"),
+        ("max_predicted_frames", -1, "max_predicted_frames"),
+        ("confidence_decay", 0.0, "confidence_decay"),
+    ],
+)
+def test_settings_reject_bad_values(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        SmoothingSettings(**{field: value})
+
+
+@pytest.mark.parametrize("motion", list(MotionModel))
+@pytest.mark.parametrize("damping", [1.0, 0.7])
+def test_batched_steps_equal_filterpy(motion, damping):
+    """Our batched predict/update equals filterpy's predict/update run on each point and axis."""
+    rng = np.random.default_rng(0)
+    n, d = 5, motion.value
+    mean = rng.normal(0, 10, (n, d, 2))
+    a = rng.normal(0, 1, (n, d, d))
+    cov = a @ np.swapaxes(a, 1, 2) + np.eye(d)
+    transition = transition_matrix(motion, damping)
+    noise = np.stack([Q_discrete_white_noise(dim=d, dt=1.0, var=v) for v in rng.uniform(0.5, 2, n)])
+    drift = rng.normal(0, 1, (n, d, 2))
+    measured = rng.normal(0, 10, (n, 2))
+    variance = rng.uniform(1, 4, n)
+    observed = np.array([True, False, True, True, False])
+
+    got_mean, got_cov = kalman_predict(mean, cov, transition, noise, drift)
+    got_mean, got_cov = kalman_update(got_mean, got_cov, measured, variance, observed)
+
+    h = np.zeros((1, d))
+    h[0, 0] = 1.0
+    for i in range(n):
+        for axis in range(2):
+            x, p = filterpy_predict(mean[i, :, axis], cov[i], transition, noise[i], u=1.0, B=drift[i, :, axis])
+            if observed[i]:
+                x, p = filterpy_update(x, p, measured[i, axis], variance[i], h)
+            np.testing.assert_allclose(got_mean[i, :, axis], x, rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(got_cov[i], p, rtol=1e-9, atol=1e-9)
+
+
+def test_update_ignores_nan_where_not_observed():
+    mean, cov = np.zeros((2, 2, 2)), np.tile(np.eye(2), (2, 1, 1))
+    new_mean, new_cov = kalman_update(mean, cov, np.array([[1.0, 1.0], [np.nan, np.nan]]), np.ones(2),
+                                      np.array([True, False]))
+    assert np.isfinite(new_mean).all()
+    np.testing.assert_array_equal(new_mean[1], mean[1])
+    np.testing.assert_array_equal(new_cov[1], cov[1])
+
+
+def test_constant_velocity_target_is_tracked_with_vanishing_error():
+    rng = np.random.default_rng(1)
+    start, velocity = np.array([[100.0, 50.0], [0.0, 0.0]]), np.array([[3.0, -1.5], [-2.0, 4.0]])
+    noise_std = 2.0
+    filt = PointFilter(start + rng.normal(0, noise_std, (2, 2)), noise_std, 10.0)
+    errors = []
+    for t in range(1, 200):
+        filt.predict(0.01)
+        truth = start + velocity * t
+        filt.update(truth + rng.normal(0, noise_std, (2, 2)), noise_std, np.ones(2, bool))
+        errors.append(np.sqrt(np.mean((filt.positions - truth) ** 2)))
+    assert np.mean(errors[-100:]) < 0.35 * noise_std  # far below the measurement noise
+    np.testing.assert_allclose(filt.velocities, velocity, atol=0.1)
+
+
+def test_noiseless_constant_velocity_converges_exactly():
+    filt = PointFilter(np.zeros((1, 2)), 1.0, 10.0)
+    for t in range(1, 60):
+        filt.predict(1e-3)
+        filt.update(np.array([[2.0 * t, -t]]), 0.01, np.ones(1, bool))
+    np.testing.assert_allclose(filt.positions, [[2.0 * 59, -59.0]], atol=1e-3)
+
+
+def _moving_pose(t: float, conf: float = 0.9) -> np.ndarray:
+    base = np.stack([np.linspace(0, 160, K), np.linspace(0, 80, K)], 1)
+    xy = base + np.array([4.0, 1.0]) * t
+    return np.concatenate([xy, np.full((K, 1), conf)], 1)
+
+
+def test_missing_keypoint_is_predicted_then_missing():
+    settings = SmoothingSettings(max_predicted_frames=3, confidence_decay=0.5)
+    smoother = KeypointSmoother(settings)
+    for t in range(20):
+        if t:
+            smoother.predict(100.0, np.array([4.0, 1.0]))
+        smoother.update(_moving_pose(t), 100.0)
+    hidden = 7
+    for step in range(1, 6):
+        t = 19 + step
+        smoother.predict(100.0, np.array([4.0, 1.0]))
+        pose = _moving_pose(t)
+        pose[hidden, 2] = 0.1  # below the threshold: predicted, not updated
+        smoother.update(pose, 100.0)
+        keypoints, status = smoother.output()
+        assert status[0] == KeypointStatus.SMOOTHED
+        if step <= 3:
+            assert status[hidden] == KeypointStatus.PREDICTED
+            np.testing.assert_allclose(keypoints[hidden, :2], _moving_pose(t)[hidden, :2], atol=1.0)
+            assert keypoints[hidden, 2] == pytest.approx(0.9 * 0.5**step)
+        else:
+            assert status[hidden] == KeypointStatus.MISSING
+            assert np.isnan(keypoints[hidden, :2]).all() and keypoints[hidden, 2] == 0
+
+
+def test_never_observed_keypoint_is_missing_not_invented():
+    smoother = KeypointSmoother(SmoothingSettings())
+    pose = _moving_pose(0)
+    pose[3, 2] = 0.05
+    pose[4, :2] = np.nan
+    smoother.update(pose, 100.0)
+    keypoints, status = smoother.output()
+    assert status[3] == status[4] == KeypointStatus.MISSING
+    assert np.isnan(keypoints[[3, 4], :2]).all()
+    assert (keypoints[[3, 4], 2] == 0).all()
+    assert (status[[0, 1, 2]] == KeypointStatus.SMOOTHED).all()
+
+
+def test_mode_none_passes_raw_pose_through():
+    smoother = KeypointSmoother(SmoothingSettings(mode=SmoothingMode.NONE))
+    pose = _moving_pose(0)
+    pose[2, 2] = 0.1
+    smoother.update(pose, 100.0)
+    keypoints, status = smoother.output()
+    np.testing.assert_allclose(keypoints, pose, rtol=1e-6)
+    assert (status == KeypointStatus.OBSERVED).all()
+    smoother.predict(100.0)
+    keypoints, status = smoother.output()
+    assert (status == KeypointStatus.MISSING).all()
+
+
+def test_adaptation_follows_a_reversal_faster():
+    """A keypoint that turns round at once: the adaptive filter catches up sooner, and is as good after."""
+
+    def errors(adaptation: float) -> tuple[float, float]:
+        rng = np.random.default_rng(0)
+        settings = SmoothingSettings(adaptation=adaptation, velocity_damping=1.0, process_noise=0.002)
+        smoother = KeypointSmoother(settings)
+        errors = []
+        for t in range(60):
+            x = 5.0 * t if t < 30 else 5.0 * (60 - t)
+            pose = np.zeros((K, 3))
+            pose[:, 0], pose[:, 2] = x + rng.normal(0, 2.0, K), 0.9
+            if t:
+                smoother.predict(100.0)
+            smoother.update(pose, 100.0)
+            if t > 30:
+                errors.append(np.abs(smoother.filter.positions[:, 0] - x).mean())
+        return float(np.mean(errors[:10])), float(np.mean(errors[-10:]))
+
+    (adaptive_turn, adaptive_after), (fixed_turn, fixed_after) = errors(0.3), errors(0.0)
+    assert adaptive_turn < 0.9 * fixed_turn
+    assert adaptive_after < 1.2 * fixed_after
+
+
+def _rts_reference(zs, r, q, motion):
+    """One point, one axis, with filterpy's KalmanFilter and its rts_smoother."""
+    d = motion.value
+    kf = KalmanFilter(dim_x=d, dim_z=1)
+    kf.F = transition_matrix(motion)
+    kf.H = np.eye(1, d)
+    kf.R = np.array([[r]])
+    kf.Q = Q_discrete_white_noise(dim=d, dt=1.0, var=q)
+    kf.x = np.zeros((d, 1))
+    kf.x[0, 0] = zs[0]
+    kf.P = np.diag([r] + [100.0] * (d - 1))
+    kf.update(zs[0])
+    means, covs = [kf.x.copy()], [kf.P.copy()]
+    for z in zs[1:]:
+        kf.predict()
+        kf.update(z)
+        means.append(kf.x.copy())
+        covs.append(kf.P.copy())
+    xs, _, _, _ = kf.rts_smoother(np.array(means), np.array(covs))
+    return xs[:, :, 0]
+
+
+@pytest.mark.parametrize("motion", list(MotionModel))
+def test_rts_smooth_equals_filterpy_kalman_filter(motion):
+    rng = np.random.default_rng(2)
+    zs = np.cumsum(rng.normal(0, 1, 40)) + 0.5 * np.arange(40)
+    r, q = 4.0, 0.3
+    filt = PointFilter(np.array([[zs[0], -zs[0]]]), np.sqrt(r), 10.0, motion=motion, record=True)
+    filt.update(np.array([[zs[0], -zs[0]]]), np.sqrt(r), np.ones(1, bool))
+    for z in zs[1:]:
+        filt.predict(np.sqrt(q))
+        filt.update(np.array([[z, -z]]), np.sqrt(r), np.ones(1, bool))
+    smoothed, _ = rts_smooth(filt.history())
+    expected = _rts_reference(zs, r, q, motion)
+    np.testing.assert_allclose(smoothed[:, 0, :, 0], expected, rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(smoothed[:, 0, :, 1], -expected, rtol=1e-7, atol=1e-7)
+
+
+def test_rts_smooth_handles_the_control_term():
+    """A known drift must not bias the smoother: a point pulled along a known path is smoothed onto it."""
+    velocity = np.array([3.0, -2.0])
+    filt = PointFilter(np.zeros((1, 2)), 1.0, 1.0, damping=0.5, record=True)
+    filt.update(np.zeros((1, 2)), 0.5, np.ones(1, bool))
+    for t in range(1, 30):
+        filt.predict(0.05, velocity)
+        observed = np.array([t % 5 == 0])  # mostly predicted: the drift carries the point
+        filt.update((velocity * t)[None], 0.5, observed)
+    smoothed, _ = rts_smooth(filt.history())
+    truth = velocity * np.arange(30)[:, None]
+    assert np.abs(smoothed[10:, 0, 0, :] - truth[10:]).max() < 1.0
+
+
+def test_offline_is_more_accurate_than_causal():
+    rng = np.random.default_rng(4)
+    settings = SmoothingSettings(mode=SmoothingMode.OFFLINE)
+    smoother = KeypointSmoother(settings, record=True)
+    truth, causal = [], []
+    for t in range(120):
+        pose = _moving_pose(t)
+        pose[:, 1] += 20 * np.sin(t / 6.0)  # a swing the constant-velocity model does not know
+        truth.append(pose[:, :2].copy())
+        noisy = pose.copy()
+        noisy[:, :2] += rng.normal(0, 3.0, (K, 2))
+        if t:
+            smoother.predict(100.0, np.array([4.0, 1.0]))
+        smoother.update(noisy, 100.0)
+        causal.append(smoother.output()[0][:, :2])
+    offline, status = smooth_keypoints_offline(smoother.history(), settings)
+    truth, causal = np.array(truth), np.array(causal)
+    causal_rmse = np.sqrt(np.mean(np.sum((causal - truth) ** 2, -1)))
+    offline_rmse = np.sqrt(np.mean(np.sum((offline[..., :2] - truth) ** 2, -1)))
+    raw_rmse = 3.0 * np.sqrt(2)
+    assert offline_rmse < causal_rmse < raw_rmse
+    assert (status == KeypointStatus.SMOOTHED).all()
+
+
+def test_offline_statuses_and_confidences():
+    settings = SmoothingSettings(mode=SmoothingMode.OFFLINE, max_predicted_frames=2, confidence_decay=0.5)
+    smoother = KeypointSmoother(settings, record=True)
+    # keypoint 0 seen at 0..4, hidden 5..6 (short gap), seen 7..9, hidden 10..19 (long), seen 20.
+    seen = np.zeros(21, bool)
+    seen[[*range(0, 5), *range(7, 10), 20]] = True
+    for t in range(21):
+        pose = _moving_pose(t, conf=0.8)
+        pose[0, 2] = 0.8 if seen[t] else 0.0
+        if t:
+            smoother.predict(100.0, np.array([4.0, 1.0]))
+        smoother.update(pose, 100.0)
+    keypoints, status = smooth_keypoints_offline(smoother.history(), settings)
+    assert keypoints.shape == (21, K, 3) and status.shape == (21, K)
+    assert (status[seen, 0] == KeypointStatus.SMOOTHED).all()
+    assert (status[[5, 6], 0] == KeypointStatus.PREDICTED).all()
+    assert (status[[10, 11, 18, 19], 0] == KeypointStatus.PREDICTED).all()  # within 2 of an observation
+    assert (status[12:18, 0] == KeypointStatus.MISSING).all()
+    assert np.isnan(keypoints[12:18, 0, :2]).all() and (keypoints[12:18, 0, 2] == 0).all()
+    assert keypoints[5, 0, 2] == pytest.approx(0.4)  # one frame from an observation of 0.8
+    np.testing.assert_allclose(keypoints[6, 0, :2], _moving_pose(6)[0, :2], atol=1.0)
+
+
+def test_history_needs_record():
+    smoother = KeypointSmoother(SmoothingSettings())
+    smoother.update(_moving_pose(0), 100.0)
+    with pytest.raises(RuntimeError, match="record"):
+        smoother.history()
+
+
+def test_history_pads_frames_before_the_first_pose():
+    smoother = KeypointSmoother(SmoothingSettings(mode=SmoothingMode.OFFLINE), record=True)
+    smoother.predict(100.0)
+    smoother.predict(100.0)
+    smoother.update(_moving_pose(2), 100.0)
+    smoother.predict(100.0)
+    history = smoother.history()
+    assert history.filter.means.shape[0] == 4
+    assert history.observed.shape == (4, K)
+    assert not history.observed[:2].any() and history.observed[2].all()
+
+
+def test_point_filter_rejects_bad_damping():
+    with pytest.raises(ValueError, match="damping"):
+        PointFilter(np.zeros((2, 2)), 1.0, 1.0, damping=np.array([1.0, 1.5]))
+
+
+def test_settings_are_frozen():
+    settings = SmoothingSettings()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.mode = SmoothingMode.NONE

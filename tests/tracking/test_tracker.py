@@ -1,0 +1,409 @@
+import dataclasses
+
+import numpy as np
+import pytest
+
+from pose.keypoints import NUM_KEYPOINTS
+from pose.structures import Detections, Poses
+from tracking.smoothing import KeypointStatus, SmoothingMode, SmoothingSettings
+from tracking.tracker import Track, Tracker, TrackerSettings, TrackState, smooth_tracks_offline
+
+K = NUM_KEYPOINTS
+
+
+def box_at(x: float, y: float = 100.0, w: float = 120.0, h: float = 80.0) -> list[float]:
+    return [x, y, x + w, y + h]
+
+
+def dets(*boxes, scores=None) -> Detections:
+    boxes = np.array(boxes, np.float32).reshape(-1, 4)
+    scores = np.full(len(boxes), 0.9, np.float32) if scores is None else np.array(scores, np.float32)
+    return Detections(boxes, scores)
+
+
+def pose_in(box, facing: float = 1.0, conf: float = 0.9) -> np.ndarray:
+    """A fixed pattern of 17 keypoints inside ``box``, mirrored when ``facing`` is -1."""
+    x1, y1, x2, y2 = box
+    u = np.linspace(0.05, 0.95, K)
+    u = u if facing > 0 else u[::-1]
+    v = 0.5 + 0.4 * np.sin(np.arange(K))
+    return np.stack([x1 + u * (x2 - x1), y1 + v * (y2 - y1), np.full(K, conf)], 1)
+
+
+def poses_for(detections: Detections, facings=None) -> Poses:
+    facings = facings or [1.0] * len(detections)
+    if not len(detections):
+        return Poses.empty()
+    kpts = np.stack([pose_in(b, f) for b, f in zip(detections.xyxy, facings)])
+    return Poses(kpts, detections.xyxy)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("high_score", 1.5, "high_score"),
+        ("low_score", -0.1, "low_score"),
+        ("max_cost", 2.0, "max_cost"),
+        ("oks_weight", -1.0, "oks_weight"),
+        ("min_hits", 0, "min_hits"),
+        ("max_lost_frames", -1, "max_lost_frames"),
+        ("report_lost_frames", -1, "report_lost_frames"),
+        ("relink_gate", 0.0, "relink_gate"),
+        ("box_process_noise", float("inf"), "box_process_noise"),
+        ("box_size_damping", 1.5, "box_size_damping"),
+        ("smoothing", "causal", "smoothing"),
+    ],
+)
+def test_settings_reject_bad_values(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrackerSettings(**{field: value})
+
+
+def test_settings_reject_low_above_high():
+    with pytest.raises(ValueError, match="low_score"):
+        TrackerSettings(high_score=0.3, low_score=0.4)
+
+
+def test_tracker_rejects_bad_settings():
+    with pytest.raises(ValueError, match="settings"):
+        Tracker({"min_hits": 2})
+
+
+def test_each_tracker_owns_its_ids():
+    a, b = Tracker(TrackerSettings(min_hits=1)), Tracker(TrackerSettings(min_hits=1))
+    assert [t.track_id for t in a.update(dets(box_at(0), box_at(300)))] == [1, 2]
+    assert [t.track_id for t in b.update(dets(box_at(0)))] == [1]
+    assert [t.track_id for t in a.update(dets(box_at(2), box_at(302), box_at(600)))] == [1, 2, 3]
+
+
+def test_life_cycle():
+    tracker = Tracker(TrackerSettings(min_hits=2, max_lost_frames=3, report_lost_frames=0))
+    assert tracker.update(dets(box_at(0))) == []  # tentative: not reported
+    assert [t.state for t in tracker.tracks()] == [TrackState.TENTATIVE]
+    (track,) = tracker.update(dets(box_at(5)))
+    assert (track.track_id, track.state, track.hits, track.age) == (1, TrackState.CONFIRMED, 2, 1)
+    assert tracker.update(Detections.empty()) == []
+    (lost,) = tracker.tracks()
+    assert lost.state is TrackState.LOST and lost.frames_since_update == 1
+    (back,) = tracker.update(dets(box_at(15)))
+    assert (back.track_id, back.state, back.frames_since_update) == (1, TrackState.CONFIRMED, 0)
+    for _ in range(4):
+        tracker.update(Detections.empty())
+    assert tracker.tracks() == []  # lost longer than max_lost_frames
+    tracker.update(dets(box_at(35)))
+    assert [t.track_id for t in tracker.tracks()] == [2]
+
+
+def test_tentative_track_dies_on_first_miss():
+    tracker = Tracker(TrackerSettings(min_hits=3))
+    tracker.update(dets(box_at(0)))
+    tracker.update(dets(box_at(5)))
+    tracker.update(Detections.empty())
+    assert tracker.tracks() == []
+
+
+def test_min_hits_one_reports_at_once():
+    (track,) = Tracker(TrackerSettings(min_hits=1)).update(dets(box_at(0)))
+    assert track.state is TrackState.CONFIRMED and track.detection_index == 0
+
+
+@pytest.mark.parametrize("gap", [1, 5, 20])
+def test_relinks_an_animal_hidden_while_walking(gap):
+    tracker = Tracker()
+    x = 0.0
+    for _ in range(10):
+        x += 8.0
+        tracker.update(dets(box_at(x)))
+    for _ in range(gap):
+        x += 8.0
+        tracker.update(Detections.empty())
+    x += 8.0
+    (track,) = tracker.update(dets(box_at(x)))
+    assert track.track_id == 1
+
+
+def test_relinks_an_animal_that_stopped_while_hidden():
+    """Its prediction walks on and no longer overlaps: the Mahalanobis stage still finds it."""
+    tracker = Tracker()
+    x = 0.0
+    for _ in range(10):
+        x += 15.0
+        tracker.update(dets(box_at(x)))
+    for _ in range(10):
+        tracker.update(Detections.empty())  # hidden, and standing still at x
+    predicted = tracker.tracks()[0].box
+    assert predicted[0] > x + 120  # no overlap with where it stands
+    (track,) = tracker.update(dets(box_at(x)))
+    assert track.track_id == 1
+
+
+def test_does_not_relink_far_away():
+    tracker = Tracker()
+    for i in range(10):
+        tracker.update(dets(box_at(10.0 * i)))
+    for _ in range(3):
+        tracker.update(Detections.empty())
+    tracker.update(dets(box_at(1000.0, 500.0)))
+    (track,) = tracker.update(dets(box_at(1002.0, 500.0)))
+    assert track.track_id == 2
+
+
+def test_update_without_detections_still_predicts():
+    tracker = Tracker()
+    for i in range(10):
+        tracker.update(dets(box_at(10.0 * i)))
+    before = tracker.tracks()[0].box
+    tracker.update(Detections.empty())
+    after = tracker.tracks()[0].box
+    assert after[0] - before[0] == pytest.approx(10.0, abs=1.5)
+
+
+def test_predict_only_moves_tracks_without_counting_a_miss():
+    tracker = Tracker(TrackerSettings(max_lost_frames=2))
+    for i in range(10):
+        tracker.update(dets(box_at(10.0 * i)))
+    for step in range(1, 6):
+        (track,) = tracker.predict_only()
+        assert track.state is TrackState.CONFIRMED and track.frames_since_update == 0
+        assert track.box[0] == pytest.approx(90.0 + 10.0 * step, abs=2.0)
+        assert track.detection_index == -1
+    (track,) = tracker.update(dets(box_at(150.0)))
+    assert track.track_id == 1
+
+
+def test_predict_only_keeps_reporting_a_recently_lost_track():
+    tracker = Tracker(TrackerSettings(report_lost_frames=1))
+    for i in range(5):
+        tracker.update(dets(box_at(10.0 * i)))
+    (lost,) = tracker.update(Detections.empty())
+    assert lost.state is TrackState.LOST
+    for _ in range(2):
+        (track,) = tracker.predict_only()
+        assert track.state is TrackState.LOST and track.frames_since_update == 1
+    assert tracker.update(Detections.empty()) == []
+
+
+def test_poses_after_tracking():
+    """Detector every k frames: poses are estimated on the tracks' boxes and attached afterwards."""
+    tracker = Tracker()
+    for i in range(6):
+        detections = dets(box_at(10.0 * i))
+        tracks = tracker.update(detections) if i % 2 == 0 else tracker.predict_only()
+        if not tracks:
+            continue
+        (snapshot,) = tracker.attach_poses([t.track_id for t in tracks], Poses(pose_in(box_at(10.0 * i))[None],
+                                                                            detections.xyxy))
+        assert (snapshot.keypoint_status == KeypointStatus.SMOOTHED).all()
+        np.testing.assert_allclose(snapshot.keypoints[:, :2], pose_in(box_at(10.0 * i))[:, :2], atol=6.0)
+    with pytest.raises(ValueError, match="already has a pose"):
+        tracker.attach_poses([1], Poses(pose_in(box_at(50.0))[None], np.array([box_at(50.0)])))
+
+
+@pytest.mark.parametrize(
+    ("ids", "n_poses", "message"),
+    [([7], 1, "not live"), ([1], 2, "aligned"), ([1, 1], 1, "aligned")],
+)
+def test_attach_poses_rejects_bad_arguments(ids, n_poses, message):
+    tracker = Tracker(TrackerSettings(min_hits=1))
+    tracker.update(dets(box_at(0)))
+    poses = Poses(np.stack([pose_in(box_at(0))] * n_poses), np.array([box_at(0)] * n_poses))
+    with pytest.raises(ValueError, match=message):
+        tracker.attach_poses(ids, poses)
+
+
+def test_low_score_detections_extend_but_do_not_start_tracks():
+    tracker = Tracker(TrackerSettings(high_score=0.5, low_score=0.1, new_track_score=0.6, report_lost_frames=0))
+    assert tracker.update(dets(box_at(0), scores=[0.3])) == []
+    assert tracker.tracks() == []
+    for i in range(3):
+        tracker.update(dets(box_at(5.0 * i)))
+    (track,) = tracker.update(dets(box_at(15.0), scores=[0.3]))  # occluded: low score
+    assert track.track_id == 1 and track.score == pytest.approx(0.3)
+    assert tracker.update(dets(box_at(20.0), scores=[0.05])) == []  # below low_score: dropped
+
+
+@pytest.mark.parametrize(("oks_weight", "expected"), [(0.6, [1, 2]), (0.0, [2, 1])])
+def test_keypoints_disambiguate_overlapping_animals(oks_weight, expected):
+    """Two animals facing opposite ways stand almost on top of each other; in the last frame the
+    boxes favour swapped identities, the keypoints do not."""
+    tracker = Tracker(TrackerSettings(min_hits=1, oks_weight=oks_weight))
+    a, b = box_at(100.0), box_at(130.0)
+    for _ in range(5):
+        detections = dets(a, b)
+        tracker.update(detections, poses_for(detections, [1.0, -1.0]))
+    # Animal 1 (facing right) is now where b was and animal 2 where a was, by the boxes...
+    detections = dets(box_at(125.0), box_at(105.0))
+    # ...but the keypoints show animal 1 (facing right) near a and animal 2 near b.
+    poses = Poses(np.stack([pose_in(a, 1.0), pose_in(b, -1.0)]), detections.xyxy)
+    tracks = tracker.update(detections, poses)
+    by_detection = {t.detection_index: t.track_id for t in tracks}
+    assert [by_detection[0], by_detection[1]] == expected
+
+
+@pytest.mark.parametrize(
+    "boxes",
+    [
+        [[np.nan, 0, 10, 10]],
+        [[0, 0, np.inf, 10]],
+        [[50, 50, 10, 10]],  # inverted
+        [[5, 5, 5, 30]],  # zero width
+        [[-300, -200, -100, -50]],  # outside the frame
+        [[1e6, 1e6, 1e6 + 100, 1e6 + 80]],
+    ],
+)
+def test_bad_boxes_do_not_crash(boxes):
+    tracker = Tracker(TrackerSettings(min_hits=1))
+    for i in range(3):
+        detections = Detections(np.array(boxes + [box_at(10.0 * i)], np.float32), np.full(len(boxes) + 1, 0.9))
+        tracks = tracker.update(detections, poses_for(detections))
+    assert 1 <= len(tracks) <= 2
+    for track in tracks:
+        assert np.isfinite(track.box).all()
+
+
+def test_nan_scores_and_keypoints_do_not_crash():
+    tracker = Tracker(TrackerSettings(min_hits=1))
+    for i in range(3):
+        detections = Detections(np.array([box_at(10.0 * i), box_at(500.0)], np.float32), np.array([0.9, np.nan]))
+        kpts = np.stack([pose_in(box_at(10.0 * i)), pose_in(box_at(500.0))])
+        kpts[0, :4] = np.nan
+        (track,) = tracker.update(detections, Poses(kpts, detections.xyxy))
+    assert (track.keypoint_status[:4] == KeypointStatus.MISSING).all()
+    assert (track.keypoint_status[4:] == KeypointStatus.SMOOTHED).all()
+
+
+def test_empty_detections_from_the_start():
+    tracker = Tracker()
+    for _ in range(3):
+        assert tracker.update(Detections.empty(), Poses.empty()) == []
+    assert tracker.predict_only() == []
+    assert tracker.frame_index == 3
+
+
+@pytest.mark.parametrize(
+    ("poses", "message"),
+    [
+        (Poses(np.zeros((2, K, 3)), np.zeros((2, 4))), "aligned"),
+        (Poses(np.zeros((1, 5, 3)), np.zeros((1, 4))), "17 keypoints"),
+        (np.zeros((1, K, 3)), "Poses"),
+    ],
+)
+def test_update_rejects_bad_poses(poses, message):
+    with pytest.raises(ValueError, match=message):
+        Tracker().update(dets(box_at(0)), poses)
+
+
+def test_update_rejects_non_detections():
+    with pytest.raises(ValueError, match="Detections"):
+        Tracker().update(np.zeros((1, 4)))
+
+
+def test_track_snapshots_are_immutable():
+    (track,) = Tracker(TrackerSettings(min_hits=1)).update(dets(box_at(0)), poses_for(dets(box_at(0))))
+    assert isinstance(track, Track)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        track.track_id = 5
+    with pytest.raises(ValueError):
+        track.box[0] = 1.0
+    assert track.box.dtype == np.float32 and track.keypoints.shape == (K, 3) and track.keypoint_status.shape == (K,)
+
+
+def test_mode_none_reports_raw_boxes_and_keypoints():
+    settings = TrackerSettings(min_hits=1, smoothing=SmoothingSettings(mode=SmoothingMode.NONE))
+    tracker = Tracker(settings)
+    for i in range(4):
+        detections = dets(box_at(10.0 * i + (3.0 if i % 2 else 0.0)))
+        (track,) = tracker.update(detections, poses_for(detections))
+    np.testing.assert_allclose(track.box, detections.xyxy[0])
+    np.testing.assert_allclose(track.keypoints, poses_for(detections).keypoints[0], rtol=1e-6)
+    assert (track.keypoint_status == KeypointStatus.OBSERVED).all()
+
+
+def test_offline_smoothing_of_a_whole_sequence():
+    rng = np.random.default_rng(0)
+    settings = TrackerSettings(smoothing=SmoothingSettings(mode=SmoothingMode.OFFLINE))
+    tracker = Tracker(settings)
+    live, truth = [], []
+    for i in range(40):
+        true_box = np.array(box_at(6.0 * i))
+        truth.append(pose_in(true_box)[:, :2])
+        detections = dets(true_box + rng.normal(0, 2.0, 4))
+        poses = Poses((pose_in(true_box) + np.r_[rng.normal(0, 3.0, (K, 2)).T, np.zeros((1, K))].T)[None],
+                      detections.xyxy)
+        live.append(tracker.update(detections, poses))
+    frames = smooth_tracks_offline(tracker.history())
+    assert len(frames) == 40
+    assert live[0] == [] and [t.track_id for t in frames[0]] == [1]  # the tentative frame, known offline
+    assert all([t.track_id for t in f] == [1] for f in frames)
+    assert all((f[0].keypoint_status == KeypointStatus.SMOOTHED).all() for f in frames)
+    truth = np.array(truth)
+    offline = np.array([f[0].keypoints[:, :2] for f in frames])
+    causal = np.array([f[0].keypoints[:, :2] for f in live[1:]])
+    offline_rmse = np.sqrt(np.mean(np.sum((offline[10:] - truth[10:]) ** 2, -1)))
+    causal_rmse = np.sqrt(np.mean(np.sum((causal[9:] - truth[10:]) ** 2, -1)))
+    assert offline_rmse < causal_rmse < 3.0 * np.sqrt(2)
+
+
+def test_history_needs_recording():
+    with pytest.raises(RuntimeError, match="record_history"):
+        Tracker().history()
+
+
+def test_history_keeps_ended_tracks():
+    tracker = Tracker(TrackerSettings(record_history=True, max_lost_frames=1, report_lost_frames=1))
+    for i in range(4):
+        tracker.update(dets(box_at(10.0 * i)))
+    for _ in range(3):
+        tracker.update(Detections.empty())
+    history = tracker.history()
+    assert history.num_frames == 7 and [r.track_id for r in history.records] == [1]
+    frames = smooth_tracks_offline(history)
+    assert [len(f) for f in frames] == [1, 1, 1, 1, 1, 0, 0]  # reported live once more while lost
+    assert frames[4][0].state is TrackState.LOST
+
+
+@pytest.mark.parametrize("report_lost_frames", [0, 1, 3])
+def test_lost_tracks_are_reported_for_a_while(report_lost_frames):
+    tracker = Tracker(TrackerSettings(report_lost_frames=report_lost_frames))
+    for i in range(5):
+        tracker.update(dets(box_at(10.0 * i)))
+    reported = []
+    for step in range(1, 6):
+        tracks = tracker.update(Detections.empty())
+        reported.append(len(tracks))
+        for track in tracks:
+            assert track.state is TrackState.LOST and track.frames_since_update == step
+            assert track.box[0] == pytest.approx(40.0 + 10.0 * step, abs=2.0)
+    assert reported == [1] * report_lost_frames + [0] * (5 - report_lost_frames)
+
+
+@pytest.mark.parametrize(("fill_gaps", "expected"), [(0, [1, 1, 0, 0, 0, 1, 1]), (3, [1, 1, 1, 1, 1, 1, 1]),
+                                                     (2, [1, 1, 0, 0, 0, 1, 1])])
+def test_offline_fills_short_gaps(fill_gaps, expected):
+    tracker = Tracker(TrackerSettings(record_history=True, min_hits=1, report_lost_frames=0))
+    for i in range(7):
+        tracker.update(dets(box_at(10.0 * i)) if i in (0, 1, 5, 6) else Detections.empty())
+    frames = smooth_tracks_offline(tracker.history(), fill_gaps=fill_gaps)
+    assert [len(f) for f in frames] == expected
+    for f in frames[2:5]:
+        for track in f:
+            assert track.state is TrackState.LOST and track.detection_index == -1
+    with pytest.raises(ValueError, match="fill_gaps"):
+        smooth_tracks_offline(tracker.history(), fill_gaps=-1)
+
+
+def test_short_simulated_crossing_is_tracked():
+    from tracking.simulate import SCENARIOS, FrameOutput, identity_metrics, simulate_sequence
+
+    sequence = simulate_sequence(dataclasses.replace(SCENARIOS["crossing"], num_frames=150), seed=28)
+    assert sequence.visibility.min() < 0.3  # an animal disappears behind another
+    tracker = Tracker()
+    outputs = []
+    for frame in sequence.frames:
+        tracks = tracker.update(frame.detections, frame.poses)
+        outputs.append(FrameOutput(np.array([t.track_id for t in tracks], np.int64),
+                                   np.array([t.box for t in tracks]).reshape(-1, 4),
+                                   np.array([t.keypoints for t in tracks]).reshape(-1, K, 3)))
+    metrics = identity_metrics(sequence, outputs)
+    assert metrics["idf1"] > 0.85
+    assert metrics["num_switches"] <= 2
