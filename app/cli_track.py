@@ -1,0 +1,389 @@
+"""``animalpose track`` (files, folders, image sequences) and ``animalpose live`` (cameras, streams)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from app.cli import UserError
+
+logger = logging.getLogger("animalpose")
+
+SAVE_CHOICES = ("video", "json", "jsonl", "csv", "coco")
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where one source's results go; None: not written."""
+
+    video: Path | None = None
+    json: Path | None = None
+    jsonl: Path | None = None
+    csv: Path | None = None
+    coco: Path | None = None
+
+    def requested(self) -> list[Path]:
+        return [p for p in (self.video, self.json, self.jsonl, self.csv, self.coco) if p is not None]
+
+    def done(self) -> bool:
+        """True when every final output already exists (a finished earlier run: resume skips it)."""
+        paths = self.requested()
+        return bool(paths) and all(p.is_file() for p in paths)
+
+
+def outputs_in_folder(stem: str, out_dir: Path, save: list[str], video_suffix: str) -> OutputPaths:
+    """Output paths ``out_dir/stem.*`` for the formats in ``save``."""
+    return OutputPaths(
+        video=out_dir / f"{stem}{video_suffix}" if "video" in save else None,
+        json=out_dir / f"{stem}.json" if "json" in save else None,
+        jsonl=out_dir / f"{stem}.jsonl" if ("jsonl" in save or "json" in save) else None,
+        csv=out_dir / f"{stem}.csv" if "csv" in save else None,
+        coco=out_dir / f"{stem}.coco.json" if "coco" in save else None,
+    )
+
+
+def add_detector_and_tracker_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("detector")
+    group.add_argument(
+        "--det-weights", default="yolo11n.pt",
+        help="ultralytics YOLO weights: a COCO model such as yolo11n.pt (downloaded by ultralytics when it is "
+        "only a name), an AP-10K fine-tune or MegaDetector MDV1000 (default: yolo11n.pt)",
+    )
+    group.add_argument("--det-conf", type=float, default=0.25, help="lowest detection score kept (default 0.25)")
+    group.add_argument("--det-imgsz", type=int, default=640, help="detector input size in pixels (default 640)")
+    group.add_argument("--det-every", type=int, default=1, metavar="K",
+                       help="run the detector every K frames; tracks are predicted in between (default 1)")
+    group = parser.add_argument_group("tracking and smoothing")
+    group.add_argument("--smoothing", choices=["causal", "offline", "none"], default=None,
+                       help="keypoint smoothing: causal Kalman filter, offline RTS smoother over the whole file "
+                       "(files only; lowest error) or none (default: offline for files, causal for live)")
+    group.add_argument("--pose-order", choices=["after", "before"], default="after",
+                       help="run the pose model after tracking, on tracked animals only (default), or before, "
+                       "on every detection so that keypoints help keep identities")
+    group.add_argument("--max-lost", type=int, default=30, metavar="FRAMES",
+                       help="frames an animal may be unseen and still keep its identity (default 30)")
+
+
+@dataclass
+class Models:
+    """The networks, loaded once and shared by every video of a run."""
+
+    detector: object
+    estimator: object
+
+
+def load_models(args: argparse.Namespace) -> Models:
+    from app.cli import pose_settings_from_args
+    from pose.estimator import PoseEstimator
+    from tracking.detector import Detector, DetectorSettings
+
+    pose_settings = pose_settings_from_args(args)
+    weights = str(args.det_weights)
+    bare_name = os.sep not in weights and not Path(weights).exists()
+    detector = Detector(DetectorSettings(
+        weights=weights, confidence=args.det_conf, image_size=args.det_imgsz,
+        device=pose_settings.device, half=pose_settings.half, allow_download=bare_name,
+    ))
+    estimator = PoseEstimator.from_weights(args.pose_weights, pose_settings)
+    return Models(detector, estimator)
+
+
+def make_pipeline(models: Models, args: argparse.Namespace, live: bool):
+    from app.pipeline import Pipeline, PipelineSettings, PoseOrder
+    from tracking.smoothing import SmoothingMode, SmoothingSettings
+    from tracking.tracker import Tracker, TrackerSettings
+
+    mode_name = args.smoothing or ("causal" if live else "offline")
+    if live and mode_name == "offline":
+        raise UserError("--smoothing offline needs the whole file; live streams use causal or none")
+    mode = SmoothingMode(mode_name)
+    tracker = Tracker(TrackerSettings(max_lost_frames=args.max_lost, smoothing=SmoothingSettings(mode=mode)))
+    settings = PipelineSettings(det_every=args.det_every, pose_order=PoseOrder(args.pose_order))
+    return Pipeline(models.detector, models.estimator, tracker, settings, num_keypoints=models.estimator.num_keypoints)
+
+
+def process_source(spec: str, outputs: OutputPaths, models: Models, args: argparse.Namespace) -> dict:
+    """Track one video file or image sequence into ``outputs``. Returns a summary dict."""
+    from app.pipeline import run_frames, write_offline
+    from app.sinks import CsvLayout, DrawSettings, JsonLinesSink
+    from app.sources import open_source
+    from tracking.smoothing import SmoothingMode
+
+    pipeline = make_pipeline(models, args, live=False)
+    offline = pipeline.smoothing_mode is SmoothingMode.OFFLINE
+    draw = DrawSettings(kpt_thr=args.kpt_thr, trail_length=args.trails)
+    csv_layout = CsvLayout(args.csv_layout)
+    with tempfile.TemporaryDirectory(prefix="animalpose-") as tmp, open_source(spec, fps=args.fps) as source:
+        info = source.info
+        total = info.total_frames or None
+        bar = tqdm(total=total, unit="frame", desc=Path(info.name).name, disable=args.quiet, dynamic_ncols=True)
+        with bar, ExitStack() as stack:
+            if offline:
+                first = [stack.enter_context(JsonLinesSink(outputs.jsonl, None, info))] if outputs.jsonl else []
+            else:
+                first = _final_sinks(stack, outputs, info, draw, csv_layout, Path(tmp), stream_jsonl=True)
+            stats = run_frames(source, pipeline, first, progress=lambda n: _tick(bar, pipeline))
+        source_stats = source.stats
+    if offline:
+        results = pipeline.offline_results()
+        with open_source(spec, fps=args.fps) as again, tempfile.TemporaryDirectory(prefix="animalpose-") as tmp:
+            bar = tqdm(total=len(results), unit="frame", desc="writing smoothed", disable=args.quiet, dynamic_ncols=True)
+            with bar, ExitStack() as stack:
+                sinks = _final_sinks(stack, outputs, again.info, draw, csv_layout, Path(tmp), stream_jsonl=False)
+                if sinks:
+                    write_offline(_counting(again, bar), results, sinks)
+    if not source_stats.complete:
+        logger.warning("%s ended early: %s", info.name, source_stats.describe())
+    logger.info("%s: %.2f frames/s; %s", info.name, stats.fps, stats.times.summary())
+    return {"source": info.name, "frames": stats.frames, "fps": stats.fps, "complete": source_stats.complete}
+
+
+def _counting(frames, bar) -> Iterator:
+    for frame in frames:
+        yield frame
+        bar.update(1)
+
+
+def _tick(bar, pipeline) -> None:
+    bar.update(1)
+    times = pipeline.times
+    if times.frames % 10 == 0:
+        bar.set_postfix_str(f"{times.poses / max(times.frames, 1):.1f} animals/frame", refresh=False)
+
+
+def _final_sinks(stack, outputs, info, draw, csv_layout, tmp: Path, stream_jsonl: bool):
+    from app.sinks import CocoResultsSink, CsvSink, JsonLinesSink, VideoSink
+
+    sinks = []
+    if outputs.video is not None:
+        sinks.append(stack.enter_context(VideoSink(outputs.video, info, draw)))
+    lines = outputs.jsonl if (stream_jsonl and outputs.jsonl is not None) else tmp / "frames.jsonl"
+    if outputs.json is not None or (stream_jsonl and outputs.jsonl is not None):
+        sinks.append(stack.enter_context(JsonLinesSink(lines, outputs.json, info)))
+    if outputs.csv is not None:
+        sinks.append(stack.enter_context(CsvSink(outputs.csv, csv_layout)))
+    if outputs.coco is not None:
+        sinks.append(stack.enter_context(CocoResultsSink(outputs.coco)))
+    return sinks
+
+
+def _single_outputs(args: argparse.Namespace, stem: str) -> OutputPaths:
+    explicit = OutputPaths(
+        video=Path(args.out) if args.out else None,
+        json=Path(args.json) if args.json else None,
+        jsonl=Path(args.jsonl) if args.jsonl else None,
+        csv=Path(args.csv) if args.csv else None,
+        coco=Path(args.coco) if args.coco else None,
+    )
+    if explicit.requested():
+        if explicit.json is not None and explicit.jsonl is None:
+            explicit = OutputPaths(explicit.video, explicit.json, explicit.json.with_suffix(".jsonl"),
+                                   explicit.csv, explicit.coco)
+        return explicit
+    return outputs_in_folder(stem, Path(args.out_dir), args.save, args.video_suffix)
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    """``animalpose track SOURCE``: one video / image sequence, or every video of a folder or glob."""
+    from app.sinks import SinkError
+    from app.sources import SourceError, SourceKind, expand_video_inputs, source_kind
+    from tracking.detector import DetectorError
+
+    _validate_track_args(args)
+    try:
+        kind = source_kind(args.source)
+    except SourceError as exc:
+        raise UserError(str(exc)) from None
+    if kind is SourceKind.LIVE:
+        raise UserError(f"{args.source} is a camera or stream: use 'animalpose live {args.source}'")
+    try:
+        models = load_models(args)
+    except DetectorError as exc:
+        raise UserError(str(exc)) from None
+    if kind is not SourceKind.VIDEOS:
+        stem = Path(str(args.source).rstrip("/")).stem or "frames"
+        outputs = _single_outputs(args, stem)
+        try:
+            process_source(str(args.source), outputs, models, args)
+        except (SourceError, SinkError) as exc:
+            raise UserError(str(exc)) from None
+        return 0
+    if any([args.out, args.json, args.jsonl, args.csv, args.coco]):
+        raise UserError("a folder or glob of videos writes into --out-dir (choose formats with --save), "
+                        "not to single files given with --out/--json/--jsonl/--csv/--coco")
+    videos = expand_video_inputs(args.source)
+    failed, skipped = [], 0
+    for n, video in enumerate(videos, 1):
+        outputs = outputs_in_folder(video.stem, Path(args.out_dir), args.save, args.video_suffix)
+        if outputs.done() and not args.overwrite:
+            logger.info("[%d/%d] %s: already done, skipped (use --overwrite to redo)", n, len(videos), video)
+            skipped += 1
+            continue
+        logger.info("[%d/%d] %s", n, len(videos), video)
+        try:
+            process_source(str(video), outputs, models, args)
+        except (SourceError, SinkError) as exc:
+            logger.error("[%d/%d] %s", n, len(videos), exc)
+            failed.append(video)
+    logger.info("%d videos: %d done, %d skipped as already done, %d failed",
+                len(videos), len(videos) - skipped - len(failed), skipped, len(failed))
+    if failed:
+        sys.stderr.write("animalpose track: failed: " + ", ".join(map(str, failed)) + "\n")
+        return 1
+    return 0
+
+
+def _validate_track_args(args: argparse.Namespace) -> None:
+    if args.det_every < 1:
+        raise UserError(f"--det-every must be at least 1, got {args.det_every}")
+    if not 0 <= args.det_conf <= 1:
+        raise UserError(f"--det-conf must be in [0, 1], got {args.det_conf}")
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    """``animalpose live SOURCE``: a camera or stream, newest frame first, until Ctrl-C or --max-frames."""
+    from app.pipeline import _Writer
+    from app.sinks import DrawSettings, SinkError, draw_frame
+    from app.sources import LiveSettings, LiveSource, SourceError
+    from tracking.detector import DetectorError
+
+    _validate_track_args(args)
+    try:
+        models = load_models(args)
+    except DetectorError as exc:
+        raise UserError(str(exc)) from None
+    pipeline = make_pipeline(models, args, live=True)
+    spec = int(args.source) if str(args.source).isdigit() else str(args.source)
+    show = args.show and _has_screen()
+    if args.show and not show:
+        logger.warning("no screen here (DISPLAY is not set): not showing a window; use --out to save the video")
+    draw = DrawSettings(kpt_thr=args.kpt_thr, trail_length=args.trails)
+    latencies: list[float] = []
+    settings = LiveSettings(max_reconnect_s=args.max_reconnect)
+    stop = {"now": False}
+
+    def on_sigterm(*_):
+        stop["now"] = True
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        with LiveSource(spec, settings) as source, ExitStack() as stack:
+            outputs = _single_outputs(args, "live") if (args.out or args.json or args.jsonl or args.csv) else OutputPaths()
+            sinks = _final_sinks(stack, outputs, source.info, draw, _csv_layout(args), Path(tempfile.mkdtemp()), True)
+            writer = _Writer(sinks)
+            start = time.perf_counter()
+            try:
+                for frame in source:
+                    result = pipeline.process(frame.image, frame.index, frame.timestamp_s)
+                    latencies.append(time.monotonic() - frame.captured_at)
+                    writer.put(result, frame.image)
+                    if show:
+                        import cv2
+
+                        cv2.imshow("animalpose", draw_frame(frame.image, result, draw))
+                        if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+                            break
+                    if stop["now"] or (args.max_frames and len(latencies) >= args.max_frames):
+                        break
+            except KeyboardInterrupt:
+                logger.info("interrupted: closing outputs")
+            finally:
+                writer.finish()
+            wall = time.perf_counter() - start
+            stats = source.stats
+    except (SourceError, SinkError) as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if latencies:
+        ordered = sorted(latencies)
+        p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        logger.info(
+            "%d frames in %.1f s (%.2f frames/s); latency p50 %.0f ms, p95 %.0f ms; %s",
+            len(latencies), wall, len(latencies) / wall, 1e3 * statistics.median(latencies), 1e3 * p95,
+            stats.describe(),
+        )
+    return 0
+
+
+def _csv_layout(args):
+    from app.sinks import CsvLayout
+
+    return CsvLayout(args.csv_layout)
+
+
+def _has_screen() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in ("win32", "darwin")
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser, folder_mode: bool) -> None:
+    group = parser.add_argument_group("outputs")
+    group.add_argument("--out", metavar="VIDEO", help="labeled video (.mp4, .webm or .avi)")
+    group.add_argument("--json", metavar="FILE", help="all results as one JSON document (plus FILE.jsonl streamed per frame)")
+    group.add_argument("--jsonl", metavar="FILE", help="JSON Lines, one frame per line, flushed as it runs")
+    group.add_argument("--csv", metavar="FILE", help="keypoints as CSV (see --csv-layout)")
+    group.add_argument("--csv-layout", choices=["long", "wide"], default="long",
+                       help="long: a row per frame x animal x keypoint; wide: DeepLabCut-style, a row per frame")
+    group.add_argument("--coco", metavar="FILE", help="COCO keypoint results (one entry per frame x animal)")
+    group.add_argument("--trails", type=int, default=0, metavar="N", help="draw the last N positions of each animal")
+    group.add_argument("--kpt-thr", type=float, default=0.3, help="keypoints below this confidence are not drawn")
+    if folder_mode:
+        group.add_argument("--out-dir", default="animalpose_out",
+                           help="folder for results when no single output is named, and for folder/glob sources "
+                           "(default: animalpose_out)")
+        group.add_argument("--save", nargs="+", choices=SAVE_CHOICES, default=["video", "json"],
+                           help="what to write into --out-dir for each video (default: video json; json also "
+                           "streams a .jsonl)")
+        group.add_argument("--video-suffix", default=".mp4", choices=[".mp4", ".webm", ".avi"],
+                           help="container of the labeled videos in --out-dir (.webm plays in browsers)")
+        group.add_argument("--overwrite", action="store_true", help="redo videos whose outputs already exist")
+        group.add_argument("--fps", type=float, default=None, help="frame rate of an image-folder source (default 1)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from app.cli import add_pose_model_arguments
+
+    track = subparsers.add_parser(
+        "track",
+        help="track animals and their keypoints in a video, a folder of videos or an image sequence",
+        description="Detect, track and estimate the pose of every animal in a video file (anything FFmpeg reads), "
+        "every video of a folder or glob (finished videos are skipped, so an interrupted run resumes), or a "
+        "folder of images. Writes a labeled video and the keypoints as JSON/CSV/COCO.",
+        epilog="Example: animalpose track safari.mp4 --out safari_labeled.mp4 --json safari.json",
+    )
+    track.add_argument("source", help="video file, folder or glob of videos (quote the glob), or image folder")
+    _add_output_arguments(track, folder_mode=True)
+    add_detector_and_tracker_arguments(track)
+    add_pose_model_arguments(track)
+    track.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    track.set_defaults(func=cmd_track)
+
+    live = subparsers.add_parser(
+        "live",
+        help="track animals live from a webcam or an RTSP/HTTP stream",
+        description="Process a camera (index, e.g. 0) or a network stream (rtsp://, http://) newest frame first: "
+        "stale frames are dropped, so results never fall behind. Reconnects when the stream drops. "
+        "Stop with Ctrl-C (outputs are closed properly).",
+        epilog="Example: animalpose live rtsp://camera.local/stream --show",
+    )
+    live.add_argument("source", help="camera index or stream URL")
+    _add_output_arguments(live, folder_mode=False)
+    live.add_argument("--show", action="store_true", help="show the labeled stream in a window (needs a screen)")
+    live.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: run until stopped)")
+    live.add_argument("--max-reconnect", type=float, default=30.0, metavar="SECONDS",
+                      help="give up when the stream stays down this long (default 30)")
+    add_detector_and_tracker_arguments(live)
+    add_pose_model_arguments(live)
+    live.set_defaults(func=cmd_live)

@@ -1,0 +1,140 @@
+"""``animalpose track`` and ``animalpose live`` end to end, with a ground-truth detector and a small pose model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+
+import cv2
+import pytest
+
+import app.cli_track as cli_track
+from app.cli import main
+from fakes import GroundTruthDetector
+from streaming import MJPEGServer, panning_frames
+
+
+@pytest.fixture()
+def models(monkeypatch, synthetic_clip, small_estimator):
+    _, gt = synthetic_clip
+    detector = GroundTruthDetector(gt, auto_advance=True)
+    monkeypatch.setattr(cli_track, "load_models", lambda args: cli_track.Models(detector, small_estimator))
+    return detector
+
+
+def _frame_count(path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+
+
+@pytest.mark.parametrize("smoothing", ["offline", "causal", "none"])
+def test_track_writes_every_output(tmp_path, synthetic_clip, models, smoothing):
+    clip, gt = synthetic_clip
+    out = tmp_path / "out"
+    code = main(["track", str(clip), "--out", str(out / "v.mp4"), "--json", str(out / "r.json"),
+                 "--csv", str(out / "r.csv"), "--coco", str(out / "r.coco.json"), "--smoothing", smoothing,
+                 "-q", "--no-flip"])
+    assert code == 0
+    n = len(gt["frames"])
+    assert _frame_count(out / "v.mp4") == n
+    document = json.loads((out / "r.json").read_text())
+    assert [f["frame"] for f in document["frames"]] == list(range(n))
+    assert document["source"]["width"] == gt["width"]
+    lines = (out / "r.jsonl").read_text().splitlines()
+    assert len(lines) == n  # streamed while running
+    animals = sum(len(f["animals"]) for f in document["frames"])
+    assert animals >= 0.8 * sum(len(f["animals"]) for f in gt["frames"])
+    with open(out / "r.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 17 * animals
+    coco = json.loads((out / "r.coco.json").read_text())
+    assert len(coco) == animals and len(coco[0]["keypoints"]) == 51
+    statuses = {s for f in document["frames"] for a in f["animals"] for s in a["status"]}
+    expected = {"offline": 3, "causal": 3, "none": 1}[smoothing]
+    assert expected in statuses
+    assert not list(out.glob(".*part*")), "temporary files left behind"
+
+
+def test_folder_mode_resumes_and_reports_bad_videos(tmp_path, synthetic_clip, models, caplog):
+    caplog.set_level(logging.INFO)
+    clip, _ = synthetic_clip
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(clip, videos / "a.mp4")
+    shutil.copy(clip, videos / "c.mp4")
+    (videos / "b.mp4").write_text("this is not a video")
+    out = tmp_path / "results"
+    code = main(["track", str(videos), "--out-dir", str(out), "--save", "json", "csv", "-q",
+                 "--smoothing", "causal", "--no-flip"])
+    assert code == 1  # b.mp4 failed, the others went on
+    assert sorted(p.name for p in out.glob("*.json")) == ["a.json", "c.json"]
+    assert (out / "a.csv").is_file() and not (out / "b.json").exists()
+    calls = models.calls
+    stamp = (out / "a.json").stat().st_mtime_ns
+    (out / "c.json").unlink()  # as if the first run had been interrupted during c
+    caplog.clear()
+    code = main(["track", str(videos), "--out-dir", str(out), "--save", "json", "csv", "-q",
+                 "--smoothing", "causal", "--no-flip"])
+    assert code == 1
+    assert (out / "a.json").stat().st_mtime_ns == stamp  # skipped
+    assert (out / "c.json").is_file()
+    assert models.calls - calls == len(json.loads((out / "c.json").read_text())["frames"])
+    assert "already done" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "missing.mp4", "does not exist"),
+        (lambda d: (d / "text.mp4").write_text("hello") and d / "text.mp4", "cannot be read as a video"),
+        (lambda d: (d / "empty.mp4").write_bytes(b"") or d / "empty.mp4", ""),
+    ],
+)
+def test_bad_sources_fail_with_one_line(tmp_path, models, capsys, make, message):
+    source = make(tmp_path)
+    code = main(["track", str(source), "--json", str(tmp_path / "o.json"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert message in err
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_stream_given_to_track_points_to_live(models, capsys):
+    assert main(["track", "rtsp://127.0.0.1:9/cam"]) == 2
+    assert "animalpose live" in capsys.readouterr().err
+
+
+def test_unwritable_output_is_one_line(tmp_path, synthetic_clip, models, capsys):
+    clip, _ = synthetic_clip
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = main(["track", str(clip), "--json", str(blocker / "sub" / "r.json"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and str(blocker) in err and "Traceback" not in err
+
+
+def test_live_stream_reports_latency_and_writes_jsonl(tmp_path, models, samples_dir, caplog):
+    caplog.set_level(logging.INFO)
+    backgrounds = panning_frames(samples_dir / "ap10k" / "000000037516.jpg", size=(320, 192), count=16)
+    out = tmp_path / "live.jsonl"
+    with MJPEGServer(backgrounds, fps=15, max_frames=2000) as server:
+        code = main(["live", server.url, "--jsonl", str(out), "--max-frames", "12", "--no-flip",
+                     "--max-reconnect", "2"])
+    assert code == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 12
+    frames = [json.loads(line)["frame"] for line in lines]
+    assert frames == sorted(frames)
+    assert "latency p50" in caplog.text
+
+
+def test_live_unreachable_stream(models, capsys):
+    code = main(["live", "http://127.0.0.1:9/stream", "--max-reconnect", "1", "--no-flip"])
+    err = capsys.readouterr().err
+    assert code == 2 and "127.0.0.1:9" in err
