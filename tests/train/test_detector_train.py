@@ -1,0 +1,102 @@
+"""AP-10K -> YOLO conversion, and a one-epoch offline ultralytics fine-tune the detector then loads."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from app import cli_train
+from train.detector import ClassMode, DetectorTrainSettings, YoloDatasetSettings, convert_to_yolo
+from train.synthetic import DatasetSettings, write_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "tests" / "data" / "samples" / "ap10k"
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    write_dataset(root, DatasetSettings(num_images=24, width=128, height=128, seed=2, val_fraction=0.25,
+                                        test_fraction=0.0, formats=("ap10k",)))
+    return root
+
+
+def _settings(root: Path, out: Path, **kwargs) -> YoloDatasetSettings:
+    return YoloDatasetSettings(root / "annotations" / "ap10k-train-split1.json",
+                               root / "annotations" / "ap10k-val-split1.json", root / "data", out, **kwargs)
+
+
+def _names(yaml_path: Path) -> list[str]:
+    lines = yaml_path.read_text().splitlines()
+    return [json.loads(line.split(": ", 1)[1]) for line in lines[lines.index("names:") + 1:]]
+
+
+def test_one_animal_class_with_normalised_boxes(synthetic: Path, tmp_path: Path) -> None:
+    data = convert_to_yolo(_settings(synthetic, tmp_path))
+    assert _names(data) == ["animal"]
+    gt = json.loads((synthetic / "annotations" / "ap10k-train-split1.json").read_text())
+    image = gt["images"][0]
+    rows = np.loadtxt(tmp_path / "labels" / "train" / Path(image["file_name"]).with_suffix(".txt"), ndmin=2)
+    x, y, w, h = next(a["bbox"] for a in gt["annotations"] if a["image_id"] == image["id"])
+    expected = [0, (x + w / 2) / 128, (y + h / 2) / 128, w / 128, h / 128]
+    assert any(np.allclose(row, expected, atol=1e-5) for row in rows)
+    linked = tmp_path / "images" / "train" / image["file_name"]
+    assert linked.stat().st_size == (synthetic / "data" / image["file_name"]).stat().st_size
+    labelled = len(list((tmp_path / "labels" / "val").glob("*.txt")))
+    assert labelled == len(list((tmp_path / "images" / "val").glob("*.jpg"))) > 0
+
+
+def test_species_classes_on_real_ap10k(tmp_path: Path) -> None:
+    settings = YoloDatasetSettings(SAMPLES / "test_ap10k.json", SAMPLES / "test_ap10k.json", SAMPLES, tmp_path,
+                                   classes=ClassMode.SPECIES)
+    names = _names(convert_to_yolo(settings))
+    assert len(names) == 54 and names[0] == "antelope"
+    row = np.loadtxt(tmp_path / "labels" / "train" / "000000037516.txt", ndmin=2)[0]
+    assert names[int(row[0])] == "jaguar"
+    # bbox [66, 192, 1092, 512] in a 1200 x 867 image.
+    np.testing.assert_allclose(row[1:], [(66 + 546) / 1200, (192 + 256) / 867, 1092 / 1200, 512 / 867], atol=1e-6)
+
+
+def test_family_classes_and_filters(synthetic: Path, tmp_path: Path) -> None:
+    names = _names(convert_to_yolo(_settings(synthetic, tmp_path / "all", classes=ClassMode.FAMILY)))
+    assert names == sorted(names) and "Felidae" in names
+    only = _names(convert_to_yolo(_settings(synthetic, tmp_path / "cats", classes=ClassMode.SPECIES,
+                                            families=("Felidae",))))
+    assert set(only) <= {"cat", "tiger", "leopard", "lion", "jaguar", "panther", "bobcat", "cheetah"}
+    with pytest.raises(ValueError, match="unknown species"):
+        convert_to_yolo(_settings(synthetic, tmp_path / "x", species=("unicorn",)))
+
+
+@pytest.mark.parametrize(("field", "value"), [("image_size", 100), ("epochs", 0), ("workers", -1)])
+def test_train_settings_are_validated(field: str, value: int) -> None:
+    with pytest.raises(ValueError, match=field.split("_")[0]):
+        DetectorTrainSettings(data=Path("data.yaml"), **{field: value})
+
+
+def test_one_epoch_offline_fine_tune_plugs_into_the_detector(synthetic: Path, tmp_path: Path) -> None:
+    """``animalpose train detector`` from a model YAML (no download), then ``--det-weights`` loads it."""
+    from tracking.detector import Detector, DetectorSettings
+
+    data = convert_to_yolo(_settings(synthetic, tmp_path / "yolo"))
+    parser = argparse.ArgumentParser(prog="animalpose")
+    cli_train.register(parser.add_subparsers(dest="command", required=True))
+    threads, before = torch.get_num_threads(), set(os.listdir(REPO))
+    args = parser.parse_args(["train", "detector", "--data", str(data), "--model", "yolo11n.yaml", "--epochs", "1",
+                              "--imgsz", "64", "--batch", "4", "--device", "cpu", "--workers", "0",
+                              "--output-dir", str(tmp_path / "runs"), "--no-amp"])
+    assert args.func(args) == 0
+    assert torch.get_num_threads() == threads and not torch.are_deterministic_algorithms_enabled()
+    assert set(os.listdir(REPO)) == before  # nothing written to the working directory
+    weights = tmp_path / "runs" / "train" / "weights" / "best.pt"
+    assert weights.is_file()
+    detector = Detector(DetectorSettings(weights=weights, confidence=0.0, image_size=64, device="cpu"))
+    image = cv2.imread(str(next((synthetic / "data").glob("*.jpg"))))
+    detections = detector(image)
+    assert detections.xyxy.shape[1] == 4

@@ -1,0 +1,213 @@
+"""The training script: settings, a whole run, resume, held-out families, DDP (gloo) and the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from app import cli_train
+from pose.checkpoint import CheckpointError, load_pose_model
+from pose.model import build_model
+from train.synthetic import DatasetSettings, write_dataset
+from train.train_pose import (
+    ARCHITECTURES,
+    PoseTrainSettings,
+    build_training_model,
+    get_args_parser,
+    load_backbone_weights,
+    settings_from_args,
+    train,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data"
+SAMPLES = DATA / "samples" / "ap10k"
+SMALL_CHECKPOINT = DATA / "reference" / "hrnet_small" / "hrnet_small_ap10k.pth"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One intra-op thread: on a busy 2-core machine OpenMP's spinning threads slow training 20x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    write_dataset(root, DatasetSettings(num_images=48, width=96, height=96, seed=7, val_fraction=0.25,
+                                        test_fraction=0.0, formats=("ap10k",)))
+    return root
+
+
+def _quick(root: Path, out: Path, **overrides) -> PoseTrainSettings:
+    """hrnet_tiny at 64x64, two steps of 8 per epoch, evaluated every epoch."""
+    values = dict(
+        train_ann=root / "annotations" / "ap10k-train-split1.json",
+        val_ann=root / "annotations" / "ap10k-val-split1.json",
+        image_root=root / "data", output_dir=out, arch="hrnet_tiny", input_size=(64, 64), heatmap_size=(16, 16),
+        epochs=2, batch_size=8, max_steps_per_epoch=2, warmup_iters=2, eval_interval=1, workers=0,
+        progress=False, device="cpu", lr=2e-3,
+    )
+    return PoseTrainSettings(**{**values, **overrides})
+
+
+def test_defaults_are_the_official_recipe() -> None:
+    s = settings_from_args(get_args_parser().parse_args([]))
+    assert s.train_ann == Path("data/ap10k/annotations/ap10k-train-split1.json")
+    assert s.val_ann == Path("data/ap10k/annotations/ap10k-val-split1.json") and s.image_root == Path("data/ap10k/data")
+    assert (s.arch, s.lr, s.epochs, s.lr_steps, s.lr_gamma) == ("hrnet_w32", 5e-4, 210, (170, 200), 0.1)
+    assert (s.warmup_iters, s.warmup_ratio, s.batch_size) == (500, 0.001, 64)
+    assert (s.input_size, s.heatmap_size, s.sigma) == ((256, 256), (64, 64), 2.0)
+    assert (s.eval_interval, s.flip_test, s.mmpose_nms, s.clip_grad_norm, s.amp) == (10, True, True, None, False)
+    assert (s.augment.flip_prob, s.augment.half_body_prob, s.augment.scale_factor, s.augment.rotation_factor) == (
+        0.5, 0.3, 0.5, 40.0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"arch": "vit_h"}, "arch"),
+        ({"input_size": (256, 192), "heatmap_size": (64, 64)}, "aspect"),
+        ({"epochs": 0}, "epochs"),
+        ({"clip_grad_norm": 0.0}, "clip_grad_norm"),
+        ({"weights": "hrnet_w32", "backbone_weights": Path("x.pth")}, "either"),
+        ({"max_steps_per_epoch": 0}, "max_steps_per_epoch"),
+    ],
+)
+def test_settings_are_validated(overrides: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        PoseTrainSettings(train_ann=Path("a"), val_ann=Path("b"), image_root=Path("c"), **overrides)
+
+
+def test_model_stride_must_fit_the_heatmap(tmp_path: Path) -> None:
+    settings = _quick(tmp_path, tmp_path, input_size=(64, 64), heatmap_size=(32, 32))
+    with pytest.raises(ValueError, match="output stride is 4"):
+        build_training_model(settings)
+
+
+def test_backbone_weights_load_by_name_and_shape(tmp_path: Path) -> None:
+    source = build_model(ARCHITECTURES["hrnet_tiny"])
+    state = {f"backbone.{k}": v for k, v in source.backbone.state_dict().items()}
+    state["backbone.classifier.weight"] = torch.zeros(1000, 8)  # ImageNet heads are skipped
+    torch.save({"state_dict": state}, tmp_path / "imagenet.pth")
+    target = build_model(ARCHITECTURES["hrnet_tiny"])
+    assert load_backbone_weights(target.backbone, tmp_path / "imagenet.pth") == len(source.backbone.state_dict())
+    for key, value in source.backbone.state_dict().items():
+        torch.testing.assert_close(target.backbone.state_dict()[key], value)
+    torch.save({k: torch.zeros(1) for k in state}, tmp_path / "other.pth")  # names fit, shapes do not
+    with pytest.raises(CheckpointError, match="only 0 of"):
+        load_backbone_weights(target.backbone, tmp_path / "other.pth")
+
+
+def _history(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_run_writes_official_checkpoints_log_plot_and_resumes_exactly(synthetic: Path, tmp_path: Path) -> None:
+    straight = train(_quick(synthetic, tmp_path / "straight"))
+    assert straight is not None
+    model, arch = load_pose_model(straight.best_checkpoint)
+    assert arch == ARCHITECTURES["hrnet_tiny"]
+    assert set(torch.load(straight.best_checkpoint, weights_only=True)) == {"state_dict", "meta"}
+    rows = _history(straight.log_csv)
+    assert [r["epoch"] for r in rows] == ["1", "2"] and all(r["AP"] != "" for r in rows)
+    assert straight.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    assert {"AP", "AP50", "AP75", "APM", "APL", "AR", "per_family", "per_species"} <= set(metrics)
+    assert 0.0 <= metrics["AP"] <= 1.0 and metrics["per_family"]
+
+    # One epoch, then resume for the second: the same weights and log as the straight run.
+    train(_quick(synthetic, tmp_path / "split", epochs=1))
+    resumed = train(_quick(synthetic, tmp_path / "split", resume=tmp_path / "split" / "last.pth"))
+    first = torch.load(straight.last_checkpoint, weights_only=True)
+    second = torch.load(resumed.last_checkpoint, weights_only=True)
+    assert second["epoch"] == 2 and second["scheduler"]["last_epoch"] == 4
+    for key, value in first["model"].items():
+        torch.testing.assert_close(second["model"][key], value, rtol=0, atol=0, msg=key)
+    assert [r["loss"] for r in _history(resumed.log_csv)] == [r["loss"] for r in rows]
+
+
+def test_generalisation_protocol_evaluates_held_out_families(synthetic: Path, tmp_path: Path) -> None:
+    result = train(_quick(synthetic, tmp_path, epochs=1, train_families=("Felidae", "Canidae"),
+                          eval_families=("Bovidae", "Cervidae")))
+    assert set(result.final_metrics["per_family"]) <= {"Bovidae", "Cervidae"}
+    assert result.final_metrics["per_family"]
+    gt = json.loads((synthetic / "annotations" / "ap10k-val-split1.json").read_text())
+    families = {c["id"]: c["supercategory"] for c in gt["categories"]}
+    held_out = [a for a in gt["annotations"] if families[a["category_id"]] in ("Bovidae", "Cervidae")]
+    assert result.final_metrics["instances"] == len(held_out)
+
+
+def test_amp_on_the_cpu_falls_back_to_float32(synthetic: Path, tmp_path: Path, caplog) -> None:
+    with caplog.at_level("WARNING"):
+        result = train(_quick(synthetic, tmp_path, epochs=1, max_steps_per_epoch=1, amp=True))
+    assert "AMP needs CUDA" in caplog.text
+    assert torch.load(result.last_checkpoint, weights_only=True)["scaler"] is None
+
+
+def test_fine_tuning_an_official_layout_checkpoint_on_real_images(tmp_path: Path) -> None:
+    settings = PoseTrainSettings(
+        train_ann=SAMPLES / "test_ap10k.json", val_ann=SAMPLES / "test_ap10k.json", image_root=SAMPLES,
+        output_dir=tmp_path, weights=str(SMALL_CHECKPOINT), epochs=1, batch_size=2, lr=1e-7, warmup_iters=1,
+        workers=0, progress=False, device="cpu",
+    )
+    result = train(settings)
+    reference, _ = load_pose_model(SMALL_CHECKPOINT)
+    tuned, _ = load_pose_model(result.best_checkpoint)
+    assert tuned.state_dict().keys() == reference.state_dict().keys()
+    assert set(result.final_metrics["per_species"]) == {"antelope", "jaguar"}
+
+
+def _run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="animalpose")
+    cli_train.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_trains_and_reports_bad_input(synthetic: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "cli"
+    argv = ["train", "pose", "--data-root", str(synthetic), "--output-dir", str(out), "--arch", "hrnet_tiny",
+            "--input-size", "64", "64", "--heatmap-size", "16", "16", "--epochs", "1", "--batch-size", "8",
+            "--max-steps-per-epoch", "1", "--workers", "0", "--no-progress", "--device", "cpu", "--no-augment"]
+    assert _run_cli(argv) == 0
+    assert (out / "best.pth").is_file() and (out / "log.csv").is_file() and (out / "training.png").is_file()
+    capsys.readouterr()
+    assert _run_cli(["train", "pose", "--data-root", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nowhere" in err
+    assert _run_cli(argv[:2] + ["--data-root", str(synthetic), "--train-families", "Dinosauria"]) == 2
+    assert "Dinosauria" in capsys.readouterr().err
+
+
+def test_two_process_gloo_ddp_run(synthetic: Path, tmp_path: Path) -> None:
+    """``torchrun --nproc_per_node 2 -m train.train_pose`` on the CPU: rank 0 alone logs and saves."""
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "train.train_pose", "--data-root", str(synthetic), "--output-dir", str(out), "--arch", "hrnet_tiny",
+        "--input-size", "64", "64", "--heatmap-size", "16", "16", "--epochs", "1", "--batch-size", "4",
+        "--max-steps-per-epoch", "2", "--workers", "0", "--no-progress", "--device", "cpu",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("epoch 1/1: loss") == 1  # only rank 0 logs
+    rows = _history(out / "log.csv")
+    assert len(rows) == 1 and rows[0]["AP"] != ""
+    checkpoint = torch.load(out / "last.pth", weights_only=True)
+    assert not any(key.startswith("module.") for key in checkpoint["model"])
+    load_pose_model(out / "best.pth")
+    assert json.loads((out / "metrics.json").read_text())["instances"] > 0

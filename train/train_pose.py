@@ -1,0 +1,626 @@
+"""Train a top-down pose model on AP-10K (or any 17-keypoint COCO file), optionally distributed.
+
+The defaults are the official AP-10K HRNet-W32 recipe (mmpose 0.x
+``hrnet_w32_ap10k_256x256.py``): Adam, lr 5e-4, 210 epochs, step decay x0.1 at epochs 170
+and 200, linear warm-up over 500 iterations from 0.001 x lr, batch 64 per process, 256x256
+input, 64x64 heatmaps with sigma 2, flip / half-body / scale 0.5 / rotation 40 augmentation,
+JointsMSE with target weights, flip-test evaluation every 10 epochs keeping the best AP.
+
+    python -m train.train_pose --data-root data/ap10k --output-dir runs/w32
+    torchrun --nproc_per_node 8 -m train.train_pose --data-root data/ap10k --output-dir runs/w32
+    python -m train.train_pose ... --train-families Felidae Canidae --eval-families Ursidae
+
+Output folder: ``best.pth`` (official key layout: ``animalpose track --pose-weights`` takes
+it), ``last.pth`` (model, optimizer, scheduler, scaler, epoch, best AP, history: pass it to
+``--resume``), ``log.csv``, ``training.png`` and ``metrics.json`` (final evaluation of the
+best weights with per-family and per-species AP). Only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from pose.checkpoint import CheckpointError, filter_state_dict, load_pose_model, save_checkpoint
+from pose.model import BackboneKind, PoseArchitecture, TopDownModel, build_model
+from train.augment import AugmentSettings
+from train.dataset import AP10KDataset, ap10k_paths, worker_init
+from train.engine import (
+    DistributedContext,
+    EpochStats,
+    JointsMSELoss,
+    WarmupMultiStep,
+    evaluate,
+    init_distributed,
+    train_one_epoch,
+)
+from train.metrics import Grouping, per_group_ap
+
+__all__ = [
+    "ARCHITECTURES",
+    "PoseTrainSettings",
+    "TrainResult",
+    "build_training_model",
+    "get_args_parser",
+    "load_backbone_weights",
+    "main",
+    "settings_from_args",
+    "train",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Architectures trainable from scratch or backbone weights, by name.
+ARCHITECTURES: dict[str, PoseArchitecture] = {
+    "hrnet_w32": PoseArchitecture(BackboneKind.HRNET, widths=(32, 64, 128, 256)),
+    "hrnet_w48": PoseArchitecture(BackboneKind.HRNET, widths=(48, 96, 192, 384)),
+    "res50": PoseArchitecture(BackboneKind.RESNET, layers=(3, 4, 6, 3), num_deconv_layers=3),
+    "res101": PoseArchitecture(BackboneKind.RESNET, layers=(3, 4, 23, 3), num_deconv_layers=3),
+    # The full HRNet depth at widths 8..64 (2.1 M parameters), as tests/data/reference/hrnet_small.
+    "hrnet_small": PoseArchitecture(BackboneKind.HRNET, widths=(8, 16, 32, 64)),
+    # One module per stage, two blocks per branch (0.35 M parameters): quick CPU runs and tests.
+    "hrnet_tiny": PoseArchitecture(
+        BackboneKind.HRNET, widths=(8, 16, 32, 64), num_modules=(1, 1, 1), num_blocks=(2, 2, 2),
+        stage1_blocks=1, stage1_channels=32, stem_channels=32,
+    ),
+}
+
+METRIC_COLUMNS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
+LOG_COLUMNS = ("epoch", "iteration", "loss", "lr", "seconds", "images_per_s", *METRIC_COLUMNS)
+
+
+@dataclass(frozen=True)
+class PoseTrainSettings:
+    """Everything a training run needs; the defaults are the official AP-10K HRNet-W32 recipe.
+
+    Attributes:
+        train_ann, val_ann: COCO keypoint files to train on and to evaluate on during training.
+        image_root: folder the files' image names are relative to.
+        test_ann: file for the final evaluation of the best weights (default ``val_ann``).
+        output_dir: where checkpoints, the log and the plot go.
+        arch: a name of :data:`ARCHITECTURES` (ignored when ``weights`` is given).
+        weights: pose checkpoint to start from (path or official name); its architecture is used.
+        backbone_weights: ImageNet-style backbone checkpoint (e.g. mmpose's
+            ``hrnet_w32-36af842e.pth`` or torchvision's ResNet weights) loaded into the backbone.
+        input_size, heatmap_size: ``(width, height)`` in pixels; their ratio is the model stride.
+        sigma: target Gaussian sigma in heatmap pixels.
+        epochs, batch_size: schedule length; batch size per process.
+        lr, lr_steps, lr_gamma: Adam learning rate and its decay epochs / factor.
+        warmup_iters, warmup_ratio: linear warm-up from ``warmup_ratio * lr``.
+        weight_decay: Adam weight decay (the recipe has none).
+        clip_grad_norm: clip the gradient norm to this value (None: no clipping).
+        amp: mixed precision (CUDA only).
+        eval_interval: evaluate every this many epochs (and after the last one).
+        flip_test, mmpose_nms: evaluation as mmpose's AP-10K test (flip test, rescoring + OKS-NMS).
+        eval_batch_size, workers: loader settings (workers per process).
+        device: ``cpu``, ``cuda`` (default when available); under torchrun each rank takes its GPU.
+        seed: seed of weights initialisation, shuffling and augmentation.
+        resume: ``last.pth`` of an earlier run to continue.
+        train_families, train_species: train on these categories only (empty: all).
+        eval_families, eval_species: evaluate on these (empty: the training filter).
+        augment: augmentation settings.
+        max_steps_per_epoch: cut epochs short (quick checks).
+        progress: show tqdm bars.
+    """
+
+    train_ann: Path
+    val_ann: Path
+    image_root: Path
+    test_ann: Path | None = None
+    output_dir: Path = Path("runs/pose")
+    arch: str = "hrnet_w32"
+    weights: str | None = None
+    backbone_weights: Path | None = None
+    input_size: tuple[int, int] = (256, 256)
+    heatmap_size: tuple[int, int] = (64, 64)
+    sigma: float = 2.0
+    epochs: int = 210
+    batch_size: int = 64
+    lr: float = 5e-4
+    lr_steps: tuple[int, ...] = (170, 200)
+    lr_gamma: float = 0.1
+    warmup_iters: int = 500
+    warmup_ratio: float = 0.001
+    weight_decay: float = 0.0
+    clip_grad_norm: float | None = None
+    amp: bool = False
+    eval_interval: int = 10
+    flip_test: bool = True
+    mmpose_nms: bool = True
+    eval_batch_size: int = 32
+    workers: int = 4
+    device: str | None = None
+    seed: int = 0
+    resume: Path | None = None
+    train_families: tuple[str, ...] = ()
+    train_species: tuple[str, ...] = ()
+    eval_families: tuple[str, ...] = ()
+    eval_species: tuple[str, ...] = ()
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+    max_steps_per_epoch: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("train_ann", "val_ann", "image_root", "test_ann", "output_dir", "backbone_weights", "resume"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value))
+        for name in ("input_size", "heatmap_size", "lr_steps", "train_families", "train_species", "eval_families",
+                     "eval_species"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
+        for name in ("input_size", "heatmap_size"):
+            size = getattr(self, name)
+            if len(size) != 2 or min(size) < 1:
+                raise ValueError(f"{name} must be (width, height), got {size}")
+        strides = {self.input_size[i] / self.heatmap_size[i] for i in (0, 1)}
+        if len(strides) != 1:
+            raise ValueError(f"input_size {self.input_size} and heatmap_size {self.heatmap_size} differ in aspect")
+        for name in ("epochs", "batch_size", "eval_interval", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.sigma <= 0:
+            raise ValueError(f"lr and sigma must be positive, got {self.lr} and {self.sigma}")
+        if self.workers < 0 or self.weight_decay < 0:
+            raise ValueError(f"workers and weight_decay must be >= 0, got {self.workers} and {self.weight_decay}")
+        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
+            raise ValueError(f"clip_grad_norm must be positive, got {self.clip_grad_norm}")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ValueError(f"max_steps_per_epoch must be >= 1, got {self.max_steps_per_epoch}")
+        if self.weights is not None and self.backbone_weights is not None:
+            raise ValueError("give either weights (a whole pose model) or backbone_weights, not both")
+
+    @property
+    def stride(self) -> float:
+        return self.input_size[0] / self.heatmap_size[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (paths as strings), for checkpoints and logs."""
+        def plain(value: Any) -> Any:
+            if isinstance(value, Path):
+                return str(value)
+            if isinstance(value, tuple):
+                return list(value)
+            return value
+
+        values = {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "augment"}
+        return {**values, "augment": dataclasses.asdict(self.augment)}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a run produced: the best validation AP and its epoch (1-based), the final
+    evaluation (``metrics.json`` contents) and the output files."""
+
+    best_ap: float
+    best_epoch: int
+    final_metrics: dict[str, Any]
+    best_checkpoint: Path
+    last_checkpoint: Path
+    log_csv: Path
+    plot: Path | None
+
+
+# ---------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------
+
+
+def load_backbone_weights(backbone: nn.Module, path: str | Path) -> int:
+    """Load ImageNet-style weights into ``backbone`` where names and shapes agree.
+
+    Accepts a bare state dict or one under ``state_dict``/``model``, with or without a
+    ``backbone.`` or ``module.`` prefix; classifier keys (``fc``, ``classifier``, HRNet's
+    ``incre_modules``...) are skipped. Returns the number of tensors loaded.
+
+    Raises:
+        CheckpointError: the file is unreadable or fits less than half of the backbone.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        state = filter_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from err
+    except Exception as err:  # torch raises many types for bad files
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
+    if any(key.startswith("backbone.") for key in state):
+        state = {key.removeprefix("backbone."): value for key, value in state.items() if key.startswith("backbone.")}
+    own = backbone.state_dict()
+    matched = {key: value for key, value in state.items() if key in own and own[key].shape == value.shape}
+    if len(matched) < len(own) / 2:
+        mismatched = [key for key in state if key in own and own[key].shape != state[key].shape]
+        raise CheckpointError(
+            f"{path}: only {len(matched)} of the backbone's {len(own)} tensors fit "
+            f"({len(mismatched)} differ in shape, e.g. {mismatched[:3]}); is it weights for this architecture?"
+        )
+    backbone.load_state_dict(matched, strict=False)
+    logger.info("Loaded %d/%d backbone tensors from %s (%d unused keys)", len(matched), len(own), path,
+                len(state) - len(matched))
+    return len(matched)
+
+
+def build_training_model(settings: PoseTrainSettings) -> tuple[TopDownModel, PoseArchitecture]:
+    """The model to train: from ``weights``, or ``arch`` with optional backbone weights."""
+    if settings.weights is not None:
+        from pose.weights import resolve_pose_weights
+
+        model, arch = load_pose_model(resolve_pose_weights(settings.weights))
+        logger.info("Starting from %s: %s", settings.weights, arch)
+    else:
+        arch = ARCHITECTURES[settings.arch]
+        model = build_model(arch)
+        if settings.backbone_weights is not None:
+            load_backbone_weights(model.backbone, settings.backbone_weights)
+        else:
+            logger.info("Training %s from scratch (the official recipe starts from ImageNet backbone weights)",
+                        settings.arch)
+    if arch.output_stride != settings.stride:
+        raise ValueError(
+            f"the model's output stride is {arch.output_stride} but input_size {settings.input_size} / "
+            f"heatmap_size {settings.heatmap_size} is {settings.stride:g}"
+        )
+    return model.train(), arch
+
+
+# ---------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------
+
+
+def _datasets(settings: PoseTrainSettings) -> tuple[AP10KDataset, AP10KDataset]:
+    common = dict(image_root=settings.image_root, input_size=settings.input_size,
+                  heatmap_size=settings.heatmap_size, sigma=settings.sigma)
+    train_set = AP10KDataset(settings.train_ann, train=True, augment=settings.augment, seed=settings.seed,
+                             families=settings.train_families, species=settings.train_species, **common)
+    val_set = AP10KDataset(settings.val_ann, train=False, **common, **_eval_filter(settings))
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise ValueError(f"no instances to {'train' if len(train_set) == 0 else 'evaluate'} on after filtering")
+    return train_set, val_set
+
+
+def _eval_filter(settings: PoseTrainSettings) -> dict[str, tuple[str, ...]]:
+    if settings.eval_families or settings.eval_species:
+        return {"families": settings.eval_families, "species": settings.eval_species}
+    return {"families": settings.train_families, "species": settings.train_species}
+
+
+def _eval_loader(dataset: AP10KDataset, settings: PoseTrainSettings, ctx: DistributedContext) -> DataLoader:
+    shard = Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size)) if ctx.distributed else dataset
+    return DataLoader(shard, batch_size=settings.eval_batch_size, shuffle=False, num_workers=settings.workers,
+                      worker_init_fn=worker_init, pin_memory=ctx.device.type == "cuda")
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints, log, plot
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    """What changes during a run and goes into ``last.pth``."""
+
+    next_epoch: int = 0
+    best_ap: float = float("-inf")
+    best_epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _save_last(path: Path, model: nn.Module, optimizer, scheduler, scaler, state: _State,
+               settings: PoseTrainSettings) -> None:
+    checkpoint = {
+        "model": {key: value.detach().cpu() for key, value in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "epoch": state.next_epoch,
+        "best_ap": state.best_ap,
+        "best_epoch": state.best_epoch,
+        "history": state.history,
+        "settings": settings.to_dict(),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    tmp.replace(path)
+
+
+def _load_last(path: Path, model: nn.Module, optimizer, scheduler, scaler) -> _State:
+    if not path.is_file():
+        raise FileNotFoundError(f"resume checkpoint not found: {path}")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    missing = [key for key in ("model", "optimizer", "scheduler", "epoch") if key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path}: not a full training checkpoint (lacks {missing}); pass last.pth")
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    if scaler is not None and checkpoint.get("scaler"):
+        scaler.load_state_dict(checkpoint["scaler"])
+    logger.info("Resumed from %s at epoch %d", path, checkpoint["epoch"] + 1)
+    return _State(int(checkpoint["epoch"]), float(checkpoint.get("best_ap", float("-inf"))),
+                  int(checkpoint.get("best_epoch", 0)), list(checkpoint.get("history", [])))
+
+
+def write_log(path: Path, history: list[dict[str, float]]) -> None:
+    """Write the per-epoch history as CSV with :data:`LOG_COLUMNS` (blank where not evaluated)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+    tmp.replace(path)
+
+
+def plot_history(path: Path, history: list[dict[str, float]]) -> Path:
+    """Loss and AP per epoch, side by side, as a PNG (matplotlib's Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    evaluated = [row for row in history if row.get("AP") not in (None, "")]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, [row["loss"] for row in history], marker=".")
+    left.set(xlabel="epoch", ylabel="training loss (JointsMSE)", yscale="log", title="loss")
+    right.plot([row["epoch"] for row in evaluated], [row["AP"] for row in evaluated], marker="o")
+    right.set(xlabel="epoch", ylabel="keypoint AP (val)", title="AP", ylim=(0, 1))
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------
+
+
+def train(settings: PoseTrainSettings) -> TrainResult | None:
+    """Train, evaluating every ``eval_interval`` epochs, then evaluate the best weights.
+
+    Under ``torchrun`` every process calls this; rank 0 returns the result, the others None.
+    """
+    ctx = init_distributed(settings.device)
+    try:
+        return _train(settings, ctx)
+    finally:
+        if ctx.distributed:
+            torch.distributed.destroy_process_group()
+
+
+def _train(settings: PoseTrainSettings, ctx: DistributedContext) -> TrainResult | None:
+    torch.manual_seed(settings.seed)
+    out = settings.output_dir
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    amp = settings.amp and ctx.device.type == "cuda"
+    if settings.amp and not amp:
+        logger.warning("AMP needs CUDA; training in float32 on %s", ctx.device)
+
+    train_set, val_set = _datasets(settings)
+    sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                 seed=settings.seed)
+    train_loader = DataLoader(train_set, batch_size=settings.batch_size, sampler=sampler,
+                              num_workers=settings.workers, worker_init_fn=worker_init,
+                              pin_memory=ctx.device.type == "cuda")
+    val_loader = _eval_loader(val_set, settings, ctx)
+    iters_per_epoch = min(len(train_loader), settings.max_steps_per_epoch or len(train_loader))
+
+    model, arch = build_training_model(settings)
+    model.to(ctx.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    schedule = WarmupMultiStep(iters_per_epoch, settings.lr_steps, settings.lr_gamma, settings.warmup_iters,
+                               settings.warmup_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scaler = torch.amp.GradScaler("cuda") if amp else None
+    state = _load_last(settings.resume, model, optimizer, scheduler, scaler) if settings.resume else _State()
+    net: nn.Module = model
+    if ctx.distributed:
+        net = DistributedDataParallel(model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
+    paths = {name: out / name for name in ("best.pth", "last.pth", "log.csv", "training.png", "metrics.json")}
+    logger.info("Training %s on %d instances (%d per process per step, %d processes), validating on %d; "
+                "%d iterations per epoch, epochs %d..%d", arch, len(train_set), settings.batch_size,
+                ctx.world_size, len(val_set), iters_per_epoch, state.next_epoch + 1, settings.epochs)
+
+    criterion = JointsMSELoss(use_target_weight=True)
+    for epoch in range(state.next_epoch, settings.epochs):
+        sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        stats = train_one_epoch(net, optimizer, train_loader, ctx.device, epoch + 1, scaler, scheduler=scheduler,
+                                criterion=criterion, clip_grad_norm=settings.clip_grad_norm,
+                                max_steps=settings.max_steps_per_epoch, progress=settings.progress)
+        row = _log_row(epoch + 1, (epoch + 1) * iters_per_epoch, stats)
+        if (epoch + 1) % settings.eval_interval == 0 or epoch + 1 == settings.epochs:
+            row.update(_evaluate_epoch(model, val_loader, val_set, settings, ctx, state, epoch + 1,
+                                       paths["best.pth"], str(arch)))
+        state.history.append(row)
+        state.next_epoch = epoch + 1
+        if ctx.is_main:
+            _save_last(paths["last.pth"], model, optimizer, scheduler, scaler, state, settings)
+            write_log(paths["log.csv"], state.history)
+        best = f", AP {row['AP']:.4f} (best {state.best_ap:.4f}, epoch {state.best_epoch})" if "AP" in row else ""
+        logger.info("epoch %d/%d: loss %.6f, lr %.2e, %.0f img/s%s", epoch + 1, settings.epochs, stats.loss,
+                    stats.lr, stats.images_per_second, best)
+
+    final = _final_evaluation(settings, ctx, paths["best.pth"])
+    if not ctx.is_main:
+        return None
+    plot = plot_history(paths["training.png"], state.history) if state.history else None
+    paths["metrics.json"].write_text(json.dumps(final, indent=2) + "\n", encoding="utf-8")
+    logger.info("Final evaluation of %s: %s", paths["best.pth"], _format_metrics(final))
+    return TrainResult(state.best_ap, state.best_epoch, final, paths["best.pth"], paths["last.pth"],
+                       paths["log.csv"], plot)
+
+
+def _evaluate_epoch(model: nn.Module, loader: DataLoader, dataset: AP10KDataset, settings: PoseTrainSettings,
+                    ctx: DistributedContext, state: _State, epoch: int, best_path: Path, arch: str) -> dict:
+    """Validation metrics for the log row (empty on ranks > 0); saves ``best.pth`` on a new best AP."""
+    result = evaluate(model, loader, ctx.device, dataset.ground_truth(), settings.flip_test, settings.mmpose_nms,
+                      settings.progress)
+    if result is None:
+        return {}
+    if result.metrics.AP > state.best_ap:
+        state.best_ap, state.best_epoch = result.metrics.AP, epoch
+        save_checkpoint(model, best_path, {"epoch": epoch, "AP": result.metrics.AP, "arch": arch,
+                                           "settings": settings.to_dict()})
+    return {key: result.metrics.to_dict()[key] for key in METRIC_COLUMNS}
+
+
+def _log_row(epoch: int, iteration: int, stats: EpochStats) -> dict[str, float]:
+    return {"epoch": epoch, "iteration": iteration, "loss": stats.loss, "lr": stats.lr,
+            "seconds": round(stats.seconds, 3), "images_per_s": round(stats.images_per_second, 2)}
+
+
+def _final_evaluation(settings: PoseTrainSettings, ctx: DistributedContext, best: Path) -> dict[str, Any]:
+    """COCO metrics, per-family and per-species AP of the best weights on the test (or val) file."""
+    if ctx.distributed:
+        torch.distributed.barrier()  # rank 0 has written best.pth
+    model, _ = load_pose_model(best, map_location=ctx.device)
+    test_set = AP10KDataset(settings.test_ann or settings.val_ann, settings.image_root, settings.input_size,
+                            settings.heatmap_size, settings.sigma, train=False, **_eval_filter(settings))
+    result = evaluate(model, _eval_loader(test_set, settings, ctx), ctx.device, test_set.ground_truth(),
+                      settings.flip_test, settings.mmpose_nms, settings.progress)
+    if result is None:
+        return {}
+    gt = test_set.ground_truth()
+    return {
+        "annotations": str(test_set.ann_file),
+        "instances": len(test_set),
+        **result.metrics.to_dict(),
+        "per_family": per_group_ap(gt, result.predictions, Grouping.FAMILY, mmpose_nms=settings.mmpose_nms),
+        "per_species": per_group_ap(gt, result.predictions, Grouping.SPECIES, mmpose_nms=settings.mmpose_nms),
+    }
+
+
+def _format_metrics(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{key} {metrics[key]:.4f}" for key in METRIC_COLUMNS if key in metrics)
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """Options of ``python -m train.train_pose`` and ``animalpose train pose``."""
+    d = PoseTrainSettings(train_ann=Path("."), val_ann=Path("."), image_root=Path("."))
+    a = d.augment
+    parser = argparse.ArgumentParser(description="Train a top-down AP-10K pose model (official recipe by default).",
+                                     add_help=add_help)
+    data = parser.add_argument_group("data")
+    data.add_argument("--data-root", type=Path, default=Path("data/ap10k"),
+                      help="AP-10K folder with annotations/ and data/ (default: data/ap10k)")
+    data.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="AP-10K split number")
+    data.add_argument("--train-ann", type=Path, help="training COCO keypoint file (default: the split's train file)")
+    data.add_argument("--val-ann", type=Path, help="validation file (default: the split's val file)")
+    data.add_argument("--test-ann", type=Path, help="file for the final evaluation (default: the val file)")
+    data.add_argument("--image-root", type=Path, help="image folder (default: DATA_ROOT/data)")
+    data.add_argument("--train-families", nargs="+", default=[], metavar="F", help="train on these families only")
+    data.add_argument("--train-species", nargs="+", default=[], metavar="S", help="train on these species only")
+    data.add_argument("--eval-families", nargs="+", default=[], metavar="F",
+                      help="evaluate on these families (held-out families: generalisation protocol)")
+    data.add_argument("--eval-species", nargs="+", default=[], metavar="S", help="evaluate on these species")
+    data.add_argument("--workers", type=int, default=d.workers, help="data loading processes per training process")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--arch", default=d.arch, choices=list(ARCHITECTURES), help="architecture to train")
+    model.add_argument("--weights", help="start from this pose checkpoint (path or official name, e.g. hrnet_w32)")
+    model.add_argument("--backbone-weights", type=Path, help="ImageNet-style backbone checkpoint to start from")
+    model.add_argument("--input-size", type=int, nargs=2, default=list(d.input_size), metavar=("W", "H"))
+    model.add_argument("--heatmap-size", type=int, nargs=2, default=list(d.heatmap_size), metavar=("W", "H"))
+    model.add_argument("--sigma", type=float, default=d.sigma, help="target Gaussian sigma (heatmap pixels)")
+
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--epochs", type=int, default=d.epochs)
+    optim.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
+    optim.add_argument("--lr", type=float, default=d.lr)
+    optim.add_argument("--lr-steps", type=int, nargs="+", default=list(d.lr_steps), help="decay epochs")
+    optim.add_argument("--lr-gamma", type=float, default=d.lr_gamma)
+    optim.add_argument("--warmup-iters", type=int, default=d.warmup_iters)
+    optim.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio)
+    optim.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    optim.add_argument("--clip-grad", type=float, default=None, metavar="NORM", help="clip the gradient norm")
+    optim.add_argument("--amp", action="store_true", help="mixed precision (CUDA)")
+    optim.add_argument("--max-steps-per-epoch", type=int, default=None, help="cut epochs short (quick checks)")
+
+    aug = parser.add_argument_group("augmentation")
+    aug.add_argument("--flip-prob", type=float, default=a.flip_prob)
+    aug.add_argument("--half-body-prob", type=float, default=a.half_body_prob)
+    aug.add_argument("--scale-factor", type=float, default=a.scale_factor)
+    aug.add_argument("--rotation-factor", type=float, default=a.rotation_factor)
+    aug.add_argument("--no-augment", action="store_true", help="no augmentation at all")
+
+    run = parser.add_argument_group("evaluation and output")
+    run.add_argument("--eval-interval", type=int, default=d.eval_interval, help="evaluate every N epochs")
+    run.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size)
+    run.add_argument("--no-flip-test", action="store_true", help="evaluate without the flip test")
+    run.add_argument("--no-mmpose-nms", action="store_true", help="score predictions as they are (no OKS-NMS)")
+    run.add_argument("--output-dir", type=Path, default=d.output_dir)
+    run.add_argument("--resume", type=Path, help="last.pth of an earlier run")
+    run.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    run.add_argument("--seed", type=int, default=d.seed)
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> PoseTrainSettings:
+    """Turn parsed options into settings (paths of the AP-10K split unless given)."""
+    train_ann, image_root = ap10k_paths(args.data_root, "train", args.split)
+    val_ann, _ = ap10k_paths(args.data_root, "val", args.split)
+    augment = AugmentSettings.disabled() if args.no_augment else AugmentSettings(
+        flip_prob=args.flip_prob, half_body_prob=args.half_body_prob, scale_factor=args.scale_factor,
+        rotation_factor=args.rotation_factor,
+    )
+    return PoseTrainSettings(
+        train_ann=args.train_ann or train_ann, val_ann=args.val_ann or val_ann, test_ann=args.test_ann,
+        image_root=args.image_root or image_root, output_dir=args.output_dir, arch=args.arch, weights=args.weights,
+        backbone_weights=args.backbone_weights, input_size=tuple(args.input_size),
+        heatmap_size=tuple(args.heatmap_size), sigma=args.sigma, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, lr_steps=tuple(args.lr_steps), lr_gamma=args.lr_gamma, warmup_iters=args.warmup_iters,
+        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, clip_grad_norm=args.clip_grad,
+        amp=args.amp, eval_interval=args.eval_interval, flip_test=not args.no_flip_test,
+        mmpose_nms=not args.no_mmpose_nms, eval_batch_size=args.eval_batch_size, workers=args.workers,
+        device=args.device, seed=args.seed, resume=args.resume, train_families=tuple(args.train_families),
+        train_species=tuple(args.train_species), eval_families=tuple(args.eval_families),
+        eval_species=tuple(args.eval_species), augment=augment, max_steps_per_epoch=args.max_steps_per_epoch,
+        progress=not args.no_progress,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run :func:`train` from parsed options; 0 on success."""
+    result = train(settings_from_args(args))
+    if result is not None:
+        logger.info("Best AP %.4f at epoch %d; weights in %s", result.best_ap, result.best_epoch,
+                    result.best_checkpoint)
+    return 0
+
+
+def _configure_logging() -> None:
+    import os
+
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+if __name__ == "__main__":
+    _configure_logging()
+    sys.exit(main(get_args_parser().parse_args()))
