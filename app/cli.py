@@ -164,6 +164,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pose.export import export_onnx, onnx_session, run_onnx
     from pose.weights import resolve_pose_weights
 
+    if args.out is None and args.det_out is None:
+        raise UserError("nothing to export: give --out for the pose model and/or --det-weights W --det-out det.onnx")
+    if (args.det_weights is None) != (args.det_out is None):
+        raise UserError("--det-weights and --det-out go together")
+    if args.det_out is not None:
+        from train.export import export_detector_command
+
+        try:
+            export_detector_command(args.det_weights, args.det_out, args.det_image_size)
+        except (ValueError, RuntimeError) as exc:
+            raise UserError(str(exc)) from exc
+        logger.info("Exported the detector to %s", args.det_out)
+    if args.out is None:
+        return 0
     model, arch = load_pose_model(resolve_pose_weights(args.pose_weights))
     path = export_onnx(model, args.out, input_size=(args.width, args.height), opset=args.opset)
     inputs = np.random.default_rng(0).standard_normal((2, 3, args.height, args.width)).astype(np.float32)
@@ -248,11 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     pose.set_defaults(func=cmd_pose)
 
     export = sub.add_parser(
-        "export", help="write the pose model as ONNX", description="Export the pose model to ONNX (dynamic batch) "
-        "and check its output against torch on random input."
+        "export", help="write the pose model and/or the detector as ONNX",
+        description="Export the pose model and/or the detector to ONNX (dynamic batch) and check the output "
+        "against torch."
     )
     export.add_argument("--pose-weights", default="hrnet_w32", metavar="W", help="checkpoint file or official name")
-    export.add_argument("--out", required=True, metavar="MODEL.onnx", help="where to write the ONNX file")
+    export.add_argument("--out", default=None, metavar="MODEL.onnx", help="where to write the pose model as ONNX")
+    export.add_argument("--det-weights", metavar="W", help="local YOLO .pt weights to export with --det-out")
+    export.add_argument("--det-out", metavar="DET.onnx", help="where to write the detector as ONNX (checked against torch)")
+    export.add_argument("--det-image-size", type=int, default=640, metavar="PIXELS",
+                        help="detector export size (multiple of 32)")
     export.add_argument("--width", type=int, default=256, help="network input width in pixels")
     export.add_argument("--height", type=int, default=256, help="network input height in pixels")
     export.add_argument("--opset", type=int, default=17, help="ONNX opset version")

@@ -159,9 +159,9 @@ class Detector:
         if not isinstance(settings, DetectorSettings):
             raise ValueError(f"settings must be a DetectorSettings, got {settings!r}")
         self.settings = settings
-        with _keep_torch_threads():
+        with _keep_torch_threads():  # reading names of an exported model sets up ultralytics' predictor
             self.model = _load_model(settings)
-        self.names: dict[int, str] = {int(i): str(n) for i, n in self.model.names.items()}
+            self.names: dict[int, str] = {int(i): str(n) for i, n in self.model.names.items()}
         self.classes = settings.classes if settings.classes is not None else default_classes(self.names)
         self.class_ids = class_ids_for(self.names, self.classes)
         self._keep_all = len(self.class_ids) == len(self.names)

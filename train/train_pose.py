@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -407,6 +408,10 @@ def train(settings: PoseTrainSettings) -> TrainResult | None:
 
 def _train(settings: PoseTrainSettings, ctx: DistributedContext) -> TrainResult | None:
     torch.manual_seed(settings.seed)
+    if settings.workers > 0:
+        # A forked loader worker that changes OpenCV's thread pool after the parent used it can
+        # hang in the pool's teardown: settle on one OpenCV thread before any worker is forked.
+        cv2.setNumThreads(1)
     out = settings.output_dir
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)

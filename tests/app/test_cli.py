@@ -121,3 +121,25 @@ def test_export_writes_checked_onnx(tmp_path, reference_dir):
 
     model = onnx.load(str(out))
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [([], "nothing to export"), (["--det-out", "d.onnx"], "go together")],
+)
+def test_export_argument_errors(extra, message, capsys):
+    assert main(["export", *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_export_detector_through_cli(tmp_path, capsys):
+    from ultralytics import YOLO
+
+    weights = tmp_path / "y.pt"
+    YOLO("yolo11n.yaml").save(str(weights))
+    out = tmp_path / "det.onnx"
+    assert main(["export", "--det-weights", str(weights), "--det-out", str(out), "--det-image-size", "320"]) == 0
+    assert out.is_file()
+    missing = tmp_path / "nope.pt"
+    assert main(["export", "--det-weights", str(missing), "--det-out", str(out)]) == 2
+    assert "nope.pt" in capsys.readouterr().err
