@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="versions, devices and cached weights")
     info.set_defaults(func=cmd_info)
 
-    for module_name in ("app.cli_track", "app.cli_synth", "app.cli_eval", "app.cli_train"):
+    for module_name in ("app.cli_track", "app.cli_synth", "app.cli_eval", "app.cli_train", "app.web"):
         module = __import__(module_name, fromlist=["register"])
         module.register(sub)
     return parser

@@ -1,0 +1,100 @@
+"""``animalpose serve``: the Gradio web app (Image, Video and Webcam tabs) over the same pipeline.
+
+This module only parses the command line; gradio and the models are imported when the server
+starts, so that ``animalpose --help`` stays fast. The page is :mod:`app.web_ui`, the work behind it
+:mod:`app.web_jobs` and :mod:`app.web_live`, the settings :mod:`app.web_models`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+logger = logging.getLogger("animalpose")
+
+DEFAULT_PORT = 7860
+
+
+def build_app(settings=None, model_factory=None):
+    """The Gradio page (see :func:`app.web_ui.build_app`); ``settings`` default to :class:`WebSettings`'s."""
+    from app.web_models import WebSettings
+    from app.web_ui import build_app as build
+
+    return build(settings or WebSettings(), model_factory)
+
+
+def launch(demo, host: str = "127.0.0.1", port: int | None = DEFAULT_PORT, share: bool = False,
+           block: bool = True, quiet: bool = False):
+    """Serve a page from :func:`build_app` (see :func:`app.web_ui.launch`)."""
+    from app.web_ui import launch as serve
+
+    return serve(demo, host=host, port=port, share=share, block=block, quiet=quiet)
+
+
+def settings_from_args(args: argparse.Namespace):
+    """:class:`~app.web_models.WebSettings` from the options of ``animalpose serve``."""
+    from app.web_models import WebSettings
+    from pose.weights import DEFAULT_POSE_WEIGHTS
+
+    return WebSettings(
+        pose_weights=tuple(args.pose_weights or [DEFAULT_POSE_WEIGHTS]),
+        det_weights=tuple(args.det_weights or ["yolo11n.pt"]),
+        offer_cached=not args.no_cached,
+        max_upload_mb=args.max_upload_mb, max_video_s=args.max_video_seconds,
+        concurrency=args.concurrency, queue_size=args.queue_size, webcam_streams=args.webcam_streams,
+        work_dir=Path(args.work_dir) if args.work_dir else None,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``animalpose serve``: run the web app until Ctrl-C."""
+    from app.cli import UserError
+
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be in [0, 65535], got {args.port}")
+    try:
+        settings = settings_from_args(args)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    for weights in (*settings.pose_weights, *settings.det_weights):
+        if ("/" in weights or "\\" in weights) and not Path(weights).is_file():
+            logger.warning("weights file %s does not exist: visitors choosing it will be told so", weights)
+    # A server must never install packages at run time (ultralytics would, for a file it cannot read).
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    demo = build_app(settings)
+    logger.info("serving on http://%s:%s (Ctrl-C to stop)", args.host, args.port)
+    launch(demo, host=args.host, port=args.port, share=args.share, block=True)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="the web app: images, videos and the webcam in a browser",
+        description="Serve a Gradio web app with an Image tab (boxes, skeletons, keypoint table, JSON), a Video "
+        "tab (labeled video, JSON/CSV downloads, confidence plot) and a Webcam tab (the browser's camera "
+        "through the pipeline). Visitors choose among the weights named here, never a path of their own.",
+        epilog="Example: animalpose serve --port 7860 --pose-weights hrnet_w32 --det-weights yolo11n.pt",
+    )
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1; 0.0.0.0 for every network interface)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    serve.add_argument("--share", action="store_true", help="also publish a temporary public gradio.live link")
+    serve.add_argument("--pose-weights", action="append", metavar="W",
+                       help="a pose checkpoint file or official name offered to visitors; repeat to offer several "
+                       "(default: hrnet_w32, plus the checkpoints already in the weights cache)")
+    serve.add_argument("--det-weights", action="append", metavar="W",
+                       help="a YOLO weights file offered to visitors; repeat to offer several (default: yolo11n.pt)")
+    serve.add_argument("--no-cached", action="store_true", help="do not offer the checkpoints of the weights cache")
+    serve.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload in MB (default 200)")
+    serve.add_argument("--max-video-seconds", type=float, default=600.0,
+                       help="longest video accepted, in seconds (default 600)")
+    serve.add_argument("--concurrency", type=int, default=1,
+                       help="image and video jobs run at once; others wait in the queue (default 1)")
+    serve.add_argument("--queue-size", type=int, default=16, help="jobs that may wait in the queue (default 16)")
+    serve.add_argument("--webcam-streams", type=int, default=2, help="webcam sessions served at once (default 2)")
+    serve.add_argument("--work-dir", default=None,
+                       help="folder for results (default: animalpose-web in the temporary folder)")
+    serve.set_defaults(func=cmd_serve)
