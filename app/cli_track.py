@@ -255,7 +255,7 @@ def _validate_track_args(args: argparse.Namespace) -> None:
 def cmd_live(args: argparse.Namespace) -> int:
     """``animalpose live SOURCE``: a camera or stream, newest frame first, until Ctrl-C or --max-frames."""
     from app.pipeline import _Writer
-    from app.sinks import DrawSettings, SinkError, draw_frame
+    from app.sinks import CsvLayout, DrawSettings, SinkError, draw_frame
     from app.sources import LiveSettings, LiveSource, SourceError
     from tracking.detector import DetectorError
 
@@ -281,7 +281,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     try:
         with LiveSource(spec, settings) as source, ExitStack() as stack:
             outputs = _single_outputs(args, "live") if (args.out or args.json or args.jsonl or args.csv) else OutputPaths()
-            sinks = _final_sinks(stack, outputs, source.info, draw, _csv_layout(args), Path(tempfile.mkdtemp()), True)
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="animalpose-")))
+            sinks = _final_sinks(stack, outputs, source.info, draw, CsvLayout(args.csv_layout), tmp, True)
             writer = _Writer(sinks)
             start = time.perf_counter()
             try:
@@ -316,12 +317,6 @@ def cmd_live(args: argparse.Namespace) -> int:
             stats.describe(),
         )
     return 0
-
-
-def _csv_layout(args):
-    from app.sinks import CsvLayout
-
-    return CsvLayout(args.csv_layout)
 
 
 def _has_screen() -> bool:

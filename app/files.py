@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,3 +28,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_json(path: str | Path, obj: Any, indent: int | None = None) -> Path:
     """Serialise ``obj`` as JSON and write it atomically."""
     return atomic_write_bytes(path, (json.dumps(obj, indent=indent) + "\n").encode("utf-8"))
+
+
+def link_or_copy(source: str | Path, target: str | Path) -> Path:
+    """Make ``target`` a hard link to ``source`` (a copy where linking fails), replacing any old ``target``."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+    return target

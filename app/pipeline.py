@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.sinks import Sink
 from pose.structures import Detections, FrameResult, Poses
 from tracking.smoothing import SmoothingMode
 from tracking.tracker import Track, Tracker, smooth_tracks_offline
@@ -197,13 +198,6 @@ class Pipeline:
         ]
 
 
-class ResultSink:
-    """What :func:`run_frames` writes to: ``write(result, image)`` and ``close()`` (the sinks in app.sinks)."""
-
-    def write(self, result: FrameResult, image: np.ndarray | None = None) -> None:  # pragma: no cover - protocol
-        raise NotImplementedError
-
-
 @dataclass
 class RunStats:
     """What happened in one run: frames processed and time spent."""
@@ -222,7 +216,7 @@ class _Writer:
 
     _STOP = object()
 
-    def __init__(self, sinks: Sequence[ResultSink], max_queue: int = 8) -> None:
+    def __init__(self, sinks: Sequence[Sink], max_queue: int = 8) -> None:
         self.sinks = list(sinks)
         self.queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self.error: BaseException | None = None
@@ -258,7 +252,7 @@ class _Writer:
 def run_frames(
     frames: Iterable,
     pipeline: Pipeline,
-    sinks: Sequence[ResultSink],
+    sinks: Sequence[Sink],
     progress: Callable[[int], None] | None = None,
 ) -> RunStats:
     """Process every frame of ``frames`` (objects with ``index``, ``timestamp_s`` and ``image``) and write
@@ -281,7 +275,7 @@ def run_frames(
 
 
 def write_offline(
-    frames: Iterable, results: Sequence[FrameResult], sinks: Sequence[ResultSink]
+    frames: Iterable, results: Sequence[FrameResult], sinks: Sequence[Sink]
 ) -> int:
     """Second pass of OFFLINE mode: pair the re-read frames with the smoothed results and write them."""
     by_index = {result.frame_index: result for result in results}

@@ -12,32 +12,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import app.cli_track as cli_track
 from app.cli import main
 from pose.estimator import PoseEstimator, PoseSettings
-from pose.structures import Detections
+from fakes import GroundTruthDetector
 from train.e2e import clip_truth, frame_coco, score_clip, track_predictions
 
 
 EPOCHS = 1  # of at most four steps: seconds, not a useful model
-
-
-class _TruthDetector:
-    """The clip's ground-truth boxes, one call per frame."""
-
-    def __init__(self, gt: dict) -> None:
-        self.frames = gt["frames"]
-        self.calls = 0
-
-    def __call__(self, image: np.ndarray) -> Detections:
-        animals = self.frames[self.calls % len(self.frames)]["animals"]
-        self.calls += 1
-        boxes = np.array([a["bbox"] for a in animals], np.float32).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]
-        return Detections(boxes, np.full(len(boxes), 0.9, np.float32))
 
 
 def _perfect_output(gt: dict, id_offset: int = 10) -> list[dict]:
@@ -90,7 +74,7 @@ def trained_pose(tmp_path_factory) -> Path:
 
 def _track(clip: Path, gt: dict, weights: Path, smoothing: str, out: Path, monkeypatch) -> dict[str, float]:
     estimator = PoseEstimator.from_weights(weights, PoseSettings(flip_test=False, device="cpu"))
-    detector = _TruthDetector(gt)
+    detector = GroundTruthDetector(gt, auto_advance=True)
     monkeypatch.setattr(cli_track, "load_models", lambda args: cli_track.Models(detector, estimator))
     json_path = out / f"{weights.stem}_{smoothing}.json"
     assert main(["track", str(clip), "--json", str(json_path), "--smoothing", smoothing, "-q", "--no-flip"]) == 0

@@ -24,8 +24,6 @@ import argparse
 import enum
 import json
 import logging
-import os
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.files import link_or_copy
 from train.dataset import ap10k_paths, select_categories
 
 __all__ = [
@@ -109,16 +108,6 @@ def _yolo_rows(annotations: Sequence[dict], width: float, height: float, class_o
     return rows
 
 
-def _place(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        target.unlink()
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
-
-
 def _convert_split(ann_file: Path, split: str, settings: YoloDatasetSettings, class_of: dict[int, int],
                    keep: set[int]) -> tuple[int, int]:
     data = json.loads(ann_file.read_text(encoding="utf-8"))
@@ -137,7 +126,7 @@ def _convert_split(ann_file: Path, split: str, settings: YoloDatasetSettings, cl
         source = settings.image_root / image["file_name"]
         if not source.is_file():
             raise FileNotFoundError(f"image {source} of {ann_file} not found")
-        _place(source, settings.out_dir / "images" / split / image["file_name"])
+        link_or_copy(source, settings.out_dir / "images" / split / image["file_name"])
         label = (settings.out_dir / "labels" / split / image["file_name"]).with_suffix(".txt")
         label.parent.mkdir(parents=True, exist_ok=True)
         label.write_text("\n".join(rows) + "\n", encoding="utf-8")

@@ -23,8 +23,6 @@ import json
 import logging
 import math
 import multiprocessing
-import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +31,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from app.files import link_or_copy
 from pose.keypoints import FLIP_INDEX, KEYPOINT_NAMES, NUM_KEYPOINTS, SKELETON
 from train.synthetic_background import load_photos
 from train.synthetic_scene import SceneLabels, sample_scene
@@ -222,15 +221,6 @@ def yolo_rows(labels: SceneLabels, width: int, height: int, pose: bool = False) 
     return "".join(line + "\n" for line in lines)
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    if target.exists():
-        target.unlink()
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
-
-
 def _yolo_yaml(root: Path, pose: bool) -> str:
     lines = [f"path: {root.resolve()}", *(f"{split}: images/{split}" for split in SPLITS), "names:"]
     lines += [f"  {k}: {v}" for k, v in YOLO_NAMES.items()]
@@ -271,7 +261,7 @@ def write_dataset(out_dir: Path, settings: DatasetSettings) -> DatasetSummary:
         coco[split]["annotations"] += coco_annotations(labels, index + 1, next_id)
         next_id += len(labels)
         for fmt, root in yolo_roots.items():
-            _link_or_copy(data_dir / name, root / "images" / split / name)
+            link_or_copy(data_dir / name, root / "images" / split / name)
             text = yolo_rows(labels, settings.width, settings.height, pose=fmt == "yolo-pose")
             (root / "labels" / split / name).with_suffix(".txt").write_text(text)
 

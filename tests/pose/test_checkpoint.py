@@ -18,6 +18,7 @@ from pose.checkpoint import (
     load_pose_model,
     save_checkpoint,
 )
+from pose.codec import flip_back, merge_flip
 from pose.keypoints import FLIP_INDEX
 from pose.model import BackboneKind, PoseArchitecture, TopDownModel, build_model
 
@@ -54,14 +55,6 @@ def image(reference_dir: Path) -> torch.Tensor:
     return torch.from_numpy(np.load(reference_dir / "preprocess" / "000000037516_input.npy"))
 
 
-def _flip_back(heatmaps: np.ndarray) -> np.ndarray:
-    """mmpose 0.x flip_back with shift_heatmap: swap left/right, mirror, shift right one column."""
-    mirrored = heatmaps[:, FLIP_INDEX, :, ::-1]
-    shifted = mirrored.copy()
-    shifted[..., 1:] = mirrored[..., :-1]
-    return shifted
-
-
 def _assert_close(actual: np.ndarray, reference: np.ndarray) -> None:
     np.testing.assert_allclose(actual, reference, rtol=0, atol=1e-4 * np.abs(reference).max())
 
@@ -93,9 +86,9 @@ def test_flip_test_matches_reference(
     name, model, _ = loaded
     with torch.inference_mode():
         heatmaps = model(image).numpy()
-        flipped_branch = _flip_back(model(image.flip(3)).numpy())
+        flipped_branch = flip_back(model(image.flip(3)).numpy(), FLIP_INDEX, shift=True)
     _assert_close(flipped_branch, np.load(reference_dir / name / "heatmaps_flipped_branch.npy"))
-    _assert_close(0.5 * (heatmaps + flipped_branch), np.load(reference_dir / name / "heatmaps_flip.npy"))
+    _assert_close(merge_flip(heatmaps, flipped_branch), np.load(reference_dir / name / "heatmaps_flip.npy"))
 
 
 @pytest.mark.parametrize("name", list(EXPECTED_ARCH))

@@ -33,13 +33,7 @@ SAMPLES = DATA / "samples" / "ap10k"
 SMALL_CHECKPOINT = DATA / "reference" / "hrnet_small" / "hrnet_small_ap10k.pth"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine OpenMP's spinning threads slow training 20x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
