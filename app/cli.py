@@ -49,7 +49,9 @@ def add_pose_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     group.add_argument(
-        "--backend", choices=["torch", "onnxruntime"], default="torch", help="what runs the pose network"
+        "--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
+        help="what runs the pose network: auto picks ONNX Runtime on the CPU (about 1.6x faster there, same "
+        "keypoints; the model is exported at start-up) and torch on CUDA (default: auto)",
     )
     group.add_argument("--half", action="store_true", help="float16 inference (CUDA only)")
     group.add_argument("--no-flip", action="store_true", help="skip the flip test (about 2x faster, less accurate)")

@@ -10,48 +10,14 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
-
-from tqdm import tqdm
 
 from app.cli import UserError
 
 logger = logging.getLogger("animalpose")
 
 SAVE_CHOICES = ("video", "json", "jsonl", "csv", "coco")
-
-
-@dataclass(frozen=True)
-class OutputPaths:
-    """Where one source's results go; None: not written."""
-
-    video: Path | None = None
-    json: Path | None = None
-    jsonl: Path | None = None
-    csv: Path | None = None
-    coco: Path | None = None
-
-    def requested(self) -> list[Path]:
-        return [p for p in (self.video, self.json, self.jsonl, self.csv, self.coco) if p is not None]
-
-    def done(self) -> bool:
-        """True when every final output already exists (a finished earlier run: resume skips it)."""
-        paths = self.requested()
-        return bool(paths) and all(p.is_file() for p in paths)
-
-
-def outputs_in_folder(stem: str, out_dir: Path, save: list[str], video_suffix: str) -> OutputPaths:
-    """Output paths ``out_dir/stem.*`` for the formats in ``save``."""
-    return OutputPaths(
-        video=out_dir / f"{stem}{video_suffix}" if "video" in save else None,
-        json=out_dir / f"{stem}.json" if "json" in save else None,
-        jsonl=out_dir / f"{stem}.jsonl" if ("jsonl" in save or "json" in save) else None,
-        csv=out_dir / f"{stem}.csv" if "csv" in save else None,
-        coco=out_dir / f"{stem}.coco.json" if "coco" in save else None,
-    )
 
 
 def add_detector_and_tracker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,110 +42,49 @@ def add_detector_and_tracker_arguments(parser: argparse.ArgumentParser) -> None:
                        help="frames an animal may be unseen and still keep its identity (default 30)")
 
 
-@dataclass
-class Models:
-    """The networks, loaded once and shared by every video of a run."""
+def detector_settings_from_args(args: argparse.Namespace, device: str, half: bool):
+    """``tracking.detector.DetectorSettings`` for the ``--det-*`` options; a bare released name such as
+    ``yolo11n.pt`` (no folder, no such file here) may be downloaded by ultralytics."""
+    from tracking.detector import DetectorSettings, is_release_name
 
-    detector: object
-    estimator: object
+    return DetectorSettings(weights=str(args.det_weights), confidence=args.det_conf, image_size=args.det_imgsz,
+                            device=device, half=half, allow_download=is_release_name(args.det_weights))
 
 
-def load_models(args: argparse.Namespace) -> Models:
+def models_from_args(args: argparse.Namespace):
+    """:func:`app.track.load_models` for the ``--pose-*`` and ``--det-*`` options."""
     from app.cli import pose_settings_from_args
-    from pose.estimator import PoseEstimator
-    from tracking.detector import Detector, DetectorSettings
+    from app.track import load_models
 
     pose_settings = pose_settings_from_args(args)
-    weights = str(args.det_weights)
-    bare_name = os.sep not in weights and not Path(weights).exists()
-    detector = Detector(DetectorSettings(
-        weights=weights, confidence=args.det_conf, image_size=args.det_imgsz,
-        device=pose_settings.device, half=pose_settings.half, allow_download=bare_name,
-    ))
-    estimator = PoseEstimator.from_weights(args.pose_weights, pose_settings)
-    return Models(detector, estimator)
+    detector = detector_settings_from_args(args, pose_settings.device, pose_settings.half)
+    return load_models(args.pose_weights, pose_settings, detector)
 
 
-def make_pipeline(models: Models, args: argparse.Namespace, live: bool):
-    from app.pipeline import Pipeline, PipelineSettings, PoseOrder
-    from tracking.smoothing import SmoothingMode, SmoothingSettings
-    from tracking.tracker import Tracker, TrackerSettings
-
-    mode_name = args.smoothing or ("causal" if live else "offline")
-    if live and mode_name == "offline":
-        raise UserError("--smoothing offline needs the whole file; live streams use causal or none")
-    mode = SmoothingMode(mode_name)
-    tracker = Tracker(TrackerSettings(max_lost_frames=args.max_lost, smoothing=SmoothingSettings(mode=mode)))
-    settings = PipelineSettings(det_every=args.det_every, pose_order=PoseOrder(args.pose_order))
-    return Pipeline(models.detector, models.estimator, tracker, settings, num_keypoints=models.estimator.num_keypoints)
-
-
-def process_source(spec: str, outputs: OutputPaths, models: Models, args: argparse.Namespace) -> dict:
-    """Track one video file or image sequence into ``outputs``. Returns a summary dict."""
-    from app.pipeline import run_frames, write_offline
-    from app.sinks import CsvLayout, DrawSettings, JsonLinesSink
-    from app.sources import open_source
+def track_settings_from_args(args: argparse.Namespace, live: bool):
+    """:class:`app.track.TrackSettings` for the tracking, drawing and output options."""
+    from app.pipeline import PoseOrder
+    from app.sinks import CsvLayout, DrawSettings
+    from app.track import TrackSettings
     from tracking.smoothing import SmoothingMode
 
-    pipeline = make_pipeline(models, args, live=False)
-    offline = pipeline.smoothing_mode is SmoothingMode.OFFLINE
-    draw = DrawSettings(kpt_thr=args.kpt_thr, trail_length=args.trails)
-    csv_layout = CsvLayout(args.csv_layout)
-    with tempfile.TemporaryDirectory(prefix="animalpose-") as tmp, open_source(spec, fps=args.fps) as source:
-        info = source.info
-        total = info.total_frames or None
-        bar = tqdm(total=total, unit="frame", desc=Path(info.name).name, disable=args.quiet, dynamic_ncols=True)
-        with bar, ExitStack() as stack:
-            if offline:
-                first = [stack.enter_context(JsonLinesSink(outputs.jsonl, None, info))] if outputs.jsonl else []
-            else:
-                first = _final_sinks(stack, outputs, info, draw, csv_layout, Path(tmp), stream_jsonl=True)
-            stats = run_frames(source, pipeline, first, progress=lambda n: _tick(bar, pipeline))
-        source_stats = source.stats
-    if offline:
-        results = pipeline.offline_results()
-        with open_source(spec, fps=args.fps) as again, tempfile.TemporaryDirectory(prefix="animalpose-") as tmp:
-            bar = tqdm(total=len(results), unit="frame", desc="writing smoothed", disable=args.quiet, dynamic_ncols=True)
-            with bar, ExitStack() as stack:
-                sinks = _final_sinks(stack, outputs, again.info, draw, csv_layout, Path(tmp), stream_jsonl=False)
-                if sinks:
-                    write_offline(_counting(again, bar), results, sinks)
-    if not source_stats.complete:
-        logger.warning("%s ended early: %s", info.name, source_stats.describe())
-    logger.info("%s: %.2f frames/s; %s", info.name, stats.fps, stats.times.summary())
-    return {"source": info.name, "frames": stats.frames, "fps": stats.fps, "complete": source_stats.complete}
+    if args.det_every < 1:
+        raise UserError(f"--det-every must be at least 1, got {args.det_every}")
+    if not 0 <= args.det_conf <= 1:
+        raise UserError(f"--det-conf must be in [0, 1], got {args.det_conf}")
+    if live and args.smoothing == "offline":
+        raise UserError("--smoothing offline needs the whole file; live streams use causal or none")
+    return TrackSettings(
+        det_every=args.det_every, smoothing=SmoothingMode(args.smoothing) if args.smoothing else None,
+        pose_order=PoseOrder(args.pose_order), max_lost=args.max_lost,
+        draw=DrawSettings(kpt_thr=args.kpt_thr, trail_length=args.trails), csv_layout=CsvLayout(args.csv_layout),
+        fps=getattr(args, "fps", None), progress_bar=not getattr(args, "quiet", False),
+    )
 
 
-def _counting(frames, bar) -> Iterator:
-    for frame in frames:
-        yield frame
-        bar.update(1)
+def _single_outputs(args: argparse.Namespace, stem: str):
+    from app.track import OutputPaths, outputs_in_folder
 
-
-def _tick(bar, pipeline) -> None:
-    bar.update(1)
-    times = pipeline.times
-    if times.frames % 10 == 0:
-        bar.set_postfix_str(f"{times.poses / max(times.frames, 1):.1f} animals/frame", refresh=False)
-
-
-def _final_sinks(stack, outputs, info, draw, csv_layout, tmp: Path, stream_jsonl: bool):
-    from app.sinks import CocoResultsSink, CsvSink, JsonLinesSink, VideoSink
-
-    sinks = []
-    if outputs.video is not None:
-        sinks.append(stack.enter_context(VideoSink(outputs.video, info, draw)))
-    lines = outputs.jsonl if (stream_jsonl and outputs.jsonl is not None) else tmp / "frames.jsonl"
-    if outputs.json is not None or (stream_jsonl and outputs.jsonl is not None):
-        sinks.append(stack.enter_context(JsonLinesSink(lines, outputs.json, info)))
-    if outputs.csv is not None:
-        sinks.append(stack.enter_context(CsvSink(outputs.csv, csv_layout)))
-    if outputs.coco is not None:
-        sinks.append(stack.enter_context(CocoResultsSink(outputs.coco)))
-    return sinks
-
-
-def _single_outputs(args: argparse.Namespace, stem: str) -> OutputPaths:
     explicit = OutputPaths(
         video=Path(args.out) if args.out else None,
         json=Path(args.json) if args.json else None,
@@ -199,9 +104,10 @@ def cmd_track(args: argparse.Namespace) -> int:
     """``animalpose track SOURCE``: one video / image sequence, or every video of a folder or glob."""
     from app.sinks import SinkError
     from app.sources import SourceError, SourceKind, expand_video_inputs, source_kind
+    from app.track import outputs_in_folder, process_source
     from tracking.detector import DetectorError
 
-    _validate_track_args(args)
+    settings = track_settings_from_args(args, live=False)
     try:
         kind = source_kind(args.source)
     except SourceError as exc:
@@ -209,14 +115,14 @@ def cmd_track(args: argparse.Namespace) -> int:
     if kind is SourceKind.LIVE:
         raise UserError(f"{args.source} is a camera or stream: use 'animalpose live {args.source}'")
     try:
-        models = load_models(args)
+        models = models_from_args(args)
     except DetectorError as exc:
         raise UserError(str(exc)) from None
     if kind is not SourceKind.VIDEOS:
         stem = Path(str(args.source).rstrip("/")).stem or "frames"
         outputs = _single_outputs(args, stem)
         try:
-            process_source(str(args.source), outputs, models, args)
+            process_source(str(args.source), outputs, models, settings)
         except (SourceError, SinkError) as exc:
             raise UserError(str(exc)) from None
         return 0
@@ -233,7 +139,7 @@ def cmd_track(args: argparse.Namespace) -> int:
             continue
         logger.info("[%d/%d] %s", n, len(videos), video)
         try:
-            process_source(str(video), outputs, models, args)
+            process_source(str(video), outputs, models, settings)
         except (SourceError, SinkError) as exc:
             logger.error("[%d/%d] %s", n, len(videos), exc)
             failed.append(video)
@@ -245,63 +151,53 @@ def cmd_track(args: argparse.Namespace) -> int:
     return 0
 
 
-def _validate_track_args(args: argparse.Namespace) -> None:
-    if args.det_every < 1:
-        raise UserError(f"--det-every must be at least 1, got {args.det_every}")
-    if not 0 <= args.det_conf <= 1:
-        raise UserError(f"--det-conf must be in [0, 1], got {args.det_conf}")
-
-
 def cmd_live(args: argparse.Namespace) -> int:
     """``animalpose live SOURCE``: a camera or stream, newest frame first, until Ctrl-C or --max-frames."""
-    from app.pipeline import _Writer
-    from app.sinks import CsvLayout, DrawSettings, SinkError, draw_frame
+    from app.pipeline import run_frames
+    from app.sinks import SinkError, draw_frame
     from app.sources import LiveSettings, LiveSource, SourceError
+    from app.track import OutputPaths, final_sinks, make_pipeline
     from tracking.detector import DetectorError
 
-    _validate_track_args(args)
+    settings = track_settings_from_args(args, live=True)
     try:
-        models = load_models(args)
+        models = models_from_args(args)
     except DetectorError as exc:
         raise UserError(str(exc)) from None
-    pipeline = make_pipeline(models, args, live=True)
+    pipeline = make_pipeline(models, settings, live=True)
     spec = int(args.source) if str(args.source).isdigit() else str(args.source)
     show = args.show and _has_screen()
     if args.show and not show:
         logger.warning("no screen here (DISPLAY is not set): not showing a window; use --out to save the video")
-    draw = DrawSettings(kpt_thr=args.kpt_thr, trail_length=args.trails)
     latencies: list[float] = []
-    settings = LiveSettings(max_reconnect_s=args.max_reconnect)
     stop = {"now": False}
 
     def on_sigterm(*_):
         stop["now"] = True
 
+    def on_result(frame, result) -> None:
+        latencies.append(time.monotonic() - frame.captured_at)
+        if show:
+            import cv2
+
+            cv2.imshow("animalpose", draw_frame(frame.image, result, settings.draw))
+            if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+                stop["now"] = True
+
+    def should_stop() -> bool:
+        return stop["now"] or bool(args.max_frames and len(latencies) >= args.max_frames)
+
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        with LiveSource(spec, settings) as source, ExitStack() as stack:
+        with LiveSource(spec, LiveSettings(max_reconnect_s=args.max_reconnect)) as source, ExitStack() as stack:
             outputs = _single_outputs(args, "live") if (args.out or args.json or args.jsonl or args.csv) else OutputPaths()
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="animalpose-")))
-            sinks = _final_sinks(stack, outputs, source.info, draw, CsvLayout(args.csv_layout), tmp, True)
-            writer = _Writer(sinks)
+            sinks = final_sinks(stack, outputs, source.info, settings, tmp, stream_jsonl=True)
             start = time.perf_counter()
             try:
-                for frame in source:
-                    result = pipeline.process(frame.image, frame.index, frame.timestamp_s)
-                    latencies.append(time.monotonic() - frame.captured_at)
-                    writer.put(result, frame.image)
-                    if show:
-                        import cv2
-
-                        cv2.imshow("animalpose", draw_frame(frame.image, result, draw))
-                        if cv2.waitKey(1) & 0xFF in (27, ord("q")):
-                            break
-                    if stop["now"] or (args.max_frames and len(latencies) >= args.max_frames):
-                        break
+                run_frames(source, pipeline, sinks, on_result=on_result, stop=should_stop)
             except KeyboardInterrupt:
-                logger.info("interrupted: closing outputs")
-            finally:
-                writer.finish()
+                logger.info("interrupted: outputs closed")
             wall = time.perf_counter() - start
             stats = source.stats
     except (SourceError, SinkError) as exc:

@@ -1,9 +1,10 @@
 """Wiring of the stages: source -> detect -> track -> pose -> smooth -> sinks.
 
-:class:`Pipeline` turns one frame into a :class:`~pose.structures.FrameResult`. :func:`run_video`
-drives a whole source through it with decoding (the source's reader thread), inference (this
-thread) and drawing/encoding/writing (a writer thread) overlapping, and in OFFLINE smoothing mode
-re-reads the source to write RTS-smoothed results.
+:class:`Pipeline` turns one frame into a :class:`~pose.structures.FrameResult`. :func:`run_frames`
+drives a whole source (file, image sequence or live stream) through it with decoding (the source's
+reader thread), inference (the calling thread) and drawing/encoding/writing (a writer thread)
+overlapping; in OFFLINE smoothing mode :func:`write_offline` writes the RTS-smoothed results of a
+second reading of the source.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -253,10 +255,17 @@ def run_frames(
     frames: Iterable,
     pipeline: Pipeline,
     sinks: Sequence[Sink],
-    progress: Callable[[int], None] | None = None,
+    on_result: Callable[[Any, FrameResult], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> RunStats:
-    """Process every frame of ``frames`` (objects with ``index``, ``timestamp_s`` and ``image``) and write
-    the results to ``sinks`` from a writer thread. Returns the run's statistics."""
+    """Process the frames of ``frames`` (objects with ``index``, ``timestamp_s`` and ``image``: a file,
+    an image sequence or a live source) and write the results to ``sinks`` from a writer thread.
+
+    ``on_result(frame, result)`` is called in this thread once each result is queued for the sinks
+    (progress bars, latency, a preview window); the run ends after the frame for which ``stop()``
+    returns True, or when ``frames`` ends. The sinks have every queued result when this returns or
+    raises (KeyboardInterrupt included). Returns the run's statistics.
+    """
     stats = RunStats()
     writer = _Writer(sinks)
     start = time.perf_counter()
@@ -265,8 +274,10 @@ def run_frames(
             result = pipeline.process(frame.image, frame.index, frame.timestamp_s)
             writer.put(result, frame.image)
             stats.frames += 1
-            if progress is not None:
-                progress(1)
+            if on_result is not None:
+                on_result(frame, result)
+            if stop is not None and stop():
+                break
     finally:
         writer.finish()
         stats.wall_s = time.perf_counter() - start

@@ -2,7 +2,7 @@
 
 The page (:mod:`app.web_ui`) is a thin layer over these functions, and they are a thin layer over
 the command line's own code: an image goes through the detector and the pose model as in
-``animalpose pose``; a video goes through :func:`app.cli_track.process_source` exactly as in
+``animalpose pose``; a video goes through :func:`app.track.process_source` exactly as in
 ``animalpose track``. The webcam is in :mod:`app.web_live`.
 
 Everything that remembers frames (the tracker and its Kalman filters) belongs to one job, so track
@@ -26,8 +26,16 @@ from pathlib import Path
 import numpy as np
 
 from app.web_models import (
-    ModelCache, ModelFactory, ModelSpec, RunOptions, WebError, WebSettings, available_devices, track_arguments,
-    visitor_errors, weight_choices,
+    ModelCache,
+    ModelFactory,
+    ModelSpec,
+    RunOptions,
+    WebError,
+    WebSettings,
+    available_devices,
+    track_settings,
+    visitor_errors,
+    weight_choices,
 )
 
 logger = logging.getLogger(__name__)
@@ -135,26 +143,6 @@ def _safe_stem(name: str) -> str:
 def _check_extension(path: Path, allowed: Sequence[str], kind: str) -> None:
     if path.suffix.lower() not in allowed:
         raise WebError(f"{path.name} is not {kind} this app accepts: upload one of {', '.join(allowed)}")
-
-
-class _LineCounter:
-    """Counts the lines of a file that another thread is appending to, reading only what is new."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lines = 0
-        self._offset = 0
-
-    def count(self) -> int:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self._offset)
-                chunk = f.read()
-        except FileNotFoundError:
-            return self.lines
-        self._offset += len(chunk)
-        self.lines += chunk.count(b"\n")
-        return self.lines
 
 
 def confidence_series(document: dict, max_frames: int = 2000) -> list[tuple[float, str, float]]:
@@ -274,9 +262,9 @@ class WebJobs:
 
     def video(self, path: str | Path, options: RunOptions,
               progress: Callable[[VideoProgress], None] | None = None, poll_s: float = 0.25) -> VideoResult:
-        """Track the animals of a video file with :func:`app.cli_track.process_source` (the code of
-        ``animalpose track``), reporting progress every ``poll_s`` seconds from its JSON Lines output."""
-        from app.cli_track import OutputPaths, process_source
+        """Track the animals of a video file with :func:`app.track.process_source` (the code of
+        ``animalpose track``) in a worker thread, calling ``progress`` from this thread every ``poll_s`` seconds."""
+        from app.track import OutputPaths, TrackProgress, process_source
 
         path = Path(path)
         info = self.check_video(path)
@@ -285,26 +273,28 @@ class WebJobs:
         folder = self.new_job_dir()
         outputs = OutputPaths(video=folder / f"{stem}_labeled.webm", json=folder / f"{stem}.json",
                               jsonl=folder / f"{stem}.jsonl", csv=folder / f"{stem}.csv")
-        args = track_arguments(self.spec(options), options, options.smoothing)
+        settings = track_settings(options, options.smoothing)
         outcome: dict[str, object] = {}
+        latest = [TrackProgress(0, info.total_frames)]  # the worker replaces the one item
+
+        def report(where: TrackProgress) -> None:
+            latest[0] = where
 
         def run() -> None:
             try:
-                outcome["summary"] = process_source(str(path), outputs, models, args)
+                outcome["summary"] = process_source(str(path), outputs, models, settings, progress=report)
             except BaseException as exc:  # handed to the waiting thread below
                 outcome["error"] = exc
 
         worker = threading.Thread(target=run, name="animalpose-web-video", daemon=True)
         start = time.monotonic()
         worker.start()
-        lines = _LineCounter(outputs.jsonl)
         while worker.is_alive():
             worker.join(poll_s)
             if progress is not None:
-                done = lines.count()
-                total = info.total_frames
-                writing = total is not None and done >= total and options.smoothing == "offline"
-                progress(VideoProgress(done, total, time.monotonic() - start, writing))
+                now = latest[0]  # frames analysed: all of them once the offline pass writes the files
+                done = now.total if (now.writing and now.total is not None) else now.done
+                progress(VideoProgress(done, now.total, time.monotonic() - start, now.writing))
         if "error" in outcome:
             with visitor_errors(upload=path):
                 raise outcome["error"]  # type: ignore[misc]
@@ -312,7 +302,7 @@ class WebJobs:
         document = json.loads(outputs.json.read_text(encoding="utf-8"))
         tracks = sorted({a["track_id"] for f in document["frames"] for a in f["animals"]})
         return VideoResult(
-            video=outputs.video, json=outputs.json, csv=outputs.csv, frames=int(summary["frames"]),
-            fps=float(summary["fps"]), duration_s=len(document["frames"]) / info.fps, tracks=tracks,
+            video=outputs.video, json=outputs.json, csv=outputs.csv, frames=summary.frames,
+            fps=summary.fps, duration_s=len(document["frames"]) / info.fps, tracks=tracks,
             confidence=confidence_series(document),
         )

@@ -3,7 +3,7 @@
 The browser sends frames while the page's previous frame is still being processed; gradio keeps
 only the newest one for a busy session, so a slow server skips frames instead of queueing them and
 the latency stays bounded by one frame's processing time. Each :class:`LiveSession` owns its
-pipeline (built by :func:`app.cli_track.make_pipeline` as ``animalpose live`` builds it, with causal
+pipeline (built by :func:`app.track.make_pipeline` as ``animalpose live`` builds it, with causal
 smoothing), so tracks never leak between visitors.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from app.web_models import ModelSpec, RunOptions, track_arguments
+from app.web_models import ModelSpec, RunOptions, track_settings
 
 #: Weight of the newest frame in the running averages of frame rate and latency.
 _EMA = 0.2
@@ -80,13 +80,13 @@ class LiveSession:
         return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
     def _ensure_pipeline(self, models, spec: ModelSpec, options: RunOptions, now: float) -> None:
-        from app.cli_track import make_pipeline
+        from app.track import make_pipeline
 
         smoothing = "none" if options.smoothing == "none" else "causal"
         key = (spec, options.det_every, smoothing)
         if self._pipeline is not None and key == self._key and now - self._last <= self.restart_after_s:
             return
-        self._pipeline = make_pipeline(models, track_arguments(spec, options, smoothing), live=True)
+        self._pipeline = make_pipeline(models, track_settings(options, smoothing), live=True)
         self._key = key
         self._frames = 0
         self._start = now

@@ -3,13 +3,12 @@
 :class:`WebSettings` is fixed when the server starts; :class:`RunOptions` is what one visitor chose
 in the page, naming weights only by the labels the server offered (never a path a visitor typed),
 resolved by :meth:`app.web_jobs.WebJobs.spec` into a :class:`ModelSpec`. Models are loaded with the
-command line's own :func:`app.cli_track.load_models`, once per spec, and shared by every visitor,
+command line's own :func:`app.track.load_models`, once per spec, and shared by every visitor,
 each network behind a lock so that two jobs never run it from two threads at once.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import math
@@ -200,22 +199,29 @@ def weight_choices(entries: Sequence[str | Path]) -> dict[str, str]:
     return choices
 
 
-def model_arguments(spec: ModelSpec) -> dict[str, object]:
-    """The options of :func:`app.cli_track.load_models` (the command line's ``--pose-weights``...) for ``spec``."""
-    return dict(pose_weights=spec.pose_weights, device=spec.device, backend="torch", half=False,
-                no_flip=not spec.flip_test, post_process="default",
-                det_weights=spec.det_weights, det_conf=spec.det_conf, det_imgsz=640)
+def pose_settings(spec: ModelSpec):
+    """The ``pose.estimator.PoseSettings`` of ``spec``: those of ``animalpose track`` with the same choices."""
+    from pose.estimator import Backend, PoseSettings
+
+    return PoseSettings(flip_test=spec.flip_test, device=spec.device, backend=Backend.AUTO)
 
 
-def track_arguments(spec: ModelSpec, options: RunOptions, smoothing: str) -> argparse.Namespace:
-    """The namespace :mod:`app.cli_track`'s ``make_pipeline`` and ``process_source`` read.
+def detector_settings(spec: ModelSpec):
+    """The ``tracking.detector.DetectorSettings`` of ``spec``: those of ``animalpose track`` with the same choices."""
+    from tracking.detector import DetectorSettings, is_release_name
 
-    The web app fills every field its command line would, so that both run the same code.
-    """
-    return argparse.Namespace(
-        **model_arguments(spec), det_every=options.det_every, smoothing=smoothing, pose_order="after",
-        max_lost=30, kpt_thr=options.kpt_thr, trails=0, csv_layout="long", fps=None, quiet=True,
-    )
+    return DetectorSettings(weights=spec.det_weights, confidence=spec.det_conf, device=spec.device,
+                            allow_download=is_release_name(spec.det_weights))
+
+
+def track_settings(options: RunOptions, smoothing: str):
+    """The :class:`app.track.TrackSettings` of a visitor's options (``smoothing``: offline, causal or none)."""
+    from app.sinks import DrawSettings
+    from app.track import TrackSettings
+    from tracking.smoothing import SmoothingMode
+
+    return TrackSettings(det_every=options.det_every, smoothing=SmoothingMode(smoothing),
+                         draw=DrawSettings(kpt_thr=options.kpt_thr), progress_bar=False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -242,14 +248,14 @@ ModelFactory = Callable[[ModelSpec], object]
 
 
 def load_models(spec: ModelSpec):
-    """The command line's own model loading (:func:`app.cli_track.load_models`)."""
-    from app.cli_track import load_models as load
+    """The models of ``spec``, loaded by :func:`app.track.load_models` as ``animalpose track`` loads them."""
+    from app.track import load_models as load
 
-    return load(argparse.Namespace(**model_arguments(spec)))
+    return load(spec.pose_weights, pose_settings(spec), detector_settings(spec))
 
 
 class ModelCache:
-    """The most recently used ``size`` model pairs (:class:`app.cli_track.Models`), loaded on demand.
+    """The most recently used ``size`` model pairs (:class:`app.track.Models`), loaded on demand.
 
     Args:
         factory: ``factory(spec) -> Models``; :func:`load_models` by default (tests pass fakes).
@@ -265,7 +271,7 @@ class ModelCache:
         self._lock = threading.Lock()
 
     def get(self, spec: ModelSpec):
-        from app.cli_track import Models
+        from app.track import Models
 
         with self._lock:  # one load at a time: a second visitor waits for the first load
             if spec in self._models:

@@ -38,10 +38,25 @@ logger = logging.getLogger(__name__)
 
 
 class Backend(enum.Enum):
-    """What runs the network."""
+    """What runs the network. AUTO: ONNX Runtime on the CPU when it is installed (about 1.6x faster
+    than torch there, same keypoints), torch on CUDA (fp16, channels-last)."""
 
     TORCH = "torch"
     ONNXRUNTIME = "onnxruntime"
+    AUTO = "auto"
+
+
+def resolve_backend(backend: Backend, device: str | torch.device) -> Backend:
+    """The backend :class:`PoseEstimator` uses for ``backend`` on ``device`` (AUTO resolved)."""
+    if backend is not Backend.AUTO:
+        return backend
+    if torch.device(device).type != "cpu":
+        return Backend.TORCH
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return Backend.TORCH
+    return Backend.ONNXRUNTIME
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,8 @@ class PoseSettings:
         device: "cpu", "cuda" or "cuda:N".
         half: run in float16 (CUDA only; ignored on the CPU).
         channels_last: channels-last memory format (CUDA only).
-        backend: torch or ONNX Runtime (from our own export of the same weights).
+        backend: torch, ONNX Runtime (from our own export of the same weights, made when the
+            estimator is built) or AUTO (see :class:`Backend`).
         max_batch: the most crops sent to the network at once (flip copies included).
         flush_denormal: on the CPU, treat denormal floats as zero. Networks whose activations
             underflow (small or freshly trained ones) otherwise run up to 10x slower; outputs
@@ -168,7 +184,8 @@ class PoseEstimator:
         self.num_keypoints = int(self._probe_num_keypoints())
         self._session = None
         self._tmpdir: tempfile.TemporaryDirectory | None = None
-        if settings.backend is Backend.ONNXRUNTIME:
+        self.backend = resolve_backend(settings.backend, self.device)
+        if self.backend is Backend.ONNXRUNTIME:
             if onnx_path is None:
                 self._tmpdir = tempfile.TemporaryDirectory(prefix="animalpose-onnx-")
                 onnx_path = export_onnx(model.float(), Path(self._tmpdir.name) / "pose.onnx", settings.input_size)

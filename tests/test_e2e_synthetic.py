@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import app.cli_track as cli_track
+from app.track import Models
 from app.cli import main
 from pose.estimator import PoseEstimator, PoseSettings
 from fakes import GroundTruthDetector
@@ -75,7 +76,7 @@ def trained_pose(tmp_path_factory) -> Path:
 def _track(clip: Path, gt: dict, weights: Path, smoothing: str, out: Path, monkeypatch) -> dict[str, float]:
     estimator = PoseEstimator.from_weights(weights, PoseSettings(flip_test=False, device="cpu"))
     detector = GroundTruthDetector(gt, auto_advance=True)
-    monkeypatch.setattr(cli_track, "load_models", lambda args: cli_track.Models(detector, estimator))
+    monkeypatch.setattr(cli_track, "models_from_args", lambda args: Models(detector, estimator))
     json_path = out / f"{weights.stem}_{smoothing}.json"
     assert main(["track", str(clip), "--json", str(json_path), "--smoothing", smoothing, "-q", "--no-flip"]) == 0
     return score_clip(gt, json.loads(json_path.read_text())["frames"])

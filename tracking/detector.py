@@ -105,6 +105,13 @@ def class_ids_for(names: Mapping[int, str], classes: tuple[str, ...]) -> list[in
     return sorted(index[c] for c in classes)
 
 
+def is_release_name(weights: str | Path) -> bool:
+    """True for a bare model name such as ``yolo11n.pt`` (no folder, and no such file here): one that
+    ultralytics can download, which is what ``allow_download`` is for."""
+    text = str(weights)
+    return "/" not in text and "\\" not in text and not Path(text).exists()
+
+
 @contextlib.contextmanager
 def _keep_torch_threads() -> Iterator[None]:
     threads = torch.get_num_threads()

@@ -327,14 +327,15 @@ def evaluate(
     flip_test: bool = True,
     mmpose_nms: bool = True,
     progress: bool = True,
+    post_process: PostProcess = PostProcess.DEFAULT,
 ) -> Evaluation | None:
     """Predict on ``loader`` and score against ``ground_truth`` (AP-10K sigmas, pycocotools).
 
-    With ``mmpose_nms`` predictions are rescored and OKS-NMS'd as mmpose's AP-10K evaluation
+    ``post_process`` is the heatmap decoding (mmpose's default, DARK or UDP). With ``mmpose_nms`` predictions are rescored and OKS-NMS'd as mmpose's AP-10K evaluation
     does. Under DDP every process predicts its shard of the data; the predictions are
     gathered on rank 0, which alone returns the result (the others return None).
     """
-    records = predict(model, loader, device, flip_test=flip_test, progress=progress)
+    records = predict(model, loader, device, flip_test=flip_test, post_process=post_process, progress=progress)
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         shards: list[list[dict]] | None = [[] for _ in range(dist.get_world_size())] if is_main_process() else None
         dist.gather_object(records, shards, dst=0)

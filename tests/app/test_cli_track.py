@@ -11,6 +11,7 @@ import cv2
 import pytest
 
 import app.cli_track as cli_track
+from app.track import Models
 from app.cli import main
 from fakes import GroundTruthDetector
 from streaming import MJPEGServer, panning_frames
@@ -20,7 +21,7 @@ from streaming import MJPEGServer, panning_frames
 def models(monkeypatch, synthetic_clip, small_estimator):
     _, gt = synthetic_clip
     detector = GroundTruthDetector(gt, auto_advance=True)
-    monkeypatch.setattr(cli_track, "load_models", lambda args: cli_track.Models(detector, small_estimator))
+    monkeypatch.setattr(cli_track, "models_from_args", lambda args: Models(detector, small_estimator))
     return detector
 
 

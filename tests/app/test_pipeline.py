@@ -136,3 +136,28 @@ def test_settings_are_validated():
         PipelineSettings(det_every=0)
     with pytest.raises(ValueError):
         PipelineSettings(pose_min_score=2.0)
+
+
+def test_run_frames_reports_each_result_and_stops_when_asked(synthetic_clip, small_estimator):
+    path, gt = synthetic_clip
+    pipeline = Pipeline(GroundTruthDetector(gt, auto_advance=True), small_estimator, _tracker())
+    seen, sink = [], _ListSink()
+    with VideoFileSource(path) as source:
+        stats = run_frames(source, pipeline, [sink], on_result=lambda frame, result: seen.append(
+            (frame.index, result.frame_index)), stop=lambda: len(seen) >= 5)
+    assert seen == [(i, i) for i in range(5)]
+    assert stats.frames == 5 and [i for i, _ in sink.items] == list(range(5))
+
+
+def test_an_interrupted_run_still_writes_every_processed_frame(synthetic_clip, small_estimator):
+    path, gt = synthetic_clip
+    pipeline = Pipeline(GroundTruthDetector(gt, auto_advance=True), small_estimator, _tracker())
+    sink = _ListSink()
+
+    def interrupt_at_third(frame, result):
+        if frame.index == 2:
+            raise KeyboardInterrupt
+
+    with VideoFileSource(path) as source, pytest.raises(KeyboardInterrupt):
+        run_frames(source, pipeline, [sink], on_result=interrupt_at_third)
+    assert [i for i, _ in sink.items] == [0, 1, 2]

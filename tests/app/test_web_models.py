@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from app.cli_track import Models
 from app.sources import SourceError
+from app.track import Models
 from app.web_models import (
-    ModelCache, ModelSpec, RunOptions, WebError, WebSettings, as_web_error, model_arguments, weight_choices,
+    ModelCache, ModelSpec, RunOptions, WebError, WebSettings, as_web_error, detector_settings, pose_settings,
+    track_settings, weight_choices,
 )
 from pose.weights import WeightsError
 
@@ -56,11 +57,30 @@ def test_weight_choices_label_files_by_name(entries, expected):
     assert weight_choices(entries) == expected
 
 
-def test_model_arguments_are_those_of_the_command_line():
-    spec = ModelSpec("p.pth", "d.pt", "cpu", 0.4, flip_test=False)
-    args = model_arguments(spec)
-    assert args["pose_weights"] == "p.pth" and args["det_weights"] == "d.pt" and args["det_conf"] == 0.4
-    assert args["no_flip"] is True and args["device"] == "cpu"
+@pytest.mark.parametrize("spec", [
+    ModelSpec("p.pth", "d.pt", "cpu", 0.4, flip_test=False),
+    ModelSpec("hrnet_w32", "models/best.pt", "cpu", 0.25, flip_test=True),
+])
+def test_models_are_set_up_as_the_command_line_sets_them_up(spec):
+    from app.cli import build_parser, pose_settings_from_args
+    from app.cli_track import detector_settings_from_args
+
+    argv = ["track", "clip.mp4", "--pose-weights", spec.pose_weights, "--det-weights", spec.det_weights,
+            "--device", spec.device, "--det-conf", str(spec.det_conf)] + ([] if spec.flip_test else ["--no-flip"])
+    args = build_parser().parse_args(argv)
+    cli_pose = pose_settings_from_args(args)
+    assert pose_settings(spec) == cli_pose
+    assert detector_settings(spec) == detector_settings_from_args(args, cli_pose.device, cli_pose.half)
+    assert detector_settings(spec).allow_download is (spec.det_weights == "d.pt")
+
+
+def test_track_settings_follow_the_visitor_options():
+    from tracking.smoothing import SmoothingMode
+
+    options = RunOptions("p", "d", kpt_thr=0.6, smoothing="offline", det_every=3)
+    settings = track_settings(options, "causal")
+    assert settings.smoothing is SmoothingMode.CAUSAL and settings.det_every == 3
+    assert settings.draw.kpt_thr == 0.6 and not settings.progress_bar
 
 
 @pytest.mark.parametrize("exc, expected", [

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.cli_track import Models
+from app.track import Models
 from app.web_models import ModelSpec, WebSettings
 from pose.estimator import PoseEstimator, PoseSettings
 from pose.structures import Detections

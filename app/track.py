@@ -1,0 +1,265 @@
+"""Track one source into result files: the code that ``animalpose track``, ``animalpose live`` and
+the web app share (no argparse here).
+
+- :func:`load_models` loads the detector and the pose model once per run (or per web-app spec);
+- :func:`make_pipeline` builds a fresh :class:`~app.pipeline.Pipeline` (its own tracker) per source;
+- :func:`process_source` runs a video file or an image sequence through it into the files of an
+  :class:`OutputPaths`, reporting :class:`TrackProgress` as it goes, and returns a :class:`TrackSummary`.
+
+With offline smoothing the frames are read twice: the first pass tracks (and streams the raw JSON
+Lines), the second pairs the re-read frames with the smoothed results and writes the final files.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from app.pipeline import (
+    Pipeline,
+    PipelineSettings,
+    PoseOrder,
+    run_frames,
+    write_offline,
+)
+from app.sinks import (
+    CocoResultsSink,
+    CsvLayout,
+    CsvSink,
+    DrawSettings,
+    JsonLinesSink,
+    Sink,
+    VideoSink,
+)
+from app.sources import VideoInfo, open_source
+from tracking.smoothing import SmoothingMode, SmoothingSettings
+from tracking.tracker import Tracker, TrackerSettings
+
+__all__ = [
+    "Models",
+    "OutputPaths",
+    "TrackProgress",
+    "TrackSettings",
+    "TrackSummary",
+    "final_sinks",
+    "load_models",
+    "make_pipeline",
+    "outputs_in_folder",
+    "process_source",
+]
+
+logger = logging.getLogger("animalpose")
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where one source's results go; None: not written."""
+
+    video: Path | None = None
+    json: Path | None = None
+    jsonl: Path | None = None
+    csv: Path | None = None
+    coco: Path | None = None
+
+    def requested(self) -> list[Path]:
+        return [p for p in (self.video, self.json, self.jsonl, self.csv, self.coco) if p is not None]
+
+    def done(self) -> bool:
+        """True when every final output already exists (a finished earlier run: resume skips it)."""
+        paths = self.requested()
+        return bool(paths) and all(p.is_file() for p in paths)
+
+
+def outputs_in_folder(stem: str, out_dir: Path, save: Iterable[str], video_suffix: str) -> OutputPaths:
+    """Output paths ``out_dir/stem.*`` for the formats in ``save`` (names of the ``--save`` choices:
+    video, json, jsonl, csv, coco); json also streams a ``.jsonl``."""
+    save = set(save)
+    return OutputPaths(
+        video=out_dir / f"{stem}{video_suffix}" if "video" in save else None,
+        json=out_dir / f"{stem}.json" if "json" in save else None,
+        jsonl=out_dir / f"{stem}.jsonl" if ("jsonl" in save or "json" in save) else None,
+        csv=out_dir / f"{stem}.csv" if "csv" in save else None,
+        coco=out_dir / f"{stem}.coco.json" if "coco" in save else None,
+    )
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    """How a source is tracked and drawn, besides the models.
+
+    Attributes:
+        det_every: run the detector every this many frames; tracks are predicted in between.
+        smoothing: keypoint smoothing; None: OFFLINE for files, CAUSAL for live sources.
+        pose_order: pose after tracking (on tracked animals) or before (keypoints help association).
+        max_lost: frames an animal may be unseen and keep its identity.
+        draw: how the labeled video is drawn.
+        csv_layout: long or wide CSV.
+        fps: frame rate given to an image-folder source (None: its default).
+        progress_bar: show tqdm progress bars.
+    """
+
+    det_every: int = 1
+    smoothing: SmoothingMode | None = None
+    pose_order: PoseOrder = PoseOrder.AFTER_TRACKING
+    max_lost: int = 30
+    draw: DrawSettings = field(default_factory=DrawSettings)
+    csv_layout: CsvLayout = CsvLayout.LONG
+    fps: float | None = None
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.det_every, int) or self.det_every < 1:
+            raise ValueError(f"det_every must be an integer >= 1, got {self.det_every!r}")
+        if not isinstance(self.max_lost, int) or self.max_lost < 0:
+            raise ValueError(f"max_lost must be an integer >= 0, got {self.max_lost!r}")
+        if self.smoothing is not None and not isinstance(self.smoothing, SmoothingMode):
+            raise ValueError(f"smoothing must be a SmoothingMode or None, got {self.smoothing!r}")
+        if not isinstance(self.pose_order, PoseOrder):
+            raise ValueError(f"pose_order must be a PoseOrder, got {self.pose_order!r}")
+        if not isinstance(self.csv_layout, CsvLayout):
+            raise ValueError(f"csv_layout must be a CsvLayout, got {self.csv_layout!r}")
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"fps must be positive, got {self.fps}")
+
+    def smoothing_for(self, live: bool) -> SmoothingMode:
+        """The smoothing used for a file (``live=False``) or a live source; OFFLINE is refused live."""
+        mode = self.smoothing or (SmoothingMode.CAUSAL if live else SmoothingMode.OFFLINE)
+        if live and mode is SmoothingMode.OFFLINE:
+            raise ValueError("offline smoothing needs the whole file; live sources use causal or none")
+        return mode
+
+
+@dataclass(frozen=True)
+class TrackProgress:
+    """Where :func:`process_source` is: ``done`` of ``total`` frames (None: not known) of the tracking
+    pass, or, with offline smoothing, of the second pass that writes the files (``writing``)."""
+
+    done: int
+    total: int | None
+    writing: bool = False
+
+
+@dataclass(frozen=True)
+class TrackSummary:
+    """One processed source: its name, frames tracked, tracking frames/s, whether it was read to the end."""
+
+    source: str
+    frames: int
+    fps: float
+    complete: bool
+
+
+@dataclass(frozen=True)
+class Models:
+    """The networks, loaded once and shared by every source of a run."""
+
+    detector: Callable
+    estimator: Callable
+
+
+def load_models(pose_weights: str | Path, pose_settings, detector_settings) -> Models:
+    """Load the detector (``tracking.detector.DetectorSettings``) and the pose model (a checkpoint path or
+    official name, with ``pose.estimator.PoseSettings``).
+
+    Raises:
+        tracking.detector.DetectorError, pose.checkpoint.CheckpointError, pose.weights.WeightsError.
+    """
+    from pose.estimator import PoseEstimator
+    from tracking.detector import Detector
+
+    detector = Detector(detector_settings)
+    estimator = PoseEstimator.from_weights(pose_weights, pose_settings)
+    return Models(detector, estimator)
+
+
+def make_pipeline(models: Models, settings: TrackSettings, live: bool) -> Pipeline:
+    """A new pipeline (fresh tracker) for one source; ``live`` picks the default smoothing."""
+    mode = settings.smoothing_for(live)
+    tracker = Tracker(TrackerSettings(max_lost_frames=settings.max_lost, smoothing=SmoothingSettings(mode=mode)))
+    pipeline_settings = PipelineSettings(det_every=settings.det_every, pose_order=settings.pose_order)
+    return Pipeline(models.detector, models.estimator, tracker, pipeline_settings,
+                    num_keypoints=models.estimator.num_keypoints)
+
+
+def final_sinks(stack: ExitStack, outputs: OutputPaths, info: VideoInfo, settings: TrackSettings, tmp: Path,
+                stream_jsonl: bool) -> list[Sink]:
+    """Open the sinks of ``outputs`` in ``stack``. The JSON Lines go to ``outputs.jsonl`` when
+    ``stream_jsonl`` (else to ``tmp``, needed only to build the final JSON)."""
+    sinks: list[Sink] = []
+    if outputs.video is not None:
+        sinks.append(stack.enter_context(VideoSink(outputs.video, info, settings.draw)))
+    lines = outputs.jsonl if (stream_jsonl and outputs.jsonl is not None) else tmp / "frames.jsonl"
+    if outputs.json is not None or (stream_jsonl and outputs.jsonl is not None):
+        sinks.append(stack.enter_context(JsonLinesSink(lines, outputs.json, info)))
+    if outputs.csv is not None:
+        sinks.append(stack.enter_context(CsvSink(outputs.csv, settings.csv_layout)))
+    if outputs.coco is not None:
+        sinks.append(stack.enter_context(CocoResultsSink(outputs.coco)))
+    return sinks
+
+
+def process_source(spec: str, outputs: OutputPaths, models: Models, settings: TrackSettings = TrackSettings(),
+                   progress: Callable[[TrackProgress], None] | None = None) -> TrackSummary:
+    """Track one video file or image sequence into ``outputs``.
+
+    ``progress`` is called after every frame of each pass (from this thread).
+
+    Raises:
+        app.sources.SourceError: the source cannot be opened or read.
+        app.sinks.SinkError: an output cannot be written (e.g. a full disk); nothing half-written is left
+            under a final name.
+    """
+    pipeline = make_pipeline(models, settings, live=False)
+    offline = pipeline.smoothing_mode is SmoothingMode.OFFLINE
+    with tempfile.TemporaryDirectory(prefix="animalpose-") as tmp, open_source(spec, fps=settings.fps) as source:
+        info = source.info
+        total = info.total_frames or None
+        bar = tqdm(total=total, unit="frame", desc=Path(info.name).name, disable=not settings.progress_bar,
+                   dynamic_ncols=True)
+
+        def on_result(_frame, _result) -> None:
+            _tick(bar, pipeline)
+            if progress is not None:
+                progress(TrackProgress(pipeline.times.frames, total))
+
+        with bar, ExitStack() as stack:
+            if offline:
+                first = [stack.enter_context(JsonLinesSink(outputs.jsonl, None, info))] if outputs.jsonl else []
+            else:
+                first = final_sinks(stack, outputs, info, settings, Path(tmp), stream_jsonl=True)
+            stats = run_frames(source, pipeline, first, on_result=on_result)
+        source_stats = source.stats
+    if offline:
+        results = pipeline.offline_results()
+        with open_source(spec, fps=settings.fps) as again, tempfile.TemporaryDirectory(prefix="animalpose-") as tmp:
+            bar = tqdm(total=len(results), unit="frame", desc="writing smoothed", disable=not settings.progress_bar,
+                       dynamic_ncols=True)
+            with bar, ExitStack() as stack:
+                sinks = final_sinks(stack, outputs, again.info, settings, Path(tmp), stream_jsonl=False)
+                if sinks:
+                    write_offline(_counting(again, bar, len(results), progress), results, sinks)
+    if not source_stats.complete:
+        logger.warning("%s ended early: %s", info.name, source_stats.describe())
+    logger.info("%s: %.2f frames/s; %s", info.name, stats.fps, stats.times.summary())
+    return TrackSummary(info.name, stats.frames, stats.fps, source_stats.complete)
+
+
+def _counting(frames: Iterable, bar: tqdm, total: int, progress: Callable[[TrackProgress], None] | None) -> Iterator:
+    for done, frame in enumerate(frames, 1):
+        yield frame
+        bar.update(1)
+        if progress is not None:
+            progress(TrackProgress(min(done, total), total, writing=True))
+
+
+def _tick(bar: tqdm, pipeline: Pipeline) -> None:
+    bar.update(1)
+    times = pipeline.times
+    if times.frames % 10 == 0:
+        bar.set_postfix_str(f"{times.poses / max(times.frames, 1):.1f} animals/frame", refresh=False)
