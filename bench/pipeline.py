@@ -38,6 +38,7 @@ from pose.estimator import Backend, PoseEstimator, PoseSettings
 from pose.model import hrnet_w32, res50
 from pose.structures import Detections, FrameResult
 from tracking.tracker import Tracker, TrackerSettings
+from train.e2e import GroundTruthDetector
 
 logger = logging.getLogger("bench.pipeline")
 
@@ -47,16 +48,15 @@ class TimedGroundTruthDetector:
 
     def __init__(self, yolo, gt: dict) -> None:
         self.yolo = yolo
-        self.frames = gt["frames"]
-        self.calls = 0
+        self.truth = GroundTruthDetector(gt, auto_advance=True)
+
+    def rewind(self) -> None:
+        """Start again from the clip's first frame."""
+        self.truth.calls = 0
 
     def __call__(self, image: np.ndarray) -> Detections:
         self.yolo(image)
-        animals = self.frames[self.calls % len(self.frames)]["animals"]
-        self.calls += 1
-        boxes = np.array([a["bbox"] for a in animals], np.float32).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]
-        return Detections(boxes, np.full(len(boxes), 0.9, np.float32))
+        return self.truth(image)
 
 
 def make_yolo(folder: Path):
@@ -136,9 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             for pose in (estimator, by_hand):
                 pose(np.zeros((720, 1280, 3), np.uint8), warm)
             n_hand, t_hand = naive_run(clip, det, by_hand, folder / "naive.mp4")
-            det.calls = 0
+            det.rewind()
             n_naive, t_naive = naive_run(clip, det, estimator, folder / "naive.mp4")
-            det.calls = 0
+            det.rewind()
             n_pipe, t_pipe, t_models = pipeline_run(clip, det, estimator, folder)
             rows.append((animals, visible, n_hand / t_hand, n_naive / t_naive, n_pipe / t_pipe, n_pipe / t_models))
             logger.info("%d animals (%.1f visible): naive torch %.2f fps, naive %s %.2f fps, pipeline %.2f fps, "

@@ -25,9 +25,7 @@ def samples_dir() -> Path:
 def one_torch_thread():
     """One intra-op torch thread for a module: on a busy 2-core machine OpenMP's spinning threads
     slow training about 20x."""
-    import torch
+    from pose.threads import torch_threads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield

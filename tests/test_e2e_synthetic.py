@@ -15,12 +15,17 @@ from pathlib import Path
 import pytest
 
 import app.cli_track as cli_track
-from app.track import Models
 from app.cli import main
+from app.track import Models
 from pose.estimator import PoseEstimator, PoseSettings
-from fakes import GroundTruthDetector
-from train.e2e import clip_truth, frame_coco, score_clip, track_predictions
-
+from pose.threads import torch_threads
+from train.e2e import (
+    GroundTruthDetector,
+    clip_truth,
+    frame_coco,
+    score_clip,
+    track_predictions,
+)
 
 EPOCHS = 1  # of at most four steps: seconds, not a useful model
 
@@ -50,7 +55,6 @@ def crossing_clip(tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def trained_pose(tmp_path_factory) -> Path:
     """``best.pth`` of hrnet_tiny after a few steps on a tiny synthetic dataset."""
-    import torch
 
     from train.synthetic import DatasetSettings, write_dataset
     from train.train_pose import PoseTrainSettings, train
@@ -64,12 +68,8 @@ def trained_pose(tmp_path_factory) -> Path:
         heatmap_size=(16, 16), epochs=EPOCHS, batch_size=16, lr=5e-3, lr_steps=(EPOCHS,), warmup_iters=5,
         eval_interval=EPOCHS, workers=0, device="cpu", progress=False, flip_test=False, max_steps_per_epoch=4,
     )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # on a shared machine, more threads than free cores slow training tenfold
-    try:
+    with torch_threads(1):  # on a shared machine, more threads than free cores slow training tenfold
         return train(settings).best_checkpoint
-    finally:
-        torch.set_num_threads(threads)
 
 
 

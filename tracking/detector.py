@@ -17,16 +17,15 @@ other model in the process; the detector restores the caller's thread count afte
 
 from __future__ import annotations
 
-import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import numpy as np
-import torch
 
 from pose.structures import Detections
+from pose.threads import torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -112,16 +111,6 @@ def is_release_name(weights: str | Path) -> bool:
     return "/" not in text and "\\" not in text and not Path(text).exists()
 
 
-@contextlib.contextmanager
-def _keep_torch_threads() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-
-
 def _load_model(settings: DetectorSettings):
     from ultralytics import YOLO
 
@@ -166,7 +155,7 @@ class Detector:
         if not isinstance(settings, DetectorSettings):
             raise ValueError(f"settings must be a DetectorSettings, got {settings!r}")
         self.settings = settings
-        with _keep_torch_threads():  # reading names of an exported model sets up ultralytics' predictor
+        with torch_threads():  # reading names of an exported model sets up ultralytics' predictor
             self.model = _load_model(settings)
             self.names: dict[int, str] = {int(i): str(n) for i, n in self.model.names.items()}
         self.classes = settings.classes if settings.classes is not None else default_classes(self.names)
@@ -182,7 +171,7 @@ class Detector:
         if frame.dtype != np.uint8:
             raise ValueError(f"frame_bgr must be uint8, got {frame.dtype}")
         s = self.settings
-        with _keep_torch_threads():
+        with torch_threads():
             results = self.model.predict(
                 np.ascontiguousarray(frame), conf=s.confidence, iou=s.iou, imgsz=s.image_size, device=s.device,
                 max_det=s.max_detections, agnostic_nms=s.agnostic_nms,

@@ -210,23 +210,24 @@ def train_detector(settings: DetectorTrainSettings) -> Path:
     import torch
     from ultralytics import YOLO
 
+    from pose.threads import torch_threads
+
     if not settings.data.is_file():
         raise FileNotFoundError(f"dataset file not found: {settings.data}")
     # ultralytics changes these for the whole process; they are put back afterwards.
-    threads = torch.get_num_threads()
     deterministic = (torch.are_deterministic_algorithms_enabled(),
                      torch.is_deterministic_algorithms_warn_only_enabled())
     try:
-        model = YOLO(settings.model)
-        model.train(
-            data=str(settings.data), epochs=settings.epochs, imgsz=settings.image_size, batch=settings.batch,
-            device=settings.device, workers=settings.workers, project=str(settings.output_dir.resolve()),
-            name=settings.name, exist_ok=True, seed=settings.seed, amp=settings.amp, plots=settings.plots,
-            verbose=False,
-        )
+        with torch_threads():
+            model = YOLO(settings.model)
+            model.train(
+                data=str(settings.data), epochs=settings.epochs, imgsz=settings.image_size, batch=settings.batch,
+                device=settings.device, workers=settings.workers, project=str(settings.output_dir.resolve()),
+                name=settings.name, exist_ok=True, seed=settings.seed, amp=settings.amp, plots=settings.plots,
+                verbose=False,
+            )
         best = Path(model.trainer.best)
     finally:
-        torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
     if not best.is_file():
         best = Path(model.trainer.last)

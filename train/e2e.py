@@ -9,6 +9,9 @@ final JSON here:
 - keypoints: per-frame OKS AP with the AP-10K sigmas (each frame a COCO image);
 - motion: keypoint RMSE and jitter of the matched animals on their labelled keypoints, as
   :func:`tracking.simulate.keypoint_metrics`.
+
+:class:`GroundTruthDetector` stands in for the detector with the clip's true boxes, to measure the
+rest of the system (pose, tracking, the pipeline's own cost) without detection errors.
 """
 
 from __future__ import annotations
@@ -21,10 +24,16 @@ from pathlib import Path
 import numpy as np
 
 from pose.keypoints import SIGMAS
-from tracking.simulate import FrameOutput, identity_metrics, keypoint_metrics, match_to_truth
+from pose.structures import Detections
+from tracking.simulate import (
+    FrameOutput,
+    identity_metrics,
+    keypoint_metrics,
+    match_to_truth,
+)
 from train.metrics import evaluate_keypoints
 
-__all__ = ["ClipTruth", "clip_truth", "frame_coco", "load_track_json", "score_clip", "track_outputs",
+__all__ = ["ClipTruth", "GroundTruthDetector", "clip_truth", "frame_coco", "load_track_json", "score_clip", "track_outputs",
            "track_predictions"]
 
 NUM_KEYPOINTS = len(SIGMAS)
@@ -176,3 +185,28 @@ def score_clip(gt: dict, frames: list[dict]) -> dict[str, float]:
     motion = keypoint_metrics(truth, keypoints, ids, truth.keypoint_visible)  # type: ignore[arg-type]
     scores.update({name: motion[name] for name in ("rmse", "jitter", "truth_jitter")})
     return {name: (float(value) if value is not None else math.nan) for name, value in scores.items()}
+
+
+class GroundTruthDetector:
+    """Stands in for the detector: returns the ground-truth boxes of a synthetic clip (``gt`` as
+    :func:`train.synthetic.render_video` returns it).
+
+    The caller sets ``frame`` before each call, or ``auto_advance`` takes the n-th call as frame
+    n modulo the clip length (for runs that call it once per frame, video after video).
+    """
+
+    def __init__(self, gt: dict, score: float = 0.9, auto_advance: bool = False) -> None:
+        self.frames = gt["frames"]
+        self.score = score
+        self.auto_advance = auto_advance
+        self.calls = 0
+        self.frame = 0
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        if self.auto_advance:  # one call per frame, clip after clip of the same video
+            self.frame = self.calls % len(self.frames)
+        animals = self.frames[self.frame]["animals"] if self.frame < len(self.frames) else []
+        self.calls += 1
+        boxes = np.array([a["bbox"] for a in animals], np.float32).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
+        return Detections(boxes, np.full(len(boxes), self.score, np.float32))

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from pose.export import onnx_session
-from tracking.detector import _keep_torch_threads
+from pose.threads import torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def export_detector_onnx(
     weights, out = Path(weights), Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     images = parity_input(image_size, check_image)
-    with (_keep_torch_threads(), _no_autoinstall(),
+    with (torch_threads(), _no_autoinstall(),
           tempfile.TemporaryDirectory(dir=out.parent, prefix=".det-export-") as tmp):
         local = Path(tmp) / (weights.stem + ".pt")
         shutil.copyfile(weights, local)

@@ -9,12 +9,12 @@ import shutil
 
 import cv2
 import pytest
+from streaming import MJPEGServer, panning_frames
 
 import app.cli_track as cli_track
-from app.track import Models
 from app.cli import main
-from fakes import GroundTruthDetector
-from streaming import MJPEGServer, panning_frames
+from app.track import Models
+from train.e2e import GroundTruthDetector
 
 
 @pytest.fixture()

@@ -5,11 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.pipeline import Pipeline, PipelineSettings, PoseOrder, run_frames, write_offline
+from app.pipeline import (
+    Pipeline,
+    PipelineSettings,
+    PoseOrder,
+    run_frames,
+    write_offline,
+)
 from app.sources import VideoFileSource
-from fakes import GroundTruthDetector
 from tracking.smoothing import KeypointStatus, SmoothingMode, SmoothingSettings
 from tracking.tracker import Tracker, TrackerSettings
+from train.e2e import GroundTruthDetector
 
 
 def _tracker(mode: SmoothingMode = SmoothingMode.CAUSAL) -> Tracker:

@@ -8,10 +8,17 @@ import pytest
 
 from app.pipeline import PoseOrder
 from app.track import (
-    Models, OutputPaths, TrackProgress, TrackSettings, TrackSummary, make_pipeline, outputs_in_folder, process_source,
+    Models,
+    OutputPaths,
+    TrackProgress,
+    TrackSettings,
+    TrackSummary,
+    make_pipeline,
+    outputs_in_folder,
+    process_source,
 )
-from fakes import GroundTruthDetector
 from tracking.smoothing import SmoothingMode
+from train.e2e import GroundTruthDetector
 
 
 def test_outputs_in_folder_names_each_format(tmp_path):

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from app.track import Models
 from app.web_models import ModelSpec, WebSettings
 from pose.estimator import PoseEstimator, PoseSettings
 from pose.structures import Detections
+from pose.threads import torch_threads
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference"
 SMALL_POSE = REFERENCE / "resnet_small" / "resnet_small_ap10k.pth"
@@ -46,15 +45,9 @@ def web_settings(work_dir: Path, **changes) -> WebSettings:
     return WebSettings(**values)
 
 
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
+def one_torch_thread():
     """Two cores shared with the server's threads: one torch thread each is much faster than contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return torch_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from pose.threads import torch_threads
 from train.export import check_parity, export_detector_command, export_detector_onnx, parity_input
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "samples" / "ap10k" / "000000037516.jpg"
@@ -18,9 +19,8 @@ def yolo_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ultralytics import YOLO
 
     path = tmp_path_factory.mktemp("yolo") / "y.pt"
-    threads = torch.get_num_threads()
-    YOLO("yolo11n.yaml").save(str(path))
-    torch.set_num_threads(threads)
+    with torch_threads():
+        YOLO("yolo11n.yaml").save(str(path))
     return path
 
 
@@ -33,10 +33,11 @@ def test_export_writes_a_checked_model_that_ultralytics_loads(yolo_weights: Path
     assert torch.get_num_threads() == threads
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["det.onnx"]  # no temporary left behind
     assert sorted(p.name for p in yolo_weights.parent.iterdir()) == ["y.pt"]  # nothing written beside the weights
-    pt = YOLO(str(yolo_weights)).predict(str(SAMPLE), imgsz=320, conf=0.0, max_det=5, device="cpu", verbose=False)
-    onnx = YOLO(str(out), task="detect").predict(str(SAMPLE), imgsz=320, conf=0.0, max_det=5, device="cpu",
-                                                  verbose=False)
-    torch.set_num_threads(threads)
+    with torch_threads():
+        pt = YOLO(str(yolo_weights)).predict(str(SAMPLE), imgsz=320, conf=0.0, max_det=5, device="cpu",
+                                             verbose=False)
+        onnx = YOLO(str(out), task="detect").predict(str(SAMPLE), imgsz=320, conf=0.0, max_det=5, device="cpu",
+                                                      verbose=False)
     np.testing.assert_allclose(onnx[0].boxes.conf.numpy(), pt[0].boxes.conf.numpy(), atol=1e-3)
 
 
