@@ -38,8 +38,9 @@ def add_detector_and_tracker_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pose-order", choices=["after", "before"], default="after",
                        help="run the pose model after tracking, on tracked animals only (default), or before, "
                        "on every detection so that keypoints help keep identities")
-    group.add_argument("--max-lost", type=int, default=30, metavar="FRAMES",
-                       help="frames an animal may be unseen and still keep its identity (default 30)")
+    group.add_argument("--max-lost", type=float, default=3.0, metavar="SECONDS",
+                       help="seconds an animal may be unseen (hidden or out of the frame) and keep its identity "
+                       "when it comes back (default 3)")
 
 
 def detector_settings_from_args(args: argparse.Namespace, device: str, half: bool):
@@ -72,11 +73,13 @@ def track_settings_from_args(args: argparse.Namespace, live: bool):
         raise UserError(f"--det-every must be at least 1, got {args.det_every}")
     if not 0 <= args.det_conf <= 1:
         raise UserError(f"--det-conf must be in [0, 1], got {args.det_conf}")
+    if not args.max_lost >= 0:
+        raise UserError(f"--max-lost must be 0 seconds or more, got {args.max_lost}")
     if live and args.smoothing == "offline":
         raise UserError("--smoothing offline needs the whole file; live streams use causal or none")
     return TrackSettings(
         det_every=args.det_every, smoothing=SmoothingMode(args.smoothing) if args.smoothing else None,
-        pose_order=PoseOrder(args.pose_order), max_lost=args.max_lost,
+        pose_order=PoseOrder(args.pose_order), max_lost_s=args.max_lost,
         draw=DrawSettings(kpt_thr=args.kpt_thr, trail_length=args.trails), csv_layout=CsvLayout(args.csv_layout),
         fps=getattr(args, "fps", None), progress_bar=not getattr(args, "quiet", False),
     )
@@ -164,7 +167,6 @@ def cmd_live(args: argparse.Namespace) -> int:
         models = models_from_args(args)
     except DetectorError as exc:
         raise UserError(str(exc)) from None
-    pipeline = make_pipeline(models, settings, live=True)
     spec = int(args.source) if str(args.source).isdigit() else str(args.source)
     show = args.show and _has_screen()
     if args.show and not show:
@@ -190,6 +192,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         with LiveSource(spec, LiveSettings(max_reconnect_s=args.max_reconnect)) as source, ExitStack() as stack:
+            pipeline = make_pipeline(models, settings, live=True, fps=source.info.fps)
             outputs = _single_outputs(args, "live") if (args.out or args.json or args.jsonl or args.csv) else OutputPaths()
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="animalpose-")))
             sinks = final_sinks(stack, outputs, source.info, settings, tmp, stream_jsonl=True)

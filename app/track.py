@@ -47,14 +47,19 @@ __all__ = [
     "TrackProgress",
     "TrackSettings",
     "TrackSummary",
+    "DEFAULT_FPS",
     "final_sinks",
     "load_models",
+    "lost_frames",
     "make_pipeline",
     "outputs_in_folder",
     "process_source",
 ]
 
 logger = logging.getLogger("animalpose")
+
+#: Frame rate assumed for a source that announces none (some webcams and streams), in frames/s.
+DEFAULT_FPS = 30.0
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,9 @@ class TrackSettings:
         det_every: run the detector every this many frames; tracks are predicted in between.
         smoothing: keypoint smoothing; None: OFFLINE for files, CAUSAL for live sources.
         pose_order: pose after tracking (on tracked animals) or before (keypoints help association).
-        max_lost: frames an animal may be unseen and keep its identity.
+        max_lost_s: seconds an animal may be unseen (hidden, or out of the frame) and keep its identity
+            when it is seen again; counted in frames at the source's frame rate (a live source's
+            announced rate; :data:`DEFAULT_FPS` when a source announces none).
         draw: how the labeled video is drawn.
         csv_layout: long or wide CSV.
         fps: frame rate given to an image-folder source (None: its default).
@@ -107,7 +114,7 @@ class TrackSettings:
     det_every: int = 1
     smoothing: SmoothingMode | None = None
     pose_order: PoseOrder = PoseOrder.AFTER_TRACKING
-    max_lost: int = 30
+    max_lost_s: float = 3.0
     draw: DrawSettings = field(default_factory=DrawSettings)
     csv_layout: CsvLayout = CsvLayout.LONG
     fps: float | None = None
@@ -116,8 +123,8 @@ class TrackSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.det_every, int) or self.det_every < 1:
             raise ValueError(f"det_every must be an integer >= 1, got {self.det_every!r}")
-        if not isinstance(self.max_lost, int) or self.max_lost < 0:
-            raise ValueError(f"max_lost must be an integer >= 0, got {self.max_lost!r}")
+        if not self.max_lost_s >= 0:
+            raise ValueError(f"max_lost_s must be >= 0 seconds, got {self.max_lost_s!r}")
         if self.smoothing is not None and not isinstance(self.smoothing, SmoothingMode):
             raise ValueError(f"smoothing must be a SmoothingMode or None, got {self.smoothing!r}")
         if not isinstance(self.pose_order, PoseOrder):
@@ -178,10 +185,17 @@ def load_models(pose_weights: str | Path, pose_settings, detector_settings) -> M
     return Models(detector, estimator)
 
 
-def make_pipeline(models: Models, settings: TrackSettings, live: bool) -> Pipeline:
-    """A new pipeline (fresh tracker) for one source; ``live`` picks the default smoothing."""
+def lost_frames(max_lost_s: float, fps: float | None) -> int:
+    """``max_lost_s`` seconds in frames at ``fps`` (:data:`DEFAULT_FPS` when None or not positive)."""
+    rate = fps if fps is not None and fps > 0 else DEFAULT_FPS
+    return round(max_lost_s * rate)
+
+
+def make_pipeline(models: Models, settings: TrackSettings, live: bool, fps: float | None = None) -> Pipeline:
+    """A new pipeline (fresh tracker) for one source of ``fps`` frames/s; ``live`` picks the default smoothing."""
     mode = settings.smoothing_for(live)
-    tracker = Tracker(TrackerSettings(max_lost_frames=settings.max_lost, smoothing=SmoothingSettings(mode=mode)))
+    tracker = Tracker(TrackerSettings(max_lost_frames=lost_frames(settings.max_lost_s, fps),
+                                      smoothing=SmoothingSettings(mode=mode)))
     pipeline_settings = PipelineSettings(det_every=settings.det_every, pose_order=settings.pose_order)
     return Pipeline(models.detector, models.estimator, tracker, pipeline_settings,
                     num_keypoints=models.estimator.num_keypoints)
@@ -215,10 +229,10 @@ def process_source(spec: str, outputs: OutputPaths, models: Models, settings: Tr
         app.sinks.SinkError: an output cannot be written (e.g. a full disk); nothing half-written is left
             under a final name.
     """
-    pipeline = make_pipeline(models, settings, live=False)
-    offline = pipeline.smoothing_mode is SmoothingMode.OFFLINE
     with tempfile.TemporaryDirectory(prefix="animalpose-") as tmp, open_source(spec, fps=settings.fps) as source:
         info = source.info
+        pipeline = make_pipeline(models, settings, live=False, fps=info.fps)
+        offline = pipeline.smoothing_mode is SmoothingMode.OFFLINE
         total = info.total_frames or None
         bar = tqdm(total=total, unit="frame", desc=Path(info.name).name, disable=not settings.progress_bar,
                    dynamic_ncols=True)

@@ -65,6 +65,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="with --concurrent: pose epochs trained beside the detector; the rest resume on "
                         "every core once the detector is done (default: all of them beside it)")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave docs/benchmarks.md alone")
+    parser.add_argument("--rescore", action="store_true",
+                        help="only track the clips of the earlier run in --out-dir again, with its weights (after a "
+                        "change in tracking); its training numbers are kept")
     return parser
 
 
@@ -216,6 +219,43 @@ def track_clip(clip: Path, pose: Path, det: Path | None, smoothing: str, out: Pa
     return json.loads(json_path.read_text())["frames"], time.perf_counter() - start
 
 
+def track_all(clips: list[tuple[Path, dict]], pose: Path, det: Path, out: Path, device: str,
+              det_imgsz: int) -> dict[str, dict[str, float]]:
+    """Mean scores over ``clips`` of ``animalpose track`` in each smoothing mode."""
+    tracking = {}
+    for mode in SMOOTHING_MODES:
+        rows = []
+        for clip, gt in clips:
+            frames, seconds = track_clip(clip, pose, det, mode, out, device, det_imgsz)
+            rows.append({**score_clip(gt, frames), "seconds": seconds})
+            logger.info("%s %s: %s", clip.name, mode, rows[-1])
+        tracking[mode] = mean_scores(rows)
+    return tracking
+
+
+def rescore(args: argparse.Namespace) -> dict:
+    """Track the clips of the earlier run in ``--out-dir`` again with its weights (after a change in
+    tracking or decoding); the training part of its summary is kept. Returns the updated summary."""
+    out = args.out_dir
+    summary = json.loads((out / "summary.json").read_text())
+    clips = [(path, json.loads(path.with_suffix(".json").read_text()))
+             for path in sorted((out / "clips").glob("crossing_*.mp4"))]
+    if not clips:
+        raise FileNotFoundError(f"no clips in {out / 'clips'}: run the benchmark without --rescore first")
+    pose_weights = out / "pose" / "best.pth"
+    det_weights = out / "detector" / "yolo11n" / "weights" / "best.pt"
+    if "AP_dark" not in summary["pose"]:
+        from pose.codec import PostProcess
+
+        args.pose_input = summary["pose"]["input"]
+        summary["pose"]["AP_dark"] = pose_ap(out / "dataset", pose_weights, args, PostProcess.DARK)["AP"]
+    summary["tracking"] = track_all(clips, pose_weights, det_weights, out / "tracks", args.device,
+                                    summary["detector"]["imgsz"])
+    summary["rescored"] = time.strftime("%Y-%m-%d")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
 def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
     return {key: float(np.nanmean([row[key] for row in rows])) for key in rows[0]}
 
@@ -252,7 +292,9 @@ def render_table(summary: dict) -> str:
         f"{pose['seconds'] / 60:.1f} min for the pose model ({pose['arch']}, {pose['epochs']} epochs, input "
         f"{pose['input']}×{pose['input']}) and {det['seconds'] / 60:.1f} min for the detector (YOLO11n from "
         f"its YAML, {det['epochs']} epochs, imgsz {det['imgsz']}). Load average "
-        f"{summary['load_start']:.1f} at the start, {summary['load_end']:.1f} at the end.",
+        f"{summary['load_start']:.1f} at the start, {summary['load_end']:.1f} at the end."
+        + (f" Clips tracked again on {summary['rescored']} with the same weights (`--rescore`); the training "
+           f"command was `{summary.get('command', 'not recorded')}`." if summary.get("rescored") else ""),
         "",
         "### Models on held-out images",
         "",
@@ -285,6 +327,8 @@ def render_table(summary: dict) -> str:
 
 
 def main(args: argparse.Namespace) -> dict:
+    if args.rescore:
+        return report(rescore(args), args)
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     load_start = os.getloadavg()[0]
@@ -313,15 +357,7 @@ def main(args: argparse.Namespace) -> dict:
     from pose.codec import PostProcess
 
     pose_dark = pose_ap(dataset, pose_weights, args, PostProcess.DARK)
-    tracking = {}
-    for mode in SMOOTHING_MODES:
-        rows = []
-        for clip, gt in clips:
-            frames, seconds = track_clip(clip, pose_weights, det_weights, mode, out / "tracks", args.device,
-                                         args.det_imgsz)
-            rows.append({**score_clip(gt, frames), "seconds": seconds})
-            logger.info("%s %s: %s", clip.name, mode, rows[-1])
-        tracking[mode] = mean_scores(rows)
+    tracking = track_all(clips, pose_weights, det_weights, out / "tracks", args.device, args.det_imgsz)
     summary = {
         "images": args.images, "image_size": args.image_size, "videos": args.videos, "frames": args.frames,
         "video_size": list(args.video_size),
@@ -332,7 +368,13 @@ def main(args: argparse.Namespace) -> dict:
         "training_seconds": training_seconds, "concurrent": args.concurrent,
         "tracking": tracking, "load_start": load_start, "load_end": os.getloadavg()[0],
     }
+    summary["command"] = "python -m bench.e2e_synthetic " + shlex.join(sys.argv[1:])
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return report(summary, args)
+
+
+def report(summary: dict, args: argparse.Namespace) -> dict:
+    """Print the table and write it to docs/benchmarks.md (unless ``--no-write``)."""
     body = render_table(summary)
     print(body)
     if not args.no_write:

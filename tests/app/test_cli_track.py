@@ -106,6 +106,18 @@ def test_bad_sources_fail_with_one_line(tmp_path, models, capsys, make, message)
     assert not (tmp_path / "o.json").exists()
 
 
+@pytest.mark.parametrize("option, message", [
+    (["--det-every", "0"], "--det-every must be at least 1"),
+    (["--det-conf", "1.5"], "--det-conf must be in [0, 1]"),
+    (["--max-lost", "-1"], "--max-lost must be 0 seconds or more"),
+])
+def test_bad_tracking_options_fail_with_one_line(synthetic_clip, models, capsys, option, message):
+    path, _ = synthetic_clip
+    assert main(["track", str(path), "-q", *option]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
 def test_stream_given_to_track_points_to_live(models, capsys):
     assert main(["track", "rtsp://127.0.0.1:9/cam"]) == 2
     assert "animalpose live" in capsys.readouterr().err

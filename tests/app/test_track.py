@@ -8,14 +8,8 @@ import pytest
 
 from app.pipeline import PoseOrder
 from app.track import (
-    Models,
-    OutputPaths,
-    TrackProgress,
-    TrackSettings,
-    TrackSummary,
-    make_pipeline,
-    outputs_in_folder,
-    process_source,
+    DEFAULT_FPS, Models, OutputPaths, TrackProgress, TrackSettings, TrackSummary, lost_frames, make_pipeline,
+    outputs_in_folder, process_source,
 )
 from tracking.smoothing import SmoothingMode
 from train.e2e import GroundTruthDetector
@@ -32,7 +26,7 @@ def test_outputs_in_folder_names_each_format(tmp_path):
     assert not OutputPaths().done()
 
 
-@pytest.mark.parametrize("changes", [{"det_every": 0}, {"max_lost": -1}, {"smoothing": "offline"},
+@pytest.mark.parametrize("changes", [{"det_every": 0}, {"max_lost_s": -1.0}, {"smoothing": "offline"},
                                      {"pose_order": "after"}, {"fps": 0.0}])
 def test_track_settings_are_validated(changes):
     with pytest.raises(ValueError):
@@ -46,12 +40,20 @@ def test_default_smoothing_is_offline_for_files_and_causal_live():
         TrackSettings(smoothing=SmoothingMode.OFFLINE).smoothing_for(live=True)
 
 
+@pytest.mark.parametrize("seconds, fps, frames", [(3.0, 15.0, 45), (3.0, 29.97, 90), (2.0, None, 2 * DEFAULT_FPS),
+                                                  (1.0, 0.0, DEFAULT_FPS), (0.0, 25.0, 0)])
+def test_lost_time_becomes_frames_at_the_source_rate(seconds, fps, frames):
+    assert lost_frames(seconds, fps) == frames
+
+
 def test_make_pipeline_applies_the_settings(synthetic_clip, small_estimator):
     _, gt = synthetic_clip
-    settings = TrackSettings(det_every=4, smoothing=SmoothingMode.NONE, pose_order=PoseOrder.BEFORE_TRACKING)
-    pipeline = make_pipeline(Models(GroundTruthDetector(gt), small_estimator), settings, live=True)
+    settings = TrackSettings(det_every=4, smoothing=SmoothingMode.NONE, pose_order=PoseOrder.BEFORE_TRACKING,
+                             max_lost_s=2.0)
+    pipeline = make_pipeline(Models(GroundTruthDetector(gt), small_estimator), settings, live=True, fps=12.0)
     assert pipeline.settings.det_every == 4 and pipeline.settings.pose_order is PoseOrder.BEFORE_TRACKING
     assert pipeline.smoothing_mode is SmoothingMode.NONE
+    assert pipeline.tracker.settings.max_lost_frames == 24
 
 
 @pytest.mark.parametrize("smoothing", [SmoothingMode.CAUSAL, SmoothingMode.OFFLINE])
