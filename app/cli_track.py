@@ -193,7 +193,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     try:
         with LiveSource(spec, LiveSettings(max_reconnect_s=args.max_reconnect)) as source, ExitStack() as stack:
             pipeline = make_pipeline(models, settings, live=True, fps=source.info.fps)
-            outputs = _single_outputs(args, "live") if (args.out or args.json or args.jsonl or args.csv) else OutputPaths()
+            wanted = args.out or args.json or args.jsonl or args.csv or args.coco
+            outputs = _single_outputs(args, "live") if wanted else OutputPaths()
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="animalpose-")))
             sinks = final_sinks(stack, outputs, source.info, settings, tmp, stream_jsonl=True)
             start = time.perf_counter()

@@ -147,6 +147,17 @@ def test_live_stream_reports_latency_and_writes_jsonl(tmp_path, models, samples_
     assert "latency p50" in caplog.text
 
 
+def test_live_writes_coco_results_alone(tmp_path, models, samples_dir):
+    backgrounds = panning_frames(samples_dir / "ap10k" / "000000037516.jpg", size=(320, 192), count=16)
+    out = tmp_path / "live.coco.json"
+    with MJPEGServer(backgrounds, fps=15, max_frames=2000) as server:
+        assert main(["live", server.url, "--coco", str(out), "--max-frames", "5", "--no-flip",
+                     "--max-reconnect", "2"]) == 0
+    results = json.loads(out.read_text())
+    assert isinstance(results, list) and results
+    assert {"image_id", "keypoints", "score"} <= set(results[0])
+
+
 def test_live_unreachable_stream(models, capsys):
     code = main(["live", "http://127.0.0.1:9/stream", "--max-reconnect", "1", "--no-flip"])
     err = capsys.readouterr().err
