@@ -119,8 +119,9 @@ def train_pose(dataset: Path, out: Path, args: argparse.Namespace, epochs: int |
     return result.final_metrics, elapsed
 
 
-def pose_ap(dataset: Path, weights: Path, args: argparse.Namespace, post_process) -> dict[str, float]:
-    """COCO keypoint AP of ``weights`` on the test split (ground-truth boxes, flip test) with ``post_process``."""
+def pose_ap(dataset: Path, weights: Path, size: int, device: str, post_process) -> dict[str, float]:
+    """COCO keypoint AP of ``weights`` (input ``size`` x ``size`` pixels) on the test split (ground-truth boxes,
+    flip test) with ``post_process``."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -128,11 +129,10 @@ def pose_ap(dataset: Path, weights: Path, args: argparse.Namespace, post_process
     from train.dataset import AP10KDataset
     from train.engine import evaluate
 
-    model, _ = load_pose_model(weights, map_location=args.device)
-    size = args.pose_input
+    model, _ = load_pose_model(weights, map_location=device)
     test_set = AP10KDataset(annotation_file(dataset, "test"), dataset / "data", (size, size), (size // 4, size // 4),
                             train=False)
-    result = evaluate(model, DataLoader(test_set, batch_size=32), torch.device(args.device), test_set.ground_truth(),
+    result = evaluate(model, DataLoader(test_set, batch_size=32), torch.device(device), test_set.ground_truth(),
                       progress=False, post_process=post_process)
     return {"AP": float(result.metrics.AP), "AP50": float(result.metrics.AP50)}
 
@@ -247,8 +247,8 @@ def rescore(args: argparse.Namespace) -> dict:
     if "AP_dark" not in summary["pose"]:
         from pose.codec import PostProcess
 
-        args.pose_input = summary["pose"]["input"]
-        summary["pose"]["AP_dark"] = pose_ap(out / "dataset", pose_weights, args, PostProcess.DARK)["AP"]
+        summary["pose"]["AP_dark"] = pose_ap(out / "dataset", pose_weights, summary["pose"]["input"], args.device,
+                                             PostProcess.DARK)["AP"]
     summary["tracking"] = track_all(clips, pose_weights, det_weights, out / "tracks", args.device,
                                     summary["detector"]["imgsz"])
     summary["rescored"] = time.strftime("%Y-%m-%d")
@@ -356,7 +356,7 @@ def main(args: argparse.Namespace) -> dict:
     pose_weights = out / "pose" / "best.pth"
     from pose.codec import PostProcess
 
-    pose_dark = pose_ap(dataset, pose_weights, args, PostProcess.DARK)
+    pose_dark = pose_ap(dataset, pose_weights, args.pose_input, args.device, PostProcess.DARK)
     tracking = track_all(clips, pose_weights, det_weights, out / "tracks", args.device, args.det_imgsz)
     summary = {
         "images": args.images, "image_size": args.image_size, "videos": args.videos, "frames": args.frames,
