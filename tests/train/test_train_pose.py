@@ -16,6 +16,7 @@ import torch
 from app import cli_train
 from pose.checkpoint import CheckpointError, load_pose_model
 from pose.model import build_model
+from train.engine import JointsMSELoss
 from train.synthetic import DatasetSettings, write_dataset
 from train.train_pose import (
     ARCHITECTURES,
@@ -131,6 +132,29 @@ def test_a_run_writes_official_checkpoints_log_plot_and_resumes_exactly(syntheti
     for key, value in first["model"].items():
         torch.testing.assert_close(second["model"][key], value, rtol=0, atol=0, msg=key)
     assert [r["loss"] for r in _history(resumed.log_csv)] == [r["loss"] for r in rows]
+
+
+def test_channels_last_training_matches_the_standard_memory_order(synthetic: Path, tmp_path: Path) -> None:
+    # One forward and backward pass from the same weights: the same loss and gradients up to rounding.
+    settings = _quick(synthetic, tmp_path)
+    images, targets = torch.randn(4, 3, 64, 64), torch.rand(4, 17, 16, 16)
+    grads = []
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        torch.manual_seed(0)
+        model, _ = build_training_model(settings)
+        model.to(memory_format=memory_format)
+        loss = JointsMSELoss()(model(images), targets, torch.ones(4, 17, 1))
+        loss.backward()
+        grads.append((float(loss), {n: p.grad for n, p in model.named_parameters()}))
+    assert grads[1][0] == pytest.approx(grads[0][0], rel=1e-5)
+    for name, grad in grads[0][1].items():
+        torch.testing.assert_close(grads[1][1][name], grad, rtol=1e-3, atol=1e-6, msg=name)
+    # A run in channels-last order (the default) writes its checkpoints in the standard order.
+    result = train(_quick(synthetic, tmp_path / "nhwc", epochs=1))
+    for path in (result.last_checkpoint, result.best_checkpoint):
+        saved = torch.load(path, weights_only=True)
+        weights = saved["model"] if "model" in saved else saved["state_dict"]
+        assert all(v.is_contiguous() for v in weights.values())
 
 
 def test_generalisation_protocol_evaluates_held_out_families(synthetic: Path, tmp_path: Path) -> None:
