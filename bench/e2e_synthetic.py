@@ -52,6 +52,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pose-input", type=int, default=128, help="pose input width and height in pixels")
     parser.add_argument("--pose-batch", type=int, default=32)
     parser.add_argument("--pose-lr", type=float, default=2e-3)
+    parser.add_argument("--pose-rotation", type=float, default=40.0,
+                        help="rotation augmentation factor in degrees (default: the AP-10K recipe's 40)")
+    parser.add_argument("--pose-rotation-prob", type=float, default=0.6, help="probability of a rotation (0.6)")
+    parser.add_argument("--pose-scale", type=float, default=0.5, help="scale augmentation factor (0.5)")
+    parser.add_argument("--pose-half-body", type=float, default=0.3, help="probability of a half-body crop (0.3)")
     parser.add_argument("--det-imgsz", type=int, default=320, help="detector training and inference size")
     parser.add_argument("--det-batch", type=int, default=16)
     parser.add_argument("--track-imgsz", type=int, default=None,
@@ -95,16 +100,19 @@ def annotation_file(dataset: Path, split: str) -> Path:
 def pose_settings(dataset: Path, out: Path, args: argparse.Namespace, epochs: int, resume: Path | None = None):
     """Training settings; the schedule (learning-rate step, evaluations) follows ``args.pose_epochs`` even
     when this run stops earlier at ``epochs`` (a first part that a ``resume`` run continues)."""
+    from train.augment import AugmentSettings
     from train.train_pose import PoseTrainSettings
 
     size, total = args.pose_input, args.pose_epochs
+    augment = AugmentSettings(rotation_factor=args.pose_rotation, rotation_prob=args.pose_rotation_prob,
+                              scale_factor=args.pose_scale, half_body_prob=args.pose_half_body)
     return PoseTrainSettings(
         train_ann=annotation_file(dataset, "train"), val_ann=annotation_file(dataset, "val"),
         test_ann=annotation_file(dataset, "test"), image_root=dataset / "data", output_dir=out,
         arch=args.pose_arch, input_size=(size, size), heatmap_size=(size // 4, size // 4),
         epochs=epochs, batch_size=args.pose_batch, lr=args.pose_lr, lr_steps=(max(1, math.ceil(0.8 * total)),),
         warmup_iters=50, eval_interval=max(1, total // 4), workers=0, device=args.device, seed=args.seed,
-        progress=False, resume=resume,
+        progress=False, resume=resume, augment=augment,
     )
 
 
@@ -291,6 +299,15 @@ def _schedule(summary: dict) -> str:
             "its other epochs on both cores after the detector finished")
 
 
+def _augment_text(pose: dict) -> str:
+    """The pose augmentation of a run's summary (runs before it was recorded used the AP-10K recipe)."""
+    a = pose.get("augment")
+    if a is None:
+        return ""
+    return (f", augmentation: rotation {a['rotation']:g}° with probability {a['rotation_prob']:g}, scale "
+            f"±{a['scale']:g}, half-body crops {a['half_body']:g}")
+
+
 def render_table(summary: dict) -> str:
     pose, det, modes = summary["pose"], summary["detector"], summary["tracking"]
     lines = [
@@ -299,7 +316,8 @@ def render_table(summary: dict) -> str:
         f"{summary['frames']} frames at {summary['video_size'][0]}×{summary['video_size'][1]}, 15 fps. "
         f"Training on CPU took {summary['training_seconds'] / 60:.1f} min of wall time ({_schedule(summary)}): "
         f"{pose['seconds'] / 60:.1f} min for the pose model ({pose['arch']}, {pose['epochs']} epochs, input "
-        f"{pose['input']}×{pose['input']}) and {det['seconds'] / 60:.1f} min for the detector (YOLO11n from "
+        f"{pose['input']}×{pose['input']}{_augment_text(pose)}) and {det['seconds'] / 60:.1f} min for the "
+        f"detector (YOLO11n from "
         f"its YAML, {det['epochs']} epochs, imgsz {det['imgsz']}). Load average "
         f"{summary['load_start']:.1f} at the start, {summary['load_end']:.1f} at the end."
         + (f" Clips tracked again on {summary['rescored']} with the same weights (`--rescore`); the training "
@@ -374,7 +392,9 @@ def main(args: argparse.Namespace) -> dict:
         "video_size": list(args.video_size),
         "pose": {"arch": args.pose_arch, "input": args.pose_input, "epochs": args.pose_epochs, "seconds": pose_seconds,
                  "AP": float(pose_metrics["AP"]), "AP50": float(pose_metrics["AP50"]), "AP_dark": pose_dark["AP"],
-                 "shared_epochs": args.pose_shared_epochs if args.concurrent else None},
+                 "shared_epochs": args.pose_shared_epochs if args.concurrent else None,
+                 "augment": {"rotation": args.pose_rotation, "rotation_prob": args.pose_rotation_prob,
+                             "scale": args.pose_scale, "half_body": args.pose_half_body}},
         "detector": {"epochs": args.det_epochs, "seconds": det_seconds, "imgsz": args.det_imgsz, **det_metrics},
         "training_seconds": training_seconds, "concurrent": args.concurrent,
         "tracking_imgsz": tracking_imgsz, "tracking": tracking, "load_start": load_start, "load_end": os.getloadavg()[0],
