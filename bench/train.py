@@ -41,8 +41,8 @@ logger = logging.getLogger("bench.train")
 #: The loader must deliver at least this many times the model's images/s.
 REQUIRED_LOADER_RATIO = 2.0
 
-#: Timed model variants: precision, and ``_cl`` for channels-last memory order.
-MODEL_VARIANTS = {"fp32": "float32", "fp32_cl": "float32, channels-last", "amp": "AMP", "amp_cl": "AMP, channels-last"}
+#: Timed model variants: (AMP, channels-last memory order).
+MODEL_VARIANTS: tuple[tuple[bool, bool], ...] = ((False, False), (False, True), (True, False), (True, True))
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:
@@ -106,7 +106,7 @@ def _rate(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-def render(args: argparse.Namespace, device: torch.device, model_rates: dict[str, float | None],
+def render(args: argparse.Namespace, device: torch.device, model_rates: dict[tuple[bool, bool], float | None],
            loader_rates: dict[int, float], instances: int, load: tuple[tuple[float, ...], tuple[float, ...]]) -> str:
     dtype = amp_dtype(device)
     scaling = " + GradScaler" if device.type == "cuda" else ""
@@ -120,10 +120,10 @@ def render(args: argparse.Namespace, device: torch.device, model_rates: dict[str
         "| model training | images/s | ms/step |",
         "| --- | ---: | ---: |",
     ]
-    amp_label = amp_name if dtype is not None else "AMP"
-    for name, label in MODEL_VARIANTS.items():
-        rate = model_rates[name]
-        label = label.replace("AMP", amp_label)
+    for amp, channels_last in MODEL_VARIANTS:
+        rate = model_rates[amp, channels_last]
+        label = (amp_name if dtype is not None else "AMP") if amp else "float32"
+        label += ", channels-last" if channels_last else ""
         step = "n/a" if rate is None else f"{1e3 * args.batch / rate:.0f}"
         lines.append(f"| {label} | {_rate(rate)} | {step} |")
     lines += [
@@ -187,10 +187,10 @@ def main(argv: list[str] | None = None) -> int:
             loader_rates[workers] = bench_loader(dataset, args.batch, workers, args.loader_batches)
             logger.info("loader, %d workers: %.1f images/s", workers, loader_rates[workers])
     model_rates = {}
-    for name in MODEL_VARIANTS:
-        model_rates[name] = bench_model(settings, device, args.steps, amp=name.startswith("amp"),
-                                        channels_last=name.endswith("_cl"))
-        logger.info("%s %s training: %s images/s", args.arch, name, _rate(model_rates[name]))
+    for amp, channels_last in MODEL_VARIANTS:
+        rate = bench_model(settings, device, args.steps, amp=amp, channels_last=channels_last)
+        model_rates[amp, channels_last] = rate
+        logger.info("%s training (AMP %s, channels-last %s): %s images/s", args.arch, amp, channels_last, _rate(rate))
     body = render(args, device, model_rates, loader_rates, len(dataset), (load_before, os.getloadavg()))
     if args.no_write:
         sys.stdout.write(body + "\n")

@@ -266,6 +266,12 @@ def load_pose_model(
     return model.to(map_location).eval(), arch
 
 
+def portable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``model``'s weights on the CPU in the standard (NCHW) memory order whatever the model trained in
+    (e.g. channels-last), so that a saved file reads like any mmpose checkpoint."""
+    return {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+
+
 def save_checkpoint(model: nn.Module, path: str | Path, meta: Mapping[str, Any] | None = None) -> None:
     """Write ``{'state_dict': ..., 'meta': ...}`` as mmpose 0.x does, loadable by :func:`load_pose_model`.
 
@@ -275,8 +281,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: Mapping[str, Any] 
     a truncated checkpoint at ``path``.
     """
     path = Path(path)
-    # Standard (NCHW) memory order whatever the model trained in: the file reads like any mmpose checkpoint.
-    state_dict = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    state_dict = portable_state_dict(model)
     tmp_path = path.with_name(path.name + ".tmp")
     torch.save({"state_dict": state_dict, "meta": dict(meta or {})}, tmp_path)
     tmp_path.replace(path)

@@ -34,7 +34,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from pose.checkpoint import CheckpointError, filter_state_dict, load_pose_model, save_checkpoint
+from pose.checkpoint import (
+    CheckpointError,
+    filter_state_dict,
+    load_pose_model,
+    portable_state_dict,
+    save_checkpoint,
+)
 from pose.model import BackboneKind, PoseArchitecture, TopDownModel, build_model
 from train.augment import AugmentSettings
 from train.dataset import AP10KDataset, ap10k_paths, worker_init
@@ -327,7 +333,7 @@ class _State:
 def _save_last(path: Path, model: nn.Module, optimizer, scheduler, scaler, state: _State,
                settings: PoseTrainSettings) -> None:
     checkpoint = {
-        "model": {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()},
+        "model": portable_state_dict(model),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
