@@ -4,6 +4,7 @@ Usage::
 
     animalpose synth dataset --n 2000 --out DIR [--size 256 | 320x240] [--format ap10k yolo yolo-pose]
     animalpose synth video --animals 3 --frames 300 --out clip.mp4 [--gt clip.json] [--size 640x360]
+    animalpose synth frames --clips 100 --frames-per-clip 20 --out DIR [--size 320x256] [--format ap10k yolo]
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 from pathlib import Path
 
 from train.synthetic_dataset import DATASET_FORMATS, DatasetSettings, write_dataset
+from train.synthetic_frames import FrameDatasetSettings, write_frame_dataset
 from train.synthetic_video import VideoSettings, render_video
 
 logger = logging.getLogger(__name__)
@@ -36,9 +38,9 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``synth`` command with its ``dataset`` and ``video`` sub-commands."""
+    """Add the ``synth`` command with its ``dataset``, ``video`` and ``frames`` sub-commands."""
     synth = subparsers.add_parser("synth", help="write synthetic quadruped datasets and videos with exact ground truth")
-    commands = synth.add_subparsers(dest="synth_command", required=True, metavar="{dataset,video}")
+    commands = synth.add_subparsers(dest="synth_command", required=True, metavar="{dataset,video,frames}")
 
     dataset = commands.add_parser("dataset", help="AP-10K-format keypoint dataset and YOLO detection dataset")
     dataset.add_argument("--n", type=int, default=2000, help="number of images over all splits (default: 2000)")
@@ -65,6 +67,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     video.add_argument("--occluders", type=int, default=1, help="foreground trunks and bushes (default: 1)")
     video.add_argument("--backgrounds", type=Path, default=None, help="folder of photos for the background")
     video.set_defaults(func=run_video)
+
+    frames = commands.add_parser("frames", help="dataset of frames sampled from many short clips (for a detector "
+                                 "that will run on video), in the formats of synth dataset")
+    frames.add_argument("--clips", type=int, default=100, help="clips over all splits (default: 100)")
+    frames.add_argument("--frames-per-clip", type=int, default=20, help="frames kept per clip (default: 20)")
+    frames.add_argument("--frame-step", type=int, default=8, help="frames between two kept frames (default: 8)")
+    frames.add_argument("--out", type=Path, required=True, help="output folder")
+    frames.add_argument("--seed", type=int, default=0)
+    frames.add_argument("--size", type=parse_size, default=(320, 256), help="N or WxH pixels (default: 320x256)")
+    frames.add_argument("--fps", type=float, default=15.0, help="frame rate of the clips (default: 15)")
+    frames.add_argument("--max-animals", type=int, default=4, help="each clip has 1 to this many animals (default: 4)")
+    frames.add_argument("--max-occluders", type=int, default=2,
+                        help="each clip has 0 to this many trunks and bushes (default: 2)")
+    frames.add_argument("--val-fraction", type=float, default=0.1, help="share of clips (default: 0.1)")
+    frames.add_argument("--test-fraction", type=float, default=0.1, help="share of clips (default: 0.1)")
+    frames.add_argument("--format", nargs="+", choices=DATASET_FORMATS, default=["ap10k", "yolo"], dest="formats",
+                        help="formats to write (default: ap10k yolo)")
+    frames.add_argument("--backgrounds", type=Path, default=None, help="folder of photos for the backgrounds")
+    frames.add_argument("--workers", type=int, default=1, help="rendering processes (default: 1)")
+    frames.set_defaults(func=run_frames)
 
 
 def run_dataset(args: argparse.Namespace) -> int:
@@ -96,4 +118,22 @@ def run_video(args: argparse.Namespace) -> int:
         logger.error("synth video: %s", exc)
         return EXIT_BAD_SETTINGS
     render_video(args.out, settings, args.gt)
+    return 0
+
+
+def run_frames(args: argparse.Namespace) -> int:
+    """Handler of ``synth frames``."""
+    width, height = args.size
+    try:
+        settings = FrameDatasetSettings(
+            num_clips=args.clips, frames_per_clip=args.frames_per_clip, frame_step=args.frame_step, width=width,
+            height=height, fps=args.fps, max_animals=args.max_animals, max_occluders=args.max_occluders,
+            seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+            formats=tuple(args.formats), background_dir=args.backgrounds, workers=args.workers,
+        )
+    except ValueError as exc:
+        logger.error("synth frames: %s", exc)
+        return EXIT_BAD_SETTINGS
+    summary = write_frame_dataset(args.out, settings)
+    logger.info("frames per split %s, animals per split %s", summary.images, summary.annotations)
     return 0

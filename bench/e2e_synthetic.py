@@ -2,10 +2,13 @@
 
 Everything from scratch on this machine, no downloaded weights:
 
-1. render a synthetic AP-10K-format dataset (``train.synthetic.write_dataset``);
+1. render a synthetic AP-10K-format dataset (``train.synthetic.write_dataset``) for the pose model and,
+   for the detector, frames of short clips like the ones it will track (``train.synthetic_frames``;
+   ``--det-data images`` trains it on the pose model's images instead);
 2. train a small HRNet (``hrnet_small`` widths) and a YOLO11n from its YAML for a given number of epochs;
 3. score the pose model on the held-out test images with ground-truth boxes (COCO OKS AP, AP-10K
-   sigmas, flip test) and the detector on the same images (box AP50, pycocotools);
+   sigmas, flip test) and the detector on the held-out test split of its data, and on the pose
+   model's test images (box AP50, pycocotools);
 4. render held-out clips of three crossing animals, run ``animalpose track`` on them with the trained
    weights (smoothing none, causal, offline) and score the final JSON against the truth
    (``train.e2e.score_clip``): IDF1 / MOTA / ID switches, per-frame OKS AP, keypoint RMSE and jitter.
@@ -57,11 +60,19 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pose-rotation-prob", type=float, default=0.6, help="probability of a rotation (0.6)")
     parser.add_argument("--pose-scale", type=float, default=0.5, help="scale augmentation factor (0.5)")
     parser.add_argument("--pose-half-body", type=float, default=0.3, help="probability of a half-body crop (0.3)")
+    parser.add_argument("--det-data", choices=("frames", "images"), default="frames",
+                        help="detector training data: frames of short synthetic clips at --video-size "
+                        "(train.synthetic_frames, the default) or the pose model's still images")
+    parser.add_argument("--det-clips", type=int, default=100,
+                        help="with --det-data frames: clips to sample (80/10/10 train/val/test), 20 frames each")
     parser.add_argument("--det-imgsz", type=int, default=320, help="detector training and inference size")
     parser.add_argument("--det-batch", type=int, default=16)
     parser.add_argument("--track-imgsz", type=int, default=None,
                         help="detector input size when tracking the clips (default: the clips' own size, rounded up "
-                        "to a multiple of 32; the detector trained on images at their own size too)")
+                        "to a multiple of 32: better than the training size on the validation clips with either data)")
+    parser.add_argument("--max-lost", type=float, default=5.0,
+                        help="seconds an unseen animal keeps its identity when tracking (animalpose track --max-lost; "
+                        "default 5: the clips' animals stay out of the frame for up to 3.5 s)")
     parser.add_argument("--videos", type=int, default=2, help="held-out 3-animal clips")
     parser.add_argument("--frames", type=int, default=150, help="frames per clip")
     parser.add_argument("--video-size", type=int, nargs=2, default=[448, 256], metavar=("W", "H"))
@@ -88,6 +99,20 @@ def make_dataset(out: Path, images: int, size: int, seed: int) -> Path:
     if not (out / "data.yaml").is_file():
         write_dataset(out, DatasetSettings(num_images=images, width=size, height=size, seed=seed))
     return out
+
+
+def make_frames(out: Path, clips: int, video_size: list[int] | tuple[int, int], seed: int) -> tuple[Path, dict]:
+    """Frames of ``clips`` short clips at ``video_size``, 15 fps like the held-out clips (whose seeds
+    ``VIDEO_SEED_OFFSET + ...`` the frames' clips do not use: theirs are drawn from ``[seed, clip]``).
+    Returns the folder and the clips and frames per split."""
+    from train.synthetic_frames import FrameDatasetSettings, write_frame_dataset
+
+    settings = FrameDatasetSettings(num_clips=clips, width=video_size[0], height=video_size[1], fps=15, seed=seed)
+    if not (out / "data.yaml").is_file():
+        write_frame_dataset(out, settings)
+    clips_per_split = settings.split_sizes()
+    frames = {split: n * settings.frames_per_clip for split, n in clips_per_split.items()}
+    return out, {"clips": clips_per_split, "frames": frames}
 
 
 def annotation_file(dataset: Path, split: str) -> Path:
@@ -219,13 +244,13 @@ def render_clips(out: Path, args: argparse.Namespace) -> list[tuple[Path, dict]]
 
 
 def track_clip(clip: Path, pose: Path, det: Path | None, smoothing: str, out: Path, device: str,
-               det_imgsz: int) -> tuple[list[dict], float]:
+               det_imgsz: int, max_lost: float = 3.0) -> tuple[list[dict], float]:
     """Run ``animalpose track`` on ``clip``; returns the JSON frames and the seconds it took."""
     from app.cli import main as cli_main
 
     json_path = out / f"{clip.stem}_{smoothing}.json"
     argv = ["track", str(clip), "--pose-weights", str(pose), "--json", str(json_path), "--smoothing", smoothing,
-            "--device", device, "--det-imgsz", str(det_imgsz), "--no-flip", "--post-process", "dark", "-q"]
+            "--device", device, "--det-imgsz", str(det_imgsz), "--max-lost", str(max_lost), "--no-flip", "--post-process", "dark", "-q"]
     if det is not None:
         argv += ["--det-weights", str(det)]
     start = time.perf_counter()
@@ -236,13 +261,13 @@ def track_clip(clip: Path, pose: Path, det: Path | None, smoothing: str, out: Pa
 
 
 def track_all(clips: list[tuple[Path, dict]], pose: Path, det: Path, out: Path, device: str,
-              det_imgsz: int) -> dict[str, dict[str, float]]:
+              det_imgsz: int, max_lost: float) -> dict[str, dict[str, float]]:
     """Mean scores over ``clips`` of ``animalpose track`` in each smoothing mode."""
     tracking = {}
     for mode in SMOOTHING_MODES:
         rows = []
         for clip, gt in clips:
-            frames, seconds = track_clip(clip, pose, det, mode, out, device, det_imgsz)
+            frames, seconds = track_clip(clip, pose, det, mode, out, device, det_imgsz, max_lost)
             rows.append({**score_clip(gt, frames), "seconds": seconds})
             logger.info("%s %s: %s", clip.name, mode, rows[-1])
         tracking[mode] = mean_scores(rows)
@@ -266,8 +291,9 @@ def rescore(args: argparse.Namespace) -> dict:
         summary["pose"]["AP_dark"] = pose_ap(out / "dataset", pose_weights, summary["pose"]["input"], args.device,
                                              PostProcess.DARK)["AP"]
     summary["tracking_imgsz"] = args.track_imgsz or native_imgsz(summary["video_size"])
+    summary["max_lost_s"] = args.max_lost
     summary["tracking"] = track_all(clips, pose_weights, det_weights, out / "tracks", args.device,
-                                    summary["tracking_imgsz"])
+                                    summary["tracking_imgsz"], args.max_lost)
     summary["rescored"] = time.strftime("%Y-%m-%d")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -308,8 +334,17 @@ def _augment_text(pose: dict) -> str:
             f"±{a['scale']:g}, half-body crops {a['half_body']:g}")
 
 
+def _det_data_text(summary: dict) -> str:
+    det = summary["detector"]
+    if det.get("data") != "frames":
+        return "on the pose model's training images"
+    return (f"on {det['frames']['train']} frames of {det['clips']['train']} synthetic clips at "
+            f"{summary['video_size'][0]}×{summary['video_size'][1]}, other seeds than the held-out clips")
+
+
 def render_table(summary: dict) -> str:
     pose, det, modes = summary["pose"], summary["detector"], summary["tracking"]
+    det_split = "test split of its data, held-out clip frames" if det.get("data") == "frames" else "test split"
     lines = [
         f"Synthetic dataset: {summary['images']} images of {summary['image_size']}×{summary['image_size']} "
         f"pixels (80/10/10 train/val/test); {summary['videos']} held-out clips of 3 crossing animals, "
@@ -318,7 +353,7 @@ def render_table(summary: dict) -> str:
         f"{pose['seconds'] / 60:.1f} min for the pose model ({pose['arch']}, {pose['epochs']} epochs, input "
         f"{pose['input']}×{pose['input']}{_augment_text(pose)}) and {det['seconds'] / 60:.1f} min for the "
         f"detector (YOLO11n from "
-        f"its YAML, {det['epochs']} epochs, imgsz {det['imgsz']}). Load average "
+        f"its YAML, {det['epochs']} epochs, imgsz {det['imgsz']}, {_det_data_text(summary)}). Load average "
         f"{summary['load_start']:.1f} at the start, {summary['load_end']:.1f} at the end."
         + (f" Clips tracked again on {summary['rescored']} with the same weights (`--rescore`); the training "
            f"command was `{summary.get('command', 'not recorded')}`." if summary.get("rescored") else ""),
@@ -330,11 +365,14 @@ def render_table(summary: dict) -> str:
         f"| pose OKS AP, ground-truth boxes, flip test, mmpose's default decoding (test split) | {pose['AP']:.3f} "
         f"| ≥ 0.6 | {_yes(pose['AP'], 0.6)} |",
         f"| pose OKS AP, as above with DARK decoding | {pose['AP_dark']:.3f} | ≥ 0.6 | {_yes(pose['AP_dark'], 0.6)} |",
-        f"| detector box AP50 (test split) | {det['AP50']:.3f} | ≥ 0.8 | {_yes(det['AP50'], 0.8)} |",
+        f"| detector box AP50 ({det_split}) | {det['AP50']:.3f} | ≥ 0.8 | {_yes(det['AP50'], 0.8)} |",
+        *([f"| detector box AP50 on the pose model's test images | {det['AP50_images']:.3f} | – | – |"]
+          if "AP50_images" in det else []),
         "",
         "### `animalpose track` on the clips",
         "",
         f"Means over clips. Trained detector (input {summary.get('tracking_imgsz', det['imgsz'])} px) and pose model, "
+        f"an animal keeps its identity for {summary.get('max_lost_s', 3.0):g} s unseen (`--max-lost`), "
         "no flip test, DARK decoding; OKS AP per frame with the "
         "AP-10K sigmas; RMSE and jitter (mean |x(t+1) − 2x(t) + x(t−1)|, pixels/frame²) over the labelled "
         "keypoints of animals matched at IoU ≥ 0.5; truth jitter is the jitter of the true keypoints there; "
@@ -361,6 +399,8 @@ def main(args: argparse.Namespace) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     load_start = os.getloadavg()[0]
     dataset = make_dataset(out / "dataset", args.images, args.image_size, args.seed)
+    det_dataset, det_counts = make_frames(out / "frames", args.det_clips, args.video_size, args.seed) \
+        if args.det_data == "frames" else (dataset, {})
     start = time.perf_counter()
     if args.concurrent:
         from pose.threads import torch_threads
@@ -368,7 +408,7 @@ def main(args: argparse.Namespace) -> dict:
         # ultralytics trains on cpu_count - 1 threads on the CPU (one here); the pose model takes the other core.
         shared = args.pose_epochs if args.pose_shared_epochs is None else min(args.pose_shared_epochs, args.pose_epochs)
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            detector_job = pool.submit(train_yolo, dataset, out / "detector", args)
+            detector_job = pool.submit(train_yolo, det_dataset, out / "detector", args)
             with torch_threads(1):
                 pose_metrics, pose_seconds = train_pose(dataset, out / "pose", args, shared)
             det_weights, det_seconds = detector_job.result()
@@ -377,16 +417,19 @@ def main(args: argparse.Namespace) -> dict:
             pose_seconds += more_seconds
     else:
         pose_metrics, pose_seconds = train_pose(dataset, out / "pose", args)
-        det_weights, det_seconds = train_yolo(dataset, out / "detector", args)
+        det_weights, det_seconds = train_yolo(det_dataset, out / "detector", args)
     training_seconds = time.perf_counter() - start
-    det_metrics = detector_ap50(det_weights, dataset, args)
+    det_metrics = {"data": args.det_data, **det_counts, **detector_ap50(det_weights, det_dataset, args)}
+    if args.det_data == "frames":
+        det_metrics["AP50_images"] = detector_ap50(det_weights, dataset, args)["AP50"]
     clips = render_clips(out / "clips", args)
     pose_weights = out / "pose" / "best.pth"
     from pose.codec import PostProcess
 
     pose_dark = pose_ap(dataset, pose_weights, args.pose_input, args.device, PostProcess.DARK)
     tracking_imgsz = args.track_imgsz or native_imgsz(args.video_size)
-    tracking = track_all(clips, pose_weights, det_weights, out / "tracks", args.device, tracking_imgsz)
+    tracking = track_all(clips, pose_weights, det_weights, out / "tracks", args.device, tracking_imgsz,
+                         args.max_lost)
     summary = {
         "images": args.images, "image_size": args.image_size, "videos": args.videos, "frames": args.frames,
         "video_size": list(args.video_size),
@@ -397,7 +440,7 @@ def main(args: argparse.Namespace) -> dict:
                              "scale": args.pose_scale, "half_body": args.pose_half_body}},
         "detector": {"epochs": args.det_epochs, "seconds": det_seconds, "imgsz": args.det_imgsz, **det_metrics},
         "training_seconds": training_seconds, "concurrent": args.concurrent,
-        "tracking_imgsz": tracking_imgsz, "tracking": tracking, "load_start": load_start, "load_end": os.getloadavg()[0],
+        "tracking_imgsz": tracking_imgsz, "max_lost_s": args.max_lost, "tracking": tracking, "load_start": load_start, "load_end": os.getloadavg()[0],
     }
     summary["command"] = "python -m bench.e2e_synthetic " + shlex.join(sys.argv[1:])
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -34,7 +34,10 @@ __all__ = [
     "build_model",
     "filter_state_dict",
     "infer_architecture",
+    "load_pose_checkpoint",
     "load_pose_model",
+    "portable_state_dict",
+    "recorded_input_size",
     "save_checkpoint",
 ]
 
@@ -252,6 +255,15 @@ def load_pose_model(
             unreadable, unsupported architecture, missing/unexpected keys,
             shape mismatches).
     """
+    model, arch, _ = load_pose_checkpoint(path, map_location)
+    return model, arch
+
+
+def load_pose_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[TopDownModel, PoseArchitecture, tuple[int, int] | None]:
+    """:func:`load_pose_model`, plus the network input ``(width, height)`` the checkpoint was trained
+    at when it records one (:func:`recorded_input_size`), else None."""
     path = Path(path)
     obj = _read(path, map_location)
     try:
@@ -262,8 +274,31 @@ def load_pose_model(
         model.load_state_dict(state_dict, strict=True)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from err
-    logger.debug("loaded %s: %s", path, arch)
-    return model.to(map_location).eval(), arch
+    input_size = recorded_input_size(obj)
+    logger.debug("loaded %s: %s, input size %s", path, arch, input_size)
+    return model.to(map_location).eval(), arch, input_size
+
+
+def recorded_input_size(checkpoint: Any) -> tuple[int, int] | None:
+    """The input ``(width, height)`` in a checkpoint's ``meta``: ``meta["input_size"]`` (written by
+    :func:`train.train_pose.train`) or ``meta["settings"]["input_size"]`` (its earlier checkpoints).
+    None when there is none, as in the official mmpose checkpoints (AP-10K's are all 256x256), or
+    when it is not two positive multiples of 4."""
+    meta = checkpoint.get("meta") if isinstance(checkpoint, Mapping) else None
+    if not isinstance(meta, Mapping):
+        return None
+    settings = meta.get("settings")
+    value = meta.get("input_size", settings.get("input_size") if isinstance(settings, Mapping) else None)
+    if value is None:
+        return None
+    try:
+        width, height = (int(v) for v in value)
+    except (TypeError, ValueError):
+        width = height = 0
+    if min(width, height) <= 0 or width % 4 or height % 4:
+        logger.warning("ignoring the checkpoint's recorded input size %r: not two positive multiples of 4", value)
+        return None
+    return width, height
 
 
 def portable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

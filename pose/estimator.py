@@ -11,14 +11,14 @@ from __future__ import annotations
 import enum
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from pose.checkpoint import load_pose_model
+from pose.checkpoint import load_pose_checkpoint
 from pose.codec import PostProcess, decode_heatmaps, flip_back
 from pose.export import export_onnx, onnx_session, run_onnx
 from pose.keypoints import FLIP_INDEX
@@ -194,10 +194,20 @@ class PoseEstimator:
             self._session = onnx_session(onnx_path, device=settings.device)
 
     @classmethod
-    def from_weights(cls, weights: str | Path, settings: PoseSettings = PoseSettings()) -> "PoseEstimator":
-        """Load a checkpoint (a path or an official model name) with its architecture read off the file."""
+    def from_weights(cls, weights: str | Path, settings: PoseSettings = PoseSettings(),
+                     checkpoint_input_size: bool = True) -> "PoseEstimator":
+        """Load a checkpoint (a path or an official model name) with its architecture read off the file.
+
+        With ``checkpoint_input_size`` (the default) a checkpoint that records the input size it was
+        trained at (our training does) runs at that size instead of ``settings.input_size``: a model
+        fed crops at another scale than it learned places its keypoints wrongly. Official AP-10K
+        checkpoints record none and run at ``settings.input_size`` (256x256 by default, theirs).
+        """
         path = resolve_pose_weights(weights)
-        model, arch = load_pose_model(path)
+        model, arch, input_size = load_pose_checkpoint(path)
+        if checkpoint_input_size and input_size is not None and input_size != tuple(settings.input_size):
+            logger.info("Pose model %s was trained at %dx%d input; running it at that size", path, *input_size)
+            settings = replace(settings, input_size=input_size)
         logger.info("Loaded pose model %s from %s", arch, path)
         return cls(model, settings)
 

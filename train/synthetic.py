@@ -10,6 +10,7 @@ or the AP-10K images. The pieces, in the order data flows:
 - :mod:`train.synthetic_scene`: drawing, occluders and visibility flags (the rules are there).
 - :mod:`train.synthetic_dataset`: AP-10K-format and YOLO datasets on disk.
 - :mod:`train.synthetic_video`: clips of walking, crossing animals with per-frame ground truth.
+- :mod:`train.synthetic_frames`: datasets of frames sampled from many short clips (for detectors).
 
 Everything is deterministic given a seed. This module gathers the public names.
 """
@@ -38,6 +39,7 @@ from train.synthetic_dataset import (
 )
 from train.synthetic_scene import SceneLabels, render_scene, sample_occluder, sample_scene, sample_state
 from train.synthetic_species import SPECIES, BodyShape, Species, species_by_name
+from train.synthetic_frames import FrameDatasetSettings, write_frame_dataset
 from train.synthetic_video import VideoFrame, VideoSettings, iter_video, render_video
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "BodyShape",
     "DatasetSettings",
     "DatasetSummary",
+    "FrameDatasetSettings",
     "SceneLabels",
     "Shape",
     "Species",
@@ -72,4 +75,5 @@ __all__ = [
     "species_by_name",
     "standing_height",
     "write_dataset",
+    "write_frame_dataset",
 ]

@@ -23,9 +23,10 @@ import json
 import logging
 import math
 import multiprocessing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import cv2
 import numpy as np
@@ -37,7 +38,11 @@ from train.synthetic_background import load_photos
 from train.synthetic_scene import SceneLabels, sample_scene
 from train.synthetic_species import SPECIES
 
+if TYPE_CHECKING:
+    from train.synthetic_frames import FrameDatasetSettings
+
 logger = logging.getLogger(__name__)
+T, R = TypeVar("T"), TypeVar("R")
 
 DATASET_FORMATS: tuple[str, ...] = ("ap10k", "yolo", "yolo-pose")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -81,34 +86,56 @@ class DatasetSettings:
             raise ValueError(f"num_images must be >= 1, got {self.num_images}")
         if self.width < 16 or self.height < 16:
             raise ValueError(f"width and height must be >= 16 pixels, got {self.width}x{self.height}")
-        for name in ("val_fraction", "test_fraction", "min_visible_fraction"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.val_fraction + self.test_fraction >= 1:
-            raise ValueError(
-                "val_fraction + test_fraction must leave training images, "
-                f"got {self.val_fraction} + {self.test_fraction}"
-            )
         if self.max_animals < 1:
             raise ValueError(f"max_animals must be >= 1, got {self.max_animals}")
-        object.__setattr__(self, "formats", tuple(self.formats))
-        unknown = set(self.formats) - set(DATASET_FORMATS)
-        if not self.formats or unknown:
-            raise ValueError(f"formats must be a non-empty subset of {DATASET_FORMATS}, got {self.formats}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
-        if self.background_dir is not None:
-            object.__setattr__(self, "background_dir", Path(self.background_dir))
-            if not self.background_dir.is_dir():
-                raise ValueError(f"background_dir {self.background_dir} is not a folder")
+        check_output_settings(self, "images")
 
     def split_sizes(self) -> dict[str, int]:
         """Number of images in each split."""
-        val = round(self.num_images * self.val_fraction)
-        test = round(self.num_images * self.test_fraction)
-        return {"train": self.num_images - val - test, "val": val, "test": test}
+        return split_sizes(self.num_images, self.val_fraction, self.test_fraction)
+
+
+def check_output_settings(settings: DatasetSettings | FrameDatasetSettings, unit: str) -> None:
+    """Check the fields every synthetic dataset's settings share (``val_fraction``, ``test_fraction``,
+    ``min_visible_fraction``, ``formats``, ``workers``, ``jpeg_quality``, ``background_dir``) and make
+    ``formats`` a tuple and ``background_dir`` a ``Path``; ``unit`` is what the splits divide."""
+    for name in ("val_fraction", "test_fraction", "min_visible_fraction"):
+        if not 0 <= getattr(settings, name) < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {getattr(settings, name)}")
+    if settings.val_fraction + settings.test_fraction >= 1:
+        raise ValueError(
+            f"val_fraction + test_fraction must leave training {unit}, "
+            f"got {settings.val_fraction} + {settings.test_fraction}"
+        )
+    object.__setattr__(settings, "formats", tuple(settings.formats))
+    unknown = set(settings.formats) - set(DATASET_FORMATS)
+    if not settings.formats or unknown:
+        raise ValueError(f"formats must be a non-empty subset of {DATASET_FORMATS}, got {settings.formats}")
+    if settings.workers < 1:
+        raise ValueError(f"workers must be >= 1, got {settings.workers}")
+    if not 1 <= settings.jpeg_quality <= 100:
+        raise ValueError(f"jpeg_quality must be in [1, 100], got {settings.jpeg_quality}")
+    if settings.background_dir is not None:
+        object.__setattr__(settings, "background_dir", Path(settings.background_dir))
+        if not settings.background_dir.is_dir():
+            raise ValueError(f"background_dir {settings.background_dir} is not a folder")
+
+
+def split_sizes(total: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
+    """How many of ``total`` images (or clips) go to each split."""
+    val, test = round(total * val_fraction), round(total * test_fraction)
+    return {"train": total - val - test, "val": val, "test": test}
+
+
+def map_in_processes(function: Callable[[T], R], tasks: Iterable[T], workers: int, chunksize: int = 1) -> Iterator[R]:
+    """``map(function, tasks)`` in this process (``workers == 1``) or in that many spawned processes,
+    results in task order."""
+    if workers == 1:
+        yield from map(function, tasks)
+        return
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        yield from pool.map(function, tasks, chunksize=chunksize)
 
 
 @dataclass(frozen=True)
@@ -128,13 +155,19 @@ def render_dataset_image(index: int, settings: DatasetSettings) -> tuple[np.ndar
     rng = np.random.default_rng([settings.seed, index])
     photos = load_photos(settings.background_dir) if settings.background_dir is not None else ()
     image, labels, kind = sample_scene(rng, settings.width, settings.height, settings.max_animals, photos)
-    box_area = np.prod(labels.boxes[:, 2:] - labels.boxes[:, :2], axis=1)
-    keep = (
+    return image, labels[np.flatnonzero(annotated(labels, settings.min_visible_fraction))], kind + 1
+
+
+def annotated(labels: SceneLabels, min_visible_fraction: float) -> np.ndarray:
+    """(N,) bool: the animals a dataset annotates, those with at least one labelled keypoint, a
+    box at least 2 pixels wide and high, and uncovered pixels at least ``min_visible_fraction``
+    of their (clipped) box area."""
+    extent = labels.boxes[:, 2:] - labels.boxes[:, :2]
+    return (
         (labels.num_labelled > 0)
-        & (labels.visible_pixels >= settings.min_visible_fraction * box_area)
-        & (labels.boxes[:, 2:] - labels.boxes[:, :2] >= 2).all(1)
+        & (labels.visible_pixels >= min_visible_fraction * np.prod(extent, axis=1))
+        & (extent >= 2).all(1)
     )
-    return image, labels[np.flatnonzero(keep)], kind + 1
 
 
 def image_file_name(index: int) -> str:
@@ -153,12 +186,7 @@ def _render_and_save(task: tuple[int, DatasetSettings, Path]) -> tuple[int, Scen
 
 def _rendered(settings: DatasetSettings, data_dir: Path) -> Iterator[tuple[int, SceneLabels, int]]:
     tasks = ((i, settings, data_dir) for i in range(settings.num_images))
-    if settings.workers == 1:
-        yield from map(_render_and_save, tasks)
-        return
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(settings.workers, mp_context=context) as pool:
-        yield from pool.map(_render_and_save, tasks, chunksize=32)
+    yield from map_in_processes(_render_and_save, tasks, settings.workers, chunksize=32)
 
 
 def coco_keypoint_names() -> list[str]:
@@ -241,50 +269,67 @@ def write_dataset(out_dir: Path, settings: DatasetSettings) -> DatasetSummary:
     data_dir.mkdir(parents=True, exist_ok=True)
     sizes = settings.split_sizes()
     split_of = np.repeat(np.arange(len(SPLITS)), [sizes[s] for s in SPLITS])
-    yolo_roots = {fmt: out_dir if fmt == "yolo" else out_dir / "yolo-pose" for fmt in ("yolo", "yolo-pose")}
-    yolo_roots = {fmt: root for fmt, root in yolo_roots.items() if fmt in settings.formats}
-    for root in yolo_roots.values():
-        for split in SPLITS:
-            (root / "images" / split).mkdir(parents=True, exist_ok=True)
-            (root / "labels" / split).mkdir(parents=True, exist_ok=True)
-
-    coco = {split: {"images": [], "annotations": []} for split in SPLITS}
-    next_id = 1
+    writer = DatasetWriter(out_dir, settings.formats, settings.width, settings.height)
     logger.info("rendering %d images (%s) into %s", settings.num_images, ", ".join(settings.formats), out_dir)
     for index, labels, kind in tqdm(_rendered(settings, data_dir), total=settings.num_images, desc="synth", unit="img"):
-        split = SPLITS[split_of[index]]
+        writer.add(SPLITS[split_of[index]], index, labels, kind)
+    files = writer.finish(f"animalpose synthetic quadrupeds in the AP-10K layout, seed {settings.seed}")
+    counts = {split: len(writer.coco[split]["annotations"]) for split in SPLITS}
+    logger.info("wrote %s images and %s animals to %s", sizes, counts, out_dir)
+    return DatasetSummary(out_dir=out_dir, images=sizes, annotations=counts, files=files)
+
+
+class DatasetWriter:
+    """The label files of a dataset whose images are already in ``out_dir/data``
+    (named :func:`image_file_name`): AP-10K annotation files and YOLO folders, as the module
+    docstring lays them out. :meth:`add` each image, then :meth:`finish` once."""
+
+    def __init__(self, out_dir: Path, formats: tuple[str, ...], width: int, height: int) -> None:
+        self.out_dir, self.formats, self.width, self.height = Path(out_dir), tuple(formats), width, height
+        self.data_dir = self.out_dir / "data"
+        roots = {"yolo": self.out_dir, "yolo-pose": self.out_dir / "yolo-pose"}
+        self.yolo_roots = {fmt: root for fmt, root in roots.items() if fmt in self.formats}
+        for root in self.yolo_roots.values():
+            for split in SPLITS:
+                (root / "images" / split).mkdir(parents=True, exist_ok=True)
+                (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        self.coco: dict[str, dict[str, list]] = {split: {"images": [], "annotations": []} for split in SPLITS}
+        self.next_id = 1
+
+    def add(self, split: str, index: int, labels: SceneLabels, kind: int) -> None:
+        """Label image ``index`` (0-based; its 1-based id in the COCO files) of background ``kind`` (1-based)."""
         name = image_file_name(index)
-        coco[split]["images"].append({
-            "license": 1, "id": index + 1, "file_name": name, "width": settings.width,
-            "height": settings.height, "background": kind,
+        self.coco[split]["images"].append({
+            "license": 1, "id": index + 1, "file_name": name, "width": self.width,
+            "height": self.height, "background": kind,
         })
-        coco[split]["annotations"] += coco_annotations(labels, index + 1, next_id)
-        next_id += len(labels)
-        for fmt, root in yolo_roots.items():
-            link_or_copy(data_dir / name, root / "images" / split / name)
-            text = yolo_rows(labels, settings.width, settings.height, pose=fmt == "yolo-pose")
+        self.coco[split]["annotations"] += coco_annotations(labels, index + 1, self.next_id)
+        self.next_id += len(labels)
+        for fmt, root in self.yolo_roots.items():
+            link_or_copy(self.data_dir / name, root / "images" / split / name)
+            text = yolo_rows(labels, self.width, self.height, pose=fmt == "yolo-pose")
             (root / "labels" / split / name).with_suffix(".txt").write_text(text)
 
-    files: list[Path] = []
-    if "ap10k" in settings.formats:
-        (out_dir / "annotations").mkdir(exist_ok=True)
-        for split in SPLITS:
-            path = out_dir / "annotations" / f"ap10k-{split}-split1.json"
-            path.write_text(json.dumps(_coco_file(settings, **coco[split])))
+    def finish(self, description: str) -> tuple[Path, ...]:
+        """Write the annotation files and ``data.yaml`` files; returns their paths."""
+        files: list[Path] = []
+        if "ap10k" in self.formats:
+            (self.out_dir / "annotations").mkdir(exist_ok=True)
+            for split in SPLITS:
+                path = self.out_dir / "annotations" / f"ap10k-{split}-split1.json"
+                path.write_text(json.dumps(_coco_file(description, **self.coco[split])))
+                files.append(path)
+        for fmt, root in self.yolo_roots.items():
+            path = root / "data.yaml"
+            path.write_text(_yolo_yaml(root, pose=fmt == "yolo-pose"))
             files.append(path)
-    for fmt, root in yolo_roots.items():
-        path = root / "data.yaml"
-        path.write_text(_yolo_yaml(root, pose=fmt == "yolo-pose"))
-        files.append(path)
-    counts = {split: len(coco[split]["annotations"]) for split in SPLITS}
-    logger.info("wrote %s images and %s animals to %s", sizes, counts, out_dir)
-    return DatasetSummary(out_dir=out_dir, images=sizes, annotations=counts, files=tuple(files))
+        return tuple(files)
 
 
-def _coco_file(settings: DatasetSettings, images: list[dict], annotations: list[dict]) -> dict:
+def _coco_file(description: str, images: list[dict], annotations: list[dict]) -> dict:
     return {
         "info": {
-            "description": f"animalpose synthetic quadrupeds in the AP-10K layout, seed {settings.seed}",
+            "description": description,
             "url": "",
             "version": "1.0",
             "year": 2025,

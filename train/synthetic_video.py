@@ -89,12 +89,15 @@ class VideoFrame:
         image: (H, W, 3) uint8 BGR frame.
         track_ids: (N,) int64 track ids of the animals in ``labels``.
         labels: ground truth of the animals whose box overlaps the frame.
+        background_kind: the clip's background, an index into
+            :data:`train.synthetic_background.BACKGROUND_KINDS`.
     """
 
     index: int
     image: np.ndarray
     track_ids: np.ndarray
     labels: SceneLabels
+    background_kind: int = 0
 
 
 class _Walker:
@@ -212,22 +215,22 @@ def _start(rng: np.random.Generator, k: int, settings: VideoSettings) -> tuple[f
     return x, height * rng.uniform(0.5, 0.98), heading
 
 
-def _cast(settings: VideoSettings) -> tuple[np.random.Generator, np.ndarray, list[tuple[Shape, ...]], list[_Walker]]:
-    """The random generator after setup, the background, the occluders and the animals."""
+def _cast(settings: VideoSettings) -> tuple[np.random.Generator, np.ndarray, int, list[tuple[Shape, ...]], list[_Walker]]:
+    """The random generator after setup, the background and its kind, the occluders and the animals."""
     rng = np.random.default_rng(settings.seed)
     width, height = settings.width, settings.height
     photos = load_photos(settings.background_dir) if settings.background_dir is not None else ()
-    background, _ = sample_background(rng, width, height, photos)
+    background, kind = sample_background(rng, width, height, photos)
     occluders = [_foreground_occluder(rng, width, height) for _ in range(settings.num_occluders)]
     walkers = [
         _Walker(rng, sample_appearance(rng), settings, *_start(rng, k, settings)) for k in range(settings.num_animals)
     ]
-    return rng, background, occluders, walkers
+    return rng, background, kind, occluders, walkers
 
 
 def iter_video(settings: VideoSettings) -> Iterator[VideoFrame]:
     """Render the clip ``settings`` describes frame by frame, with its ground truth."""
-    rng, background, occluders, walkers = _cast(settings)
+    rng, background, kind, occluders, walkers = _cast(settings)
     for index in range(settings.num_frames):
         t = index / settings.fps
         order = np.argsort([w.ground for w in walkers], kind="stable")  # farthest first
@@ -236,7 +239,8 @@ def iter_video(settings: VideoSettings) -> Iterator[VideoFrame]:
         extent = labels.boxes[:, 2:] - labels.boxes[:, :2]
         visible = (extent > 0).all(1)
         in_frame = np.flatnonzero(visible)
-        yield VideoFrame(index=index, image=image, track_ids=order[in_frame] + 1, labels=labels[in_frame])
+        yield VideoFrame(index=index, image=image, track_ids=order[in_frame] + 1, labels=labels[in_frame],
+                         background_kind=kind)
         for walker, seen in zip(walkers, visible[np.argsort(order)]):
             walker.step(rng, bool(seen))
 
@@ -274,7 +278,7 @@ def render_video(out_path: Path, settings: VideoSettings, gt_path: Path | None =
             frames.append(frame_record(frame))
     finally:
         writer.release()
-    appearances = [walker.appearance for walker in _cast(settings)[3]]
+    appearances = [walker.appearance for walker in _cast(settings)[4]]
     truth = {
         "fps": settings.fps, "width": settings.width, "height": settings.height,
         "num_frames": settings.num_frames, "seed": settings.seed,

@@ -493,7 +493,7 @@ def _evaluate_epoch(model: nn.Module, loader: DataLoader, dataset: AP10KDataset,
     if result.metrics.AP > state.best_ap:
         state.best_ap, state.best_epoch = result.metrics.AP, epoch
         save_checkpoint(model, best_path, {"epoch": epoch, "AP": result.metrics.AP, "arch": arch,
-                                           "settings": settings.to_dict()})
+                                           "input_size": list(settings.input_size), "settings": settings.to_dict()})
     return {key: result.metrics.to_dict()[key] for key in METRIC_COLUMNS}
 
 

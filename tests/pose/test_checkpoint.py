@@ -15,7 +15,9 @@ from pose.checkpoint import (
     CheckpointError,
     filter_state_dict,
     infer_architecture,
+    load_pose_checkpoint,
     load_pose_model,
+    recorded_input_size,
     save_checkpoint,
 )
 from pose.codec import flip_back, merge_flip
@@ -196,6 +198,33 @@ def test_save_checkpoint_round_trip(reference_dir: Path, tmp_path: Path) -> None
     assert reloaded_arch == arch
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reloaded.state_dict().values()))
     assert not path.with_name("saved.pth.tmp").exists()
+
+
+def test_the_recorded_input_size_comes_back_with_the_model(reference_dir: Path, tmp_path: Path) -> None:
+    model, arch = load_pose_model(_checkpoint_path(reference_dir, "hrnet_small"))
+    assert load_pose_checkpoint(_checkpoint_path(reference_dir, "hrnet_small"))[2] is None  # mmpose records none
+    save_checkpoint(model, tmp_path / "trained.pth", meta={"input_size": [96, 128]})
+    reloaded, reloaded_arch, input_size = load_pose_checkpoint(tmp_path / "trained.pth")
+    assert (reloaded_arch, input_size) == (arch, (96, 128))
+
+
+@pytest.mark.parametrize(
+    "checkpoint, expected",
+    [
+        ({"meta": {"input_size": [192, 256]}}, (192, 256)),
+        ({"meta": {"settings": {"input_size": [128, 128]}}}, (128, 128)),  # our training's first checkpoints
+        ({"meta": {"input_size": (64, 64), "settings": {"input_size": [128, 128]}}}, (64, 64)),
+        ({"meta": {"epoch": 3}}, None),
+        ({"state_dict": {}}, None),
+        (OrderedDict(), None),
+        ({"meta": {"input_size": [0, 256]}}, None),
+        ({"meta": {"input_size": [130, 128]}}, None),
+        ({"meta": {"input_size": "256x256"}}, None),
+        ({"meta": {"input_size": [64, 64, 3]}}, None),
+    ],
+)
+def test_recorded_input_size(checkpoint, expected) -> None:
+    assert recorded_input_size(checkpoint) == expected
 
 
 def test_a_channels_last_model_is_saved_in_standard_memory_order(reference_dir: Path, tmp_path: Path) -> None:

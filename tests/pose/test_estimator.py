@@ -106,3 +106,19 @@ def test_onnxruntime_backend_matches_torch(reference_dir, jaguar):
 def test_settings_are_validated(kwargs):
     with pytest.raises(ValueError):
         PoseSettings(**kwargs)
+
+
+def test_a_checkpoint_runs_at_the_input_size_it_was_trained_at(reference_dir, jaguar, tmp_path):
+    from pose.checkpoint import load_pose_model, save_checkpoint
+
+    model, _ = load_pose_model(reference_dir / "hrnet_small" / "hrnet_small_ap10k.pth")
+    save_checkpoint(model, tmp_path / "trained_at_128.pth", meta={"input_size": [128, 128]})
+    recorded = PoseEstimator.from_weights(tmp_path / "trained_at_128.pth")
+    assert recorded.settings.input_size == (128, 128)
+    assert prepare_inputs(jaguar, np.array([JAGUAR_BOX]), recorded.settings).inputs.shape == (1, 3, 128, 128)
+    assert recorded.estimate_xywh(jaguar, np.array([JAGUAR_BOX])).keypoints.shape == (1, 17, 3)
+    explicit = PoseEstimator.from_weights(tmp_path / "trained_at_128.pth", PoseSettings(input_size=(192, 192)),
+                                          checkpoint_input_size=False)
+    assert explicit.settings.input_size == (192, 192)
+    official = PoseEstimator.from_weights(reference_dir / "hrnet_small" / "hrnet_small_ap10k.pth")
+    assert official.settings.input_size == (256, 256)

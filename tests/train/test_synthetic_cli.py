@@ -48,9 +48,19 @@ def test_video_command_writes_video_and_ground_truth(tmp_path):
     assert out.is_file() and len(truth["frames"]) == 3 and len(truth["animals"]) == 2
 
 
+def test_frames_command_writes_a_frame_dataset(tmp_path):
+    out = tmp_path / "frames"
+    args = _parser().parse_args(["synth", "frames", "--clips", "2", "--frames-per-clip", "2", "--frame-step", "3",
+                                 "--out", str(out), "--size", "64x48", "--val-fraction", "0.5", "--test-fraction", "0",
+                                 "--format", "yolo"])
+    assert args.func(args) == 0
+    assert sorted(p.name for p in (out / "images" / "train").glob("*.jpg")) == ["000000000001.jpg", "000000000002.jpg"]
+    assert len(list((out / "labels" / "val").glob("*.txt"))) == 2 and not (out / "annotations").exists()
+
+
 @pytest.mark.parametrize(
     "argv",
-    [["synth"], ["synth", "dataset"], ["synth", "video", "--out", "x.mp4", "--size", "big"],
+    [["synth"], ["synth", "dataset"], ["synth", "frames", "--out", "f", "--format", "coco"], ["synth", "video", "--out", "x.mp4", "--size", "big"],
      ["synth", "dataset", "--out", "d", "--format", "coco"]],
 )
 def test_bad_command_lines_exit(argv, capsys):
@@ -61,7 +71,8 @@ def test_bad_command_lines_exit(argv, capsys):
 @pytest.mark.parametrize(
     "argv",
     [["synth", "dataset", "--n", "0", "--out", "d"], ["synth", "dataset", "--val-fraction", "1.5", "--out", "d"],
-     ["synth", "video", "--animals", "0", "--out", "v.mp4"], ["synth", "video", "--fps", "0", "--out", "v.mp4"]],
+     ["synth", "video", "--animals", "0", "--out", "v.mp4"], ["synth", "video", "--fps", "0", "--out", "v.mp4"],
+     ["synth", "frames", "--clips", "0", "--out", "f"], ["synth", "frames", "--size", "16", "--out", "f"]],
 )
 def test_invalid_settings_return_an_error_status(argv, tmp_path, caplog):
     args = _parser().parse_args(argv)

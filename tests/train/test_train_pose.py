@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from app import cli_train
-from pose.checkpoint import CheckpointError, load_pose_model
+from pose.checkpoint import CheckpointError, load_pose_checkpoint, load_pose_model
 from pose.model import build_model
 from train.engine import JointsMSELoss
 from train.synthetic import DatasetSettings, write_dataset
@@ -116,6 +116,7 @@ def test_a_run_writes_official_checkpoints_log_plot_and_resumes_exactly(syntheti
     model, arch = load_pose_model(straight.best_checkpoint)
     assert arch == ARCHITECTURES["hrnet_tiny"]
     assert set(torch.load(straight.best_checkpoint, weights_only=True)) == {"state_dict", "meta"}
+    assert load_pose_checkpoint(straight.best_checkpoint)[2] == (64, 64)  # the size it trained at, for inference
     rows = _history(straight.log_csv)
     assert [r["epoch"] for r in rows] == ["1", "2"] and all(r["AP"] != "" for r in rows)
     assert straight.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -145,7 +146,7 @@ def test_channels_last_training_matches_the_standard_memory_order(synthetic: Pat
         model.to(memory_format=memory_format)
         loss = JointsMSELoss()(model(images), targets, torch.ones(4, 17, 1))
         loss.backward()
-        grads.append((float(loss), {n: p.grad for n, p in model.named_parameters()}))
+        grads.append((float(loss.detach()), {n: p.grad for n, p in model.named_parameters()}))
     assert grads[1][0] == pytest.approx(grads[0][0], rel=1e-5)
     for name, grad in grads[0][1].items():
         torch.testing.assert_close(grads[1][1][name], grad, rtol=1e-3, atol=1e-6, msg=name)

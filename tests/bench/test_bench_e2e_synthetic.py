@@ -1,0 +1,42 @@
+"""bench.e2e_synthetic: the detector's data, the tracking input size and the report table."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.e2e_synthetic import get_args_parser, native_imgsz, render_table
+
+
+def _summary(det: dict) -> dict:
+    row = {"idf1": 0.7, "mota": 0.6, "num_switches": 2.0, "oks_ap": 0.3, "oks_ap50": 0.6, "rmse": 20.0,
+           "jitter": 5.0, "truth_jitter": 2.0, "seconds": 6.0}
+    return {
+        "images": 2000, "image_size": 256, "videos": 2, "frames": 150, "video_size": [320, 256],
+        "training_seconds": 1700.0, "concurrent": True, "load_start": 2.0, "load_end": 1.5, "tracking_imgsz": 320, "max_lost_s": 5.0,
+        "pose": {"arch": "hrnet_tiny", "input": 96, "epochs": 100, "seconds": 1600.0, "AP": 0.55, "AP50": 0.9,
+                 "AP_dark": 0.57, "shared_epochs": None},
+        "detector": {"epochs": 20, "seconds": 1600.0, "imgsz": 256, "AP": 0.6, "AP50": 0.9, **det},
+        "tracking": {"none": row, "offline": {**row, "idf1": 0.85}},
+    }
+
+
+def test_tracking_runs_the_detector_at_the_clips_own_size():
+    assert native_imgsz((320, 256)) == 320 and native_imgsz((330, 200)) == 352
+
+
+def test_detector_trains_on_clip_frames_by_default():
+    args = get_args_parser().parse_args([])
+    assert args.det_data == "frames" and args.det_clips == 100 and args.max_lost == 5.0
+    assert get_args_parser().parse_args(["--det-data", "images"]).det_data == "images"
+
+
+def test_table_names_the_detectors_data_and_both_ap50s():
+    frames = render_table(_summary({"data": "frames", "clips": {"train": 80, "val": 10, "test": 10},
+                                    "frames": {"train": 1600, "val": 200, "test": 200}, "AP50_images": 0.75}))
+    assert "on 1600 frames of 80 synthetic clips at 320×256" in frames
+    assert "| detector box AP50 (test split of its data, held-out clip frames) | 0.900 | ≥ 0.8 | yes |" in frames
+    assert "| detector box AP50 on the pose model's test images | 0.750 | – | – |" in frames
+    assert "lowest 0.700 over the smoothing modes (no)" in frames
+    assert "(input 320 px) and pose model, an animal keeps its identity for 5 s unseen" in frames
+    images = render_table(_summary({}))  # a summary written before the detector's data was recorded
+    assert "on the pose model's training images" in images and "pose model's test images |" not in images
