@@ -162,7 +162,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from pose.checkpoint import load_pose_model
+    from pose.checkpoint import load_pose_checkpoint
     from pose.export import export_onnx, onnx_session, run_onnx
     from pose.weights import resolve_pose_weights
 
@@ -180,14 +180,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         logger.info("Exported the detector to %s", args.det_out)
     if args.out is None:
         return 0
-    model, arch = load_pose_model(resolve_pose_weights(args.pose_weights))
-    path = export_onnx(model, args.out, input_size=(args.width, args.height), opset=args.opset)
-    inputs = np.random.default_rng(0).standard_normal((2, 3, args.height, args.width)).astype(np.float32)
+    model, arch, recorded = load_pose_checkpoint(resolve_pose_weights(args.pose_weights))
+    width, height = recorded or (256, 256)
+    width, height = args.width or width, args.height or height
+    path = export_onnx(model, args.out, input_size=(width, height), opset=args.opset)
+    inputs = np.random.default_rng(0).standard_normal((2, 3, height, width)).astype(np.float32)
     with torch.inference_mode():
         expected = model(torch.from_numpy(inputs)).numpy()
     got = run_onnx(onnx_session(path), inputs)
     error = float(np.abs(got - expected).max() / max(1e-12, float(np.abs(expected).max())))
-    logger.info("Exported %s to %s; max |onnx - torch| / max|torch| = %.2e", arch, path, error)
+    logger.info("Exported %s (input %dx%d) to %s; max |onnx - torch| / max|torch| = %.2e", arch, width, height, path,
+                error)
     if error > 1e-4:
         raise UserError(f"the ONNX model in {path} differs from torch by {error:.2e} (relative); do not use it")
     return 0
@@ -274,8 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--det-out", metavar="DET.onnx", help="where to write the detector as ONNX (checked against torch)")
     export.add_argument("--det-image-size", type=int, default=640, metavar="PIXELS",
                         help="detector export size (multiple of 32)")
-    export.add_argument("--width", type=int, default=256, help="network input width in pixels")
-    export.add_argument("--height", type=int, default=256, help="network input height in pixels")
+    export.add_argument("--width", type=int, default=None,
+                        help="network input width in pixels (default: the size the checkpoint records, else 256)")
+    export.add_argument("--height", type=int, default=None,
+                        help="network input height in pixels (default: the size the checkpoint records, else 256)")
     export.add_argument("--opset", type=int, default=17, help="ONNX opset version")
     export.set_defaults(func=cmd_export)
 

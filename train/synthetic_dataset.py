@@ -26,7 +26,7 @@ import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import ClassVar, TypeVar
 
 import cv2
 import numpy as np
@@ -38,9 +38,6 @@ from train.synthetic_background import load_photos
 from train.synthetic_scene import SceneLabels, sample_scene
 from train.synthetic_species import SPECIES
 
-if TYPE_CHECKING:
-    from train.synthetic_frames import FrameDatasetSettings
-
 logger = logging.getLogger(__name__)
 T, R = TypeVar("T"), TypeVar("R")
 
@@ -50,36 +47,69 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 YOLO_NAMES: dict[int, str] = {0: "animal"}
 
 
+@dataclass(frozen=True, kw_only=True)
+class OutputSettings:
+    """The settings every synthetic dataset shares (keyword-only).
+
+    Attributes:
+        val_fraction, test_fraction: shares of the :attr:`split_unit` in the val and test splits.
+        formats: any of :data:`DATASET_FORMATS`.
+        background_dir: optional folder of photos to crop backgrounds from.
+        workers: rendering processes; 1 renders in this process.
+        jpeg_quality: JPEG quality, 1..100.
+        min_visible_fraction: the annotation rule's uncovered share of the box (:func:`annotated`).
+    """
+
+    #: What the splits divide (named in errors).
+    split_unit: ClassVar[str] = "images"
+
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    formats: tuple[str, ...] = ("ap10k", "yolo")
+    background_dir: Path | None = None
+    workers: int = 1
+    jpeg_quality: int = 90
+    min_visible_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("val_fraction", "test_fraction", "min_visible_fraction"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                f"val_fraction + test_fraction must leave training {self.split_unit}, "
+                f"got {self.val_fraction} + {self.test_fraction}"
+            )
+        object.__setattr__(self, "formats", tuple(self.formats))
+        unknown = set(self.formats) - set(DATASET_FORMATS)
+        if not self.formats or unknown:
+            raise ValueError(f"formats must be a non-empty subset of {DATASET_FORMATS}, got {self.formats}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+        if self.background_dir is not None:
+            object.__setattr__(self, "background_dir", Path(self.background_dir))
+            if not self.background_dir.is_dir():
+                raise ValueError(f"background_dir {self.background_dir} is not a folder")
+
+
 @dataclass(frozen=True)
-class DatasetSettings:
-    """What to generate.
+class DatasetSettings(OutputSettings):
+    """What to generate: still scenes, plus the :class:`OutputSettings` fields.
 
     Attributes:
         num_images: number of images over all splits.
         width, height: image size in pixels.
         seed: seed of the whole dataset.
-        val_fraction, test_fraction: shares of images in the val and test splits.
         max_animals: at most this many animals per image (fewer are more likely).
-        formats: any of :data:`DATASET_FORMATS`.
-        background_dir: optional folder of photos to crop backgrounds from.
-        workers: processes rendering images; 1 renders in this process.
-        jpeg_quality: JPEG quality, 1..100.
-        min_visible_fraction: an animal is annotated when at least one keypoint is labelled
-            and its uncovered pixels are at least this share of its (clipped) box area.
     """
 
     num_images: int = 2000
     width: int = 256
     height: int = 256
     seed: int = 0
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
     max_animals: int = 3
-    formats: tuple[str, ...] = ("ap10k", "yolo")
-    background_dir: Path | None = None
-    workers: int = 1
-    jpeg_quality: int = 90
-    min_visible_fraction: float = 0.05
 
     def __post_init__(self) -> None:
         if self.num_images < 1:
@@ -88,37 +118,11 @@ class DatasetSettings:
             raise ValueError(f"width and height must be >= 16 pixels, got {self.width}x{self.height}")
         if self.max_animals < 1:
             raise ValueError(f"max_animals must be >= 1, got {self.max_animals}")
-        check_output_settings(self, "images")
+        super().__post_init__()
 
     def split_sizes(self) -> dict[str, int]:
         """Number of images in each split."""
         return split_sizes(self.num_images, self.val_fraction, self.test_fraction)
-
-
-def check_output_settings(settings: DatasetSettings | FrameDatasetSettings, unit: str) -> None:
-    """Check the fields every synthetic dataset's settings share (``val_fraction``, ``test_fraction``,
-    ``min_visible_fraction``, ``formats``, ``workers``, ``jpeg_quality``, ``background_dir``) and make
-    ``formats`` a tuple and ``background_dir`` a ``Path``; ``unit`` is what the splits divide."""
-    for name in ("val_fraction", "test_fraction", "min_visible_fraction"):
-        if not 0 <= getattr(settings, name) < 1:
-            raise ValueError(f"{name} must be in [0, 1), got {getattr(settings, name)}")
-    if settings.val_fraction + settings.test_fraction >= 1:
-        raise ValueError(
-            f"val_fraction + test_fraction must leave training {unit}, "
-            f"got {settings.val_fraction} + {settings.test_fraction}"
-        )
-    object.__setattr__(settings, "formats", tuple(settings.formats))
-    unknown = set(settings.formats) - set(DATASET_FORMATS)
-    if not settings.formats or unknown:
-        raise ValueError(f"formats must be a non-empty subset of {DATASET_FORMATS}, got {settings.formats}")
-    if settings.workers < 1:
-        raise ValueError(f"workers must be >= 1, got {settings.workers}")
-    if not 1 <= settings.jpeg_quality <= 100:
-        raise ValueError(f"jpeg_quality must be in [1, 100], got {settings.jpeg_quality}")
-    if settings.background_dir is not None:
-        object.__setattr__(settings, "background_dir", Path(settings.background_dir))
-        if not settings.background_dir.is_dir():
-            raise ValueError(f"background_dir {settings.background_dir} is not a folder")
 
 
 def split_sizes(total: int, val_fraction: float, test_fraction: float) -> dict[str, int]:

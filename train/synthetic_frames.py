@@ -19,6 +19,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -28,8 +29,8 @@ from train.synthetic_dataset import (
     SPLITS,
     DatasetSummary,
     DatasetWriter,
+    OutputSettings,
     annotated,
-    check_output_settings,
     image_file_name,
     map_in_processes,
     split_sizes,
@@ -41,8 +42,9 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class FrameDatasetSettings:
-    """What to generate.
+class FrameDatasetSettings(OutputSettings):
+    """What to generate: frames of clips, plus the :class:`train.synthetic_dataset.OutputSettings`
+    fields (whose splits divide clips here).
 
     Attributes:
         num_clips: clips to sample frames from (over all splits).
@@ -53,14 +55,9 @@ class FrameDatasetSettings:
         max_animals: each clip has 1 to this many animals, uniformly.
         max_occluders: each clip has 0 to this many foreground trunks and bushes, uniformly.
         seed: seed of the whole dataset.
-        val_fraction, test_fraction: shares of clips in the val and test splits.
-        formats: any of :data:`train.synthetic_dataset.DATASET_FORMATS`.
-        background_dir: optional folder of photos for the backgrounds.
-        workers: processes rendering clips; 1 renders in this process.
-        jpeg_quality: JPEG quality, 1..100.
-        min_visible_fraction: the annotation rule's uncovered share of the box
-            (:func:`train.synthetic_dataset.annotated`).
     """
+
+    split_unit: ClassVar[str] = "clips"
 
     num_clips: int = 100
     frames_per_clip: int = 20
@@ -71,13 +68,6 @@ class FrameDatasetSettings:
     max_animals: int = 4
     max_occluders: int = 2
     seed: int = 0
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    formats: tuple[str, ...] = ("ap10k", "yolo")
-    background_dir: Path | None = None
-    workers: int = 1
-    jpeg_quality: int = 90
-    min_visible_fraction: float = 0.05
 
     def __post_init__(self) -> None:
         for name in ("num_clips", "frames_per_clip", "frame_step", "max_animals"):
@@ -85,8 +75,8 @@ class FrameDatasetSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_occluders < 0:
             raise ValueError(f"max_occluders must be >= 0, got {self.max_occluders}")
-        check_output_settings(self, "clips")
-        # the clip itself checks the rest (sizes, fps, the background folder)
+        super().__post_init__()
+        # the clip itself checks the rest (sizes, fps)
         self.clip_settings(0)
 
     @property

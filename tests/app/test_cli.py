@@ -121,6 +121,25 @@ def test_export_writes_checked_onnx(tmp_path, reference_dir):
 
     model = onnx.load(str(out))
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[2:]] == [256, 256]
+
+
+def _input_hw(path) -> list[int]:
+    import onnx
+
+    return [d.dim_value for d in onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim[2:]]
+
+
+def test_export_takes_the_input_size_the_checkpoint_records(tmp_path, reference_dir):
+    from pose.checkpoint import load_pose_model, save_checkpoint
+
+    model, _ = load_pose_model(reference_dir / "resnet_small" / "resnet_small_ap10k.pth")
+    save_checkpoint(model, tmp_path / "trained.pth", meta={"input_size": [96, 128]})
+    assert main(["export", "--pose-weights", str(tmp_path / "trained.pth"), "--out", str(tmp_path / "a.onnx")]) == 0
+    assert _input_hw(tmp_path / "a.onnx") == [128, 96]  # (height, width)
+    assert main(["export", "--pose-weights", str(tmp_path / "trained.pth"), "--out", str(tmp_path / "b.onnx"),
+                 "--width", "64"]) == 0
+    assert _input_hw(tmp_path / "b.onnx") == [128, 64]
 
 
 @pytest.mark.parametrize(
