@@ -102,11 +102,10 @@ class FrameDatasetSettings(OutputSettings):
 def render_clip_frames(clip: int, settings: FrameDatasetSettings) -> Iterator[tuple[int, np.ndarray, SceneLabels, int]]:
     """The kept frames of clip ``clip``: image index, (H, W, 3) uint8 BGR frame, the labels of its
     annotated animals and its background kind (1-based, AP-10K's ``background`` field)."""
-    for frame in iter_video(settings.clip_settings(clip)):
-        if frame.index % settings.frame_step == 0:
-            keep = np.flatnonzero(annotated(frame.labels, settings.min_visible_fraction))
-            index = clip * settings.frames_per_clip + frame.index // settings.frame_step
-            yield index, frame.image, frame.labels[keep], frame.background_kind + 1
+    for frame in iter_video(settings.clip_settings(clip), every=settings.frame_step):
+        keep = np.flatnonzero(annotated(frame.labels, settings.min_visible_fraction))
+        index = clip * settings.frames_per_clip + frame.index // settings.frame_step
+        yield index, frame.image, frame.labels[keep], frame.background_kind + 1
 
 
 def _render_and_save(task: tuple[int, FrameDatasetSettings, Path]) -> list[tuple[int, SceneLabels, int]]:

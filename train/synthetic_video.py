@@ -30,7 +30,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from train.synthetic_animal import AnimalAppearance, AnimalState, Shape, sample_appearance, standing_height
+from train.synthetic_animal import (
+    AnimalAppearance,
+    AnimalState,
+    Shape,
+    build_animal,
+    sample_appearance,
+    standing_height,
+)
 from train.synthetic_background import load_photos, sample_background
 from train.synthetic_dataset import coco_bbox
 from train.synthetic_scene import SceneLabels, render_scene
@@ -172,7 +179,7 @@ class _Walker:
 
     def _move(self) -> None:
         fps, walking = self.settings.fps, self.mode == "walk"
-        ease = lambda value, target, rate=0.15: value + (target - value) * rate  # noqa: E731
+        ease = lambda value, target, rate=0.15: value + (target - value) * rate
         self.stride = ease(self.stride, 0.4 if walking else 0.0)
         speed_px = self.speed * self.scale() / fps * (self.stride / 0.4)
         self.x += math.cos(self.heading) * speed_px
@@ -228,19 +235,30 @@ def _cast(settings: VideoSettings) -> tuple[np.random.Generator, np.ndarray, int
     return rng, background, kind, occluders, walkers
 
 
-def iter_video(settings: VideoSettings) -> Iterator[VideoFrame]:
-    """Render the clip ``settings`` describes frame by frame, with its ground truth."""
+def iter_video(settings: VideoSettings, every: int = 1) -> Iterator[VideoFrame]:
+    """Render the clip ``settings`` describes frame by frame, with its ground truth.
+
+    With ``every > 1`` only frames ``0, every, 2 * every, ...`` are drawn and yielded; the animals
+    move through the others all the same (those frames are the clip's own, not a faster clip).
+    """
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
     rng, background, kind, occluders, walkers = _cast(settings)
+    size = np.array([settings.width, settings.height] * 2)
     for index in range(settings.num_frames):
         t = index / settings.fps
         order = np.argsort([w.ground for w in walkers], kind="stable")  # farthest first
         animals = [(walkers[i].appearance, walkers[i].state(t)) for i in order]
-        image, labels = render_scene(background, animals, occluders)
-        extent = labels.boxes[:, 2:] - labels.boxes[:, :2]
-        visible = (extent > 0).all(1)
-        in_frame = np.flatnonzero(visible)
-        yield VideoFrame(index=index, image=image, track_ids=order[in_frame] + 1, labels=labels[in_frame],
-                         background_kind=kind)
+        if index % every == 0:
+            image, labels = render_scene(background, animals, occluders)
+            boxes = labels.boxes
+        else:  # only where the animals are, for their behaviour at the frame edge
+            boxes = np.clip(np.stack([build_animal(*animal).box for animal in animals]), 0, size)
+        visible = (boxes[:, 2:] - boxes[:, :2] > 0).all(1)
+        if index % every == 0:
+            in_frame = np.flatnonzero(visible)
+            yield VideoFrame(index=index, image=image, track_ids=order[in_frame] + 1, labels=labels[in_frame],
+                             background_kind=kind)
         for walker, seen in zip(walkers, visible[np.argsort(order)]):
             walker.step(rng, bool(seen))
 

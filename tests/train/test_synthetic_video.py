@@ -59,6 +59,18 @@ def test_same_seed_same_clip():
     assert [frame_record(x) for x in a] == [frame_record(y) for y in b]
 
 
+def test_every_nth_frame_is_the_clips_own_frame():
+    settings = VideoSettings(num_animals=3, num_frames=60, width=96, height=64, fps=10, seed=5)
+    full = list(iter_video(settings))
+    sparse = list(iter_video(settings, every=7))
+    assert [f.index for f in sparse] == list(range(0, 60, 7))
+    for frame in sparse:
+        assert frame.image.tobytes() == full[frame.index].image.tobytes()
+        assert frame_record(frame) == frame_record(full[frame.index])
+    with pytest.raises(ValueError, match="every must be >= 1"):
+        next(iter_video(settings, every=0))
+
+
 def _presence(truth: list[dict], track_id: int) -> np.ndarray:
     return np.array([any(a["track_id"] == track_id for a in f["animals"]) for f in truth])
 
