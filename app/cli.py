@@ -163,6 +163,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
     from pose.checkpoint import load_pose_checkpoint
+    from pose.estimator import PoseSettings
     from pose.export import export_onnx, onnx_session, run_onnx
     from pose.weights import resolve_pose_weights
 
@@ -181,7 +182,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.out is None:
         return 0
     model, arch, recorded = load_pose_checkpoint(resolve_pose_weights(args.pose_weights))
-    width, height = recorded or (256, 256)
+    width, height = recorded or PoseSettings().input_size
     width, height = args.width or width, args.height or height
     path = export_onnx(model, args.out, input_size=(width, height), opset=args.opset)
     inputs = np.random.default_rng(0).standard_normal((2, 3, height, width)).astype(np.float32)

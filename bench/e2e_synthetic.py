@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 SMOOTHING_MODES = ("none", "causal", "offline")
 VIDEO_SEED_OFFSET = 1000  # clip seeds start here, away from every dataset seed
+CLIP_FPS = 15.0  # frame rate of the held-out clips and of the detector's training clips
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -102,12 +103,13 @@ def make_dataset(out: Path, images: int, size: int, seed: int) -> Path:
 
 
 def make_frames(out: Path, clips: int, video_size: list[int] | tuple[int, int], seed: int) -> tuple[Path, dict]:
-    """Frames of ``clips`` short clips at ``video_size``, 15 fps like the held-out clips (whose seeds
+    """Frames of ``clips`` short clips at ``video_size`` and the held-out clips' frame rate (whose seeds
     ``VIDEO_SEED_OFFSET + ...`` the frames' clips do not use: theirs are drawn from ``[seed, clip]``).
     Returns the folder and the clips and frames per split."""
     from train.synthetic_frames import FrameDatasetSettings, write_frame_dataset
 
-    settings = FrameDatasetSettings(num_clips=clips, width=video_size[0], height=video_size[1], fps=15, seed=seed)
+    settings = FrameDatasetSettings(num_clips=clips, width=video_size[0], height=video_size[1], fps=CLIP_FPS,
+                                    seed=seed)
     if not (out / "data.yaml").is_file():
         write_frame_dataset(out, settings)
     clips_per_split = settings.split_sizes()
@@ -237,14 +239,14 @@ def render_clips(out: Path, args: argparse.Namespace) -> list[tuple[Path, dict]]
     clips = []
     for k in range(args.videos):
         settings = VideoSettings(num_animals=3, num_frames=args.frames, width=args.video_size[0],
-                                 height=args.video_size[1], fps=15, seed=VIDEO_SEED_OFFSET + args.seed + k)
+                                 height=args.video_size[1], fps=CLIP_FPS, seed=VIDEO_SEED_OFFSET + args.seed + k)
         path = out / f"crossing_{k}.mp4"
         clips.append((path, render_video(path, settings)))
     return clips
 
 
 def track_clip(clip: Path, pose: Path, det: Path | None, smoothing: str, out: Path, device: str,
-               det_imgsz: int, max_lost: float = 3.0) -> tuple[list[dict], float]:
+               det_imgsz: int, max_lost: float) -> tuple[list[dict], float]:
     """Run ``animalpose track`` on ``clip``; returns the JSON frames and the seconds it took."""
     from app.cli import main as cli_main
 
@@ -348,7 +350,7 @@ def render_table(summary: dict) -> str:
     lines = [
         f"Synthetic dataset: {summary['images']} images of {summary['image_size']}×{summary['image_size']} "
         f"pixels (80/10/10 train/val/test); {summary['videos']} held-out clips of 3 crossing animals, "
-        f"{summary['frames']} frames at {summary['video_size'][0]}×{summary['video_size'][1]}, 15 fps. "
+        f"{summary['frames']} frames at {summary['video_size'][0]}×{summary['video_size'][1]}, {CLIP_FPS:g} fps. "
         f"Training on CPU took {summary['training_seconds'] / 60:.1f} min of wall time ({_schedule(summary)}): "
         f"{pose['seconds'] / 60:.1f} min for the pose model ({pose['arch']}, {pose['epochs']} epochs, input "
         f"{pose['input']}×{pose['input']}{_augment_text(pose)}) and {det['seconds'] / 60:.1f} min for the "

@@ -249,13 +249,14 @@ def iter_video(settings: VideoSettings, every: int = 1) -> Iterator[VideoFrame]:
         t = index / settings.fps
         order = np.argsort([w.ground for w in walkers], kind="stable")  # farthest first
         animals = [(walkers[i].appearance, walkers[i].state(t)) for i in order]
-        if index % every == 0:
+        drawn = index % every == 0
+        if drawn:
             image, labels = render_scene(background, animals, occluders)
             boxes = labels.boxes
         else:  # only where the animals are, for their behaviour at the frame edge
             boxes = np.clip(np.stack([build_animal(*animal).box for animal in animals]), 0, size)
         visible = (boxes[:, 2:] - boxes[:, :2] > 0).all(1)
-        if index % every == 0:
+        if drawn:
             in_frame = np.flatnonzero(visible)
             yield VideoFrame(index=index, image=image, track_ids=order[in_frame] + 1, labels=labels[in_frame],
                              background_kind=kind)
