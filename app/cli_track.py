@@ -41,6 +41,13 @@ def add_detector_and_tracker_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-lost", type=float, default=3.0, metavar="SECONDS",
                        help="seconds an animal may be unseen (hidden or out of the frame) and keep its identity "
                        "when it comes back (default 3)")
+    group.add_argument("--min-hits", type=int, default=2, metavar="N",
+                       help="consecutive detections before an animal gets an identity (default 2; more: fewer "
+                       "identities started on false or duplicate boxes, a later start for real ones)")
+    group.add_argument("--appearance", type=float, default=0.0, metavar="W",
+                       help="weight in [0, 1] of a colour-histogram appearance cue in the tracker's association: "
+                       "animals that come back get their own identity back by their colours "
+                       "(default 0: boxes, keypoints and motion only)")
 
 
 def detector_settings_from_args(args: argparse.Namespace, device: str, half: bool):
@@ -75,11 +82,16 @@ def track_settings_from_args(args: argparse.Namespace, live: bool):
         raise UserError(f"--det-conf must be in [0, 1], got {args.det_conf}")
     if not args.max_lost >= 0:
         raise UserError(f"--max-lost must be 0 seconds or more, got {args.max_lost}")
+    if args.min_hits < 1:
+        raise UserError(f"--min-hits must be at least 1, got {args.min_hits}")
+    if not 0 <= args.appearance <= 1:
+        raise UserError(f"--appearance must be in [0, 1], got {args.appearance}")
     if live and args.smoothing == "offline":
         raise UserError("--smoothing offline needs the whole file; live streams use causal or none")
     return TrackSettings(
         det_every=args.det_every, smoothing=SmoothingMode(args.smoothing) if args.smoothing else None,
         pose_order=PoseOrder(args.pose_order), max_lost_s=args.max_lost,
+        min_hits=args.min_hits, appearance=args.appearance,
         draw=DrawSettings(kpt_thr=args.kpt_thr, trail_length=args.trails), csv_layout=CsvLayout(args.csv_layout),
         fps=getattr(args, "fps", None), progress_bar=not getattr(args, "quiet", False),
     )

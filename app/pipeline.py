@@ -22,6 +22,7 @@ import numpy as np
 
 from app.sinks import Sink
 from pose.structures import Detections, FrameResult, Poses
+from tracking.appearance import colour_histograms
 from tracking.smoothing import SmoothingMode
 from tracking.tracker import Track, Tracker, smooth_tracks_offline
 
@@ -169,17 +170,23 @@ class Pipeline:
         detections = detections[keep]
         poses = self._estimate(image_bgr, detections.xyxy)
         t = time.perf_counter()
-        tracks = self.tracker.update(detections, poses)
+        tracks = self.tracker.update(detections, poses, self._features(image_bgr, detections))
         self.times.track += time.perf_counter() - t
         return tracks
 
     def _track_then_pose(self, image_bgr: np.ndarray, detections: Detections) -> list[Track]:
         t = time.perf_counter()
-        tracks = self.tracker.update(detections, None)
+        tracks = self.tracker.update(detections, None, self._features(image_bgr, detections))
         self.times.track += time.perf_counter() - t
         # The detector's own box frames the animal better than the filtered box.
         boxes = [detections.xyxy[tr.detection_index] if tr.detection_index >= 0 else tr.box for tr in tracks]
         return self._pose_on_tracks(image_bgr, tracks, boxes)
+
+    def _features(self, image_bgr: np.ndarray, detections: Detections) -> np.ndarray | None:
+        """Colour histograms of the detections, when the tracker uses appearance (timed as tracking)."""
+        if self.tracker.settings.appearance_weight == 0:
+            return None
+        return colour_histograms(image_bgr, detections.xyxy)
 
     def _pose_on_tracks(self, image_bgr: np.ndarray, tracks: list[Track], boxes: Sequence[np.ndarray]) -> list[Track]:
         if not tracks:

@@ -105,6 +105,9 @@ class TrackSettings:
         max_lost_s: seconds an animal may be unseen (hidden, or out of the frame) and keep its identity
             when it is seen again; counted in frames at the source's frame rate (a live source's
             announced rate; :data:`DEFAULT_FPS` when a source announces none).
+        min_hits: consecutive detections an animal needs before it gets an identity and is reported.
+        appearance: weight of the colour-histogram appearance cue in the tracker's association
+            (``TrackerSettings.appearance_weight``; 0: boxes and motion only).
         draw: how the labeled video is drawn.
         csv_layout: long or wide CSV.
         fps: frame rate given to an image-folder source (None: its default).
@@ -115,6 +118,8 @@ class TrackSettings:
     smoothing: SmoothingMode | None = None
     pose_order: PoseOrder = PoseOrder.AFTER_TRACKING
     max_lost_s: float = 3.0
+    min_hits: int = 2
+    appearance: float = 0.0
     draw: DrawSettings = field(default_factory=DrawSettings)
     csv_layout: CsvLayout = CsvLayout.LONG
     fps: float | None = None
@@ -125,6 +130,10 @@ class TrackSettings:
             raise ValueError(f"det_every must be an integer >= 1, got {self.det_every!r}")
         if not self.max_lost_s >= 0:
             raise ValueError(f"max_lost_s must be >= 0 seconds, got {self.max_lost_s!r}")
+        if not isinstance(self.min_hits, int) or self.min_hits < 1:
+            raise ValueError(f"min_hits must be an integer >= 1, got {self.min_hits!r}")
+        if not 0.0 <= self.appearance <= 1.0:
+            raise ValueError(f"appearance must be in [0, 1], got {self.appearance!r}")
         if self.smoothing is not None and not isinstance(self.smoothing, SmoothingMode):
             raise ValueError(f"smoothing must be a SmoothingMode or None, got {self.smoothing!r}")
         if not isinstance(self.pose_order, PoseOrder):
@@ -195,6 +204,7 @@ def make_pipeline(models: Models, settings: TrackSettings, live: bool, fps: floa
     """A new pipeline (fresh tracker) for one source of ``fps`` frames/s; ``live`` picks the default smoothing."""
     mode = settings.smoothing_for(live)
     tracker = Tracker(TrackerSettings(max_lost_frames=lost_frames(settings.max_lost_s, fps),
+                                      min_hits=settings.min_hits, appearance_weight=settings.appearance,
                                       smoothing=SmoothingSettings(mode=mode)))
     pipeline_settings = PipelineSettings(det_every=settings.det_every, pose_order=settings.pose_order)
     return Pipeline(models.detector, models.estimator, tracker, pipeline_settings,

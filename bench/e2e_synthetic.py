@@ -31,6 +31,7 @@ import shlex
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-lost", type=float, default=5.0,
                         help="seconds an unseen animal keeps its identity when tracking (animalpose track --max-lost; "
                         "default 5: the clips' animals stay out of the frame for up to 3.5 s)")
-    parser.add_argument("--videos", type=int, default=2, help="held-out 3-animal clips")
+    parser.add_argument("--appearance", type=float, default=0.6,
+                        help="weight of the colour-histogram appearance cue when tracking (animalpose track "
+                        "--appearance; default 0.6, chosen on validation clips; 0: boxes and motion only)")
+    parser.add_argument("--min-hits", type=int, default=3,
+                        help="consecutive detections before an animal gets an identity (animalpose track --min-hits; "
+                        "default 3, chosen on validation clips)")
+    parser.add_argument("--videos", type=int, default=10,
+                        help="held-out 3-animal clips (default 10: identity scores vary a lot from clip to clip)")
     parser.add_argument("--frames", type=int, default=150, help="frames per clip")
     parser.add_argument("--video-size", type=int, nargs=2, default=[448, 256], metavar=("W", "H"))
     parser.add_argument("--device", default="cpu")
@@ -128,7 +136,7 @@ def pose_settings(dataset: Path, out: Path, args: argparse.Namespace, epochs: in
     """Training settings; the schedule (learning-rate step, evaluations) follows ``args.pose_epochs`` even
     when this run stops earlier at ``epochs`` (a first part that a ``resume`` run continues)."""
     from train.augment import AugmentSettings
-    from train.train_pose import PoseTrainSettings
+    from train.train_pose import PoseTrainSettings, default_heatmap_size
 
     size, total = args.pose_input, args.pose_epochs
     augment = AugmentSettings(rotation_factor=args.pose_rotation, rotation_prob=args.pose_rotation_prob,
@@ -136,7 +144,7 @@ def pose_settings(dataset: Path, out: Path, args: argparse.Namespace, epochs: in
     return PoseTrainSettings(
         train_ann=annotation_file(dataset, "train"), val_ann=annotation_file(dataset, "val"),
         test_ann=annotation_file(dataset, "test"), image_root=dataset / "data", output_dir=out,
-        arch=args.pose_arch, input_size=(size, size), heatmap_size=(size // 4, size // 4),
+        arch=args.pose_arch, input_size=(size, size), heatmap_size=default_heatmap_size((size, size), args.pose_arch),
         epochs=epochs, batch_size=args.pose_batch, lr=args.pose_lr, lr_steps=(max(1, math.ceil(0.8 * total)),),
         warmup_iters=50, eval_interval=max(1, total // 4), workers=0, device=args.device, seed=args.seed,
         progress=False, resume=resume, augment=augment,
@@ -167,8 +175,9 @@ def pose_ap(dataset: Path, weights: Path, size: int, device: str, post_process) 
     from train.dataset import AP10KDataset
     from train.engine import evaluate
 
-    model, _ = load_pose_model(weights, map_location=device)
-    test_set = AP10KDataset(annotation_file(dataset, "test"), dataset / "data", (size, size), (size // 4, size // 4),
+    model, arch = load_pose_model(weights, map_location=device)
+    heatmap = size // arch.output_stride
+    test_set = AP10KDataset(annotation_file(dataset, "test"), dataset / "data", (size, size), (heatmap, heatmap),
                             train=False)
     result = evaluate(model, DataLoader(test_set, batch_size=32), torch.device(device), test_set.ground_truth(),
                       progress=False, post_process=post_process)
@@ -233,26 +242,45 @@ def native_imgsz(video_size: list[int] | tuple[int, int]) -> int:
     return 32 * math.ceil(max(video_size) / 32)
 
 
-def render_clips(out: Path, args: argparse.Namespace) -> list[tuple[Path, dict]]:
+def render_clips(out: Path, videos: int, frames: int, video_size: list[int] | tuple[int, int],
+                 seed: int) -> list[tuple[Path, dict]]:
+    """The held-out clips ``crossing_{k}.mp4`` (seed ``VIDEO_SEED_OFFSET + seed + k``) and their truth, rendering
+    those not in ``out`` yet."""
     from train.synthetic import VideoSettings, render_video
 
     clips = []
-    for k in range(args.videos):
-        settings = VideoSettings(num_animals=3, num_frames=args.frames, width=args.video_size[0],
-                                 height=args.video_size[1], fps=CLIP_FPS, seed=VIDEO_SEED_OFFSET + args.seed + k)
+    for k in range(videos):
         path = out / f"crossing_{k}.mp4"
+        if path.is_file() and path.with_suffix(".json").is_file():
+            clips.append((path, json.loads(path.with_suffix(".json").read_text())))
+            continue
+        settings = VideoSettings(num_animals=3, num_frames=frames, width=video_size[0], height=video_size[1],
+                                 fps=CLIP_FPS, seed=VIDEO_SEED_OFFSET + seed + k)
         clips.append((path, render_video(path, settings)))
     return clips
 
 
+@dataclass(frozen=True)
+class TrackOptions:
+    """How the clips are tracked: detector input size (pixels), seconds an unseen animal keeps its identity,
+    detections before an identity, weight of the appearance cue (``animalpose track --det-imgsz --max-lost
+    --min-hits --appearance``)."""
+
+    det_imgsz: int
+    max_lost: float
+    min_hits: int
+    appearance: float
+
+
 def track_clip(clip: Path, pose: Path, det: Path | None, smoothing: str, out: Path, device: str,
-               det_imgsz: int, max_lost: float) -> tuple[list[dict], float]:
+               options: TrackOptions) -> tuple[list[dict], float]:
     """Run ``animalpose track`` on ``clip``; returns the JSON frames and the seconds it took."""
     from app.cli import main as cli_main
 
     json_path = out / f"{clip.stem}_{smoothing}.json"
     argv = ["track", str(clip), "--pose-weights", str(pose), "--json", str(json_path), "--smoothing", smoothing,
-            "--device", device, "--det-imgsz", str(det_imgsz), "--max-lost", str(max_lost), "--no-flip", "--post-process", "dark", "-q"]
+            "--device", device, "--det-imgsz", str(options.det_imgsz), "--max-lost", str(options.max_lost),
+            "--min-hits", str(options.min_hits), "--appearance", str(options.appearance), "--no-flip", "--post-process", "dark", "-q"]
     if det is not None:
         argv += ["--det-weights", str(det)]
     start = time.perf_counter()
@@ -263,28 +291,30 @@ def track_clip(clip: Path, pose: Path, det: Path | None, smoothing: str, out: Pa
 
 
 def track_all(clips: list[tuple[Path, dict]], pose: Path, det: Path, out: Path, device: str,
-              det_imgsz: int, max_lost: float) -> dict[str, dict[str, float]]:
-    """Mean scores over ``clips`` of ``animalpose track`` in each smoothing mode."""
+              options: TrackOptions) -> dict[str, dict[str, float]]:
+    """Mean scores over ``clips`` of ``animalpose track`` in each smoothing mode, and the lowest IDF1 of a
+    clip (``idf1_min``)."""
     tracking = {}
     for mode in SMOOTHING_MODES:
         rows = []
         for clip, gt in clips:
-            frames, seconds = track_clip(clip, pose, det, mode, out, device, det_imgsz, max_lost)
+            frames, seconds = track_clip(clip, pose, det, mode, out, device, options)
             rows.append({**score_clip(gt, frames), "seconds": seconds})
             logger.info("%s %s: %s", clip.name, mode, rows[-1])
-        tracking[mode] = mean_scores(rows)
+        tracking[mode] = {**mean_scores(rows), "idf1_min": min(row["idf1"] for row in rows)}
     return tracking
 
 
 def rescore(args: argparse.Namespace) -> dict:
     """Track the clips of the earlier run in ``--out-dir`` again with its weights (after a change in
-    tracking or decoding); the training part of its summary is kept. Returns the updated summary."""
+    tracking or decoding), first rendering the clips up to ``--videos`` it lacks; the training part of its
+    summary is kept. Returns the updated summary."""
     out = args.out_dir
     summary = json.loads((out / "summary.json").read_text())
-    clips = [(path, json.loads(path.with_suffix(".json").read_text()))
-             for path in sorted((out / "clips").glob("crossing_*.mp4"))]
-    if not clips:
-        raise FileNotFoundError(f"no clips in {out / 'clips'}: run the benchmark without --rescore first")
+    if not (out / "pose" / "best.pth").is_file():
+        raise FileNotFoundError(f"no weights in {out}: run the benchmark without --rescore first")
+    clips = render_clips(out / "clips", args.videos, summary["frames"], summary["video_size"], args.seed)
+    summary["videos"] = len(clips)
     pose_weights = out / "pose" / "best.pth"
     det_weights = out / "detector" / "yolo11n" / "weights" / "best.pt"
     if "AP_dark" not in summary["pose"]:
@@ -292,13 +322,23 @@ def rescore(args: argparse.Namespace) -> dict:
 
         summary["pose"]["AP_dark"] = pose_ap(out / "dataset", pose_weights, summary["pose"]["input"], args.device,
                                              PostProcess.DARK)["AP"]
-    summary["tracking_imgsz"] = args.track_imgsz or native_imgsz(summary["video_size"])
-    summary["max_lost_s"] = args.max_lost
-    summary["tracking"] = track_all(clips, pose_weights, det_weights, out / "tracks", args.device,
-                                    summary["tracking_imgsz"], args.max_lost)
+    options = track_options(args, summary["video_size"])
+    summary.update(tracking_summary(options))
+    summary["tracking"] = track_all(clips, pose_weights, det_weights, out / "tracks", args.device, options)
     summary["rescored"] = time.strftime("%Y-%m-%d")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def track_options(args: argparse.Namespace, video_size: list[int] | tuple[int, int]) -> TrackOptions:
+    return TrackOptions(det_imgsz=args.track_imgsz or native_imgsz(video_size), max_lost=args.max_lost,
+                        min_hits=args.min_hits, appearance=args.appearance)
+
+
+def tracking_summary(options: TrackOptions) -> dict:
+    """The summary's record of ``options``."""
+    return {"tracking_imgsz": options.det_imgsz, "max_lost_s": options.max_lost, "min_hits": options.min_hits,
+            "appearance": options.appearance}
 
 
 def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -344,6 +384,12 @@ def _det_data_text(summary: dict) -> str:
             f"{summary['video_size'][0]}×{summary['video_size'][1]}, other seeds than the held-out clips")
 
 
+def _appearance_text(weight: float) -> str:
+    if weight == 0:
+        return "no appearance cue"
+    return f"colour-histogram appearance cue of weight {weight:g} (`--appearance`)"
+
+
 def render_table(summary: dict) -> str:
     pose, det, modes = summary["pose"], summary["detector"], summary["tracking"]
     det_split = "test split of its data, held-out clip frames" if det.get("data") == "frames" else "test split"
@@ -375,16 +421,19 @@ def render_table(summary: dict) -> str:
         "",
         f"Means over clips. Trained detector (input {summary.get('tracking_imgsz', det['imgsz'])} px) and pose model, "
         f"an animal keeps its identity for {summary.get('max_lost_s', 3.0):g} s unseen (`--max-lost`), "
-        "no flip test, DARK decoding; OKS AP per frame with the "
+        f"{_appearance_text(summary.get('appearance', 0.0))}, an identity after {summary.get('min_hits', 2)} "
+        "detections in a row (`--min-hits`), no flip test, DARK decoding; OKS AP per frame with the "
         "AP-10K sigmas; RMSE and jitter (mean |x(t+1) − 2x(t) + x(t−1)|, pixels/frame²) over the labelled "
         "keypoints of animals matched at IoU ≥ 0.5; truth jitter is the jitter of the true keypoints there; "
         "– where nothing was matched or no keypoint reported.",
         "",
-        "| smoothing | IDF1 | MOTA | ID switches | OKS AP | OKS AP50 | RMSE (px) | jitter | truth jitter | s/clip |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ("| smoothing | IDF1 | IDF1 of the worst clip | MOTA | ID switches | OKS AP | OKS AP50 | RMSE (px) | jitter "
+         "| truth jitter | s/clip |"),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for mode, row in modes.items():
-        cells = [_num(row[key], 3) for key in ("idf1", "mota")] + [_num(row["num_switches"], 1)]
+        cells = [_num(row.get(key, math.nan), 3) for key in ("idf1", "idf1_min", "mota")]
+        cells += [_num(row["num_switches"], 1)]
         cells += [_num(row[key], 3) for key in ("oks_ap", "oks_ap50")]
         cells += [_num(row[key], 2) for key in ("rmse", "jitter", "truth_jitter")] + [_num(row["seconds"], 1)]
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
@@ -424,14 +473,13 @@ def main(args: argparse.Namespace) -> dict:
     det_metrics = {"data": args.det_data, **det_counts, **detector_ap50(det_weights, det_dataset, args)}
     if args.det_data == "frames":
         det_metrics["AP50_images"] = detector_ap50(det_weights, dataset, args)["AP50"]
-    clips = render_clips(out / "clips", args)
+    clips = render_clips(out / "clips", args.videos, args.frames, args.video_size, args.seed)
     pose_weights = out / "pose" / "best.pth"
     from pose.codec import PostProcess
 
     pose_dark = pose_ap(dataset, pose_weights, args.pose_input, args.device, PostProcess.DARK)
-    tracking_imgsz = args.track_imgsz or native_imgsz(args.video_size)
-    tracking = track_all(clips, pose_weights, det_weights, out / "tracks", args.device, tracking_imgsz,
-                         args.max_lost)
+    options = track_options(args, args.video_size)
+    tracking = track_all(clips, pose_weights, det_weights, out / "tracks", args.device, options)
     summary = {
         "images": args.images, "image_size": args.image_size, "videos": args.videos, "frames": args.frames,
         "video_size": list(args.video_size),
@@ -442,7 +490,8 @@ def main(args: argparse.Namespace) -> dict:
                              "scale": args.pose_scale, "half_body": args.pose_half_body}},
         "detector": {"epochs": args.det_epochs, "seconds": det_seconds, "imgsz": args.det_imgsz, **det_metrics},
         "training_seconds": training_seconds, "concurrent": args.concurrent,
-        "tracking_imgsz": tracking_imgsz, "max_lost_s": args.max_lost, "tracking": tracking, "load_start": load_start, "load_end": os.getloadavg()[0],
+        **tracking_summary(options), "tracking": tracking, "load_start": load_start,
+        "load_end": os.getloadavg()[0],
     }
     summary["command"] = "python -m bench.e2e_synthetic " + shlex.join(sys.argv[1:])
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

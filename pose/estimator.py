@@ -223,7 +223,8 @@ class PoseEstimator:
         return out.shape[1]
 
     def infer_heatmaps(self, inputs: np.ndarray) -> np.ndarray:
-        """Run the network: (N, 3, H, W) float32 -> (N, K, H/4, W/4) float32 heatmaps, in chunks of max_batch."""
+        """Run the network: (N, 3, H, W) float32 -> (N, K, H/s, W/s) float32 heatmaps (s: the model's output
+        stride, 4 for the official models), in chunks of max_batch."""
         outputs = []
         for start in range(0, len(inputs), self.settings.max_batch):
             chunk = inputs[start : start + self.settings.max_batch]

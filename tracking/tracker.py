@@ -13,6 +13,14 @@ ByteTrack:
    frames, or one that turned or stopped, even when its predicted box no longer overlaps;
 4. tentative tracks vs the confident detections left, by the cost of stage 1.
 
+With ``appearance_weight`` > 0 and appearance features given with the detections (colour
+histograms, :mod:`tracking.appearance`), stages 1, 3 and 4 blend into their cost the distance between
+a detection's features and the track's running average of them, and a lost track (stages 1 and 3)
+refuses a detection whose appearance distance is over ``relink_max_appearance``: an animal that comes
+back after it was hidden or out of the frame gets its own identity back rather than the nearest lost
+one. A track's average is
+updated only from detections that overlap no other detection (at a crossing a box holds both animals).
+
 Confident detections left over start tentative tracks, confirmed after ``min_hits`` consecutive
 matches. Association ignores the detector's class (a dog called a cat for one frame keeps its
 track); a track keeps the class of its first detection. Every tracker owns its ID counter; IDs
@@ -28,15 +36,21 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Sequence
 
 import numpy as np
 
 from pose.keypoints import NUM_KEYPOINTS, SIGMAS
 from pose.structures import Detections, Poses
-from tracking.matching import box_iou, fuse_similarities, keypoint_similarity, linear_assignment
+from tracking.appearance import appearance_distance
+from tracking.matching import (
+    box_iou,
+    fuse_similarities,
+    keypoint_similarity,
+    linear_assignment,
+)
 from tracking.smoothing import (
     FilterHistory,
     KeypointHistory,
@@ -85,6 +99,10 @@ class TrackerSettings:
         box_size_noise: std of the box size's random change rate per frame, fraction of scale.
         box_size_damping: per-frame decay of the box size's rate of change: a box that shrinks while
             the animal turns is not extrapolated to nothing.
+        appearance_weight: weight of the appearance distance in the association costs (0: not used,
+            and no features are needed).
+        relink_max_appearance: highest appearance distance at which a lost track takes a detection.
+        appearance_momentum: weight of a new detection's features in a track's running average.
         record_history: keep every track's forward pass for :func:`smooth_tracks_offline`
             (always on when ``smoothing.mode`` is OFFLINE).
         smoothing: keypoint smoothing settings.
@@ -106,12 +124,15 @@ class TrackerSettings:
     box_process_noise: float = 0.01
     box_size_noise: float = 0.01
     box_size_damping: float = 0.6
+    appearance_weight: float = 0.0
+    relink_max_appearance: float = 0.5
+    appearance_momentum: float = 0.1
     record_history: bool = False
     smoothing: SmoothingSettings = field(default_factory=SmoothingSettings)
 
     def __post_init__(self) -> None:
         for name in ("high_score", "low_score", "new_track_score", "max_cost", "low_max_cost", "oks_weight",
-                     "keypoint_threshold"):
+                     "keypoint_threshold", "appearance_weight", "relink_max_appearance", "appearance_momentum"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -251,6 +272,7 @@ class _LiveTrack:
         self.raw_box: np.ndarray | None = box
         self.last_centre = _xyxy_to_points(box[None])[0, 0]
         self.pose_attached = False
+        self.appearance: np.ndarray | None = None
         self.reported_now = False
         self.reported: list[bool] = []
         self.detection_log: list[int] = []
@@ -286,6 +308,14 @@ class _LiveTrack:
         self.detection_index = detection_index
         self.raw_box = box
         self.last_centre = _xyxy_to_points(box[None])[0, 0]
+
+    def update_appearance(self, feature: np.ndarray) -> None:
+        """Blend a detection's appearance features (finite) into the running average."""
+        if self.appearance is None:
+            self.appearance = feature.astype(np.float64)
+        else:
+            momentum = self.settings.appearance_momentum
+            self.appearance = (1.0 - momentum) * self.appearance + momentum * feature
 
     def attach_pose(self, keypoints: np.ndarray) -> None:
         if self.pose_attached:
@@ -377,12 +407,16 @@ class Tracker:
         """Index of the last frame seen (-1 before the first)."""
         return self._frame
 
-    def update(self, detections: Detections, poses: Poses | None = None) -> list[Track]:
+    def update(self, detections: Detections, poses: Poses | None = None,
+               features: np.ndarray | None = None) -> list[Track]:
         """Advance one frame with this frame's detections (possibly none) and, optionally, their poses.
 
         Args:
             detections: N detections of this frame.
             poses: N poses aligned with ``detections``, or None (see :meth:`attach_poses`).
+            features: (N, D) appearance features aligned with ``detections``
+                (:func:`tracking.appearance.colour_histograms`; a NaN row: none for that detection), or
+                None. Used only when ``appearance_weight`` > 0.
 
         Returns:
             The confirmed tracks matched in this frame and the lost ones missed for at most
@@ -392,13 +426,21 @@ class Tracker:
             raise ValueError(f"detections must be a Detections, got {type(detections).__name__}")
         if poses is not None:
             _check_poses(poses, len(detections))
+        features = self._check_features(features, len(detections))
         self._advance()
         index, boxes, scores, keypoints = _clean(detections, poses)
-        pairs, unmatched_tentative, unmatched_established, unmatched_detections = self._match(boxes, scores, keypoints)
+        features = None if features is None else features[index]
+        pairs, unmatched_tentative, unmatched_established, unmatched_detections = self._match(
+            boxes, scores, keypoints, features)
+        # Features of a box that overlaps another are not one animal's: they update no average.
+        own = np.zeros(len(boxes), bool) if features is None else (
+            _clear_of_others(boxes) & np.isfinite(features).all(axis=1))
         for track, j in pairs:
             track.update(boxes[j], float(scores[j]), int(index[j]))
             if keypoints is not None:
                 track.attach_pose(keypoints[j])
+            if own[j]:
+                track.update_appearance(features[j])
             if track.state is not TrackState.TENTATIVE or track.hits >= self.settings.min_hits:
                 track.state = TrackState.CONFIRMED
         for track in unmatched_established:
@@ -409,7 +451,22 @@ class Tracker:
             if scores[j] >= self.settings.new_track_score:
                 self._start(boxes[j], float(scores[j]), int(detections.class_ids[index[j]]), int(index[j]),
                             None if keypoints is None else keypoints[j])
+                if own[j]:
+                    self._tracks[-1].update_appearance(features[j])
         return self._report(self._reported_after_update)
+
+    def _check_features(self, features: np.ndarray | None, count: int) -> np.ndarray | None:
+        """``features`` as float64 (N, D), or None when appearance is off or none were given."""
+        if features is None or self.settings.appearance_weight == 0:
+            return None
+        features = np.asarray(features, np.float64)
+        if features.ndim != 2 or len(features) != count:
+            raise ValueError(f"features must be an (N, D) array aligned with the {count} detections, "
+                             f"got shape {features.shape}")
+        width = next((len(t.appearance) for t in self._tracks if t.appearance is not None), features.shape[1])
+        if features.shape[1] != width:
+            raise ValueError(f"features have {features.shape[1]} values per detection, the tracks {width}")
+        return features
 
     def _reported_after_update(self, track: _LiveTrack) -> bool:
         if track.state is TrackState.CONFIRMED:
@@ -461,7 +518,8 @@ class Tracker:
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _match(self, boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray | None):
+    def _match(self, boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray | None,
+               features: np.ndarray | None):
         """The four association stages (module docstring).
 
         Returns:
@@ -473,12 +531,12 @@ class Tracker:
         low = np.flatnonzero((scores >= s.low_score) & (scores < s.high_score))
         established = [t for t in self._tracks if t.state is not TrackState.TENTATIVE]
         tentative = [t for t in self._tracks if t.state is TrackState.TENTATIVE]
-        pairs, waiting, high = self._associate(established, high, boxes, keypoints, s.max_cost)
-        matched, waiting, _ = self._associate(waiting, low, boxes, None, s.low_max_cost)
+        pairs, waiting, high = self._associate(established, high, boxes, keypoints, features, s.max_cost)
+        matched, waiting, _ = self._associate(waiting, low, boxes, None, None, s.low_max_cost)
         pairs += matched
-        matched, waiting, high = self._relink(waiting, high, boxes)
+        matched, waiting, high = self._relink(waiting, high, boxes, features)
         pairs += matched
-        matched, unmatched_tentative, high = self._associate(tentative, high, boxes, keypoints, s.max_cost)
+        matched, unmatched_tentative, high = self._associate(tentative, high, boxes, keypoints, features, s.max_cost)
         return pairs + matched, unmatched_tentative, waiting, high
 
     def _advance(self) -> None:
@@ -511,9 +569,29 @@ class Tracker:
                 out.append(track.snapshot(self._frame))
         return out
 
+    def _appearance(self, tracks: list[_LiveTrack], features: np.ndarray | None) -> np.ndarray | None:
+        """(T, D) appearance distances of ``tracks`` to the rows of ``features``, NaN where either has none;
+        None when appearance is not used."""
+        if features is None:
+            return None
+        out = np.full((len(tracks), len(features)), np.nan)
+        rows = [i for i, t in enumerate(tracks) if t.appearance is not None]
+        if rows:
+            out[rows] = appearance_distance(np.stack([tracks[i].appearance for i in rows]), features)
+        return out
+
+    def _blend(self, cost: np.ndarray, appearance: np.ndarray | None) -> np.ndarray:
+        """``cost`` with the appearance distance mixed in where both sides have one."""
+        if appearance is None:
+            return cost
+        w = self.settings.appearance_weight
+        blended = (1.0 - w) * np.where(np.isinf(cost), 0.0, cost) + w * np.nan_to_num(appearance)
+        return np.where(np.isnan(appearance) | np.isinf(cost), cost, blended)
+
     def _associate(self, tracks: list[_LiveTrack], candidates: np.ndarray, boxes: np.ndarray,
-                   keypoints: np.ndarray | None, max_cost: float):
-        """Match ``tracks`` to detections ``candidates`` (indices into ``boxes``) by the IoU (and OKS) cost."""
+                   keypoints: np.ndarray | None, features: np.ndarray | None, max_cost: float):
+        """Match ``tracks`` to detections ``candidates`` (indices into ``boxes``) by the IoU (and OKS, and
+        appearance) cost."""
         if not tracks or len(candidates) == 0:
             return [], list(tracks), candidates
         predicted = np.stack([t.box for t in tracks])
@@ -526,14 +604,22 @@ class Tracker:
             areas = (boxes[candidates, 2] - boxes[candidates, 0]) * (boxes[candidates, 3] - boxes[candidates, 1])
             oks = keypoint_similarity(track_kpts, det_kpts, areas, valid_b=det_valid, sigmas=SIGMAS)
             cost = fuse_similarities(iou, oks, self.settings.oks_weight)
+        appearance = self._appearance(tracks, None if features is None else features[candidates])
+        cost = self._blend(cost, appearance)
+        if appearance is not None:
+            # A lost track is held to the re-link's appearance gate here too.
+            lost = np.array([t.state is TrackState.LOST for t in tracks])[:, None]
+            cost = np.where(lost & (appearance > self.settings.relink_max_appearance), np.inf, cost)
         # A pair with no box overlap at all is never matched here (re-linking handles lost tracks).
         cost = np.where(iou > 0, cost, np.inf)
         assignment = linear_assignment(cost, max_cost)
         pairs = [(tracks[i], int(candidates[j])) for i, j in assignment.matches]
         return pairs, [tracks[i] for i in assignment.unmatched_rows], candidates[assignment.unmatched_cols]
 
-    def _relink(self, tracks: list[_LiveTrack], candidates: np.ndarray, boxes: np.ndarray):
-        """Match unmatched tracks to detections by a Mahalanobis distance of box centres, gated.
+    def _relink(self, tracks: list[_LiveTrack], candidates: np.ndarray, boxes: np.ndarray,
+                features: np.ndarray | None):
+        """Match unmatched tracks to detections by a Mahalanobis distance of box centres, gated (and by
+        appearance, gated too).
 
         A hidden animal may have walked on as predicted, or slowed down, or stopped: the distance is
         taken to the nearest point of the segment from where the track was last seen to where it is
@@ -552,10 +638,23 @@ class Tracker:
         d2 = offsets**2 / variance
         # Widths change a lot when an animal turns; heights hardly.
         height_ratio = np.abs(np.log(det_points[None, :, 1, 1] / sizes[:, None, 1]))
-        cost = np.where(height_ratio < np.log(2.0), d2 / self.settings.relink_gate, np.inf)
+        gated = (height_ratio < np.log(2.0)) & (d2 <= self.settings.relink_gate)
+        cost = np.where(gated, d2 / self.settings.relink_gate, np.inf)
+        appearance = self._appearance(tracks, None if features is None else features[candidates])
+        if appearance is not None:
+            cost = np.where(appearance > self.settings.relink_max_appearance, np.inf, self._blend(cost, appearance))
         assignment = linear_assignment(cost, 1.0)
         pairs = [(tracks[i], int(candidates[j])) for i, j in assignment.matches]
         return pairs, [tracks[i] for i in assignment.unmatched_rows], candidates[assignment.unmatched_cols]
+
+
+def _clear_of_others(boxes: np.ndarray, max_iou: float = 0.1) -> np.ndarray:
+    """(N,) bool, boxes that overlap no other box by more than ``max_iou`` (their pixels are one animal's)."""
+    if len(boxes) < 2:
+        return np.ones(len(boxes), bool)
+    iou = box_iou(boxes, boxes)
+    np.fill_diagonal(iou, 0.0)
+    return iou.max(axis=1) <= max_iou
 
 
 def _distance_to_segments(points: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

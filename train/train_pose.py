@@ -24,6 +24,7 @@ import dataclasses
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ __all__ = [
     "PoseTrainSettings",
     "TrainResult",
     "build_training_model",
+    "default_heatmap_size",
     "get_args_parser",
     "load_backbone_weights",
     "main",
@@ -81,6 +83,12 @@ ARCHITECTURES: dict[str, PoseArchitecture] = {
     "hrnet_tiny": PoseArchitecture(
         BackboneKind.HRNET, widths=(8, 16, 32, 64), num_modules=(1, 1, 1), num_blocks=(2, 2, 2),
         stage1_blocks=1, stage1_channels=32, stem_channels=32,
+    ),
+    # hrnet_tiny with one stride-2 deconvolution in the head: heatmaps at half the input size instead of
+    # a quarter, for small inputs (at 96 px, 48x48 heatmaps instead of 24x24; docs/benchmarks.md).
+    "hrnet_tiny_s2": PoseArchitecture(
+        BackboneKind.HRNET, widths=(8, 16, 32, 64), num_modules=(1, 1, 1), num_blocks=(2, 2, 2),
+        stage1_blocks=1, stage1_channels=32, stem_channels=32, num_deconv_layers=1, deconv_channels=16,
     ),
 }
 
@@ -558,7 +566,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     model.add_argument("--weights", help="start from this pose checkpoint (path or official name, e.g. hrnet_w32)")
     model.add_argument("--backbone-weights", type=Path, help="ImageNet-style backbone checkpoint to start from")
     model.add_argument("--input-size", type=int, nargs=2, default=list(d.input_size), metavar=("W", "H"))
-    model.add_argument("--heatmap-size", type=int, nargs=2, default=list(d.heatmap_size), metavar=("W", "H"))
+    model.add_argument("--heatmap-size", type=int, nargs=2, default=None, metavar=("W", "H"),
+                       help="default: the input size over --arch's output stride (64x64 for hrnet_w32 at "
+                       "256x256); with --weights, over 4 (give it for a checkpoint of another stride)")
     model.add_argument("--sigma", type=float, default=d.sigma, help="target Gaussian sigma (heatmap pixels)")
 
     optim = parser.add_argument_group("optimisation")
@@ -594,6 +604,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def default_heatmap_size(input_size: Sequence[int], arch: str, weights: str | Path | None = None) -> tuple[int, int]:
+    """``input_size`` over the output stride of ``arch`` (4, that of every official model, when starting
+    from ``weights``)."""
+    stride = 4 if weights is not None else ARCHITECTURES[arch].output_stride
+    return input_size[0] // stride, input_size[1] // stride
+
+
 def settings_from_args(args: argparse.Namespace) -> PoseTrainSettings:
     """Turn parsed options into settings (paths of the AP-10K split unless given)."""
     train_ann, image_root = ap10k_paths(args.data_root, "train", args.split)
@@ -606,7 +623,8 @@ def settings_from_args(args: argparse.Namespace) -> PoseTrainSettings:
         train_ann=args.train_ann or train_ann, val_ann=args.val_ann or val_ann, test_ann=args.test_ann,
         image_root=args.image_root or image_root, output_dir=args.output_dir, arch=args.arch, weights=args.weights,
         backbone_weights=args.backbone_weights, input_size=tuple(args.input_size),
-        heatmap_size=tuple(args.heatmap_size), sigma=args.sigma, epochs=args.epochs, batch_size=args.batch_size,
+        heatmap_size=tuple(args.heatmap_size or default_heatmap_size(args.input_size, args.arch, args.weights)),
+        sigma=args.sigma, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, lr_steps=tuple(args.lr_steps), lr_gamma=args.lr_gamma, warmup_iters=args.warmup_iters,
         warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, clip_grad_norm=args.clip_grad,
         amp=args.amp, eval_interval=args.eval_interval, flip_test=not args.no_flip_test,

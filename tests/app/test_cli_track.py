@@ -110,6 +110,8 @@ def test_bad_sources_fail_with_one_line(tmp_path, models, capsys, make, message)
     (["--det-every", "0"], "--det-every must be at least 1"),
     (["--det-conf", "1.5"], "--det-conf must be in [0, 1]"),
     (["--max-lost", "-1"], "--max-lost must be 0 seconds or more"),
+    (["--appearance", "1.5"], "--appearance must be in [0, 1]"),
+    (["--min-hits", "0"], "--min-hits must be at least 1"),
 ])
 def test_bad_tracking_options_fail_with_one_line(synthetic_clip, models, capsys, option, message):
     path, _ = synthetic_clip

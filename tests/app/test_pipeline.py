@@ -13,6 +13,8 @@ from app.pipeline import (
     write_offline,
 )
 from app.sources import VideoFileSource
+from pose.structures import Poses
+from tracking.appearance import HistogramSettings
 from tracking.smoothing import KeypointStatus, SmoothingMode, SmoothingSettings
 from tracking.tracker import Tracker, TrackerSettings
 from train.e2e import GroundTruthDetector
@@ -167,3 +169,50 @@ def test_an_interrupted_run_still_writes_every_processed_frame(synthetic_clip, s
     with VideoFileSource(path) as source, pytest.raises(KeyboardInterrupt):
         run_frames(source, pipeline, [sink], on_result=interrupt_at_third)
     assert [i for i, _ in sink.items] == [0, 1, 2]
+
+
+def _no_pose(image_bgr, boxes):
+    """A pose model stand-in: keypoints at the box centres with confidence 0."""
+    centres = 0.5 * (boxes[:, :2] + boxes[:, 2:])
+    keypoints = np.zeros((len(boxes), 17, 3), np.float32)
+    keypoints[:, :, :2] = centres[:, None]
+    return Poses(keypoints, boxes)
+
+
+@pytest.mark.parametrize("order", [PoseOrder.AFTER_TRACKING, PoseOrder.BEFORE_TRACKING])
+def test_appearance_features_reach_the_tracker(synthetic_clip, order):
+    path, gt = synthetic_clip
+    detector = GroundTruthDetector(gt)
+    tracker = Tracker(TrackerSettings(min_hits=1, appearance_weight=0.5))
+    seen = []
+    update = tracker.update
+
+    def spy(detections, poses=None, features=None):
+        seen.append((len(detections), None if features is None else features.shape))
+        return update(detections, poses, features)
+
+    tracker.update = spy
+    pipeline = Pipeline(detector, _no_pose, tracker, PipelineSettings(pose_order=order))
+    results = []
+    with VideoFileSource(path) as source:
+        for frame in source:
+            detector.frame = frame.index
+            results.append(pipeline.process(frame.image, frame.index, frame.timestamp_s))
+    assert len(seen) == len(gt["frames"])
+    assert all(shape == (n, HistogramSettings().size) for n, shape in seen)
+    assert any(track.appearance is not None for track in tracker._tracks)
+    gt_ids = {a["track_id"] for f in gt["frames"] for a in f["animals"]}
+    assert len(_identity_pairs(results, gt)) == len(gt_ids)
+
+
+def test_no_features_without_appearance(synthetic_clip):
+    path, gt = synthetic_clip
+    tracker = _tracker()
+    calls = []
+    update = tracker.update
+    tracker.update = lambda d, p=None, f=None: calls.append(f) or update(d, p, f)
+    pipeline = Pipeline(GroundTruthDetector(gt), _no_pose, tracker)
+    with VideoFileSource(path) as source:
+        frame = next(iter(source))
+        pipeline.process(frame.image, frame.index, frame.timestamp_s)
+    assert calls == [None]

@@ -26,7 +26,8 @@ def test_outputs_in_folder_names_each_format(tmp_path):
     assert not OutputPaths().done()
 
 
-@pytest.mark.parametrize("changes", [{"det_every": 0}, {"max_lost_s": -1.0}, {"smoothing": "offline"},
+@pytest.mark.parametrize("changes", [{"det_every": 0}, {"max_lost_s": -1.0}, {"appearance": -0.1}, {"min_hits": 0},
+                                     {"smoothing": "offline"},
                                      {"pose_order": "after"}, {"fps": 0.0}])
 def test_track_settings_are_validated(changes):
     with pytest.raises(ValueError):
@@ -49,11 +50,12 @@ def test_lost_time_becomes_frames_at_the_source_rate(seconds, fps, frames):
 def test_make_pipeline_applies_the_settings(synthetic_clip, small_estimator):
     _, gt = synthetic_clip
     settings = TrackSettings(det_every=4, smoothing=SmoothingMode.NONE, pose_order=PoseOrder.BEFORE_TRACKING,
-                             max_lost_s=2.0)
+                             max_lost_s=2.0, min_hits=3, appearance=0.4)
     pipeline = make_pipeline(Models(GroundTruthDetector(gt), small_estimator), settings, live=True, fps=12.0)
     assert pipeline.settings.det_every == 4 and pipeline.settings.pose_order is PoseOrder.BEFORE_TRACKING
     assert pipeline.smoothing_mode is SmoothingMode.NONE
     assert pipeline.tracker.settings.max_lost_frames == 24
+    assert pipeline.tracker.settings.appearance_weight == 0.4 and pipeline.tracker.settings.min_hits == 3
 
 
 @pytest.mark.parametrize("smoothing", [SmoothingMode.CAUSAL, SmoothingMode.OFFLINE])

@@ -1,10 +1,17 @@
-"""bench.e2e_synthetic: the detector's data, the tracking input size and the report table."""
+"""bench.e2e_synthetic: the detector's data, the held-out clips, the tracking options and the report table."""
 
 from __future__ import annotations
 
-import pytest
+import json
 
-from bench.e2e_synthetic import get_args_parser, native_imgsz, render_table
+from bench.e2e_synthetic import (
+    get_args_parser,
+    native_imgsz,
+    render_clips,
+    render_table,
+    track_options,
+    tracking_summary,
+)
 
 
 def _summary(det: dict) -> dict:
@@ -12,11 +19,12 @@ def _summary(det: dict) -> dict:
            "jitter": 5.0, "truth_jitter": 2.0, "seconds": 6.0}
     return {
         "images": 2000, "image_size": 256, "videos": 2, "frames": 150, "video_size": [320, 256],
-        "training_seconds": 1700.0, "concurrent": True, "load_start": 2.0, "load_end": 1.5, "tracking_imgsz": 320, "max_lost_s": 5.0,
+        "training_seconds": 1700.0, "concurrent": True, "load_start": 2.0, "load_end": 1.5, "tracking_imgsz": 320,
+        "max_lost_s": 5.0,
         "pose": {"arch": "hrnet_tiny", "input": 96, "epochs": 100, "seconds": 1600.0, "AP": 0.55, "AP50": 0.9,
                  "AP_dark": 0.57, "shared_epochs": None},
         "detector": {"epochs": 20, "seconds": 1600.0, "imgsz": 256, "AP": 0.6, "AP50": 0.9, **det},
-        "tracking": {"none": row, "offline": {**row, "idf1": 0.85}},
+        "tracking": {"none": {**row, "idf1_min": 0.55}, "offline": {**row, "idf1": 0.85}},
     }
 
 
@@ -37,6 +45,31 @@ def test_table_names_the_detectors_data_and_both_ap50s():
     assert "| detector box AP50 (test split of its data, held-out clip frames) | 0.900 | ≥ 0.8 | yes |" in frames
     assert "| detector box AP50 on the pose model's test images | 0.750 | – | – |" in frames
     assert "lowest 0.700 over the smoothing modes (no)" in frames
+    assert "| none | 0.700 | 0.550 | 0.600 | 2.0 |" in frames
+    assert "| offline | 0.850 | – | 0.600 |" in frames  # a summary without the worst clip
     assert "(input 320 px) and pose model, an animal keeps its identity for 5 s unseen" in frames
     images = render_table(_summary({}))  # a summary written before the detector's data was recorded
     assert "on the pose model's training images" in images and "pose model's test images |" not in images
+
+
+def test_tracking_options_and_their_record():
+    args = get_args_parser().parse_args(["--max-lost", "4", "--appearance", "0.5", "--min-hits", "4"])
+    options = track_options(args, (320, 256))
+    assert (options.det_imgsz, options.max_lost, options.min_hits, options.appearance) == (320, 4.0, 4, 0.5)
+    assert track_options(get_args_parser().parse_args(["--track-imgsz", "256"]), (320, 256)).det_imgsz == 256
+    record = tracking_summary(options)
+    assert record == {"tracking_imgsz": 320, "max_lost_s": 4.0, "min_hits": 4, "appearance": 0.5}
+    table = render_table({**_summary({}), **record})
+    assert "colour-histogram appearance cue of weight 0.5 (`--appearance`), an identity after 4 detections" in table
+    assert "no appearance cue" in render_table(_summary({}))  # summaries before the cue existed
+
+
+def test_clips_are_rendered_once_and_more_can_be_added(tmp_path):
+    clips = render_clips(tmp_path, 2, 6, (160, 128), seed=0)
+    assert [path.name for path, _ in clips] == ["crossing_0.mp4", "crossing_1.mp4"]
+    truth = json.loads((tmp_path / "crossing_0.json").read_text())
+    assert clips[0][1]["frames"] == truth["frames"] and len(truth["frames"]) == 6
+    (tmp_path / "crossing_0.json").write_text(json.dumps({**truth, "marker": 1}))
+    more = render_clips(tmp_path, 3, 6, (160, 128), seed=0)
+    assert more[0][1]["marker"] == 1  # read back, not rendered again
+    assert len(more) == 3 and (tmp_path / "crossing_2.mp4").is_file()

@@ -407,3 +407,76 @@ def test_short_simulated_crossing_is_tracked():
     metrics = identity_metrics(sequence, outputs)
     assert metrics["idf1"] > 0.85
     assert metrics["num_switches"] <= 2
+
+
+# -- appearance --------------------------------------------------------------------------------------
+
+FA, FB = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+
+
+def _swap_while_hidden(appearance_weight: float) -> dict[int, int]:
+    """Two animals, ``FA`` standing at x=0 and ``FB`` at x=150, hidden for 25 frames; they come back
+    at each other's places. Returns {track id: index of the feature it follows} after their return."""
+    tracker = Tracker(TrackerSettings(appearance_weight=appearance_weight))
+    features = np.stack([FA, FB])
+    for _ in range(10):
+        tracker.update(dets(box_at(0.0), box_at(150.0)), features=features)
+    for _ in range(25):
+        tracker.update(Detections.empty(), features=np.zeros((0, 3)))
+    back = tracker.update(dets(box_at(150.0), box_at(0.0)), features=features)  # FA now at 150
+    assert len(back) == 2
+    return {t.track_id: t.detection_index for t in back}
+
+
+def test_appearance_gives_animals_back_their_identity():
+    # Motion alone keeps the places: track 1 (FA's) takes whoever stands at x=0, now FB (detection 1).
+    assert _swap_while_hidden(0.0) == {1: 1, 2: 0}
+    # With appearance each track takes its own colours back.
+    assert _swap_while_hidden(0.8) == {1: 0, 2: 1}
+
+
+def test_lost_track_refuses_a_detection_that_looks_different():
+    tracker = Tracker(TrackerSettings(appearance_weight=0.5, relink_max_appearance=0.5))
+    for i in range(10):
+        tracker.update(dets(box_at(5.0 * i)), features=FA[None])
+    tracker.update(Detections.empty(), features=np.zeros((0, 3)))
+    tracker.update(dets(box_at(55.0)), features=FB[None])  # overlaps the lost track, other colours
+    assert [t.track_id for t in tracker.tracks()] == [1, 2]
+    tracker.update(dets(box_at(60.0)), features=FB[None])
+    assert [t.track_id for t in tracker.update(dets(box_at(65.0)), features=FB[None])] == [2]
+
+
+def test_appearance_average_skips_overlapping_detections():
+    tracker = Tracker(TrackerSettings(min_hits=1, appearance_weight=0.5, appearance_momentum=0.5))
+    tracker.update(dets(box_at(0.0)), features=FA[None])
+    # A second box overlaps the first: neither detection's colours are one animal's.
+    (track, _) = tracker.update(dets(box_at(0.0), box_at(60.0)), features=np.stack([FB, FB]))
+    assert (track.track_id, track.detection_index) == (1, 0)
+    np.testing.assert_array_equal(tracker._tracks[0].appearance, FA)
+    assert tracker._tracks[1].appearance is None
+    tracker.update(dets(box_at(0.0)), features=FB[None])
+    np.testing.assert_allclose(tracker._tracks[0].appearance, 0.5 * (FA + FB))
+
+
+def test_features_are_ignored_without_appearance_weight():
+    tracker = Tracker(TrackerSettings(min_hits=1))
+    (track,) = tracker.update(dets(box_at(0.0)), features=np.ones((5, 2)))  # not even checked
+    assert track.track_id == 1
+
+
+@pytest.mark.parametrize(
+    ("features", "message"), [(np.ones((2, 3)), "aligned"), (np.ones(3), "aligned"), (np.ones((1, 4)), "values")]
+)
+def test_update_rejects_bad_features(features, message):
+    tracker = Tracker(TrackerSettings(min_hits=1, appearance_weight=0.5))
+    tracker.update(dets(box_at(0.0)), features=FA[None])
+    with pytest.raises(ValueError, match=message):
+        tracker.update(dets(box_at(5.0)), features=features)
+
+
+def test_detections_without_features_still_match():
+    tracker = Tracker(TrackerSettings(appearance_weight=0.9))
+    for i in range(5):
+        tracker.update(dets(box_at(5.0 * i)), features=FA[None])
+    (track,) = tracker.update(dets(box_at(25.0)), features=np.full((1, 3), np.nan))
+    assert track.track_id == 1

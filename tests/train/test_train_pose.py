@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,6 +23,7 @@ from train.train_pose import (
     ARCHITECTURES,
     PoseTrainSettings,
     build_training_model,
+    default_heatmap_size,
     get_args_parser,
     load_backbone_weights,
     settings_from_args,
@@ -89,6 +91,35 @@ def test_model_stride_must_fit_the_heatmap(tmp_path: Path) -> None:
     settings = _quick(tmp_path, tmp_path, input_size=(64, 64), heatmap_size=(32, 32))
     with pytest.raises(ValueError, match="output stride is 4"):
         build_training_model(settings)
+
+
+def test_heatmap_size_follows_the_architecture_stride() -> None:
+    assert default_heatmap_size((256, 192), "hrnet_w32") == (64, 48)
+    assert default_heatmap_size((96, 96), "hrnet_tiny_s2") == (48, 48)
+    assert default_heatmap_size((96, 96), "hrnet_tiny_s2", weights="hrnet_w32") == (24, 24)
+    args = get_args_parser().parse_args(["--arch", "hrnet_tiny_s2", "--input-size", "96", "96"])
+    assert settings_from_args(args).heatmap_size == (48, 48)
+    args = get_args_parser().parse_args(["--arch", "hrnet_tiny_s2", "--input-size", "96", "96",
+                                         "--heatmap-size", "24", "24"])
+    assert settings_from_args(args).heatmap_size == (24, 24)  # given: kept (and refused by the model's stride)
+
+
+def test_stride_two_model_trains_and_runs_at_its_size(synthetic: Path, tmp_path: Path) -> None:
+    from pose.estimator import PoseEstimator, PoseSettings
+
+    settings = _quick(synthetic, tmp_path, arch="hrnet_tiny_s2", heatmap_size=(32, 32), epochs=1)
+    assert ARCHITECTURES["hrnet_tiny_s2"].output_stride == 2
+    result = train(settings)
+    estimator = PoseEstimator.from_weights(result.best_checkpoint, PoseSettings(flip_test=True, device="cpu"))
+    assert estimator.settings.input_size == (64, 64)
+    heatmaps = estimator.heatmaps_with_flip(np.zeros((2, 3, 64, 64), np.float32))
+    assert heatmaps.shape == (2, 17, 32, 32)
+    image = np.full((120, 160, 3), 90, np.uint8)
+    poses = estimator(image, np.array([[20, 30, 100, 90]], np.float32))
+    inside = poses.keypoints[0, :, :2]
+    # The decoded keypoints land in the box (padded to the model's aspect ratio by 1.25).
+    assert (inside[:, 0] >= 20 - 0.15 * 80).all() and (inside[:, 0] <= 100 + 0.15 * 80).all()
+    assert (inside[:, 1] >= 30 - 0.4 * 80).all() and (inside[:, 1] <= 90 + 0.4 * 80).all()
 
 
 def test_backbone_weights_load_by_name_and_shape(tmp_path: Path) -> None:

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from tracking.appearance import HistogramSettings, appearance_distance, colour_histograms
+
+RED, BLUE, GREEN = (0, 0, 230), (230, 40, 0), (0, 200, 0)
+
+
+def scene(*patches, size=(120, 200)) -> np.ndarray:
+    """A grey BGR image with filled rectangles ``(x0, y0, x1, y1, colour)``."""
+    image = np.full((*size, 3), 128, np.uint8)
+    for x0, y0, x1, y1, colour in patches:
+        image[y0:y1, x0:x1] = colour
+    return image
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("hue_bins", 0), ("saturation_bins", 65), ("value_bins", 2.0), ("margin", 0.5), ("margin", -0.1)],
+)
+def test_settings_reject_bad_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        HistogramSettings(**{field: value})
+
+
+def test_features_are_unit_vectors_and_tell_colours_apart():
+    image = scene((10, 10, 60, 60, RED), (100, 10, 150, 60, BLUE), (10, 70, 60, 110, RED))
+    boxes = np.array([[10, 10, 60, 60], [100, 10, 150, 60], [10, 70, 60, 110]], np.float32)
+    features = colour_histograms(image, boxes)
+    assert features.shape == (3, HistogramSettings().size) and features.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, rtol=1e-6)
+    distance = appearance_distance(features, features)
+    np.testing.assert_allclose(np.diag(distance), 0.0, atol=1e-6)
+    assert distance[0, 2] < 1e-6  # two red boxes
+    assert distance[0, 1] > 0.99  # red and blue share no bin
+
+
+def test_margin_leaves_out_the_box_border():
+    # A red animal whose box also holds a ring of green background.
+    image = scene((20, 20, 100, 100, GREEN), (35, 35, 85, 85, RED))
+    box = np.array([[20, 20, 100, 100]], np.float32)
+    red = colour_histograms(image, np.array([[40, 40, 80, 80]], np.float32))
+    with_margin = colour_histograms(image, box, HistogramSettings(margin=0.2))
+    without = colour_histograms(image, box, HistogramSettings(margin=0.0))
+    assert appearance_distance(with_margin, red)[0, 0] < 1e-6
+    assert appearance_distance(without, red)[0, 0] > 0.1
+
+
+def test_boxes_are_clipped_to_the_image_and_empty_ones_get_nan():
+    image = scene((0, 0, 40, 120, BLUE))
+    boxes = np.array([[-60, 0, 40, 120], [300, 10, 400, 50], [50, 50, 50, 90]], np.float32)
+    features = colour_histograms(image, boxes, HistogramSettings(margin=0.0))
+    assert np.isfinite(features[0]).all()
+    assert appearance_distance(features[:1], colour_histograms(image, np.array([[0, 0, 40, 120]])))[0, 0] < 1e-6
+    assert np.isnan(features[1:]).all()
+
+
+def test_no_boxes():
+    assert colour_histograms(scene(), np.zeros((0, 4))).shape == (0, HistogramSettings().size)
+
+
+@pytest.mark.parametrize("image", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32)])
+def test_rejects_images_that_are_not_bgr_uint8(image):
+    with pytest.raises(ValueError, match="image_bgr"):
+        colour_histograms(image, np.zeros((1, 4)))
+
+
+def test_distance_normalises_rows_and_propagates_nan():
+    a = np.array([[3.0, 0.0], [np.nan, np.nan]])
+    b = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    d = appearance_distance(a, b)
+    np.testing.assert_allclose(d[0], [0.0, 1.0, 1.0 - np.sqrt(0.5)], atol=1e-12)
+    assert np.isnan(d[1]).all()
+
+
+def test_distance_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="same D"):
+        appearance_distance(np.ones((2, 3)), np.ones((2, 4)))
