@@ -34,7 +34,8 @@ def test_tracking_runs_the_detector_at_the_clips_own_size():
 
 def test_detector_trains_on_clip_frames_by_default():
     args = get_args_parser().parse_args([])
-    assert args.det_data == "frames" and args.det_clips == 100 and args.max_lost == 5.0
+    assert args.det_data == "frames" and (args.det_clips, args.det_frames_per_clip) == (200, 10)
+    assert args.max_lost == 5.0 and args.videos == 10
     assert get_args_parser().parse_args(["--det-data", "images"]).det_data == "images"
 
 
