@@ -86,6 +86,7 @@ def test_scores_of_a_flawless_output_are_perfect(crossing_clip):
     _, gt = crossing_clip
     scores = score_clip(gt, _perfect_output(gt))
     assert scores["idf1"] == pytest.approx(1.0)
+    assert scores["idf1_ideal"] == pytest.approx(1.0)
     assert scores["mota"] == pytest.approx(1.0)
     assert scores["num_switches"] == 0
     assert scores["oks_ap"] == pytest.approx(1.0)
@@ -103,6 +104,7 @@ def test_swapped_identities_count_as_switches(crossing_clip):
     scores = score_clip(gt, frames)
     assert scores["num_switches"] >= 2
     assert scores["idf1"] < 0.9
+    assert scores["idf1_ideal"] == pytest.approx(1.0)  # the boxes are right, only identities are wrong
     assert scores["oks_ap"] == pytest.approx(1.0)  # per-frame keypoints are unaffected
 
 

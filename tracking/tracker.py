@@ -18,8 +18,10 @@ histograms, :mod:`tracking.appearance`), stages 1, 3 and 4 blend into their cost
 a detection's features and the track's running average of them, and a lost track (stages 1 and 3)
 refuses a detection whose appearance distance is over ``relink_max_appearance``: an animal that comes
 back after it was hidden or out of the frame gets its own identity back rather than the nearest lost
-one. A track's average is
-updated only from detections that overlap no other detection (at a crossing a box holds both animals).
+one. Any track also refuses, in stages 1 and 4, a detection over ``match_max_appearance`` that
+overlaps no other detection: after a crossing, the animal that was hidden does not take over the
+track of the one in front. A track's average is updated only from detections that overlap no other
+detection (at a crossing a box holds both animals), and only those are judged by their colours.
 
 Confident detections left over start tentative tracks, confirmed after ``min_hits`` consecutive
 matches. Association ignores the detector's class (a dog called a cat for one frame keeps its
@@ -102,6 +104,9 @@ class TrackerSettings:
         appearance_weight: weight of the appearance distance in the association costs (0: not used,
             and no features are needed).
         relink_max_appearance: highest appearance distance at which a lost track takes a detection.
+        match_max_appearance: highest appearance distance at which any track takes a detection that
+            overlaps no other detection in stages 1 and 4 (a box that holds two animals is not judged by
+            its colours).
         appearance_momentum: weight of a new detection's features in a track's running average.
         record_history: keep every track's forward pass for :func:`smooth_tracks_offline`
             (always on when ``smoothing.mode`` is OFFLINE).
@@ -127,12 +132,14 @@ class TrackerSettings:
     appearance_weight: float = 0.0
     relink_max_appearance: float = 0.5
     appearance_momentum: float = 0.1
+    match_max_appearance: float = 0.4
     record_history: bool = False
     smoothing: SmoothingSettings = field(default_factory=SmoothingSettings)
 
     def __post_init__(self) -> None:
         for name in ("high_score", "low_score", "new_track_score", "max_cost", "low_max_cost", "oks_weight",
-                     "keypoint_threshold", "appearance_weight", "relink_max_appearance", "appearance_momentum"):
+                     "keypoint_threshold", "appearance_weight", "relink_max_appearance", "match_max_appearance",
+                     "appearance_momentum"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -607,9 +614,12 @@ class Tracker:
         appearance = self._appearance(tracks, None if features is None else features[candidates])
         cost = self._blend(cost, appearance)
         if appearance is not None:
-            # A lost track is held to the re-link's appearance gate here too.
+            # A lost track is held to the re-link's appearance gate here too; any track refuses a
+            # detection of other colours than its own, unless that box overlaps another (two animals).
             lost = np.array([t.state is TrackState.LOST for t in tracks])[:, None]
             cost = np.where(lost & (appearance > self.settings.relink_max_appearance), np.inf, cost)
+            judged = _clear_of_others(boxes)[candidates][None, :]
+            cost = np.where(judged & (appearance > self.settings.match_max_appearance), np.inf, cost)
         # A pair with no box overlap at all is never matched here (re-linking handles lost tracks).
         cost = np.where(iou > 0, cost, np.inf)
         assignment = linear_assignment(cost, max_cost)

@@ -27,6 +27,7 @@ from pose.keypoints import SIGMAS
 from pose.structures import Detections
 from tracking.simulate import (
     FrameOutput,
+    ideal_identities,
     identity_metrics,
     keypoint_metrics,
     match_to_truth,
@@ -168,13 +169,17 @@ def score_clip(gt: dict, frames: list[dict]) -> dict[str, float]:
         frames: the ``frames`` of the track command's final JSON.
 
     Returns:
-        ``idf1``, ``mota``, ``num_switches``, ``precision``, ``recall`` (identities);
+        ``idf1``, ``mota``, ``num_switches``, ``precision``, ``recall`` (identities); ``idf1_ideal``,
+        the IDF1 of the same boxes with perfect identities (:func:`tracking.simulate.ideal_identities`:
+        what the misses and false positives alone leave);
         ``oks_ap``, ``oks_ap50`` (per-frame OKS AP, AP-10K sigmas); ``rmse`` (pixels),
         ``jitter`` and ``truth_jitter`` (pixels/frame^2) over matched, labelled keypoints.
     """
     truth = clip_truth(gt)
     outputs = track_outputs(frames, truth.num_frames)
     scores = identity_metrics(truth, outputs)  # type: ignore[arg-type]  # duck-typed sequence
+    ideal = ideal_identities(truth, outputs)  # type: ignore[arg-type]
+    scores["idf1_ideal"] = identity_metrics(truth, ideal)["idf1"]  # type: ignore[arg-type]
     predictions = track_predictions(frames)
     if predictions:
         ap = evaluate_keypoints(frame_coco(gt), predictions)

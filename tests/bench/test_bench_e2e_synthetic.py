@@ -24,7 +24,7 @@ def _summary(det: dict) -> dict:
         "pose": {"arch": "hrnet_tiny", "input": 96, "epochs": 100, "seconds": 1600.0, "AP": 0.55, "AP50": 0.9,
                  "AP_dark": 0.57, "shared_epochs": None},
         "detector": {"epochs": 20, "seconds": 1600.0, "imgsz": 256, "AP": 0.6, "AP50": 0.9, **det},
-        "tracking": {"none": {**row, "idf1_min": 0.55}, "offline": {**row, "idf1": 0.85}},
+        "tracking": {"none": {**row, "idf1_min": 0.55, "idf1_ideal": 0.8}, "offline": {**row, "idf1": 0.85}},
     }
 
 
@@ -35,7 +35,7 @@ def test_tracking_runs_the_detector_at_the_clips_own_size():
 def test_detector_trains_on_clip_frames_by_default():
     args = get_args_parser().parse_args([])
     assert args.det_data == "frames" and (args.det_clips, args.det_frames_per_clip) == (200, 10)
-    assert args.max_lost == 5.0 and args.videos == 10
+    assert args.max_lost == 5.0 and args.videos == 30
     assert get_args_parser().parse_args(["--det-data", "images"]).det_data == "images"
 
 
@@ -46,8 +46,8 @@ def test_table_names_the_detectors_data_and_both_ap50s():
     assert "| detector box AP50 (test split of its data, held-out clip frames) | 0.900 | ≥ 0.8 | yes |" in frames
     assert "| detector box AP50 on the pose model's test images | 0.750 | – | – |" in frames
     assert "lowest 0.700 over the smoothing modes (no)" in frames
-    assert "| none | 0.700 | 0.550 | 0.600 | 2.0 |" in frames
-    assert "| offline | 0.850 | – | 0.600 |" in frames  # a summary without the worst clip
+    assert "| none | 0.700 | 0.550 | 0.800 | 0.600 | 2.0 |" in frames
+    assert "| offline | 0.850 | – | – | 0.600 |" in frames  # a summary without the worst clip or the ceiling
     assert "(input 320 px) and pose model, an animal keeps its identity for 5 s unseen" in frames
     images = render_table(_summary({}))  # a summary written before the detector's data was recorded
     assert "on the pose model's training images" in images and "pose model's test images |" not in images

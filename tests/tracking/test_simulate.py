@@ -11,6 +11,7 @@ from tracking.simulate import (
     Scenario,
     body_keypoints,
     estimate_lag,
+    ideal_identities,
     identity_metrics,
     keypoint_metrics,
     match_to_truth,
@@ -140,6 +141,30 @@ def test_identity_metrics_count_a_swap():
     assert metrics["num_switches"] == 2
     assert metrics["idf1"] < 0.95
     assert metrics["mota"] == pytest.approx(1.0 - 2 / seq.present.sum())
+
+
+def test_ideal_identities_undo_a_swap_but_not_a_false_positive():
+    seq = simulate_sequence(SHORT, seed=2)
+    both = np.flatnonzero(seq.present[40:].all(0))[:2]
+
+    def swapped(t, animals):
+        ids = animals + 100
+        if t >= 40:
+            ids[animals == both[0]], ids[animals == both[1]] = both[1] + 100, both[0] + 100
+        return ids
+
+    outputs = _perfect_outputs(seq, swapped)
+    assert identity_metrics(seq, outputs)["idf1"] < 0.95
+    ideal = ideal_identities(seq, outputs)
+    assert identity_metrics(seq, ideal)["idf1"] == pytest.approx(1.0)
+    # a box far from every animal stays a false positive, under an id that is no animal's
+    far = np.array([[-500.0, -500.0, -400.0, -400.0]])
+    outputs[10] = FrameOutput(np.append(outputs[10].ids, 7), np.vstack([outputs[10].boxes, far]),
+                              np.concatenate([outputs[10].keypoints, np.zeros((1, K, 2))]))
+    ideal = ideal_identities(seq, outputs)
+    assert ideal[10].ids[-1] >= seq.present.shape[1] and len(set(ideal[10].ids)) == len(ideal[10].ids)
+    metrics = identity_metrics(seq, ideal)
+    assert metrics["num_false_positives"] == 1 and metrics["idf1"] < 1.0
 
 
 def test_identity_metrics_of_nothing():

@@ -454,8 +454,31 @@ def test_appearance_average_skips_overlapping_detections():
     assert (track.track_id, track.detection_index) == (1, 0)
     np.testing.assert_array_equal(tracker._tracks[0].appearance, FA)
     assert tracker._tracks[1].appearance is None
-    tracker.update(dets(box_at(0.0)), features=FB[None])
-    np.testing.assert_allclose(tracker._tracks[0].appearance, 0.5 * (FA + FB))
+    near = np.array([0.8, 0.6, 0.0])  # distance 0.2 to FA: the same animal in other light
+    tracker.update(dets(box_at(0.0)), features=near[None])
+    np.testing.assert_allclose(tracker._tracks[0].appearance, 0.5 * (FA + near))
+
+
+def test_track_refuses_a_clear_detection_of_other_colours():
+    settings = TrackerSettings(min_hits=1, appearance_weight=0.5, match_max_appearance=0.4)
+    tracker = Tracker(settings)
+    for i in range(5):
+        tracker.update(dets(box_at(5.0 * i)), features=FA[None])
+    # Another animal stands where track 1 is predicted, alone: its colours keep it off track 1.
+    tracks = {t.track_id: t for t in tracker.update(dets(box_at(25.0)), features=FB[None])}
+    assert tracks[2].detection_index == 0
+    assert (tracks[1].detection_index, tracks[1].state) == (-1, TrackState.LOST)
+    # The same box beside another one (two animals in one place) is not judged by its colours.
+    tracker = Tracker(settings)
+    for i in range(5):
+        tracker.update(dets(box_at(5.0 * i)), features=FA[None])
+    tracks = tracker.update(dets(box_at(25.0), box_at(60.0)), features=np.stack([FB, FB]))
+    assert {t.track_id: t.detection_index for t in tracks}[1] == 0
+    # Without the gate (distance never over 1) the clear box goes to track 1 as before.
+    tracker = Tracker(TrackerSettings(min_hits=1, appearance_weight=0.5, match_max_appearance=1.0))
+    for i in range(5):
+        tracker.update(dets(box_at(5.0 * i)), features=FA[None])
+    assert tracker.update(dets(box_at(25.0)), features=FB[None])[0].track_id == 1
 
 
 def test_features_are_ignored_without_appearance_weight():
