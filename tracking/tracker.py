@@ -131,8 +131,8 @@ class TrackerSettings:
     box_size_damping: float = 0.6
     appearance_weight: float = 0.0
     relink_max_appearance: float = 0.5
-    appearance_momentum: float = 0.1
     match_max_appearance: float = 0.4
+    appearance_momentum: float = 0.1
     record_history: bool = False
     smoothing: SmoothingSettings = field(default_factory=SmoothingSettings)
 
