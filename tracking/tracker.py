@@ -437,11 +437,12 @@ class Tracker:
         self._advance()
         index, boxes, scores, keypoints = _clean(detections, poses)
         features = None if features is None else features[index]
-        pairs, unmatched_tentative, unmatched_established, unmatched_detections = self._match(
-            boxes, scores, keypoints, features)
-        # Features of a box that overlaps another are not one animal's: they update no average.
+        # Features of a box that overlaps another are not one animal's: they update no average and
+        # judge no match.
         own = np.zeros(len(boxes), bool) if features is None else (
             _clear_of_others(boxes) & np.isfinite(features).all(axis=1))
+        pairs, unmatched_tentative, unmatched_established, unmatched_detections = self._match(
+            boxes, scores, keypoints, features, own)
         for track, j in pairs:
             track.update(boxes[j], float(scores[j]), int(index[j]))
             if keypoints is not None:
@@ -526,8 +527,9 @@ class Tracker:
     # -- internals ---------------------------------------------------------------------------------
 
     def _match(self, boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray | None,
-               features: np.ndarray | None):
-        """The four association stages (module docstring).
+               features: np.ndarray | None, own: np.ndarray):
+        """The four association stages (module docstring); ``own``: (N,) bool, the detections whose
+        features are one animal's (finite, the box overlapping no other).
 
         Returns:
             (track, detection) pairs, tentative tracks left unmatched, confirmed or lost tracks left
@@ -538,12 +540,13 @@ class Tracker:
         low = np.flatnonzero((scores >= s.low_score) & (scores < s.high_score))
         established = [t for t in self._tracks if t.state is not TrackState.TENTATIVE]
         tentative = [t for t in self._tracks if t.state is TrackState.TENTATIVE]
-        pairs, waiting, high = self._associate(established, high, boxes, keypoints, features, s.max_cost)
-        matched, waiting, _ = self._associate(waiting, low, boxes, None, None, s.low_max_cost)
+        pairs, waiting, high = self._associate(established, high, boxes, keypoints, features, own, s.max_cost)
+        matched, waiting, _ = self._associate(waiting, low, boxes, None, None, own, s.low_max_cost)
         pairs += matched
         matched, waiting, high = self._relink(waiting, high, boxes, features)
         pairs += matched
-        matched, unmatched_tentative, high = self._associate(tentative, high, boxes, keypoints, features, s.max_cost)
+        matched, unmatched_tentative, high = self._associate(tentative, high, boxes, keypoints, features, own,
+                                                             s.max_cost)
         return pairs + matched, unmatched_tentative, waiting, high
 
     def _advance(self) -> None:
@@ -596,7 +599,8 @@ class Tracker:
         return np.where(np.isnan(appearance) | np.isinf(cost), cost, blended)
 
     def _associate(self, tracks: list[_LiveTrack], candidates: np.ndarray, boxes: np.ndarray,
-                   keypoints: np.ndarray | None, features: np.ndarray | None, max_cost: float):
+                   keypoints: np.ndarray | None, features: np.ndarray | None, own: np.ndarray,
+                   max_cost: float):
         """Match ``tracks`` to detections ``candidates`` (indices into ``boxes``) by the IoU (and OKS, and
         appearance) cost."""
         if not tracks or len(candidates) == 0:
@@ -618,8 +622,8 @@ class Tracker:
             # detection of other colours than its own, unless that box overlaps another (two animals).
             lost = np.array([t.state is TrackState.LOST for t in tracks])[:, None]
             cost = np.where(lost & (appearance > self.settings.relink_max_appearance), np.inf, cost)
-            judged = _clear_of_others(boxes)[candidates][None, :]
-            cost = np.where(judged & (appearance > self.settings.match_max_appearance), np.inf, cost)
+            cost = np.where(own[candidates][None, :] & (appearance > self.settings.match_max_appearance), np.inf,
+                            cost)
         # A pair with no box overlap at all is never matched here (re-linking handles lost tracks).
         cost = np.where(iou > 0, cost, np.inf)
         assignment = linear_assignment(cost, max_cost)
