@@ -14,6 +14,9 @@ Two steps:
 2. :func:`train_detector` trains with ultralytics (plots off, so nothing is downloaded for
    them) and returns the path of ``best.pt``.
 
+:func:`yolo11_yaml` writes the model YAML of a YOLO11 narrower than YOLO11n, for training from
+scratch where time is short (the synthetic end-to-end benchmark).
+
 This is the training-side counterpart of :mod:`tracking.detector`; both import ultralytics,
 here only inside :func:`train_detector`.
 """
@@ -158,6 +161,36 @@ def convert_to_yolo(settings: YoloDatasetSettings) -> Path:
     yaml_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     logger.info("Wrote %s with %d classes (%s)", yaml_path, len(names), settings.classes.value)
     return yaml_path
+
+
+#: Channel width multiplier of YOLO11n (ultralytics' ``yolo11.yaml``, scale ``n``).
+YOLO11N_WIDTH: float = 0.25
+
+
+def yolo11_yaml(out_dir: Path, width: float) -> Path:
+    """Write the model YAML of YOLO11n's layers at channel width multiplier ``width`` (YOLO11n: 0.25)
+    into ``out_dir``; returns its path, for ``DetectorTrainSettings.model``.
+
+    The layers come from ultralytics' own ``yolo11.yaml``, with scale ``n``'s depth. The file is
+    named ``yolo11-w<width>.yaml``, a name from which ultralytics guesses no scale, so that it takes
+    the width from the file.
+    """
+    from ultralytics.utils import ROOT, YAML
+
+    if not 0 < width <= 1:
+        raise ValueError(f"width must be in (0, 1], got {width}")
+    config = YAML.load(ROOT / "cfg" / "models" / "11" / "yolo11.yaml")
+    depth, _, max_channels = config.pop("scales")["n"]
+    channels = [arguments[0] for *_, arguments in config["backbone"] + config["head"]
+                if arguments and isinstance(arguments[0], int)]
+    if max(channels) > max_channels:  # a plain width multiplier applies no channel cap
+        raise ValueError(f"ultralytics' yolo11.yaml has layers wider than scale n's cap {max_channels}")
+    config.update(depth_multiple=depth, width_multiple=float(width))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"yolo11-w{width:g}.yaml"
+    YAML.save(path, config)
+    return path
 
 
 @dataclass(frozen=True)

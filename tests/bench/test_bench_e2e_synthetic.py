@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from bench.e2e_synthetic import (
+    detector_name,
     get_args_parser,
     native_imgsz,
     render_clips,
@@ -51,6 +52,16 @@ def test_table_names_the_detectors_data_and_both_ap50s():
     assert "(input 320 px) and pose model, an animal keeps its identity for 5 s unseen" in frames
     images = render_table(_summary({}))  # a summary written before the detector's data was recorded
     assert "on the pose model's training images" in images and "pose model's test images |" not in images
+    assert "detector (YOLO11n from its YAML, 20 epochs" in images
+
+
+def test_a_narrower_detector_is_named_and_reported():
+    args = get_args_parser().parse_args([])  # the schedule of docs/benchmarks.md's table
+    assert (args.det_width, args.det_epochs, args.det_imgsz, args.video_size) == (0.1875, 28, 256, [320, 256])
+    assert (args.pose_arch, args.pose_input, args.pose_epochs) == ("hrnet_tiny_s2", 96, 88)
+    assert (detector_name(0.25), detector_name(0.1875)) == ("yolo11n", "yolo11-w0.1875")
+    table = render_table(_summary({"name": "yolo11-w0.1875", "width": 0.1875}))
+    assert "detector (YOLO11 at channel width 0.1875 (YOLO11n: 0.25) from its YAML, 20 epochs" in table
 
 
 def test_tracking_options_and_their_record():

@@ -115,3 +115,22 @@ def test_cpu_training_runs_in_channels_last_memory_order() -> None:
         assert weight.is_contiguous(memory_format=torch.channels_last) is channels_last
         assert weight.is_contiguous() is not channels_last
         assert all(a is b for a, b in zip(model.parameters(), parameters))  # the optimizer keeps its tensors
+
+
+def test_yolo11_yaml_narrows_yolo11n(tmp_path: Path) -> None:
+    from ultralytics.nn.tasks import DetectionModel
+
+    from train.detector import YOLO11N_WIDTH, yolo11_yaml
+
+    def parameters(model: str) -> int:
+        return sum(p.numel() for p in DetectionModel(model, nc=1, verbose=False).parameters())
+
+    same = yolo11_yaml(tmp_path, YOLO11N_WIDTH)
+    narrow = yolo11_yaml(tmp_path, 0.125)
+    assert (same.name, narrow.name) == ("yolo11-w0.25.yaml", "yolo11-w0.125.yaml")
+    assert str(DetectionModel(str(same), nc=1, verbose=False)) == str(DetectionModel("yolo11n.yaml", nc=1, verbose=False))
+    first_conv = DetectionModel(str(narrow), nc=1, verbose=False).model[0].conv
+    assert first_conv.out_channels == 8  # 64 * 0.125
+    assert parameters(str(narrow)) < parameters(str(same)) / 2
+    with pytest.raises(ValueError, match="width"):
+        yolo11_yaml(tmp_path, 0.0)
