@@ -78,7 +78,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--det-frames-per-clip", type=int, default=10,
                         help="with --det-data frames: frames kept per clip (default 10: 200 clips of 10 frames "
                         "gave fewer false boxes on unfamiliar backgrounds than 100 of 20)")
-    parser.add_argument("--det-imgsz", type=int, default=256, help="detector training size (default 256)")
+    parser.add_argument("--det-imgsz", type=int, default=256, help="detector training and test size (default 256; the clips are tracked at --track-imgsz)")
     parser.add_argument("--det-width", type=float, default=0.1875,
                         help=f"the detector's channel width multiplier ({YOLO11N_WIDTH:g}: YOLO11n; default 0.1875, "
                         "1.4x faster per epoch: 28 of its epochs beat 20 of YOLO11n's on the validation clips)")
@@ -430,7 +430,8 @@ def render_table(summary: dict) -> str:
         f"Training on CPU took {summary['training_seconds'] / 60:.1f} min of wall time ({_schedule(summary)}): "
         f"{pose['seconds'] / 60:.1f} min for the pose model ({pose['arch']}, {pose['epochs']} epochs, input "
         f"{pose['input']}×{pose['input']}{_augment_text(pose)}) and {det['seconds'] / 60:.1f} min for the "
-        f"detector ({detector_label(det.get('width', YOLO11N_WIDTH))} from its YAML, {det['epochs']} epochs, imgsz {det['imgsz']}, {_det_data_text(summary)}). Load average "
+        f"detector ({detector_label(det.get('width', YOLO11N_WIDTH))} from its YAML, {det['epochs']} epochs, "
+        f"imgsz {det['imgsz']}, {_det_data_text(summary)}). Load average "
         f"{summary['load_start']:.1f} at the start, {summary['load_end']:.1f} at the end."
         + (f" Clips tracked again on {summary['rescored']} with the same weights (`--rescore`); the training "
            f"command was `{summary.get('command', 'not recorded')}`." if summary.get("rescored") else ""),
