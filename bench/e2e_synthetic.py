@@ -92,9 +92,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--appearance", type=float, default=0.6,
                         help="weight of the colour-histogram appearance cue when tracking (animalpose track "
                         "--appearance; default 0.6, chosen on validation clips; 0: boxes and motion only)")
-    parser.add_argument("--min-hits", type=int, default=3,
+    parser.add_argument("--min-hits", type=int, default=4,
                         help="consecutive detections before an animal gets an identity (animalpose track --min-hits; "
-                        "default 3, chosen on validation clips)")
+                        "default 4, chosen on validation clips)")
     parser.add_argument("--videos", type=int, default=30,
                         help="held-out 3-animal clips (default 30: one clip's IDF1 ranges from about 0.3 to 0.95, so the "
                         "mean of a few clips says little)")
