@@ -78,7 +78,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--det-frames-per-clip", type=int, default=10,
                         help="with --det-data frames: frames kept per clip (default 10: 200 clips of 10 frames "
                         "gave fewer false boxes on unfamiliar backgrounds than 100 of 20)")
-    parser.add_argument("--det-imgsz", type=int, default=256, help="detector training and test size (default 256; the clips are tracked at --track-imgsz)")
+    parser.add_argument("--det-imgsz", type=int, default=256,
+                        help="detector training and test size (default 256; the clips are tracked at --track-imgsz)")
     parser.add_argument("--det-width", type=float, default=0.1875,
                         help=f"the detector's channel width multiplier ({YOLO11N_WIDTH:g}: YOLO11n; default 0.1875, "
                         "1.4x faster per epoch: 28 of its epochs beat 20 of YOLO11n's on the validation clips)")
@@ -96,8 +97,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="consecutive detections before an animal gets an identity (animalpose track --min-hits; "
                         "default 4, chosen on validation clips)")
     parser.add_argument("--videos", type=int, default=30,
-                        help="held-out 3-animal clips (default 30: one clip's IDF1 ranges from about 0.3 to 0.95, so the "
-                        "mean of a few clips says little)")
+                        help="held-out 3-animal clips (default 30: one clip's IDF1 ranges from about 0.3 to 0.95, "
+                        "so the mean of a few clips says little)")
     parser.add_argument("--frames", type=int, default=150, help="frames per clip")
     parser.add_argument("--video-size", type=int, nargs=2, default=[320, 256], metavar=("W", "H"),
                         help="size of the clips and of the detector's training frames (default 320 256)")

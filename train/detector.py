@@ -18,7 +18,7 @@ Two steps:
 scratch where time is short (the synthetic end-to-end benchmark).
 
 This is the training-side counterpart of :mod:`tracking.detector`; both import ultralytics,
-here only inside :func:`train_detector`.
+here only inside :func:`train_detector` and :func:`yolo11_yaml`.
 """
 
 from __future__ import annotations

@@ -128,7 +128,8 @@ def test_yolo11_yaml_narrows_yolo11n(tmp_path: Path) -> None:
     same = yolo11_yaml(tmp_path, YOLO11N_WIDTH)
     narrow = yolo11_yaml(tmp_path, 0.125)
     assert (same.name, narrow.name) == ("yolo11-w0.25.yaml", "yolo11-w0.125.yaml")
-    assert str(DetectionModel(str(same), nc=1, verbose=False)) == str(DetectionModel("yolo11n.yaml", nc=1, verbose=False))
+    yolo11n = DetectionModel("yolo11n.yaml", nc=1, verbose=False)
+    assert str(DetectionModel(str(same), nc=1, verbose=False)) == str(yolo11n)
     first_conv = DetectionModel(str(narrow), nc=1, verbose=False).model[0].conv
     assert first_conv.out_channels == 8  # 64 * 0.125
     assert parameters(str(narrow)) < parameters(str(same)) / 2
