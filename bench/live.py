@@ -1,6 +1,6 @@
 """Live-stream latency: p50/p95 from capture to result, over a long stream, with the drop rate.
 
-Run: ``python -m bench.live [--frames 10000] [--fps 50] [--pose resnet_small]``
+Run: ``python -m bench.live [--frames 10000] [--fps 50] [--pose CHECKPOINT | --random hrnet_w32] [--device cpu]``
 
 An HTTP MJPEG server on 127.0.0.1 (the test helper ``tests/app/streaming.py``) streams ``--frames``
 frames of a real AP-10K image panned over time, each stamped with its number. ``LiveSource`` reads
@@ -22,11 +22,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from app.pipeline import Pipeline
 from app.sources import LiveSettings, LiveSource
 from bench.report import write_section
 from pose.estimator import PoseEstimator, PoseSettings
+from bench.pose import MODELS
 from pose.structures import Detections
 from tracking.tracker import Tracker, TrackerSettings
 
@@ -52,11 +54,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=10000, help="frames the stream sends")
     parser.add_argument("--fps", type=float, default=50.0, help="frame rate of the stream")
     parser.add_argument("--pose", default=str(ROOT / "tests/data/reference/resnet_small/resnet_small_ap10k.pth"))
+    parser.add_argument("--random", choices=sorted(MODELS), help="instead of --pose: this architecture "
+                        "with random weights (a full-size network; speed does not depend on the weights)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    estimator = PoseEstimator.from_weights(args.pose, PoseSettings())
+    settings = PoseSettings(device=args.device)
+    if args.random:
+        torch.manual_seed(0)
+        estimator = PoseEstimator(MODELS[args.random](), settings)
+        pose_name = f"{args.random} (random weights)"
+    else:
+        estimator = PoseEstimator.from_weights(args.pose, settings)
+        pose_name = Path(args.pose).name
     pipeline = Pipeline(fixed_detector, estimator, Tracker(TrackerSettings(min_hits=1)))
     backgrounds = panning_frames(ROOT / "tests/data/samples/ap10k/000000037516.jpg", size=(640, 360), count=64)
     records: list[tuple[int, float]] = []  # (stream frame number, latency s)
@@ -77,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     processed = len(records)
     lines = [
         f"Stream: MJPEG over HTTP on 127.0.0.1, 640x360 at {args.fps:g} fps, {sent} frames sent and seen "
-        f"({wall:.0f} s). Pipeline: fixed two boxes per frame, pose `{Path(args.pose).name}` with flip test, "
+        f"({wall:.0f} s). Pipeline: fixed two boxes per frame, pose `{pose_name}` with flip test on `{args.device}`, "
         "causal smoothing. Latency = result time - capture time of the frame.",
         "",
         f"Processed {processed} frames ({processed / wall:.1f}/s); dropped as stale {stats.frames_dropped} "
         f"of {stats.frames_read} read ({100 * stats.frames_dropped / max(stats.frames_read, 1):.1f}%); "
         f"reconnects {stats.reconnects}. Overall latency p50 {1e3 * percentile([l for _, l in records], 50):.0f} ms, "
         f"p95 {1e3 * percentile([l for _, l in records], 95):.0f} ms. Load average at the end "
-        f"{os.getloadavg()[0]:.1f} (other processes on the 2 cores slow the pose model; windows with "
+        f"{os.getloadavg()[0]:.1f} (other processes on the machine's cores slow the pipeline; windows with "
         "fewer processed frames are those).",
         "",
         "| stream frames | processed | latency p50 ms | latency p95 ms |",
@@ -99,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     logger.info(body)
     if not args.no_write:
         command = "python -m bench.live " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_section("live", body, command.strip(), title="Live stream latency (CPU)")
+        device = args.device.split(":")[0]
+        section, title = ("live", "Live stream latency (CPU)") if device == "cpu" else \
+            (f"live-{device}", f"Live stream latency ({args.device})")
+        write_section(section, body, command.strip(), title=title)
     return 0
 
 

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from bench.report import write_section
 from pose.codec import decode_heatmaps, flip_back
-from pose.estimator import Backend, PoseEstimator, PoseSettings, prepare_inputs
+from pose.estimator import Backend, PoseEstimator, PoseSettings, cudnn_tf32, prepare_inputs
 from pose.keypoints import FLIP_INDEX
 from pose.model import hrnet_w32, hrnet_w48, res50, res101
 
@@ -59,7 +61,10 @@ def bench_model(name: str, batches: list[int], repeats: int, device: str) -> lis
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     settings = PoseSettings(device=device, flip_test=False)
     ours = PoseEstimator(model, settings)
-    ort = PoseEstimator(model, PoseSettings(device=device, flip_test=False, backend=Backend.ONNXRUNTIME))
+    # On a GPU, ONNX Runtime without its CUDA provider would run on the CPU: not a GPU number.
+    ort = (PoseEstimator(model, PoseSettings(device=device, flip_test=False, backend=Backend.ONNXRUNTIME))
+           if not device.startswith("cuda") or ort_has_cuda() else None)
+    half = PoseEstimator(MODELS[name]().eval(), replace(settings, half=True)) if device.startswith("cuda") else None
     plain_model = ours.model  # same module, same device and memory format
     rows = []
     rng = np.random.default_rng(0)
@@ -70,20 +75,27 @@ def bench_model(name: str, batches: list[int], repeats: int, device: str) -> lis
             xt = xt.contiguous(memory_format=torch.channels_last)
 
         def plain() -> None:
-            with torch.inference_mode():
+            with torch.inference_mode(), cudnn_tf32(False):  # as the estimator runs by default
                 plain_model(xt.half() if ours.half else xt)
 
         t_plain = timeit(plain, repeats, sync=sync)
         t_ours = timeit(lambda: ours.infer_heatmaps(x), repeats, sync=sync)
-        t_ort = timeit(lambda: ort.infer_heatmaps(x), repeats)
-        rows.append(
-            {"model": name, "batch": batch, "plain": t_plain / batch, "ours": t_ours / batch, "ort": t_ort / batch}
-        )
+        t_ort = timeit(lambda: ort.infer_heatmaps(x), repeats) if ort is not None else math.nan
+        t_half = timeit(lambda: half.infer_heatmaps(x), repeats, sync=sync) if half is not None else math.nan
+        rows.append({"model": name, "batch": batch, "plain": t_plain / batch, "ours": t_ours / batch,
+                     "ort": t_ort / batch, "half": t_half / batch})
         logger.info(
-            "%s batch %d: plain %.1f ms/crop, ours %.1f ms/crop, onnxruntime %.1f ms/crop",
-            name, batch, 1e3 * t_plain / batch, 1e3 * t_ours / batch, 1e3 * t_ort / batch,
+            "%s batch %d: plain %.1f ms/crop, ours %.1f ms/crop, onnxruntime %.1f ms/crop, float16 %.1f ms/crop",
+            name, batch, 1e3 * t_plain / batch, 1e3 * t_ours / batch, 1e3 * t_ort / batch, 1e3 * t_half / batch,
         )
     return rows
+
+
+def ort_has_cuda() -> bool:
+    """Whether the installed ONNX Runtime has its CUDA provider."""
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
 def bench_processing(repeats: int, num_boxes: int = 8) -> tuple[float, float]:
@@ -106,18 +118,31 @@ def bench_processing(repeats: int, num_boxes: int = 8) -> tuple[float, float]:
 
 
 def render(rows: list[dict], pre: float, post: float, device: str) -> str:
+    cuda = device.startswith("cuda")
+    digits = 2 if cuda else 1
     lines = [
         f"Device: `{device}`, torch {torch.__version__}, {torch.get_num_threads()} torch threads. "
         "Random weights, input 256x256, no flip test (the flip test doubles the crops). "
-        "Per-crop latency = batch time / batch size.",
+        "Per-crop latency = batch time / batch size."
+        + (" float32 without TF32 (the estimator's default); the float16 column is `--half`. ONNX Runtime is "
+           "timed only where it has its CUDA provider (n/a: it has not)." if cuda else ""),
         "",
-        "| model | batch | plain torch ms/crop | ours (torch) ms/crop | ours/plain | ours (onnxruntime) ms/crop | crops/s torch | crops/s onnxruntime |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | batch | plain torch ms/crop | ours (torch) ms/crop | ours/plain | ours (onnxruntime) ms/crop | "
+        "crops/s torch | crops/s onnxruntime |" + (" ours float16 ms/crop | crops/s float16 |" if cuda else ""),
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: | ---: |" if cuda else ""),
     ]
+
+    def ms(seconds: float) -> str:
+        return "n/a" if math.isnan(seconds) else f"{1e3 * seconds:.{digits}f}"
+
+    def rate(seconds: float) -> str:
+        return "n/a" if math.isnan(seconds) else f"{1 / seconds:.1f}"
+
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['batch']} | {1e3 * r['plain']:.1f} | {1e3 * r['ours']:.1f} | "
-            f"{r['ours'] / r['plain']:.2f} | {1e3 * r['ort']:.1f} | {1 / r['ours']:.1f} | {1 / r['ort']:.1f} |"
+            f"| {r['model']} | {r['batch']} | {ms(r['plain'])} | {ms(r['ours'])} | "
+            f"{r['ours'] / r['plain']:.2f} | {ms(r['ort'])} | {rate(r['ours'])} | {rate(r['ort'])} |"
+            + (f" {ms(r['half'])} | {rate(r['half'])} |" if cuda else "")
         )
     lines += [
         "",

@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -73,6 +75,8 @@ class PoseSettings:
         device: "cpu", "cuda" or "cuda:N".
         half: run in float16 (CUDA only; ignored on the CPU).
         channels_last: channels-last memory format (CUDA only).
+        tf32: let cuDNN run float32 convolutions in TF32 (CUDA on Ampere or later GPUs): faster, but
+            the keypoints drift from mmpose's float32 ones (see ``docs/benchmarks.md``, "CUDA paths").
         backend: torch, ONNX Runtime (from our own export of the same weights, made when the
             estimator is built) or AUTO (see :class:`Backend`).
         max_batch: the most crops sent to the network at once (flip copies included).
@@ -90,6 +94,7 @@ class PoseSettings:
     device: str = "cpu"
     half: bool = False
     channels_last: bool = True
+    tf32: bool = False
     backend: Backend = Backend.TORCH
     max_batch: int = 64
     flush_denormal: bool = True
@@ -155,6 +160,17 @@ def prepare_inputs(
     # conversion of the whole frame, at a fraction of the cost.
     inputs = normalize_crops(crops[..., ::-1])
     return PreparedBatch(inputs=inputs, center=center, scale=scale)
+
+
+@contextmanager
+def cudnn_tf32(allowed: bool) -> Iterator[None]:
+    """cuDNN's TF32 convolutions allowed or not inside the block (a process-wide flag, restored after)."""
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
 
 
 class PoseEstimator:
@@ -231,7 +247,7 @@ class PoseEstimator:
             if self._session is not None:
                 outputs.append(run_onnx(self._session, chunk))
                 continue
-            with torch.inference_mode():
+            with torch.inference_mode(), cudnn_tf32(self.settings.tf32 and self.device.type == "cuda"):
                 x = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device, non_blocking=True)
                 if self.half:
                     x = x.half()
