@@ -122,3 +122,16 @@ def test_a_checkpoint_runs_at_the_input_size_it_was_trained_at(reference_dir, ja
     assert explicit.settings.input_size == (192, 192)
     official = PoseEstimator.from_weights(reference_dir / "hrnet_small" / "hrnet_small_ap10k.pth")
     assert official.settings.input_size == (256, 256)
+
+
+def test_tf32_block_sets_and_restores_the_process_wide_flag():
+    import torch
+
+    from pose.estimator import cudnn_tf32
+
+    assert PoseSettings().tf32 is False  # true float32 on CUDA unless asked (docs/gpu.md)
+    before = torch.backends.cudnn.allow_tf32
+    with pytest.raises(RuntimeError, match="inside"), cudnn_tf32(not before):
+        assert torch.backends.cudnn.allow_tf32 is (not before)
+        raise RuntimeError("inside")
+    assert torch.backends.cudnn.allow_tf32 is before
