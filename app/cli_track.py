@@ -28,6 +28,10 @@ def add_detector_and_tracker_arguments(parser: argparse.ArgumentParser) -> None:
         "only a name), an AP-10K fine-tune or MegaDetector MDV1000 (default: yolo11n.pt)",
     )
     group.add_argument("--det-conf", type=float, default=0.25, help="lowest detection score kept (default 0.25)")
+    group.add_argument("--det-iou", type=float, default=0.7,
+                       help="IoU above which the detector's non-maximum suppression drops the weaker of two boxes "
+                       "(default 0.7; lower: fewer duplicate boxes on one animal, but animals that overlap that "
+                       "much lose one box)")
     group.add_argument("--det-imgsz", type=int, default=640, help="detector input size in pixels (default 640)")
     group.add_argument("--det-every", type=int, default=1, metavar="K",
                        help="run the detector every K frames; tracks are predicted in between (default 1)")
@@ -55,8 +59,9 @@ def detector_settings_from_args(args: argparse.Namespace, device: str, half: boo
     ``yolo11n.pt`` (no folder, no such file here) may be downloaded by ultralytics."""
     from tracking.detector import DetectorSettings, is_release_name
 
-    return DetectorSettings(weights=str(args.det_weights), confidence=args.det_conf, image_size=args.det_imgsz,
-                            device=device, half=half, allow_download=is_release_name(args.det_weights))
+    return DetectorSettings(weights=str(args.det_weights), confidence=args.det_conf, iou=args.det_iou,
+                            image_size=args.det_imgsz, device=device, half=half,
+                            allow_download=is_release_name(args.det_weights))
 
 
 def models_from_args(args: argparse.Namespace):
@@ -80,6 +85,8 @@ def track_settings_from_args(args: argparse.Namespace, live: bool):
         raise UserError(f"--det-every must be at least 1, got {args.det_every}")
     if not 0 <= args.det_conf <= 1:
         raise UserError(f"--det-conf must be in [0, 1], got {args.det_conf}")
+    if not 0 <= args.det_iou <= 1:
+        raise UserError(f"--det-iou must be in [0, 1], got {args.det_iou}")
     if not args.max_lost >= 0:
         raise UserError(f"--max-lost must be 0 seconds or more, got {args.max_lost}")
     if args.min_hits < 1:

@@ -96,6 +96,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-hits", type=int, default=4,
                         help="consecutive detections before an animal gets an identity (animalpose track --min-hits; "
                         "default 4, chosen on validation clips)")
+    parser.add_argument("--det-iou", type=float, default=0.5,
+                        help="IoU of the detector's non-maximum suppression when tracking (animalpose track --det-iou; "
+                        "default 0.5, chosen on validation clips with two detectors: fewer duplicate boxes)")
     parser.add_argument("--videos", type=int, default=30,
                         help="held-out 3-animal clips (default 30: one clip's IDF1 ranges from about 0.3 to 0.95, "
                         "so the mean of a few clips says little)")
@@ -294,13 +297,14 @@ def render_clips(out: Path, videos: int, frames: int, video_size: list[int] | tu
 @dataclass(frozen=True)
 class TrackOptions:
     """How the clips are tracked: detector input size (pixels), seconds an unseen animal keeps its identity,
-    detections before an identity, weight of the appearance cue (``animalpose track --det-imgsz --max-lost
-    --min-hits --appearance``)."""
+    detections before an identity, weight of the appearance cue, IoU of the detector's non-maximum suppression
+    (``animalpose track --det-imgsz --max-lost --min-hits --appearance --det-iou``)."""
 
     det_imgsz: int
     max_lost: float
     min_hits: int
     appearance: float
+    det_iou: float = 0.7
 
 
 def track_clip(clip: Path, pose: Path, det: Path | None, smoothing: str, out: Path, device: str,
@@ -311,7 +315,8 @@ def track_clip(clip: Path, pose: Path, det: Path | None, smoothing: str, out: Pa
     json_path = out / f"{clip.stem}_{smoothing}.json"
     argv = ["track", str(clip), "--pose-weights", str(pose), "--json", str(json_path), "--smoothing", smoothing,
             "--device", device, "--det-imgsz", str(options.det_imgsz), "--max-lost", str(options.max_lost),
-            "--min-hits", str(options.min_hits), "--appearance", str(options.appearance), "--no-flip", "--post-process", "dark", "-q"]
+            "--min-hits", str(options.min_hits), "--appearance", str(options.appearance),
+            "--det-iou", str(options.det_iou), "--no-flip", "--post-process", "dark", "-q"]
     if det is not None:
         argv += ["--det-weights", str(det)]
     start = time.perf_counter()
@@ -363,13 +368,13 @@ def rescore(args: argparse.Namespace) -> dict:
 
 def track_options(args: argparse.Namespace, video_size: list[int] | tuple[int, int]) -> TrackOptions:
     return TrackOptions(det_imgsz=args.track_imgsz or native_imgsz(video_size), max_lost=args.max_lost,
-                        min_hits=args.min_hits, appearance=args.appearance)
+                        min_hits=args.min_hits, appearance=args.appearance, det_iou=args.det_iou)
 
 
 def tracking_summary(options: TrackOptions) -> dict:
     """The summary's record of ``options``."""
     return {"tracking_imgsz": options.det_imgsz, "max_lost_s": options.max_lost, "min_hits": options.min_hits,
-            "appearance": options.appearance}
+            "appearance": options.appearance, "det_iou": options.det_iou}
 
 
 def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -450,7 +455,8 @@ def render_table(summary: dict) -> str:
         "",
         "### `animalpose track` on the clips",
         "",
-        f"Means over clips. Trained detector (input {summary.get('tracking_imgsz', det['imgsz'])} px) and pose model, "
+        f"Means over clips. Trained detector (input {summary.get('tracking_imgsz', det['imgsz'])} px, non-maximum "
+        f"suppression at IoU {summary.get('det_iou', 0.7):g}, `--det-iou`) and pose model, "
         f"an animal keeps its identity for {summary.get('max_lost_s', 3.0):g} s unseen (`--max-lost`), "
         f"{_appearance_text(summary.get('appearance', 0.0))}, an identity after {summary.get('min_hits', 2)} "
         "detections in a row (`--min-hits`), no flip test, DARK decoding; OKS AP per frame with the "

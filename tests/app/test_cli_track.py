@@ -109,6 +109,7 @@ def test_bad_sources_fail_with_one_line(tmp_path, models, capsys, make, message)
 @pytest.mark.parametrize("option, message", [
     (["--det-every", "0"], "--det-every must be at least 1"),
     (["--det-conf", "1.5"], "--det-conf must be in [0, 1]"),
+    (["--det-iou", "-0.1"], "--det-iou must be in [0, 1]"),
     (["--max-lost", "-1"], "--max-lost must be 0 seconds or more"),
     (["--appearance", "1.5"], "--appearance must be in [0, 1]"),
     (["--min-hits", "0"], "--min-hits must be at least 1"),
@@ -118,6 +119,15 @@ def test_bad_tracking_options_fail_with_one_line(synthetic_clip, models, capsys,
     assert main(["track", str(path), "-q", *option]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_detector_options_reach_the_detector_settings():
+    from app.cli import build_parser
+
+    args = build_parser().parse_args(["track", "c.mp4", "--det-iou", "0.5", "--det-conf", "0.3", "--det-imgsz", "320"])
+    settings = cli_track.detector_settings_from_args(args, "cpu", False)
+    assert (settings.iou, settings.confidence, settings.image_size) == (0.5, 0.3, 320)
+    assert cli_track.detector_settings_from_args(build_parser().parse_args(["track", "c.mp4"]), "cpu", False).iou == 0.7
 
 
 def test_stream_given_to_track_points_to_live(models, capsys):

@@ -49,7 +49,8 @@ def test_table_names_the_detectors_data_and_both_ap50s():
     assert "lowest 0.700 over the smoothing modes (no)" in frames
     assert "| none | 0.700 | 0.550 | 0.800 | 0.600 | 2.0 |" in frames
     assert "| offline | 0.850 | – | – | 0.600 |" in frames  # a summary without the worst clip or the ceiling
-    assert "(input 320 px) and pose model, an animal keeps its identity for 5 s unseen" in frames
+    assert "(input 320 px, non-maximum suppression at IoU 0.7, `--det-iou`) and pose model, an animal keeps its " \
+           "identity for 5 s unseen" in frames
     images = render_table(_summary({}))  # a summary written before the detector's data was recorded
     assert "on the pose model's training images" in images and "pose model's test images |" not in images
     assert "detector (YOLO11n from its YAML, 20 epochs" in images
@@ -65,14 +66,19 @@ def test_a_narrower_detector_is_named_and_reported():
 
 
 def test_tracking_options_and_their_record():
-    args = get_args_parser().parse_args(["--max-lost", "4", "--appearance", "0.5", "--min-hits", "4"])
+    args = get_args_parser().parse_args(["--max-lost", "4", "--appearance", "0.5", "--min-hits", "4",
+                                         "--det-iou", "0.6"])
     options = track_options(args, (320, 256))
-    assert (options.det_imgsz, options.max_lost, options.min_hits, options.appearance) == (320, 4.0, 4, 0.5)
+    assert (options.det_imgsz, options.max_lost, options.min_hits, options.appearance, options.det_iou) == (
+        320, 4.0, 4, 0.5, 0.6)
     assert track_options(get_args_parser().parse_args(["--track-imgsz", "256"]), (320, 256)).det_imgsz == 256
+    assert track_options(get_args_parser().parse_args([]), (320, 256)).det_iou == 0.5  # the table's setting
     record = tracking_summary(options)
-    assert record == {"tracking_imgsz": 320, "max_lost_s": 4.0, "min_hits": 4, "appearance": 0.5}
+    assert record == {"tracking_imgsz": 320, "max_lost_s": 4.0, "min_hits": 4, "appearance": 0.5, "det_iou": 0.6}
     table = render_table({**_summary({}), **record})
     assert "colour-histogram appearance cue of weight 0.5 (`--appearance`), an identity after 4 detections" in table
+    assert "non-maximum suppression at IoU 0.6, `--det-iou`" in table
+    assert "suppression at IoU 0.7" in render_table(_summary({}))  # summaries from before the option: the default
     assert "no appearance cue" in render_table(_summary({}))  # summaries before the cue existed
 
 
