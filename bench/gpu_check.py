@@ -21,11 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +30,7 @@ import cv2
 import numpy as np
 import torch
 
+from bench.pose import timeit
 from bench.report import write_section
 from pose.estimator import PoseEstimator, PoseSettings
 from pose.model import hrnet_w32
@@ -104,20 +102,6 @@ def keypoint_shift(weights: Path, variant: Variant, device: str,
             "moved_1px": float((shift > 1).mean()), "keypoints": int(shift.size)}
 
 
-def timeit(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
-    """Median seconds of ``fn`` over ``repeats`` runs after five warm-up runs."""
-    for _ in range(5):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def pose_speed(variant: Variant, batches: list[int], repeats: int, device: str) -> dict[int, float]:
     """Seconds per ``infer_heatmaps`` call of HRNet-w32 for each batch size."""
     torch.manual_seed(0)
@@ -127,7 +111,7 @@ def pose_speed(variant: Variant, batches: list[int], repeats: int, device: str) 
     out = {}
     for batch in batches:
         x = rng.standard_normal((batch, 3, 256, 256)).astype(np.float32)
-        out[batch] = timeit(lambda x=x: estimator.infer_heatmaps(x), repeats, sync)
+        out[batch] = timeit(lambda x=x: estimator.infer_heatmaps(x), repeats, warmup=5, sync=sync)
     return out
 
 
@@ -143,7 +127,7 @@ def detector_speed(half: bool, repeats: int, device: str, folder: Path) -> float
     detector = Detector(DetectorSettings(weights=path, device=device, half=half))
     frame = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), dtype=np.uint8)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    return timeit(lambda: detector(frame), repeats, sync)
+    return timeit(lambda: detector(frame), repeats, warmup=5, sync=sync)
 
 
 def render(results: dict, device: str) -> str:
