@@ -8,8 +8,9 @@ it newest-frame-first and the pipeline processes what it gets (detector: two fix
 pose model does real work each frame; pose: the small reference network unless ``--pose`` names
 another checkpoint or ``--random`` an architecture to run with random weights). Latency is
 ``time.monotonic()`` after the result minus the frame's capture time; it is reported per tenth of the
-stream to show that it stays flat (no queue builds up, unlike ultralytics#4211), with the share of frames dropped as stale. Written to the ``live`` section of
-``docs/benchmarks.md`` (``live-cuda`` with ``--device cuda``).
+stream to show that it stays flat (no queue builds up, unlike ultralytics#4211), with the share of
+frames dropped as stale. Written to the ``live`` section of ``docs/benchmarks.md`` (``live-cuda`` with
+``--device cuda``).
 """
 
 from __future__ import annotations
