@@ -304,7 +304,7 @@ class TrackOptions:
     max_lost: float
     min_hits: int
     appearance: float
-    det_iou: float = 0.7
+    det_iou: float
 
 
 def track_clip(clip: Path, pose: Path, det: Path | None, smoothing: str, out: Path, device: str,

@@ -34,6 +34,7 @@ from bench.pose import timeit
 from bench.report import write_section
 from pose.estimator import PoseEstimator, PoseSettings
 from pose.model import hrnet_w32
+from pose.transforms import xyxy_to_xywh
 
 logger = logging.getLogger("bench.gpu_check")
 
@@ -83,21 +84,21 @@ def trained_images(count: int, size: int) -> list[tuple[np.ndarray, np.ndarray]]
     out = []
     for index in range(count):
         image, labels, _ = render_dataset_image(index, settings)
-        boxes = np.concatenate([labels.boxes[:, :2], labels.boxes[:, 2:] - labels.boxes[:, :2]], axis=1)
-        if len(boxes):
-            out.append((image, boxes.astype(np.float32)))
+        if len(labels.boxes):
+            out.append((image, xyxy_to_xywh(labels.boxes).astype(np.float32)))
     return out
 
 
-def keypoint_shift(weights: Path, variant: Variant, device: str,
-                   images: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-    """How far ``variant`` moves the keypoints of ``weights`` from our float32 CPU output on ``images``
-    (pixels: mean, 99th percentile, largest; and the share of keypoints moved by more than 1 pixel)."""
-    runs = []
-    for settings in (PoseSettings(device="cpu"), settings_of(variant, device)):
-        estimator = PoseEstimator.from_weights(weights, settings)
-        runs.append(np.concatenate([estimator.estimate_xywh(image, boxes).keypoints for image, boxes in images]))
-    shift = np.linalg.norm(runs[1][..., :2] - runs[0][..., :2], axis=-1).ravel()
+def trained_keypoints(weights: Path, settings: PoseSettings, images: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """(N, K, 3) keypoints of ``weights`` run with ``settings`` on every animal of ``images``."""
+    estimator = PoseEstimator.from_weights(weights, settings)
+    return np.concatenate([estimator.estimate_xywh(image, boxes).keypoints for image, boxes in images])
+
+
+def keypoint_shift(keypoints: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """How far ``keypoints`` lie from ``reference`` (our float32 CPU output), in pixels: mean, 99th
+    percentile, largest; and the share of keypoints moved by more than 1 pixel."""
+    shift = np.linalg.norm(keypoints[..., :2] - reference[..., :2], axis=-1).ravel()
     return {"mean_px": float(shift.mean()), "p99_px": float(np.percentile(shift, 99)), "max_px": float(shift.max()),
             "moved_1px": float((shift > 1).mean()), "keypoints": int(shift.size)}
 
@@ -202,8 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         size = load_pose_checkpoint(args.trained)[2] or (256, 256)
         images = trained_images(args.images, 4 * max(size))
         results.update(trained=args.trained.name, trained_images=len(images))
+        reference = trained_keypoints(args.trained, PoseSettings(device="cpu"), images)
         for variant in variants:
-            results["keypoint_shift"][variant.name] = keypoint_shift(args.trained, variant, args.device, images)
+            keypoints = trained_keypoints(args.trained, settings_of(variant, args.device), images)
+            results["keypoint_shift"][variant.name] = keypoint_shift(keypoints, reference)
             logger.info("keypoint shift %s: %s", variant.name, results["keypoint_shift"][variant.name])
     for variant in variants:
         speed = pose_speed(variant, args.batches, args.repeats, args.device)

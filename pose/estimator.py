@@ -12,7 +12,7 @@ import enum
 import logging
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -191,6 +191,8 @@ class PoseEstimator:
             torch.set_flush_denormal(True)
         self.half = settings.half and self.device.type == "cuda"
         self.channels_last = settings.channels_last and self.device.type == "cuda"
+        # cuDNN's flag is process-wide: touched around CUDA batches only, never on the CPU path.
+        self._precision = (lambda: cudnn_tf32(settings.tf32)) if self.device.type == "cuda" else nullcontext
         model = model.eval().to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -247,7 +249,7 @@ class PoseEstimator:
             if self._session is not None:
                 outputs.append(run_onnx(self._session, chunk))
                 continue
-            with torch.inference_mode(), cudnn_tf32(self.settings.tf32 and self.device.type == "cuda"):
+            with torch.inference_mode(), self._precision():
                 x = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device, non_blocking=True)
                 if self.half:
                     x = x.half()
