@@ -16,8 +16,9 @@ Everything from scratch on this machine, no downloaded weights:
 
 The table goes into ``docs/benchmarks.md`` (section "e2e-synthetic").
 
-Training length is given in epochs (``--pose-epochs``, ``--det-epochs``); the report states how long
-training took and the load average, since the machine may be shared.
+Training length is given in epochs (``--pose-epochs``, ``--det-epochs``), or for the detector in minutes
+(``--det-minutes``); the report states how long training took and the load average, since the machine may
+be shared.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ logger = logging.getLogger(__name__)
 SMOOTHING_MODES = ("none", "causal", "offline")
 VIDEO_SEED_OFFSET = 1000  # clip seeds start here, away from every dataset seed
 CLIP_FPS = 15.0  # frame rate of the held-out clips and of the detector's training clips
+LOG_FORMAT = "%(asctime)s %(name)s: %(message)s"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -56,6 +58,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "2-core machine)")
     parser.add_argument("--det-epochs", type=int, default=28,
                         help="detector training epochs (default 28: about 28 min at the default width and size)")
+    parser.add_argument("--det-minutes", type=float, default=None,
+                        help="train the detector for this many minutes instead of --det-epochs (ultralytics fits "
+                        "the epochs to the time)")
+    parser.add_argument("--det-seed", type=int, default=None,
+                        help="the detector's training seed (default --seed; the data and clips stay those of --seed)")
     parser.add_argument("--images", type=int, default=2000, help="synthetic images (80%% train, 10%% val, 10%% test)")
     parser.add_argument("--image-size", type=int, default=256, help="synthetic image width and height in pixels")
     parser.add_argument("--pose-arch", default="hrnet_tiny_s2", help="a name of train.train_pose.ARCHITECTURES")
@@ -108,7 +115,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--concurrent", action="store_true",
-                        help="train the detector in a second process while the pose model trains, one core each")
+                        help="train the detector in a second process while the pose model trains, one core each; "
+                        "once the pose model is done the detector takes every core")
     parser.add_argument("--pose-shared-epochs", type=int, default=None,
                         help="with --concurrent: pose epochs trained beside the detector; the rest resume on "
                         "every core once the detector is done (default: all of them beside it)")
@@ -218,21 +226,51 @@ def detector_label(width: float) -> str:
     return "YOLO11n" if width == YOLO11N_WIDTH else f"YOLO11 at channel width {width:g} (YOLO11n: {YOLO11N_WIDTH:g})"
 
 
-def train_yolo(dataset: Path, out: Path, args: argparse.Namespace) -> tuple[Path, float]:
-    """A YOLO11 of width ``--det-width`` from its YAML (no pretrained weights); returns ``best.pt`` and
-    the seconds taken."""
+def train_yolo(dataset: Path, out: Path, args: argparse.Namespace,
+               all_cores_after=None) -> tuple[Path, float, int]:
+    """A YOLO11 of width ``--det-width`` from its YAML (no pretrained weights) for ``--det-epochs`` or
+    ``--det-minutes``; from the first epoch that starts after the event ``all_cores_after`` is set (a
+    ``multiprocessing`` event: the pose model beside it is done), torch runs on every core. Returns
+    ``best.pt``, the seconds taken and the epochs trained."""
     from train.detector import DetectorTrainSettings, train_detector, yolo11_yaml
 
+    if not logging.getLogger().handlers:  # a spawned process of --concurrent
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     model = "yolo11n.yaml" if args.det_width == YOLO11N_WIDTH else str(yolo11_yaml(out, args.det_width))
+    seed = args.seed if args.det_seed is None else args.det_seed
     settings = DetectorTrainSettings(data=dataset / "data.yaml", model=model, epochs=args.det_epochs,
-                                     image_size=args.det_imgsz, batch=args.det_batch, device=args.device,
-                                     workers=0, output_dir=out, name=detector_name(args.det_width), seed=args.seed,
-                                     amp=False)
+                                     minutes=args.det_minutes, image_size=args.det_imgsz, batch=args.det_batch,
+                                     device=args.device, workers=0, output_dir=out, name=detector_name(args.det_width),
+                                     seed=seed, amp=False)
+    callbacks = {} if all_cores_after is None else {"on_train_epoch_start": take_all_cores(all_cores_after)}
     start = time.perf_counter()
-    weights = train_detector(settings)
+    weights = train_detector(settings, callbacks)
     elapsed = time.perf_counter() - start
-    logger.info("detector: %d epochs in %.0f s", args.det_epochs, elapsed)
-    return weights, elapsed
+    epochs = epochs_trained(out / detector_name(args.det_width))
+    logger.info("detector: %d epochs in %.0f s", epochs, elapsed)
+    return weights, elapsed, epochs
+
+
+def take_all_cores(event):
+    """An ultralytics ``on_train_epoch_start`` callback: once ``event`` is set, torch runs on every core."""
+
+    def callback(trainer) -> None:
+        import torch
+
+        cores = os.cpu_count() or 1
+        if event.is_set() and torch.get_num_threads() < cores:
+            torch.set_num_threads(cores)
+            logger.info("detector: the pose model is done, %d threads from epoch %d", cores, trainer.epoch + 1)
+
+    return callback
+
+
+def epochs_trained(run: Path) -> int:
+    """Epochs an ultralytics run in folder ``run`` completed (the rows of its ``results.csv``)."""
+    results = run / "results.csv"
+    if not results.is_file():
+        return 0
+    return max(0, len(results.read_text().strip().splitlines()) - 1)
 
 
 def detector_ap50(weights: Path, dataset: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -398,6 +436,8 @@ def _schedule(summary: dict) -> str:
         return "one model after the other"
     shared = summary["pose"].get("shared_epochs")
     if shared is None or shared >= summary["pose"]["epochs"]:
+        if summary.get("detector_all_cores"):
+            return "both models at once, one core each, then the detector on both cores once the pose model was done"
         return "both models at once, one core each"
     return (f"both models at once, one core each, for the pose model's first {shared} epochs; "
             "its other epochs on both cores after the detector finished")
@@ -420,6 +460,12 @@ def _det_data_text(summary: dict) -> str:
             f"{summary['video_size'][0]}×{summary['video_size'][1]}, other seeds than the held-out clips")
 
 
+def _det_epochs_text(det: dict) -> str:
+    if det.get("minutes") is None:
+        return f"{det['epochs']} epochs"
+    return f"{det['epochs']} epochs in {det['minutes']:g} min (`--det-minutes`), seed {det.get('seed', 0)}"
+
+
 def _appearance_text(weight: float) -> str:
     if weight == 0:
         return "no appearance cue"
@@ -436,7 +482,7 @@ def render_table(summary: dict) -> str:
         f"Training on CPU took {summary['training_seconds'] / 60:.1f} min of wall time ({_schedule(summary)}): "
         f"{pose['seconds'] / 60:.1f} min for the pose model ({pose['arch']}, {pose['epochs']} epochs, input "
         f"{pose['input']}×{pose['input']}{_augment_text(pose)}) and {det['seconds'] / 60:.1f} min for the "
-        f"detector ({detector_label(det.get('width', YOLO11N_WIDTH))} from its YAML, {det['epochs']} epochs, "
+        f"detector ({detector_label(det.get('width', YOLO11N_WIDTH))} from its YAML, {_det_epochs_text(det)}, "
         f"imgsz {det['imgsz']}, {_det_data_text(summary)}). Load average "
         f"{summary['load_start']:.1f} at the start, {summary['load_end']:.1f} at the end."
         + (f" Clips tracked again on {summary['rescored']} with the same weights (`--rescore`); the training "
@@ -500,17 +546,20 @@ def main(args: argparse.Namespace) -> dict:
 
         # ultralytics trains on cpu_count - 1 threads on the CPU (one here); the pose model takes the other core.
         shared = args.pose_epochs if args.pose_shared_epochs is None else min(args.pose_shared_epochs, args.pose_epochs)
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            detector_job = pool.submit(train_yolo, det_dataset, out / "detector", args)
+        context = multiprocessing.get_context("spawn")
+        with context.Manager() as manager, ProcessPoolExecutor(1, mp_context=context) as pool:
+            pose_done = manager.Event()
+            detector_job = pool.submit(train_yolo, det_dataset, out / "detector", args, pose_done)
             with torch_threads(1):
                 pose_metrics, pose_seconds = train_pose(dataset, out / "pose", args, shared)
-            det_weights, det_seconds = detector_job.result()
+            pose_done.set()
+            det_weights, det_seconds, det_epochs = detector_job.result()
         if shared < args.pose_epochs:
             pose_metrics, more_seconds = train_pose(dataset, out / "pose", args, resume=True)
             pose_seconds += more_seconds
     else:
         pose_metrics, pose_seconds = train_pose(dataset, out / "pose", args)
-        det_weights, det_seconds = train_yolo(det_dataset, out / "detector", args)
+        det_weights, det_seconds, det_epochs = train_yolo(det_dataset, out / "detector", args)
     training_seconds = time.perf_counter() - start
     det_metrics = {"data": args.det_data, **det_counts, **detector_ap50(det_weights, det_dataset, args)}
     if args.det_data == "frames":
@@ -530,9 +579,10 @@ def main(args: argparse.Namespace) -> dict:
                  "shared_epochs": args.pose_shared_epochs if args.concurrent else None,
                  "augment": {"rotation": args.pose_rotation, "rotation_prob": args.pose_rotation_prob,
                              "scale": args.pose_scale, "half_body": args.pose_half_body}},
-        "detector": {"name": detector_name(args.det_width), "width": args.det_width, "epochs": args.det_epochs,
+        "detector": {"name": detector_name(args.det_width), "width": args.det_width, "epochs": det_epochs,
+                     "minutes": args.det_minutes, "seed": args.seed if args.det_seed is None else args.det_seed,
                      "seconds": det_seconds, "imgsz": args.det_imgsz, **det_metrics},
-        "training_seconds": training_seconds, "concurrent": args.concurrent,
+        "training_seconds": training_seconds, "concurrent": args.concurrent, "detector_all_cores": args.concurrent,
         **tracking_summary(options), "tracking": tracking, "load_start": load_start,
         "load_end": os.getloadavg()[0],
     }
@@ -552,5 +602,5 @@ def report(summary: dict, args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     main(get_args_parser().parse_args())

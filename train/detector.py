@@ -28,9 +28,10 @@ import enum
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -202,6 +203,10 @@ class DetectorTrainSettings:
         model: weights to fine-tune (``yolo11n.pt``: downloaded by ultralytics when missing)
             or a model YAML to train from scratch (``yolo11n.yaml``).
         epochs, image_size, batch: ultralytics ``epochs``, ``imgsz``, ``batch``.
+        minutes: train for this long instead of ``epochs`` (ultralytics ``time``, in hours there): after
+            each epoch ultralytics plans the number of epochs that fit from their mean duration so far
+            (learning-rate schedule and the last epochs without mosaics follow the plan) and it stops
+            when the time is up, if need be inside an epoch. None: ``epochs``.
         device: ``cpu``, ``0``, ``0,1``... (None: ultralytics chooses).
         workers: data loading workers.
         output_dir, name: ultralytics ``project`` and ``name``; weights land in
@@ -217,6 +222,7 @@ class DetectorTrainSettings:
     data: Path
     model: str = "yolo11n.pt"
     epochs: int = 100
+    minutes: float | None = None
     image_size: int = 640
     batch: int = 16
     device: str | None = None
@@ -234,12 +240,18 @@ class DetectorTrainSettings:
         if self.epochs < 1 or self.batch < 1 or self.workers < 0:
             raise ValueError(f"epochs and batch must be >= 1 and workers >= 0, got {self.epochs}, {self.batch}, "
                              f"{self.workers}")
+        if self.minutes is not None and not self.minutes > 0:
+            raise ValueError(f"minutes must be > 0, got {self.minutes}")
         if self.image_size < 32 or self.image_size % 32:
             raise ValueError(f"image_size must be a multiple of 32, got {self.image_size}")
 
 
-def train_detector(settings: DetectorTrainSettings) -> Path:
+def train_detector(settings: DetectorTrainSettings,
+                   callbacks: Mapping[str, Callable[[Any], None]] | None = None) -> Path:
     """Train with ultralytics; returns ``best.pt`` (usable as ``--det-weights``).
+
+    ``callbacks`` maps ultralytics events (``on_train_epoch_start``...) to functions of the trainer,
+    added to the model before training.
 
     Raises:
         FileNotFoundError: ``data`` or a local ``model`` file is missing.
@@ -259,11 +271,13 @@ def train_detector(settings: DetectorTrainSettings) -> Path:
             model = YOLO(settings.model)
             if settings.cpu_channels_last:
                 model.add_callback("on_pretrain_routine_end", _channels_last_on_cpu)
+            for event, callback in (callbacks or {}).items():
+                model.add_callback(event, callback)
             model.train(
                 data=str(settings.data), epochs=settings.epochs, imgsz=settings.image_size, batch=settings.batch,
                 device=settings.device, workers=settings.workers, project=str(settings.output_dir.resolve()),
                 name=settings.name, exist_ok=True, seed=settings.seed, amp=settings.amp, plots=settings.plots,
-                verbose=False,
+                verbose=False, time=None if settings.minutes is None else settings.minutes / 60,
             )
         best = Path(model.trainer.best)
     finally:
@@ -303,6 +317,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     train = parser.add_argument_group("training")
     train.add_argument("--model", default=d.model, help="weights to fine-tune or a model YAML (from scratch)")
     train.add_argument("--epochs", type=int, default=d.epochs)
+    train.add_argument("--minutes", type=float, default=None,
+                       help="train for this long instead of --epochs (ultralytics fits the epochs to it)")
     train.add_argument("--imgsz", type=int, default=d.image_size, help="training image size (pixels)")
     train.add_argument("--batch", type=int, default=d.batch)
     train.add_argument("--device", default=None, help="cpu, 0, 0,1 ... (default: ultralytics chooses)")
@@ -327,7 +343,7 @@ def main(args: argparse.Namespace) -> int:
             classes=ClassMode(args.classes), families=tuple(args.families), species=tuple(args.species),
         ))
     train_detector(DetectorTrainSettings(
-        data=data, model=args.model, epochs=args.epochs, image_size=args.imgsz, batch=args.batch,
+        data=data, model=args.model, epochs=args.epochs, minutes=args.minutes, image_size=args.imgsz, batch=args.batch,
         device=args.device, workers=args.workers, output_dir=args.output_dir, name=args.name, seed=args.seed,
         amp=not args.no_amp, plots=args.plots,
     ))

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
+from types import SimpleNamespace
+
+import torch
 
 from bench.e2e_synthetic import (
     detector_name,
+    epochs_trained,
     get_args_parser,
     native_imgsz,
     render_clips,
     render_table,
+    take_all_cores,
     track_options,
     tracking_summary,
 )
@@ -91,3 +98,35 @@ def test_clips_are_rendered_once_and_more_can_be_added(tmp_path):
     more = render_clips(tmp_path, 3, 6, (160, 128), seed=0)
     assert more[0][1]["marker"] == 1  # read back, not rendered again
     assert len(more) == 3 and (tmp_path / "crossing_2.mp4").is_file()
+
+
+def test_detector_for_a_time_with_its_own_seed_is_reported():
+    args = get_args_parser().parse_args([])
+    assert (args.det_minutes, args.det_seed) == (None, None)  # --det-epochs, and the seed of --seed
+    args = get_args_parser().parse_args(["--det-minutes", "27.5", "--det-seed", "3"])
+    assert (args.det_minutes, args.det_seed) == (27.5, 3)
+    table = render_table({**_summary({"epochs": 34, "minutes": 27.5, "seed": 3}), "detector_all_cores": True})
+    assert ", 34 epochs in 27.5 min (`--det-minutes`), seed 3, imgsz 256" in table
+    assert "one core each, then the detector on both cores once the pose model was done" in table
+    assert "(both models at once, one core each): " in render_table(_summary({}))  # summaries from before
+
+
+def test_the_detector_takes_every_core_once_the_pose_model_is_done():
+    pose_done, trainer = threading.Event(), SimpleNamespace(epoch=3)
+    callback = take_all_cores(pose_done)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        callback(trainer)
+        assert torch.get_num_threads() == 1
+        pose_done.set()
+        callback(trainer)
+        assert torch.get_num_threads() == (os.cpu_count() or 1)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_epochs_trained_counts_the_rows_of_ultralytics_results(tmp_path):
+    assert epochs_trained(tmp_path) == 0  # no results yet
+    (tmp_path / "results.csv").write_text("epoch,time\n1,2.5\n2,5.1\n")
+    assert epochs_trained(tmp_path) == 2

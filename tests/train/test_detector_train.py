@@ -74,7 +74,8 @@ def test_family_classes_and_filters(synthetic: Path, tmp_path: Path) -> None:
         convert_to_yolo(_settings(synthetic, tmp_path / "x", species=("unicorn",)))
 
 
-@pytest.mark.parametrize(("field", "value"), [("image_size", 100), ("epochs", 0), ("workers", -1)])
+@pytest.mark.parametrize(("field", "value"), [("image_size", 100), ("epochs", 0), ("workers", -1), ("minutes", 0.0),
+                                             ("minutes", float("nan"))])
 def test_train_settings_are_validated(field: str, value: int) -> None:
     with pytest.raises(ValueError, match=field.split("_")[0]):
         DetectorTrainSettings(data=Path("data.yaml"), **{field: value})
@@ -100,6 +101,20 @@ def test_one_epoch_offline_fine_tune_plugs_into_the_detector(synthetic: Path, tm
     image = cv2.imread(str(next((synthetic / "data").glob("*.jpg"))))
     detections = detector(image)
     assert detections.xyxy.shape[1] == 4
+
+
+def test_training_for_a_time_plans_its_epochs_and_runs_callbacks(synthetic: Path, tmp_path: Path) -> None:
+    """``minutes`` (ultralytics ``time``) stops a run asking for 1000 epochs after a few; extra callbacks run."""
+    from train.detector import train_detector
+
+    data = convert_to_yolo(_settings(synthetic, tmp_path / "yolo"))
+    started: list[int] = []
+    settings = DetectorTrainSettings(data=data, model="yolo11n.yaml", epochs=1000, minutes=0.05, image_size=64,
+                                     batch=4, device="cpu", workers=0, output_dir=tmp_path / "runs", amp=False)
+    weights = train_detector(settings, {"on_train_epoch_start": lambda trainer: started.append(trainer.epoch)})
+    assert weights.is_file()
+    rows = (tmp_path / "runs" / "train" / "results.csv").read_text().strip().splitlines()[1:]
+    assert 1 <= len(rows) < 1000 and started == list(range(len(rows)))
 
 
 def test_cpu_training_runs_in_channels_last_memory_order() -> None:
