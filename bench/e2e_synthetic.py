@@ -237,18 +237,22 @@ def train_yolo(dataset: Path, out: Path, args: argparse.Namespace,
     if not logging.getLogger().handlers:  # a spawned process of --concurrent
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     model = "yolo11n.yaml" if args.det_width == YOLO11N_WIDTH else str(yolo11_yaml(out, args.det_width))
-    seed = args.seed if args.det_seed is None else args.det_seed
     settings = DetectorTrainSettings(data=dataset / "data.yaml", model=model, epochs=args.det_epochs,
                                      minutes=args.det_minutes, image_size=args.det_imgsz, batch=args.det_batch,
                                      device=args.device, workers=0, output_dir=out, name=detector_name(args.det_width),
-                                     seed=seed, amp=False)
+                                     seed=detector_seed(args), amp=False)
     callbacks = {} if all_cores_after is None else {"on_train_epoch_start": take_all_cores(all_cores_after)}
     start = time.perf_counter()
     weights = train_detector(settings, callbacks)
     elapsed = time.perf_counter() - start
-    epochs = epochs_trained(out / detector_name(args.det_width))
+    epochs = epochs_trained(weights.parent.parent)  # RUN/weights/best.pt
     logger.info("detector: %d epochs in %.0f s", epochs, elapsed)
     return weights, elapsed, epochs
+
+
+def detector_seed(args: argparse.Namespace) -> int:
+    """The detector's training seed: ``--det-seed``, else ``--seed``."""
+    return args.seed if args.det_seed is None else args.det_seed
 
 
 def take_all_cores(event):
@@ -580,7 +584,7 @@ def main(args: argparse.Namespace) -> dict:
                  "augment": {"rotation": args.pose_rotation, "rotation_prob": args.pose_rotation_prob,
                              "scale": args.pose_scale, "half_body": args.pose_half_body}},
         "detector": {"name": detector_name(args.det_width), "width": args.det_width, "epochs": det_epochs,
-                     "minutes": args.det_minutes, "seed": args.seed if args.det_seed is None else args.det_seed,
+                     "minutes": args.det_minutes, "seed": detector_seed(args),
                      "seconds": det_seconds, "imgsz": args.det_imgsz, **det_metrics},
         "training_seconds": training_seconds, "concurrent": args.concurrent, "detector_all_cores": args.concurrent,
         **tracking_summary(options), "tracking": tracking, "load_start": load_start,

@@ -11,6 +11,7 @@ import torch
 
 from bench.e2e_synthetic import (
     detector_name,
+    detector_seed,
     epochs_trained,
     get_args_parser,
     native_imgsz,
@@ -105,6 +106,7 @@ def test_detector_for_a_time_with_its_own_seed_is_reported():
     assert (args.det_minutes, args.det_seed) == (None, None)  # --det-epochs, and the seed of --seed
     args = get_args_parser().parse_args(["--det-minutes", "27.5", "--det-seed", "3"])
     assert (args.det_minutes, args.det_seed) == (27.5, 3)
+    assert detector_seed(args) == 3 and detector_seed(get_args_parser().parse_args(["--seed", "2"])) == 2
     table = render_table({**_summary({"epochs": 34, "minutes": 27.5, "seed": 3}), "detector_all_cores": True})
     assert ", 34 epochs in 27.5 min (`--det-minutes`), seed 3, imgsz 256" in table
     assert "one core each, then the detector on both cores once the pose model was done" in table
