@@ -20,8 +20,13 @@ refuses a detection whose appearance distance is over ``relink_max_appearance``:
 back after it was hidden or out of the frame gets its own identity back rather than the nearest lost
 one. Any track also refuses, in stages 1 and 4, a detection over ``match_max_appearance`` that
 overlaps no other detection: after a crossing, the animal that was hidden does not take over the
-track of the one in front. A track's average is updated only from detections that overlap no other
-detection (at a crossing a box holds both animals), and only those are judged by their colours.
+track of the one in front. In stages 1 and 4 a track also refuses such a box when another track's
+colours are nearer to it by more than ``appearance_margin`` (the box is clearly that animal's: a
+hidden or lost track may then take it, or it waits for the re-link stage, where every track left
+competes by position and colours). A track's average is updated only from detections that overlap
+no other detection (at a crossing a box holds both animals) and lie within ``appearance_update_max``
+of it (a track that took another animal's box for a while does not take its colours), and only
+boxes that overlap no other are judged by their colours.
 
 Confident detections left over start tentative tracks, confirmed after ``min_hits`` consecutive
 matches. Association ignores the detector's class (a dog called a cat for one frame keeps its
@@ -108,6 +113,11 @@ class TrackerSettings:
             overlaps no other detection in stages 1 and 4 (a box that holds two animals is not judged by
             its colours).
         appearance_momentum: weight of a new detection's features in a track's running average.
+        appearance_margin: in stages 1 and 4 a track refuses a detection that overlaps no other detection
+            when some track's appearance distance to it is lower than this track's by more than this
+            (1: never).
+        appearance_update_max: a detection updates a track's running average only within this
+            appearance distance of it (1: always).
         record_history: keep every track's forward pass for :func:`smooth_tracks_offline`
             (always on when ``smoothing.mode`` is OFFLINE).
         smoothing: keypoint smoothing settings.
@@ -133,13 +143,15 @@ class TrackerSettings:
     relink_max_appearance: float = 0.5
     match_max_appearance: float = 0.4
     appearance_momentum: float = 0.1
+    appearance_margin: float = 0.1
+    appearance_update_max: float = 0.3
     record_history: bool = False
     smoothing: SmoothingSettings = field(default_factory=SmoothingSettings)
 
     def __post_init__(self) -> None:
         for name in ("high_score", "low_score", "new_track_score", "max_cost", "low_max_cost", "oks_weight",
                      "keypoint_threshold", "appearance_weight", "relink_max_appearance", "match_max_appearance",
-                     "appearance_momentum"):
+                     "appearance_momentum", "appearance_margin", "appearance_update_max"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -447,7 +459,7 @@ class Tracker:
             track.update(boxes[j], float(scores[j]), int(index[j]))
             if keypoints is not None:
                 track.attach_pose(keypoints[j])
-            if own[j]:
+            if own[j] and self._fits(track, features[j]):
                 track.update_appearance(features[j])
             if track.state is not TrackState.TENTATIVE or track.hits >= self.settings.min_hits:
                 track.state = TrackState.CONFIRMED
@@ -462,6 +474,14 @@ class Tracker:
                 if own[j]:
                     self._tracks[-1].update_appearance(features[j])
         return self._report(self._reported_after_update)
+
+    def _fits(self, track: _LiveTrack, feature: np.ndarray) -> bool:
+        """Whether ``feature`` may update ``track``'s colours: it has none yet, or they are within
+        ``appearance_update_max`` of it."""
+        if track.appearance is None or self.settings.appearance_update_max >= 1.0:
+            return True
+        distance = appearance_distance(track.appearance[None], feature[None])[0, 0]
+        return float(distance) <= self.settings.appearance_update_max
 
     def _check_features(self, features: np.ndarray | None, count: int) -> np.ndarray | None:
         """``features`` as float64 (N, D), or None when appearance is off or none were given."""
@@ -624,6 +644,12 @@ class Tracker:
             cost = np.where(lost & (appearance > self.settings.relink_max_appearance), np.inf, cost)
             cost = np.where(own[candidates][None, :] & (appearance > self.settings.match_max_appearance), np.inf,
                             cost)
+            if self.settings.appearance_margin < 1.0:
+                # ... nor one whose colours are clearly another track's (hidden, lost or matched elsewhere).
+                everyone = self._appearance(self._tracks, features[candidates])
+                closest = np.min(np.where(np.isnan(everyone), np.inf, everyone), axis=0, initial=np.inf)
+                other = appearance > closest[None, :] + self.settings.appearance_margin
+                cost = np.where(own[candidates][None, :] & other, np.inf, cost)
         # A pair with no box overlap at all is never matched here (re-linking handles lost tracks).
         cost = np.where(iou > 0, cost, np.inf)
         assignment = linear_assignment(cost, max_cost)

@@ -51,6 +51,8 @@ def poses_for(detections: Detections, facings=None) -> Poses:
         ("relink_gate", 0.0, "relink_gate"),
         ("box_process_noise", float("inf"), "box_process_noise"),
         ("box_size_damping", 1.5, "box_size_damping"),
+        ("appearance_margin", -0.1, "appearance_margin"),
+        ("appearance_update_max", 1.5, "appearance_update_max"),
         ("smoothing", "causal", "smoothing"),
     ],
 )
@@ -447,7 +449,8 @@ def test_lost_track_refuses_a_detection_that_looks_different():
 
 
 def test_appearance_average_skips_overlapping_detections():
-    tracker = Tracker(TrackerSettings(min_hits=1, appearance_weight=0.5, appearance_momentum=0.5))
+    tracker = Tracker(TrackerSettings(min_hits=1, appearance_weight=0.5, appearance_momentum=0.5,
+                                      appearance_update_max=1.0))
     tracker.update(dets(box_at(0.0)), features=FA[None])
     # A second box overlaps the first: neither detection's colours are one animal's.
     (track, _) = tracker.update(dets(box_at(0.0), box_at(60.0)), features=np.stack([FB, FB]))
@@ -479,6 +482,42 @@ def test_track_refuses_a_clear_detection_of_other_colours():
     for i in range(5):
         tracker.update(dets(box_at(5.0 * i)), features=FA[None])
     assert tracker.update(dets(box_at(25.0)), features=FB[None])[0].track_id == 1
+
+
+@pytest.mark.parametrize(("update_max", "moves"), [(0.3, False), (0.6, True), (1.0, True)])
+def test_appearance_average_keeps_its_colours_from_another_animal(update_max, moves):
+    tracker = Tracker(TrackerSettings(min_hits=1, appearance_weight=0.5, appearance_momentum=0.5,
+                                      match_max_appearance=1.0, appearance_update_max=update_max))
+    tracker.update(dets(box_at(0.0)), features=FA[None])
+    other = np.array([0.5, np.sqrt(0.75), 0.0])  # distance 0.5 to FA: another animal's colours
+    (track,) = tracker.update(dets(box_at(5.0)), features=other[None])
+    assert (track.track_id, track.detection_index) == (1, 0)  # matched all the same (no gate here)
+    expected = 0.5 * (FA + other) if moves else FA
+    np.testing.assert_allclose(tracker._tracks[0].appearance, expected)
+
+
+def _box_with_anothers_colours(margin: float) -> dict[int, int]:
+    """Track 1 (``FA``) stands at x=0; track 2 (``FB``) walks towards it from the right, 20 px a frame, and
+    is hidden from x=220 on. Twelve frames later a lone box stands at x=0, its colours nearer ``FB``
+    (distance 0.2) than ``FA`` (0.4); track 2 is predicted at x=-40. Returns {track id: detection index}
+    of that frame (-1: not matched)."""
+    tracker = Tracker(TrackerSettings(min_hits=1, appearance_weight=0.5, match_max_appearance=1.0,
+                                      appearance_margin=margin))
+    for i in range(10):
+        tracker.update(dets(box_at(0.0), box_at(400.0 - 20.0 * i)), features=np.stack([FA, FB]))
+    for _ in range(10, 22):
+        tracker.update(dets(box_at(0.0)), features=FA[None])
+    mixed = np.array([0.6, 0.8, 0.0])
+    tracker.update(dets(box_at(0.0)), features=mixed[None])
+    return {t.track_id: t.detection_index for t in tracker.tracks()}
+
+
+def test_track_refuses_a_box_whose_colours_are_clearly_another_tracks():
+    # 0.4 > 0.2 + 0.1: the box goes to the hidden animal's track, although track 1 overlaps it more.
+    assert _box_with_anothers_colours(0.1) == {1: -1, 2: 0}
+    # 0.4 <= 0.2 + 0.3: not clearly another's; track 1 takes it by its overlap.
+    assert _box_with_anothers_colours(0.3) == {1: 0, 2: -1}
+    assert _box_with_anothers_colours(1.0) == {1: 0, 2: -1}
 
 
 def test_features_are_ignored_without_appearance_weight():

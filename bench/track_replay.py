@@ -1,0 +1,223 @@
+"""Tracker settings scored on cached detections (``python -m bench.track_replay``).
+
+Choosing tracker settings by running ``animalpose track`` again and again costs the detector and the
+pose model on every frame. With the pose model after tracking (``animalpose track``'s default) the
+identities depend only on the detector's boxes, scores and the boxes' colour histograms, so this
+module runs the detector once per clip frame (:func:`cache_clip`, saved as ``.npz``), then replays the
+tracker alone on the cache (:func:`replay`) and scores the boxes it reports against the clip's truth
+(:func:`score_replay`: IDF1, MOTA, ID switches, precision, recall and the IDF1 with perfect
+identities, as ``train.e2e.score_clip``). A replay of a 150-frame clip takes a fraction of a second.
+
+The clips are synthetic clips of three crossing animals rendered from their seeds
+(``train.synthetic.render_video``), as the end-to-end benchmark's held-out clips are, but with other
+seeds: the validation clips on which the benchmark's tracking settings were chosen are seeds
+5000-5002, 6000-6007 and 7000-7019 (``--seeds``).
+
+The keypoints play no part here: this replays identities, not poses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from pose.structures import Detections
+from tracking.appearance import colour_histograms
+from tracking.simulate import FrameOutput, ideal_identities, identity_metrics
+from tracking.smoothing import SmoothingMode, SmoothingSettings
+from tracking.tracker import Track, Tracker, TrackerSettings, smooth_tracks_offline
+from train.e2e import clip_truth
+
+logger = logging.getLogger(__name__)
+
+#: The validation clips' seeds (none of them a held-out clip of the benchmark, whose seeds start at 1000).
+VALIDATION_SEEDS: tuple[int, ...] = (*range(5000, 5003), *range(6000, 6008), *range(7000, 7020))
+
+
+@dataclass(frozen=True)
+class CachedClip:
+    """A clip's detections and their colour histograms, frame by frame.
+
+    Attributes:
+        detections: one :class:`~pose.structures.Detections` per frame.
+        features: one (N, D) array of colour histograms per frame, aligned with ``detections``.
+        truth: the clip's ground truth (``train.synthetic.render_video``'s dict).
+    """
+
+    detections: tuple[Detections, ...]
+    features: tuple[np.ndarray, ...]
+    truth: dict
+
+    def __post_init__(self) -> None:
+        if len(self.detections) != len(self.features):
+            raise ValueError(f"detections and features must have one entry per frame, got {len(self.detections)} "
+                             f"and {len(self.features)}")
+        if len(self.detections) != len(self.truth["frames"]):
+            raise ValueError(f"the truth has {len(self.truth['frames'])} frames, the detections "
+                             f"{len(self.detections)}")
+
+    def save(self, path: str | Path) -> None:
+        """Write the cache as one ``.npz`` (detections and features concatenated, with frame counts)."""
+        counts = np.array([len(d) for d in self.detections], np.int64)
+        width = max((f.shape[1] for f in self.features if f.ndim == 2), default=0)
+        features = [f.reshape(len(d), width) for d, f in zip(self.detections, self.features)]
+        np.savez_compressed(
+            path, counts=counts,
+            xyxy=np.concatenate([d.xyxy for d in self.detections]).reshape(-1, 4).astype(np.float32),
+            scores=np.concatenate([d.scores for d in self.detections]).astype(np.float32),
+            class_ids=np.concatenate([d.class_ids for d in self.detections]).astype(np.int64),
+            features=np.concatenate(features).reshape(-1, width).astype(np.float32),
+            truth=np.array(json.dumps(self.truth)),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> CachedClip:
+        with np.load(path) as data:
+            bounds = np.concatenate([[0], np.cumsum(data["counts"])])
+            xyxy, scores, class_ids, features = data["xyxy"], data["scores"], data["class_ids"], data["features"]
+            truth = json.loads(str(data["truth"]))
+        spans = list(itertools.pairwise(bounds))
+        detections = tuple(Detections(xyxy[a:b], scores[a:b], class_ids[a:b]) for a, b in spans)
+        return cls(detections, tuple(features[a:b] for a, b in spans), truth)
+
+
+def read_frames(path: str | Path):
+    """The BGR frames of a video file, as the track command decodes them (OpenCV)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise FileNotFoundError(f"cannot open video {path}")
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            yield frame
+    finally:
+        capture.release()
+
+
+def cache_clip(video: str | Path, truth: dict, detector) -> CachedClip:
+    """Run ``detector(frame_bgr) -> Detections`` on every frame of ``video`` and take the colour histograms of
+    its boxes (what ``app.pipeline.Pipeline`` gives the tracker)."""
+    detections, features = [], []
+    for frame in read_frames(video):
+        found = detector(frame)
+        detections.append(found)
+        features.append(colour_histograms(frame, found.xyxy))
+    return CachedClip(tuple(detections), tuple(features), truth)
+
+
+def _frame_output(tracks: Sequence[Track]) -> FrameOutput:
+    if not tracks:
+        return FrameOutput.empty()
+    return FrameOutput(ids=[t.track_id for t in tracks], boxes=np.stack([t.box for t in tracks]),
+                       keypoints=np.stack([t.keypoints[:, :2] for t in tracks]))
+
+
+def replay(clip: CachedClip, settings: TrackerSettings) -> list[FrameOutput]:
+    """The boxes and identities a fresh tracker with ``settings`` reports on every frame of ``clip`` (smoothed
+    over the whole clip when ``settings.smoothing.mode`` is OFFLINE)."""
+    tracker = Tracker(settings)
+    outputs = []
+    for detections, features in zip(clip.detections, clip.features):
+        tracks = tracker.update(detections, None, features if settings.appearance_weight > 0 else None)
+        outputs.append(_frame_output(tracks))
+    if settings.smoothing.mode is SmoothingMode.OFFLINE:
+        outputs = [_frame_output(tracks) for tracks in smooth_tracks_offline(tracker.history())]
+    return outputs
+
+
+def score_replay(clip: CachedClip, outputs: Sequence[FrameOutput]) -> dict[str, float]:
+    """Identity metrics of ``outputs`` against the clip's truth, and ``idf1_ideal`` (perfect identities)."""
+    truth = clip_truth(clip.truth)
+    scores = identity_metrics(truth, outputs)  # type: ignore[arg-type]  # duck-typed sequence
+    scores["idf1_ideal"] = identity_metrics(truth, ideal_identities(truth, outputs))["idf1"]  # type: ignore[arg-type]
+    return scores
+
+
+def track_settings(max_lost_frames: int, min_hits: int, appearance: float, mode: SmoothingMode,
+                   **changes) -> TrackerSettings:
+    """The tracker settings ``animalpose track`` uses (``app.track.make_pipeline``), with ``changes``."""
+    base = TrackerSettings(max_lost_frames=max_lost_frames, min_hits=min_hits, appearance_weight=appearance,
+                           smoothing=SmoothingSettings(mode=mode))
+    return replace(base, **changes)
+
+
+def mean_scores(clips: Sequence[CachedClip], settings: TrackerSettings) -> dict[str, float]:
+    """Scores of ``settings`` averaged over ``clips``, with the lowest IDF1 of a clip (``idf1_min``)."""
+    rows = [score_replay(clip, replay(clip, settings)) for clip in clips]
+    means = {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
+    means["idf1_min"] = min(row["idf1"] for row in rows)
+    return means
+
+
+def cached_clips(cache: Path, seeds: Sequence[int], det_weights: Path, det_imgsz: int, det_iou: float,
+                 det_conf: float, frames: int, video_size: Sequence[int], fps: float) -> list[CachedClip]:
+    """The clips of ``seeds``, rendered and run through the detector unless ``cache`` has them already."""
+    from tracking.detector import Detector, DetectorSettings
+    from train.synthetic import VideoSettings, render_video
+
+    cache.mkdir(parents=True, exist_ok=True)
+    detector = None
+    clips = []
+    for seed in seeds:
+        path = cache / f"clip_{seed}.npz"
+        if path.is_file():
+            clips.append(CachedClip.load(path))
+            continue
+        if detector is None:
+            detector = Detector(DetectorSettings(weights=str(det_weights), confidence=det_conf, iou=det_iou,
+                                                 image_size=det_imgsz))
+        video = cache / f"clip_{seed}.mp4"
+        truth = render_video(video, VideoSettings(num_animals=3, num_frames=frames, width=video_size[0],
+                                                  height=video_size[1], fps=fps, seed=seed))
+        clip = cache_clip(video, truth, detector)
+        clip.save(path)
+        video.unlink()
+        clips.append(clip)
+        logger.info("cached clip %d: %d detections", seed, sum(len(d) for d in clip.detections))
+    return clips
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--det-weights", type=Path, required=True, help="the detector (a YOLO .pt)")
+    parser.add_argument("--cache", type=Path, required=True,
+                        help="folder of the cached clips (one per detector: the cache holds its boxes)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(VALIDATION_SEEDS), help="clip seeds")
+    parser.add_argument("--frames", type=int, default=150)
+    parser.add_argument("--video-size", type=int, nargs=2, default=[320, 256], metavar=("W", "H"))
+    parser.add_argument("--fps", type=float, default=15.0)
+    parser.add_argument("--det-imgsz", type=int, default=320)
+    parser.add_argument("--det-iou", type=float, default=0.5)
+    parser.add_argument("--det-conf", type=float, default=0.25)
+    parser.add_argument("--max-lost", type=float, default=5.0, help="seconds")
+    parser.add_argument("--min-hits", type=int, default=4)
+    parser.add_argument("--appearance", type=float, default=0.6)
+    return parser
+
+
+def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    clips = cached_clips(args.cache, args.seeds, args.det_weights, args.det_imgsz, args.det_iou, args.det_conf,
+                         args.frames, args.video_size, args.fps)
+    results = {}
+    for mode in (SmoothingMode.NONE, SmoothingMode.CAUSAL, SmoothingMode.OFFLINE):
+        settings = track_settings(round(args.max_lost * args.fps), args.min_hits, args.appearance, mode)
+        results[mode.value] = mean_scores(clips, settings)
+        logger.info("%s: %s", mode.value, {k: round(v, 4) for k, v in results[mode.value].items()})
+    return results
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    main(get_args_parser().parse_args())
