@@ -54,6 +54,7 @@ __all__ = [
     "make_pipeline",
     "outputs_in_folder",
     "process_source",
+    "tracker_settings",
 ]
 
 logger = logging.getLogger("animalpose")
@@ -200,12 +201,16 @@ def lost_frames(max_lost_s: float, fps: float | None) -> int:
     return round(max_lost_s * rate)
 
 
+def tracker_settings(settings: TrackSettings, mode: SmoothingMode, max_lost_frames: int) -> TrackerSettings:
+    """The tracker's settings for ``settings`` with smoothing ``mode`` and ``max_lost_s`` already in frames."""
+    return TrackerSettings(max_lost_frames=max_lost_frames, min_hits=settings.min_hits,
+                           appearance_weight=settings.appearance, smoothing=SmoothingSettings(mode=mode))
+
+
 def make_pipeline(models: Models, settings: TrackSettings, live: bool, fps: float | None = None) -> Pipeline:
     """A new pipeline (fresh tracker) for one source of ``fps`` frames/s; ``live`` picks the default smoothing."""
     mode = settings.smoothing_for(live)
-    tracker = Tracker(TrackerSettings(max_lost_frames=lost_frames(settings.max_lost_s, fps),
-                                      min_hits=settings.min_hits, appearance_weight=settings.appearance,
-                                      smoothing=SmoothingSettings(mode=mode)))
+    tracker = Tracker(tracker_settings(settings, mode, lost_frames(settings.max_lost_s, fps)))
     pipeline_settings = PipelineSettings(det_every=settings.det_every, pose_order=settings.pose_order)
     return Pipeline(models.detector, models.estimator, tracker, pipeline_settings,
                     num_keypoints=models.estimator.num_keypoints)

@@ -28,11 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from app.track import TrackSettings, tracker_settings
+from bench.e2e_synthetic import mean_scores as mean_over_clips
+from bench.tracking import outputs_from_tracks
 from pose.structures import Detections
 from tracking.appearance import colour_histograms
 from tracking.simulate import FrameOutput, ideal_identities, identity_metrics
-from tracking.smoothing import SmoothingMode, SmoothingSettings
-from tracking.tracker import Track, Tracker, TrackerSettings, smooth_tracks_offline
+from tracking.smoothing import SmoothingMode
+from tracking.tracker import Tracker, TrackerSettings, smooth_tracks_offline
 from train.e2e import clip_truth
 
 logger = logging.getLogger(__name__)
@@ -88,52 +91,28 @@ class CachedClip:
         return cls(detections, tuple(features[a:b] for a, b in spans), truth)
 
 
-def read_frames(path: str | Path):
-    """The BGR frames of a video file, as the track command decodes them (OpenCV)."""
-    import cv2
-
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise FileNotFoundError(f"cannot open video {path}")
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                return
-            yield frame
-    finally:
-        capture.release()
-
-
 def cache_clip(video: str | Path, truth: dict, detector) -> CachedClip:
     """Run ``detector(frame_bgr) -> Detections`` on every frame of ``video`` and take the colour histograms of
     its boxes (what ``app.pipeline.Pipeline`` gives the tracker)."""
+    from app.sources import VideoFileSource
+
     detections, features = [], []
-    for frame in read_frames(video):
-        found = detector(frame)
+    for frame in VideoFileSource(video):
+        found = detector(frame.image)
         detections.append(found)
-        features.append(colour_histograms(frame, found.xyxy))
+        features.append(colour_histograms(frame.image, found.xyxy))
     return CachedClip(tuple(detections), tuple(features), truth)
-
-
-def _frame_output(tracks: Sequence[Track]) -> FrameOutput:
-    if not tracks:
-        return FrameOutput.empty()
-    return FrameOutput(ids=[t.track_id for t in tracks], boxes=np.stack([t.box for t in tracks]),
-                       keypoints=np.stack([t.keypoints[:, :2] for t in tracks]))
 
 
 def replay(clip: CachedClip, settings: TrackerSettings) -> list[FrameOutput]:
     """The boxes and identities a fresh tracker with ``settings`` reports on every frame of ``clip`` (smoothed
     over the whole clip when ``settings.smoothing.mode`` is OFFLINE)."""
     tracker = Tracker(settings)
-    outputs = []
-    for detections, features in zip(clip.detections, clip.features):
-        tracks = tracker.update(detections, None, features if settings.appearance_weight > 0 else None)
-        outputs.append(_frame_output(tracks))
+    frames = [tracker.update(detections, None, features if settings.appearance_weight > 0 else None)
+              for detections, features in zip(clip.detections, clip.features)]
     if settings.smoothing.mode is SmoothingMode.OFFLINE:
-        outputs = [_frame_output(tracks) for tracks in smooth_tracks_offline(tracker.history())]
-    return outputs
+        frames = smooth_tracks_offline(tracker.history())
+    return outputs_from_tracks(frames)
 
 
 def score_replay(clip: CachedClip, outputs: Sequence[FrameOutput]) -> dict[str, float]:
@@ -146,18 +125,15 @@ def score_replay(clip: CachedClip, outputs: Sequence[FrameOutput]) -> dict[str, 
 
 def track_settings(max_lost_frames: int, min_hits: int, appearance: float, mode: SmoothingMode,
                    **changes) -> TrackerSettings:
-    """The tracker settings ``animalpose track`` uses (``app.track.make_pipeline``), with ``changes``."""
-    base = TrackerSettings(max_lost_frames=max_lost_frames, min_hits=min_hits, appearance_weight=appearance,
-                           smoothing=SmoothingSettings(mode=mode))
+    """The tracker settings ``animalpose track`` uses (``app.track.tracker_settings``), with ``changes``."""
+    base = tracker_settings(TrackSettings(min_hits=min_hits, appearance=appearance), mode, max_lost_frames)
     return replace(base, **changes)
 
 
 def mean_scores(clips: Sequence[CachedClip], settings: TrackerSettings) -> dict[str, float]:
     """Scores of ``settings`` averaged over ``clips``, with the lowest IDF1 of a clip (``idf1_min``)."""
     rows = [score_replay(clip, replay(clip, settings)) for clip in clips]
-    means = {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
-    means["idf1_min"] = min(row["idf1"] for row in rows)
-    return means
+    return {**mean_over_clips(rows), "idf1_min": min(row["idf1"] for row in rows)}
 
 
 def cached_clips(cache: Path, seeds: Sequence[int], det_weights: Path, det_imgsz: int, det_iou: float,

@@ -55,7 +55,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 # -- methods ---------------------------------------------------------------------------------------
 
 
-def _outputs_from_tracks(frames: list[list[Track]]) -> list[FrameOutput]:
+def outputs_from_tracks(frames: list[list[Track]]) -> list[FrameOutput]:
+    """Each frame's tracks as a :class:`FrameOutput` (ids, boxes, keypoints) for scoring."""
     out = []
     for tracks in frames:
         if not tracks:
@@ -76,7 +77,7 @@ def run_ours(sequence: SimulatedSequence, settings: TrackerSettings) -> tuple[li
     tracker = Tracker(replace(settings, record_history=True))
     frames = [tracker.update(frame.detections, frame.poses) for frame in sequence.frames]
     offline = smooth_tracks_offline(tracker.history())
-    return _outputs_from_tracks(frames), _outputs_from_tracks(offline)
+    return outputs_from_tracks(frames), outputs_from_tracks(offline)
 
 
 def time_ours(sequence: SimulatedSequence, settings: TrackerSettings, repeats: int = 3) -> tuple[float, float]:
@@ -114,7 +115,7 @@ def run_ours_every(sequence: SimulatedSequence, settings: TrackerSettings, every
             ids = [tracks[i].track_id for i in found]
             fresh = {tr.track_id: tr for tr in tracker.attach_poses(ids, frame.poses[best[found]])}
             tracks = [fresh.get(tr.track_id, tr) for tr in tracks]
-        out.append(_outputs_from_tracks([tracks])[0])
+        out.append(outputs_from_tracks([tracks])[0])
     return out
 
 
