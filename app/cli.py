@@ -8,10 +8,15 @@ line and give exit code 2; nothing is left half-written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import math
 import os
+import re
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 logger = logging.getLogger("animalpose")
@@ -24,15 +29,56 @@ class UserError(Exception):
 
 
 def _parse_box(text: str) -> tuple[float, float, float, float]:
+    """``X,Y,W,H`` in pixels, as Python floats (float64: mmpose computes the box's centre and scale in
+    double precision, and so must we to give its numbers)."""
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"box must be X,Y,W,H numbers, got {text!r}") from None
     if len(values) != 4:
         raise argparse.ArgumentTypeError(f"box must have 4 numbers X,Y,W,H, got {text!r}")
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"box numbers must be finite (no nan or inf), got {text!r}")
     if values[2] <= 0 or values[3] <= 0:
         raise argparse.ArgumentTypeError(f"box width and height must be positive, got {text!r}")
     return values  # type: ignore[return-value]
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
+
+
+def _join_negative_values(argv: list[str], options: tuple[str, ...] = ("--box",)) -> list[str]:
+    """``--box -20,30,100,80`` as ``--box=-20,30,100,80``: argparse takes a value that starts with '-'
+    and is not a plain number for an option, but a box left of (or above) the image is natural to type."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in options and i + 1 < len(argv) and re.match(r"^-[\d.]", argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
 
 
 def add_pose_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,12 +111,11 @@ def add_pose_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def pose_settings_from_args(args: argparse.Namespace):
     """Build ``PoseSettings`` from the options of :func:`add_pose_model_arguments`."""
-    import torch
 
     from pose.codec import PostProcess
     from pose.estimator import Backend, PoseSettings
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     post = {"default": PostProcess.DEFAULT, "dark": PostProcess.DARK, "udp": PostProcess.UDP, "none": PostProcess.NONE}
     return PoseSettings(
         flip_test=not args.no_flip,
@@ -81,19 +126,51 @@ def pose_settings_from_args(args: argparse.Namespace):
     )
 
 
+def resolve_device(device: str | None) -> str:
+    """The torch device for ``--device`` (None: cuda when torch sees a GPU, else cpu).
+
+    Raises:
+        UserError: not a device name, or a CUDA device that torch does not see here.
+    """
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    text = device.strip().lower()
+    if text == "cpu":
+        return text
+    match = re.fullmatch(r"cuda(?::(\d+))?", text)
+    if match is None:
+        raise UserError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+    if not torch.cuda.is_available():
+        raise UserError(f"--device {device}: torch {torch.__version__} sees no CUDA GPU here; use --device cpu "
+                        "(or install a CUDA build of torch on a machine with an NVIDIA GPU)")
+    index = int(match.group(1) or 0)
+    if index >= torch.cuda.device_count():
+        raise UserError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA devices "
+                        f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    return text
+
+
 def read_image(path: str | Path):
-    """Read an image file as a BGR uint8 array, or raise :class:`UserError` saying why not."""
+    """Read an image file as a BGR uint8 array, or raise :class:`UserError` saying why not
+    (missing, not an image, or damaged, e.g. a JPEG cut short)."""
+    from app.sources import ImageReadError, read_image_file
+
+    try:
+        return read_image_file(path)
+    except ImageReadError as exc:
+        raise UserError(str(exc)) from None
+
+
+def check_image_output(path: str | Path) -> None:
+    """Refuse an image output whose extension OpenCV cannot encode, before any work."""
     import cv2
 
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"image {path} does not exist")
-    if not path.is_file():
-        raise UserError(f"{path} is not a file")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise UserError(f"{path} is not an image OpenCV can read (corrupt or unsupported format)")
-    return image
+    suffix = Path(path).suffix.lower()
+    if not suffix or not cv2.haveImageWriter(f"x{suffix}"):
+        raise UserError(f"--out {path}: cannot write images with the extension {suffix or '(none)'!r}; "
+                        "use .jpg or .png")
 
 
 def cmd_pose(args: argparse.Namespace) -> int:
@@ -102,59 +179,94 @@ def cmd_pose(args: argparse.Namespace) -> int:
 
     from app.annotate import draw_poses
     from app.files import atomic_write_bytes, atomic_write_json
+    from app.outputs import check_outputs, check_writable
+    from pose.checkpoint import require_ap10k_keypoints
     from pose.estimator import PoseEstimator
     from pose.keypoints import KEYPOINT_COLORS, SKELETON, SKELETON_COLORS
+    from tracking.detector import DetectorError
 
+    outputs = [Path(p) for p in (args.json, args.out) if p]
+    check_outputs([args.image], outputs)
+    check_writable(outputs)
+    if args.out:
+        check_image_output(args.out)
     image = read_image(args.image)
     if args.box:
-        boxes_xywh = np.array(args.box, np.float32)
+        boxes_xywh = np.array(args.box, np.float64)
+        _warn_boxes_outside(boxes_xywh, image.shape[1], image.shape[0])
     else:
-        boxes_xywh = _detect_boxes_xywh(image, args)
+        try:
+            boxes_xywh = _detect_boxes_xywh(image, args)
+        except DetectorError as exc:
+            raise UserError(f"no --box given and the detector failed: {exc}") from None
     estimator = PoseEstimator.from_weights(args.pose_weights, pose_settings_from_args(args))
+    require_ap10k_keypoints(estimator.num_keypoints, args.pose_weights)
     poses = estimator.estimate_xywh(image, boxes_xywh)
     result = {
         "image": str(args.image),
         "instances": [
-            {"bbox": [float(v) for v in box], "keypoints": kpts.astype(float).round(4).tolist()}
+            {"bbox": [_finite(v, 3) for v in box], "keypoints": [[_finite(v, 4) for v in kpt] for kpt in kpts]}
             for box, kpts in zip(boxes_xywh, poses.keypoints)
         ],
     }
-    if args.json:
-        atomic_write_json(args.json, result, indent=1)
-        logger.info("Wrote %d instances to %s", len(poses), args.json)
-    if args.out:
-        import cv2
+    try:
+        if args.json:
+            atomic_write_json(args.json, result, indent=1)
+            logger.info("Wrote %d instances to %s", len(poses), args.json)
+        if args.out:
+            import cv2
 
-        labels = [f"#{i}" for i in range(len(poses))]
-        canvas = draw_poses(
-            image, poses.keypoints, SKELETON, KEYPOINT_COLORS, SKELETON_COLORS, poses.boxes, labels, args.kpt_thr
-        )
-        suffix = Path(args.out).suffix or ".jpg"
-        ok, encoded = cv2.imencode(suffix, canvas)
-        if not ok:
-            raise UserError(f"cannot encode an image with the extension {suffix!r}; use .jpg or .png")
-        atomic_write_bytes(args.out, encoded.tobytes())
-        logger.info("Wrote %s", args.out)
+            labels = [f"#{i}" for i in range(len(poses))]
+            keypoints = np.nan_to_num(poses.keypoints, nan=0.0)  # a NaN keypoint has no confidence to draw
+            canvas = draw_poses(
+                image, keypoints, SKELETON, KEYPOINT_COLORS, SKELETON_COLORS, poses.boxes, labels, args.kpt_thr
+            )
+            ok, encoded = cv2.imencode(Path(args.out).suffix, canvas)
+            if not ok:
+                raise UserError(f"cannot encode the image {args.out}")
+            atomic_write_bytes(args.out, encoded.tobytes())
+            logger.info("Wrote %s", args.out)
+    except OSError as exc:
+        raise _write_error(exc) from None
     if not args.json and not args.out:
         import json
 
-        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.write(json.dumps(result, allow_nan=False) + "\n")
     return 0
+
+
+def _finite(value: float, digits: int) -> float | None:
+    """``value`` rounded, or None (JSON null) when it is NaN or infinite: our JSON is always standard."""
+    value = float(value)
+    return round(value, digits) if math.isfinite(value) else None
+
+
+def _warn_boxes_outside(boxes_xywh, width: int, height: int) -> None:
+    """Warn about boxes that do not overlap the image at all (their keypoints would lie off the image)."""
+    for n, (x, y, w, h) in enumerate(boxes_xywh):
+        if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+            logger.warning("box %d (%g,%g,%g,%g) lies entirely outside the %dx%d image: its keypoints are "
+                           "guesses off the image", n, x, y, w, h, width, height)
+
+
+def _write_error(exc: OSError) -> UserError:
+    """A one-line :class:`UserError` for a failed write of ``exc.filename``."""
+    from app.sinks import sink_error
+
+    return UserError(str(sink_error(exc.filename or "the output", exc)))
 
 
 def _detect_boxes_xywh(image, args: argparse.Namespace):
     import numpy as np
 
-    try:
-        from tracking.detector import Detector, DetectorSettings
-    except ImportError as exc:  # pragma: no cover - the detector ships with the package
-        raise UserError(f"no --box given and the detector is unavailable ({exc})") from exc
-    device = args.device or None
+    from tracking.detector import Detector, DetectorSettings
+
+    device = resolve_device(args.device) if args.device else None
     detector = Detector(DetectorSettings(weights=args.det_weights, **({"device": device} if device else {})))
     detections = detector(image)
-    xyxy = detections.xyxy
+    xyxy = detections.xyxy.astype(np.float64)
     logger.info("Detected %d animals", len(xyxy))
-    return np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1).astype(np.float32)
+    return np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -162,6 +274,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from app.outputs import check_outputs, check_writable
     from pose.checkpoint import load_pose_checkpoint
     from pose.estimator import PoseSettings
     from pose.export import export_onnx, onnx_session, run_onnx
@@ -171,6 +284,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UserError("nothing to export: give --out for the pose model and/or --det-weights W --det-out det.onnx")
     if (args.det_weights is None) != (args.det_out is None):
         raise UserError("--det-weights and --det-out go together")
+    for name in ("width", "height"):
+        value = getattr(args, name)
+        if value is not None and (value < 8 or value % 4):
+            raise UserError(f"--{name} must be a multiple of 4 pixels, at least 8, got {value}")
+    if not 7 <= args.opset <= 25:
+        raise UserError(f"--opset must be an ONNX opset between 7 and 25, got {args.opset}")
+    outputs = [Path(p) for p in (args.out, args.det_out) if p]
+    if args.out is not None and Path(args.out).suffix.lower() != ".onnx":
+        raise UserError(f"--out: the file name must end in .onnx, got {args.out}")
+    check_outputs([p for p in (args.pose_weights, args.det_weights) if p and Path(p).exists()], outputs)
+    check_writable(outputs)
     if args.det_out is not None:
         from train.export import export_detector_command
 
@@ -183,17 +307,30 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 0
     model, arch, recorded = load_pose_checkpoint(resolve_pose_weights(args.pose_weights))
     width, height = recorded or PoseSettings().input_size
-    width, height = args.width or width, args.height or height
-    path = export_onnx(model, args.out, input_size=(width, height), opset=args.opset)
-    inputs = np.random.default_rng(0).standard_normal((2, 3, height, width)).astype(np.float32)
-    with torch.inference_mode():
-        expected = model(torch.from_numpy(inputs)).numpy()
-    got = run_onnx(onnx_session(path), inputs)
-    error = float(np.abs(got - expected).max() / max(1e-12, float(np.abs(expected).max())))
-    logger.info("Exported %s (input %dx%d) to %s; max |onnx - torch| / max|torch| = %.2e", arch, width, height, path,
+    width = args.width if args.width is not None else width
+    height = args.height if args.height is not None else height
+    out = Path(args.out)
+    # Exported and checked under a temporary name; only a checked model gets the final name, and an
+    # interrupted export (Ctrl-C, SIGTERM) leaves nothing behind.
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.part.onnx")
+    try:
+        export_onnx(model, tmp, input_size=(width, height), opset=args.opset)
+        inputs = np.random.default_rng(0).standard_normal((2, 3, height, width)).astype(np.float32)
+        with torch.inference_mode():
+            expected = model(torch.from_numpy(inputs)).numpy()
+        got = run_onnx(onnx_session(tmp), inputs)
+        error = float(np.abs(got - expected).max() / max(1e-12, float(np.abs(expected).max())))
+        if error > 1e-4:
+            raise UserError(f"the ONNX export differs from torch by {error:.2e} (relative); nothing was written "
+                            f"to {out}")
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise _write_error(exc) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    logger.info("Exported %s (input %dx%d) to %s; max |onnx - torch| / max|torch| = %.2e", arch, width, height, out,
                 error)
-    if error > 1e-4:
-        raise UserError(f"the ONNX model in {path} differs from torch by {error:.2e} (relative); do not use it")
     return 0
 
 
@@ -240,8 +377,15 @@ def _version() -> str:
         return "(not installed)"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the usage stays one ``--help`` away)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {' '.join(message.split())} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="animalpose",
         description="Pose tracking of animals (AP-10K keypoints) in images, videos and live streams.",
         epilog="Run 'animalpose COMMAND --help' for the options of a command.",
@@ -294,26 +438,71 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop by a signal (SIGTERM, SIGHUP): unwound like Ctrl-C, so that
+    every output is closed or left clearly partial and temporary files are removed."""
+
+
+@contextlib.contextmanager
+def stop_signals_as_interrupts() -> Iterator[None]:
+    """Inside the block, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame) -> None:
+        raise Terminated(signal.Signals(signum).name)
+
+    wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {sig: signal.signal(sig, handler) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # FFmpeg inside OpenCV prints its own complaints about damaged files; our errors say it once.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    except SystemExit as exc:  # --help, --version or a usage error (already printed on one line)
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    from app.sinks import SinkError
+    from app.sources import SourceError
     from pose.checkpoint import CheckpointError
     from pose.weights import WeightsError
+    from tracking.detector import DetectorError
 
+    name = f"animalpose {args.command}"
     try:
-        return int(args.func(args) or 0)
-    except (UserError, WeightsError, CheckpointError) as exc:
-        sys.stderr.write(f"animalpose {args.command}: error: {exc}\n")
+        with stop_signals_as_interrupts():
+            return int(args.func(args) or 0)
+    except (UserError, WeightsError, CheckpointError, SinkError, SourceError, DetectorError) as exc:
+        sys.stderr.write(f"{name}: error: {_one_line(exc)}\n")
         return EXIT_USER_ERROR
+    except Terminated as exc:
+        sys.stderr.write(f"{name}: stopped by {exc}\n")
+        return 128 + signal.Signals[str(exc)].value if str(exc) in signal.Signals.__members__ else 143
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
+        sys.stderr.write(f"{name}: interrupted\n")
         return 130
+    except Exception as exc:  # a bug or an unforeseen failure: one line for the user, the traceback with -v
+        logger.debug("traceback", exc_info=True)
+        sys.stderr.write(f"{name}: unexpected error: {type(exc).__name__}: {_one_line(exc)} "
+                         f"(run with -v for details and report it)\n")
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

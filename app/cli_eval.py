@@ -5,22 +5,31 @@
 
 Prints a table of the ten COCO keypoint numbers (and per-group AP when asked). ``--json``
 writes ``{"AP": ..., ..., "ARL": ...}``, plus ``"per_family"``/``"per_species"`` tables
-when those flags are given. A missing or malformed input exits with status 2 and one
-line on stderr.
+when those flags are given.
+
+A missing, unreadable or malformed input, or an ``--json`` path that cannot be written
+(a folder, a read-only place, a full disk, or the ``--gt``/``--pred`` file itself), exits
+with status 2 and one line on stderr, ``animalpose eval: error: ...``. The ``--json``
+path is checked before the evaluation and written atomically (a temporary file in the
+same folder, then a rename), so an existing file is either replaced whole or left as it
+was. Inputs that evaluate but probably not as meant (missing keypoints, no predictions,
+unknown categories) give a warning line; see :mod:`train.metrics`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from train.metrics import Grouping, KeypointMetrics, evaluate_keypoints, per_group_ap
+from app.files import atomic_write_json
+from app.outputs import check_outputs, check_writable
+from app.sinks import SinkError, sink_error
+from train.metrics import Grouping, KeypointMetrics, evaluate_with_groups
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``eval`` subcommand; its handler is ``args.func`` (returns the exit status)."""
@@ -62,25 +71,63 @@ def _table(header: tuple[str, str], rows: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Evaluate, print the tables, write ``--json``; 2 on a missing or malformed input."""
+def check_output(out: Path, gt: Path, pred: Path) -> None:
+    """Make sure the metrics can be written to ``out`` before any long evaluation: not a folder,
+    not the ``--gt`` or ``--pred`` file, in a folder that takes a new file.
+
+    Raises:
+        app.sinks.SinkError: with the reason in words.
+    """
+    check_outputs([gt, pred], [out])
+    check_writable([out])
+
+
+def write_json(out: Path, obj: object) -> None:
+    """Write ``obj`` as indented JSON to ``out`` atomically (``out`` is replaced whole or left as it was).
+
+    Raises:
+        app.sinks.SinkError: with the reason in words.
+    """
     try:
-        metrics = evaluate_keypoints(args.gt, args.pred, mmpose_nms=args.mmpose_nms)
-        groups = {
-            key: per_group_ap(args.gt, args.pred, grouping, mmpose_nms=args.mmpose_nms)
-            for key, grouping, wanted in (
-                ("per_family", Grouping.FAMILY, args.per_family),
-                ("per_species", Grouping.SPECIES, args.per_species),
-            )
-            if wanted
-        }
-    except (FileNotFoundError, ValueError) as error:
-        sys.stderr.write(f"animalpose eval: error: {error}\n")
-        return EXIT_BAD_INPUT
+        atomic_write_json(out, obj, indent=2)
+    except OSError as error:
+        raise sink_error(out, error) from None
+
+
+# ---------------------------------------------------------------------------
+# The command
+# ---------------------------------------------------------------------------
+
+
+def _groupings(args: argparse.Namespace) -> Sequence[tuple[str, Grouping]]:
+    wanted = (("per_family", Grouping.FAMILY, args.per_family), ("per_species", Grouping.SPECIES, args.per_species))
+    return [(key, grouping) for key, grouping, on in wanted if on]
+
+
+def _fail(message: str) -> int:
+    one_line = " ".join(message.splitlines())
+    sys.stderr.write(f"animalpose eval: error: {one_line}\n")
+    return EXIT_BAD_INPUT
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate, print the tables, write ``--json``; 2 on a bad input or an unwritable output."""
+    groupings = _groupings(args)
+    try:
+        if args.json is not None:
+            check_output(args.json, args.gt, args.pred)
+        metrics, tables = evaluate_with_groups(
+            args.gt, args.pred, [grouping for _, grouping in groupings], mmpose_nms=args.mmpose_nms
+        )
+    except (SinkError, OSError, ValueError) as error:
+        return _fail(str(error))
+    groups = {key: tables[grouping] for key, grouping in groupings}
     sections = [format_metrics(metrics)]
     sections += [format_groups(key.removeprefix("per_"), table) for key, table in groups.items()]
     sys.stdout.write("\n\n".join(sections) + "\n")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({**metrics.to_dict(), **groups}, indent=2) + "\n", encoding="utf-8")
+        try:
+            write_json(args.json, {**metrics.to_dict(), **groups})
+        except SinkError as error:
+            return _fail(str(error))
     return EXIT_OK

@@ -9,11 +9,12 @@ import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from app.cli import UserError
+from app.cli import UserError, positive_float
 
 logger = logging.getLogger("animalpose")
 
@@ -95,13 +96,20 @@ def track_settings_from_args(args: argparse.Namespace, live: bool):
         raise UserError(f"--appearance must be in [0, 1], got {args.appearance}")
     if live and args.smoothing == "offline":
         raise UserError("--smoothing offline needs the whole file; live streams use causal or none")
-    return TrackSettings(
-        det_every=args.det_every, smoothing=SmoothingMode(args.smoothing) if args.smoothing else None,
-        pose_order=PoseOrder(args.pose_order), max_lost_s=args.max_lost,
-        min_hits=args.min_hits, appearance=args.appearance,
-        draw=DrawSettings(kpt_thr=args.kpt_thr, trail_length=args.trails), csv_layout=CsvLayout(args.csv_layout),
-        fps=getattr(args, "fps", None), progress_bar=not getattr(args, "quiet", False),
-    )
+    if not 0 <= args.kpt_thr <= 1:
+        raise UserError(f"--kpt-thr must be in [0, 1], got {args.kpt_thr}")
+    if args.trails < 0:
+        raise UserError(f"--trails must be 0 or more frames, got {args.trails}")
+    try:
+        return TrackSettings(
+            det_every=args.det_every, smoothing=SmoothingMode(args.smoothing) if args.smoothing else None,
+            pose_order=PoseOrder(args.pose_order), max_lost_s=args.max_lost,
+            min_hits=args.min_hits, appearance=args.appearance,
+            draw=DrawSettings(kpt_thr=args.kpt_thr, trail_length=args.trails), csv_layout=CsvLayout(args.csv_layout),
+            fps=getattr(args, "fps", None), progress_bar=not getattr(args, "quiet", False),
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _single_outputs(args: argparse.Namespace, stem: str):
@@ -116,6 +124,9 @@ def _single_outputs(args: argparse.Namespace, stem: str):
     )
     if explicit.requested():
         if explicit.json is not None and explicit.jsonl is None:
+            if explicit.json.suffix.lower() == ".jsonl":
+                raise UserError(f"--json {explicit.json}: the frames are streamed to FILE.jsonl beside the JSON; "
+                                "give the JSON the extension .json (or use --jsonl for JSON Lines alone)")
             explicit = OutputPaths(explicit.video, explicit.json, explicit.json.with_suffix(".jsonl"),
                                    explicit.csv, explicit.coco)
         return explicit
@@ -124,49 +135,69 @@ def _single_outputs(args: argparse.Namespace, stem: str):
 
 def cmd_track(args: argparse.Namespace) -> int:
     """``animalpose track SOURCE``: one video / image sequence, or every video of a folder or glob."""
-    from app.sinks import SinkError
-    from app.sources import SourceError, SourceKind, expand_video_inputs, source_kind
-    from app.track import outputs_in_folder, process_source
-    from tracking.detector import DetectorError
+    from app.sources import SourceKind, source_kind
 
     settings = track_settings_from_args(args, live=False)
-    try:
-        kind = source_kind(args.source)
-    except SourceError as exc:
-        raise UserError(str(exc)) from None
+    kind = source_kind(args.source)
     if kind is SourceKind.LIVE:
         raise UserError(f"{args.source} is a camera or stream: use 'animalpose live {args.source}'")
-    try:
-        models = models_from_args(args)
-    except DetectorError as exc:
-        raise UserError(str(exc)) from None
     if kind is not SourceKind.VIDEOS:
-        stem = Path(str(args.source).rstrip("/")).stem or "frames"
-        outputs = _single_outputs(args, stem)
-        try:
-            process_source(str(args.source), outputs, models, settings)
-        except (SourceError, SinkError) as exc:
-            raise UserError(str(exc)) from None
-        return 0
+        return _track_one(args, settings)
+    return _track_folder(args, settings)
+
+
+def _track_one(args: argparse.Namespace, settings) -> int:
+    from app.track import check_track_outputs, process_source
+
+    stem = Path(str(args.source).rstrip("/")).stem or "frames"
+    outputs = _single_outputs(args, stem)
+    check_track_outputs(args.source, outputs)  # before the models load: a mistake is told at once
+    models = models_from_args(args)
+    summary = process_source(str(args.source), outputs, models, settings)
+    if summary.frames_skipped:
+        logger.warning("%s: %d unreadable frames were skipped (named above); the outputs hold the other %d",
+                       args.source, summary.frames_skipped, summary.frames)
+    return 0
+
+
+def _track_folder(args: argparse.Namespace, settings) -> int:
+    from app.outputs import OutputBusyError, OutputLock, check_outputs
+    from app.sinks import SinkError
+    from app.sources import SourceError, expand_video_inputs
+    from app.track import check_track_outputs, output_stems, outputs_in_folder, process_source
+
     if any([args.out, args.json, args.jsonl, args.csv, args.coco]):
         raise UserError("a folder or glob of videos writes into --out-dir (choose formats with --save), "
                         "not to single files given with --out/--json/--jsonl/--csv/--coco")
     videos = expand_video_inputs(args.source)
-    failed, skipped = [], 0
-    for n, video in enumerate(videos, 1):
-        outputs = outputs_in_folder(video.stem, Path(args.out_dir), args.save, args.video_suffix)
+    plan = [(video, outputs_in_folder(stem, Path(args.out_dir), args.save, args.video_suffix))
+            for video, stem in zip(videos, output_stems(videos))]
+    # Every output of the run against every video and every other output, before any work.
+    check_outputs(videos, [path for _, outputs in plan for path in outputs.requested()])
+    check_track_outputs(videos[0], plan[0][1])
+    models = models_from_args(args)
+    failed, skipped, busy = [], 0, []
+    for n, (video, outputs) in enumerate(plan, 1):
         if outputs.done() and not args.overwrite:
-            logger.info("[%d/%d] %s: already done, skipped (use --overwrite to redo)", n, len(videos), video)
+            logger.info("[%d/%d] %s: already done, skipped (use --overwrite to redo)", n, len(plan), video)
             skipped += 1
             continue
-        logger.info("[%d/%d] %s", n, len(videos), video)
         try:
-            process_source(str(video), outputs, models, settings)
+            with OutputLock(outputs.requested()):
+                if outputs.done() and not args.overwrite:  # finished by another run meanwhile
+                    logger.info("[%d/%d] %s: done by another run, skipped", n, len(plan), video)
+                    skipped += 1
+                    continue
+                logger.info("[%d/%d] %s", n, len(plan), video)
+                process_source(str(video), outputs, models, settings, lock_outputs=False)
+        except OutputBusyError as exc:
+            logger.warning("[%d/%d] %s: skipped, %s", n, len(plan), video, exc)
+            busy.append(video)
         except (SourceError, SinkError) as exc:
-            logger.error("[%d/%d] %s", n, len(videos), exc)
+            logger.error("[%d/%d] %s", n, len(plan), exc)
             failed.append(video)
-    logger.info("%d videos: %d done, %d skipped as already done, %d failed",
-                len(videos), len(videos) - skipped - len(failed), skipped, len(failed))
+    logger.info("%d videos: %d done, %d skipped as already done, %d being processed by another run, %d failed",
+                len(plan), len(plan) - skipped - len(busy) - len(failed), skipped, len(busy), len(failed))
     if failed:
         sys.stderr.write("animalpose track: failed: " + ", ".join(map(str, failed)) + "\n")
         return 1
@@ -174,24 +205,37 @@ def cmd_track(args: argparse.Namespace) -> int:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    """``animalpose live SOURCE``: a camera or stream, newest frame first, until Ctrl-C or --max-frames."""
+    """``animalpose live SOURCE``: a camera or stream, newest frame first, until Ctrl-C or --max-frames.
+
+    The outputs hold every processed frame on every way out: Ctrl-C, SIGTERM, ``--max-frames``, the end
+    of a file, and a stream that could not be reconnected (then the exit code is 1).
+    """
+    from app.outputs import check_outputs, check_writable
     from app.pipeline import run_frames
-    from app.sinks import SinkError, draw_frame
+    from app.sinks import draw_frame
     from app.sources import LiveSettings, LiveSource, SourceError
     from app.track import OutputPaths, final_sinks, make_pipeline
-    from tracking.detector import DetectorError
 
     settings = track_settings_from_args(args, live=True)
+    if args.max_frames < 0:
+        raise UserError(f"--max-frames must be 0 (no limit) or more, got {args.max_frames}")
     try:
-        models = models_from_args(args)
-    except DetectorError as exc:
-        raise UserError(str(exc)) from None
+        live_settings = LiveSettings(max_reconnect_s=args.max_reconnect)
+    except ValueError as exc:
+        raise UserError(f"--max-reconnect: {exc}") from None
+    wanted = args.out or args.json or args.jsonl or args.csv or args.coco
+    outputs = _single_outputs(args, "live") if wanted else OutputPaths()
+    source_file = Path(str(args.source))
+    check_outputs([source_file] if source_file.is_file() else [], outputs.requested())
+    check_writable(outputs.requested())
+    models = models_from_args(args)
     spec = int(args.source) if str(args.source).isdigit() else str(args.source)
     show = args.show and _has_screen()
     if args.show and not show:
         logger.warning("no screen here (DISPLAY is not set): not showing a window; use --out to save the video")
     latencies: list[float] = []
     stop = {"now": False}
+    lost: SourceError | None = None
 
     def on_sigterm(*_):
         stop["now"] = True
@@ -208,12 +252,11 @@ def cmd_live(args: argparse.Namespace) -> int:
     def should_stop() -> bool:
         return stop["now"] or bool(args.max_frames and len(latencies) >= args.max_frames)
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signals go to the main thread
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
     try:
-        with LiveSource(spec, LiveSettings(max_reconnect_s=args.max_reconnect)) as source, ExitStack() as stack:
+        with LiveSource(spec, live_settings) as source, ExitStack() as stack:
             pipeline = make_pipeline(models, settings, live=True, fps=source.info.fps)
-            wanted = args.out or args.json or args.jsonl or args.csv or args.coco
-            outputs = _single_outputs(args, "live") if wanted else OutputPaths()
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="animalpose-")))
             sinks = final_sinks(stack, outputs, source.info, settings, tmp, stream_jsonl=True)
             start = time.perf_counter()
@@ -221,12 +264,13 @@ def cmd_live(args: argparse.Namespace) -> int:
                 run_frames(source, pipeline, sinks, on_result=on_result, stop=should_stop)
             except KeyboardInterrupt:
                 logger.info("interrupted: outputs closed")
+            except SourceError as exc:  # the stream is gone: keep what was processed
+                lost = exc
             wall = time.perf_counter() - start
             stats = source.stats
-    except (SourceError, SinkError) as exc:
-        raise UserError(str(exc)) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     if latencies:
         ordered = sorted(latencies)
         p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
@@ -235,6 +279,10 @@ def cmd_live(args: argparse.Namespace) -> int:
             len(latencies), wall, len(latencies) / wall, 1e3 * statistics.median(latencies), 1e3 * p95,
             stats.describe(),
         )
+    if lost is not None:
+        kept = f"; the outputs hold the {len(latencies)} frames processed" if outputs.requested() else ""
+        sys.stderr.write(f"animalpose live: error: {lost}{kept}\n")
+        return 1
     return 0
 
 
@@ -263,7 +311,8 @@ def _add_output_arguments(parser: argparse.ArgumentParser, folder_mode: bool) ->
         group.add_argument("--video-suffix", default=".mp4", choices=[".mp4", ".webm", ".avi"],
                            help="container of the labeled videos in --out-dir (.webm plays in browsers)")
         group.add_argument("--overwrite", action="store_true", help="redo videos whose outputs already exist")
-        group.add_argument("--fps", type=float, default=None, help="frame rate of an image-folder source (default 1)")
+        group.add_argument("--fps", type=positive_float, default=None,
+                           help="frame rate of an image-folder source (default 1)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

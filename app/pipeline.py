@@ -130,7 +130,7 @@ class Pipeline:
         self.settings = settings
         self.num_keypoints = num_keypoints
         self.times = StageTimes()
-        self._timestamps: list[float] = []
+        self._frames: list[tuple[int, float]] = []  # (frame index, timestamp) of every processed frame
 
     @property
     def smoothing_mode(self) -> SmoothingMode:
@@ -139,7 +139,6 @@ class Pipeline:
     def process(self, image_bgr: np.ndarray, frame_index: int, timestamp_s: float) -> FrameResult:
         """Detect (or predict), track and estimate poses for one BGR frame."""
         t0 = time.perf_counter()
-        self._timestamps.append(timestamp_s)
         run_detector = frame_index % self.settings.det_every == 0 or self.tracker.frame_index < 0
         if run_detector:
             detections = self.detector(image_bgr)
@@ -156,6 +155,7 @@ class Pipeline:
             self.times.track += time.perf_counter() - t1
             tracks = self._pose_on_tracks(image_bgr, tracks, [t.box for t in tracks])
         self.times.frames += 1
+        self._frames.append((frame_index, timestamp_s))
         return tracks_to_result(frame_index, timestamp_s, tracks, self.num_keypoints)
 
     def _estimate(self, image_bgr: np.ndarray, boxes: np.ndarray) -> Poses:
@@ -198,12 +198,17 @@ class Pipeline:
         return tracks
 
     def offline_results(self) -> list[FrameResult]:
-        """RTS-smoothed results of every frame processed so far (OFFLINE mode only)."""
+        """RTS-smoothed results of every frame processed so far, with the frame indices and times they
+        were processed with (a source may skip indices, e.g. an unreadable image), OFFLINE mode only."""
         if self.smoothing_mode is not SmoothingMode.OFFLINE:
             raise RuntimeError("offline results need SmoothingMode.OFFLINE")
         per_frame = smooth_tracks_offline(self.tracker.history())
+        # A frame interrupted after the tracker's update (Ctrl-C) is recorded there but was never returned.
+        if not len(self._frames) <= len(per_frame) <= len(self._frames) + 1:
+            raise RuntimeError(f"the tracker recorded {len(per_frame)} frames but {len(self._frames)} were processed")
         return [
-            tracks_to_result(i, self._timestamps[i], tracks, self.num_keypoints) for i, tracks in enumerate(per_frame)
+            tracks_to_result(index, timestamp, tracks, self.num_keypoints)
+            for (index, timestamp), tracks in zip(self._frames, per_frame)
         ]
 
 

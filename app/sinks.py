@@ -24,6 +24,7 @@ To end a live run with Ctrl-C and keep complete outputs, catch ``KeyboardInterru
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import csv
 import enum
 import errno
@@ -98,6 +99,26 @@ def part_path(path: str | Path) -> Path:
     return path.with_name(f".{path.stem}.part{path.suffix}")
 
 
+def partial_path(path: str | Path) -> Path:
+    """Where an incomplete output is left: ``a.mp4`` -> ``a.partial.mp4``, ``a.coco.json`` ->
+    ``a.coco.partial.json`` (the extension stays last, so players and readers still know the format)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
+
+
+def _keep_partial(part: Path, path: Path) -> Path | None:
+    """Move the temporary file ``part`` of ``path`` to :func:`partial_path`; None (and ``part``
+    removed) when that fails."""
+    target = partial_path(path)
+    try:
+        os.replace(part, target)
+    except OSError as exc:
+        logger.error("%s", sink_error(target, exc))
+        part.unlink(missing_ok=True)
+        return None
+    return target
+
+
 def _prepare_folder(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,12 +155,18 @@ def write_file_atomically(path: str | Path, write: Callable[[IO[str]], None]) ->
             os.fsync(handle.fileno())
         os.replace(part, path)
     except OSError as exc:
-        part.unlink(missing_ok=True)
+        _remove_quietly(part)
         raise sink_error(path, exc) from None
     except BaseException:
-        part.unlink(missing_ok=True)
+        _remove_quietly(part)
         raise
     return path
+
+
+def _remove_quietly(path: Path) -> None:
+    """Remove a temporary file if it is there; a failure here must not hide the error being reported."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 class Sink(Protocol):
@@ -494,24 +521,42 @@ class VideoSink(_SinkBase):
         if self._frames_written and not count > 0:
             reason = "no space left on device" if shutil.disk_usage(self.part.parent).free == 0 \
                 else "the encoder produced an unreadable file"
-            raise SinkError(f"cannot write {self.path}: {reason} (the partial file is {self.part})")
+            raise SinkError(f"cannot write {self.path}: {reason}")
 
     def close(self) -> None:
-        """Finish encoding, check the file and rename it to its final name."""
+        """Finish encoding, check the file and rename it to its final name.
+
+        On failure what was encoded is left as :func:`partial_path` (or removed when unreadable).
+        """
         if self._done:
             return
         self._stop_writer()
-        self._raise_writer_error()
-        self._check_written()
-        _finish(self.part, self.path)
+        try:
+            self._raise_writer_error()
+            self._check_written()
+            _finish(self.part, self.path)
+        except SinkError:
+            self._leave_partial()
+            raise
         logger.info("wrote %s (%d frames, %s)", self.path, self._frames_written, self.codec)
 
+    def _leave_partial(self) -> None:
+        if not self.part.exists():
+            return
+        if self._frames_written == 0:
+            self.part.unlink(missing_ok=True)
+            return
+        target = _keep_partial(self.part, self.path)
+        if target is not None:
+            logger.warning("%s is incomplete: the %d frames written are in %s", self.path, self._frames_written,
+                           target)
+
     def abort(self) -> None:
-        """Finish the frames queued so far and leave them in the ``.part`` file."""
+        """Finish the frames queued so far and leave them in :func:`partial_path` (nothing when none)."""
         if self._done:
             return
         self._stop_writer()
-        logger.warning("%s left incomplete as %s (%d frames)", self.path, self.part, self._frames_written)
+        self._leave_partial()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -572,8 +617,8 @@ class JsonLinesSink(_SinkBase):
         except OSError as exc:
             raise sink_error(self.path, exc) from None
 
-    def _write_final(self, out: IO[str]) -> None:
-        head = json.dumps({**layout_metadata(self.info), **self.metadata}, allow_nan=False)
+    def _write_final(self, out: IO[str], complete: bool) -> None:
+        head = json.dumps({**layout_metadata(self.info), "complete": complete, **self.metadata}, allow_nan=False)
         out.write(head[:-1] + ', "frames": [')
         with open(self.path, encoding="utf-8") as lines:
             for n, line in enumerate(lines):
@@ -581,20 +626,36 @@ class JsonLinesSink(_SinkBase):
         out.write("\n]}\n")
 
     def close(self) -> None:
-        """Close the JSON Lines file and write the final JSON, if one was asked for."""
+        """Close the JSON Lines file and write the final JSON (``"complete": true``), if one was asked for."""
         if self._file is None:
             return
         self._close_file()
         if self.final_json is not None:
-            write_file_atomically(self.final_json, self._write_final)
+            write_file_atomically(self.final_json, lambda out: self._write_final(out, True))
             logger.info("wrote %s (%d frames)", self.final_json, self.frames_written)
 
     def abort(self) -> None:
-        """Close the JSON Lines file (it keeps every line written); no final JSON."""
+        """Close the JSON Lines file (it keeps every line written) and write the final JSON of the frames
+        so far under :func:`partial_path`, with ``"complete": false``. When no frame was written the
+        (empty) JSON Lines file is removed and nothing is written."""
         try:
             self._close_file()
         except SinkError as exc:
             logger.error("%s", exc)
+            return
+        if self.frames_written == 0:  # nothing to keep: no empty log either
+            _remove_quietly(self.path)
+            return
+        if self.final_json is None:
+            return
+        target = partial_path(self.final_json)
+        try:
+            write_file_atomically(target, lambda out: self._write_final(out, False))
+        except (SinkError, OSError) as exc:
+            logger.error("%s", exc)
+            return
+        logger.warning("%s is incomplete: the %d frames written are in %s", self.final_json, self.frames_written,
+                       target)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -674,6 +735,7 @@ class CsvSink(_SinkBase):
         self._frames: list[tuple[int, np.ndarray, np.ndarray]] = []
         self._file: IO[str] | None = None
         self._closed = False
+        self.frames_written = 0
         _prepare_folder(self.path)
         if self.layout is CsvLayout.LONG:
             try:
@@ -689,11 +751,12 @@ class CsvSink(_SinkBase):
             raise SinkError(f"cannot write {self.path}: the sink is closed")
         if self.layout is CsvLayout.WIDE:
             self._frames.append((int(result.frame_index), result.track_ids.copy(), result.keypoints.copy()))
-            return
-        try:
-            self._csv.writerows(long_rows(result))
-        except OSError as exc:
-            raise sink_error(self.path, exc) from None
+        else:
+            try:
+                self._csv.writerows(long_rows(result))
+            except OSError as exc:
+                raise sink_error(self.path, exc) from None
+        self.frames_written += 1
 
     def close(self) -> None:
         """Write (WIDE) or finish (LONG) the file and rename it to its final name."""
@@ -703,20 +766,36 @@ class CsvSink(_SinkBase):
         if self.layout is CsvLayout.WIDE:
             write_file_atomically(self.path, lambda out: write_wide_csv(out, self._frames))
         else:
-            _finish(self.part, self.path, self._file)
+            try:
+                _finish(self.part, self.path, self._file)
+            except SinkError:
+                if self.frames_written == 0 or _keep_partial(self.part, self.path) is None:
+                    self.part.unlink(missing_ok=True)
+                raise
         logger.info("wrote %s", self.path)
 
     def abort(self) -> None:
-        """LONG: keep the rows written so far in the ``.part`` file. WIDE: write nothing."""
+        """Leave the rows of the frames written so far in :func:`partial_path` (nothing when none)."""
         if self._closed:
             return
         self._closed = True
+        target: Path | None = None
         if self._file is not None:
             try:
                 self._file.close()
             except OSError as exc:
                 logger.error("%s", sink_error(self.path, exc))
-            logger.warning("%s left incomplete as %s", self.path, self.part)
+            target = _keep_partial(self.part, self.path) if self.frames_written else None
+            if target is None:
+                self.part.unlink(missing_ok=True)
+        elif self._frames:
+            try:
+                target = write_file_atomically(partial_path(self.path), lambda out: write_wide_csv(out, self._frames))
+            except SinkError as exc:
+                logger.error("%s", exc)
+        if target is not None:
+            logger.warning("%s is incomplete: the %d frames written are in %s", self.path, self.frames_written,
+                           target)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -759,6 +838,7 @@ class CocoResultsSink(_SinkBase):
         self.category_id = int(category_id)
         self._results: list[dict[str, Any]] = []
         self._closed = False
+        self.frames_written = 0
         _prepare_folder(self.path)
 
     def write(self, result: FrameResult, image: np.ndarray | None = None) -> None:
@@ -766,6 +846,7 @@ class CocoResultsSink(_SinkBase):
         if self._closed:
             raise SinkError(f"cannot write {self.path}: the sink is closed")
         self._results.extend(coco_results(result, result.frame_index + self.image_id_offset, self.category_id))
+        self.frames_written += 1
 
     def close(self) -> None:
         """Write the results list to ``path``."""
@@ -776,5 +857,15 @@ class CocoResultsSink(_SinkBase):
         logger.info("wrote %s (%d results)", self.path, len(self._results))
 
     def abort(self) -> None:
-        """Write nothing."""
+        """Write the results of the frames so far to :func:`partial_path` (nothing when no frame came)."""
+        if self._closed:
+            return
         self._closed = True
+        if not self.frames_written:
+            return
+        try:
+            target = write_file_atomically(partial_path(self.path), lambda out: json.dump(self._results, out))
+        except SinkError as exc:
+            logger.error("%s", exc)
+            return
+        logger.warning("%s is incomplete: the %d frames written are in %s", self.path, self.frames_written, target)

@@ -340,6 +340,54 @@ def quiet_opencv() -> Iterator[None]:
                 cv2.utils.logging.setLogLevel(_log_previous)
 
 
+class ImageReadError(SourceError):
+    """An image file that cannot be read: missing, not an image, or damaged (e.g. a JPEG cut short)."""
+
+
+def _jpeg_is_truncated(path: Path) -> bool:
+    """True when the JPEG ``path`` ends before its compressed data does (libjpeg would only warn and
+    return an image grey below the cut). Decoded at 1/8 scale with Pillow, which reads all of it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+            image.load()
+    except OSError as exc:
+        return "truncated" in str(exc)
+    except Exception:  # Pillow cannot judge this file; OpenCV decides
+        return False
+    return False
+
+
+def read_image_file(path: str | Path) -> np.ndarray:
+    """Read an image file as an (H, W, 3) BGR uint8 array.
+
+    Raises:
+        ImageReadError: the file is missing, unreadable, not an image OpenCV can decode, or a JPEG
+            whose data ends early.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"image {path} does not exist")
+    if not path.is_file():
+        raise ImageReadError(f"{path} is not a file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(3)
+    except OSError as exc:
+        raise ImageReadError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    if not head:
+        raise ImageReadError(f"{path} is empty (0 bytes)")
+    if head == b"\xff\xd8\xff" and _jpeg_is_truncated(path):
+        raise ImageReadError(f"{path} is damaged: its JPEG data ends early (a file cut short while copying?)")
+    with quiet_opencv():
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageReadError(f"{path} is not an image OpenCV can read (damaged, or an unsupported format)")
+    return image
+
+
 def _plausible_fps(value: float) -> float | None:
     return value if math.isfinite(value) and 0 < value <= MAX_PLAUSIBLE_FPS else None
 
@@ -604,11 +652,11 @@ class ImageFolderSource(_FrameSource):
         self._stats = SourceStats(frames_read=1, frames_skipped=first_index, frames_expected=len(self.files))
 
     def _read(self, index: int) -> np.ndarray | None:
-        path = self.files[index]
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            logger.warning("skipping %s: not an image OpenCV can read", path)
-        return image
+        try:
+            return read_image_file(self.files[index])
+        except ImageReadError as exc:
+            logger.warning("skipping frame %d: %s", index, exc)
+            return None
 
     def _first_readable(self) -> tuple[int, np.ndarray]:
         for index in range(len(self.files)):
@@ -666,7 +714,8 @@ class LiveSource(_FrameSource):
     stream drops (read error, end of stream, or nothing for ``read_timeout_s``), the reader reopens
     it, first at once and then with exponential backoff; after ``max_reconnect_s`` without success
     the iteration raises :class:`SourceError`. ``close()`` (also on leaving the ``with`` block,
-    e.g. after Ctrl-C in the consumer) stops the reader within ``close_timeout_s``.
+    e.g. after Ctrl-C in the consumer) stops the reader within ``close_timeout_s``. A video file
+    given as a live source is read the same way (newest frame first) and ends at its end.
 
     Args:
         spec: camera index, or a stream URL (credentials in it are never logged).
@@ -683,6 +732,8 @@ class LiveSource(_FrameSource):
             spec = int(spec.strip())
         self.spec = spec
         is_camera = isinstance(spec, int)
+        #: A video file read as a live source ends at its end instead of reconnecting.
+        self.is_file = not is_camera and Path(spec).is_file()
         name = f"camera {spec}" if is_camera else redact_url(spec)
         self._cond = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -770,6 +821,10 @@ class LiveSource(_FrameSource):
                     self._publish(image)
                     continue
                 capture.release()
+                if self.is_file:  # the end of a file is its end, not a lost stream
+                    logger.info("%s: end of the file", self.info.name)
+                    capture = None
+                    break
                 capture = self._reconnect()
         except BaseException as exc:  # surfaced in the consumer
             self._error = SourceError(f"reading {self.info.name} failed: {exc}")

@@ -6,21 +6,24 @@ the web app share (no argparse here).
 - :func:`process_source` runs a video file or an image sequence through it into the files of an
   :class:`OutputPaths`, reporting :class:`TrackProgress` as it goes, and returns a :class:`TrackSummary`.
 
-With offline smoothing the frames are read twice: the first pass tracks (and streams the raw JSON
-Lines), the second pairs the re-read frames with the smoothed results and writes the final files.
+With offline smoothing the first pass tracks (and streams the raw JSON Lines); the smoothed results
+then go to the JSON, CSV and COCO files at once, and a second reading of the frames draws them into
+the labeled video (when one is asked for).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
+from app.outputs import OutputLock, check_outputs, check_writable
 from app.pipeline import (
     Pipeline,
     PipelineSettings,
@@ -29,21 +32,36 @@ from app.pipeline import (
     write_offline,
 )
 from app.sinks import (
+    CODECS_BY_EXTENSION,
     CocoResultsSink,
     CsvLayout,
     CsvSink,
     DrawSettings,
     JsonLinesSink,
     Sink,
+    SinkError,
     VideoSink,
+    partial_path,
 )
-from app.sources import VideoInfo, open_source
+from app.sources import (
+    SourceKind,
+    SourceStats,
+    VideoInfo,
+    expand_video_inputs,
+    list_images,
+    open_source,
+    source_kind,
+)
+from pose.structures import FrameResult
 from tracking.smoothing import SmoothingMode, SmoothingSettings
 from tracking.tracker import Tracker, TrackerSettings
 
 __all__ = [
     "Models",
     "OutputPaths",
+    "check_track_outputs",
+    "input_files",
+    "output_stems",
     "TrackProgress",
     "TrackSettings",
     "TrackSummary",
@@ -55,6 +73,7 @@ __all__ = [
     "outputs_in_folder",
     "process_source",
     "tracker_settings",
+    "write_results",
 ]
 
 logger = logging.getLogger("animalpose")
@@ -164,12 +183,14 @@ class TrackProgress:
 
 @dataclass(frozen=True)
 class TrackSummary:
-    """One processed source: its name, frames tracked, tracking frames/s, whether it was read to the end."""
+    """One processed source: its name, frames tracked, tracking frames/s, whether it was read to the end,
+    and how many of its frames could not be read (unreadable images of a sequence)."""
 
     source: str
     frames: int
     fps: float
     complete: bool
+    frames_skipped: int = 0
 
 
 @dataclass(frozen=True)
@@ -185,13 +206,16 @@ def load_models(pose_weights: str | Path, pose_settings, detector_settings) -> M
     official name, with ``pose.estimator.PoseSettings``).
 
     Raises:
-        tracking.detector.DetectorError, pose.checkpoint.CheckpointError, pose.weights.WeightsError.
+        tracking.detector.DetectorError, pose.weights.WeightsError, pose.checkpoint.CheckpointError (also
+        for a model whose keypoints are not AP-10K's 17).
     """
+    from pose.checkpoint import require_ap10k_keypoints
     from pose.estimator import PoseEstimator
     from tracking.detector import Detector
 
     detector = Detector(detector_settings)
     estimator = PoseEstimator.from_weights(pose_weights, pose_settings)
+    require_ap10k_keypoints(estimator.num_keypoints, pose_weights)
     return Models(detector, estimator)
 
 
@@ -217,12 +241,15 @@ def make_pipeline(models: Models, settings: TrackSettings, live: bool, fps: floa
 
 
 def final_sinks(stack: ExitStack, outputs: OutputPaths, info: VideoInfo, settings: TrackSettings, tmp: Path,
-                stream_jsonl: bool) -> list[Sink]:
-    """Open the sinks of ``outputs`` in ``stack``. The JSON Lines go to ``outputs.jsonl`` when
+                stream_jsonl: bool, video: bool = True, data: bool = True) -> list[Sink]:
+    """Open the sinks of ``outputs`` in ``stack``: the labeled video (when ``video``) and the result files
+    (JSON, JSON Lines, CSV, COCO; when ``data``). The JSON Lines go to ``outputs.jsonl`` when
     ``stream_jsonl`` (else to ``tmp``, needed only to build the final JSON)."""
     sinks: list[Sink] = []
-    if outputs.video is not None:
+    if video and outputs.video is not None:
         sinks.append(stack.enter_context(VideoSink(outputs.video, info, settings.draw)))
+    if not data:
+        return sinks
     lines = outputs.jsonl if (stream_jsonl and outputs.jsonl is not None) else tmp / "frames.jsonl"
     if outputs.json is not None or (stream_jsonl and outputs.jsonl is not None):
         sinks.append(stack.enter_context(JsonLinesSink(lines, outputs.json, info)))
@@ -233,17 +260,107 @@ def final_sinks(stack: ExitStack, outputs: OutputPaths, info: VideoInfo, setting
     return sinks
 
 
+def _data_outputs(outputs: OutputPaths, partial: bool) -> OutputPaths:
+    """The result files of ``outputs`` written after the tracking pass (no video, no streamed JSON Lines),
+    under their partial names when ``partial``."""
+    name = partial_path if partial else (lambda p: p)
+    return OutputPaths(json=name(outputs.json) if outputs.json else None,
+                       csv=name(outputs.csv) if outputs.csv else None,
+                       coco=name(outputs.coco) if outputs.coco else None)
+
+
+def write_results(outputs: OutputPaths, results: Sequence[FrameResult], info: VideoInfo, settings: TrackSettings,
+                  partial: bool = False, metadata: dict | None = None) -> list[Path]:
+    """Write ``results`` into the JSON, CSV and COCO files of ``outputs`` (no images needed); with
+    ``partial`` under :func:`app.sinks.partial_path` names and ``"complete": false`` in the JSON.
+    Returns the files written."""
+    outputs = _data_outputs(outputs, partial)
+    with tempfile.TemporaryDirectory(prefix="animalpose-") as tmp, ExitStack() as stack:
+        sinks = final_sinks(stack, outputs, info, settings, Path(tmp), stream_jsonl=False, video=False)
+        for sink in sinks:
+            if isinstance(sink, JsonLinesSink):
+                sink.set_metadata(complete=not partial, **(metadata or {}))
+        for result in results:
+            for sink in sinks:
+                sink.write(result)
+    return outputs.requested()
+
+
+def input_files(spec: str | Path) -> list[Path]:
+    """The files a file source reads: the video, or the images of a sequence (for output checks)."""
+    if source_kind(spec) is SourceKind.IMAGES:
+        return list_images(spec)
+    return expand_video_inputs(spec)
+
+
+def check_track_outputs(spec: str | Path, outputs: OutputPaths) -> None:
+    """Everything about ``outputs`` that can be checked before the first frame: none is an input of
+    ``spec`` or another output, every folder takes new files, the video's container is known.
+
+    Raises:
+        app.sinks.SinkError: naming the output and the problem.
+        app.sources.SourceError: ``spec`` does not exist.
+    """
+    check_outputs(input_files(spec), outputs.requested())
+    if outputs.video is not None and outputs.video.suffix.lower() not in CODECS_BY_EXTENSION:
+        raise SinkError(f"cannot write {outputs.video}: unknown video extension {outputs.video.suffix!r}; use one "
+                        f"of {', '.join(CODECS_BY_EXTENSION)}")
+    check_writable(outputs.requested())
+
+
+def output_stems(videos: Sequence[Path]) -> list[str]:
+    """A distinct output name stem per video of a folder run: the file's stem, or, where two videos
+    share it (``a.mp4`` and ``a.avi``, or ``day1/IMG_1.MP4`` and ``day2/IMG_1.MP4``), its path below
+    their common folder with ``__`` for the separators and the extension added."""
+    stems = [v.stem for v in videos]
+    clashing = {stem for stem in stems if stems.count(stem) > 1}
+    if not clashing:
+        return stems
+    common = Path(os.path.commonpath([str(v.resolve().parent) for v in videos]))
+    out = []
+    for video, stem in zip(videos, stems):
+        if stem not in clashing:
+            out.append(stem)
+            continue
+        relative = video.resolve().relative_to(common)
+        out.append("__".join([*relative.parent.parts, f"{relative.stem}_{relative.suffix.lstrip('.')}"]))
+    return out
+
+
 def process_source(spec: str, outputs: OutputPaths, models: Models, settings: TrackSettings = TrackSettings(),
-                   progress: Callable[[TrackProgress], None] | None = None) -> TrackSummary:
+                   progress: Callable[[TrackProgress], None] | None = None, lock_outputs: bool = True) -> TrackSummary:
     """Track one video file or image sequence into ``outputs``.
 
-    ``progress`` is called after every frame of each pass (from this thread).
+    ``progress`` is called after every frame of each pass (from this thread). With offline smoothing
+    the result files are written once the tracking pass is done and the labeled video in a second
+    reading of the source (the only output that needs the images again).
+
+    Every processed frame reaches every output. When the run is interrupted (Ctrl-C, SIGTERM) or
+    fails, what was processed is left in partial files (:func:`app.sinks.partial_path`): with offline
+    smoothing, the result files of the frames tracked so far (smoothed), and the part of the labeled
+    video already written; then the exception propagates.
+
+    Before the first frame the outputs are checked (:func:`check_track_outputs`) and, with
+    ``lock_outputs``, locked against other runs for the time they are written (a caller that holds
+    the :class:`app.outputs.OutputLock` itself passes False). Partial files of an earlier run
+    are removed once the outputs are complete.
 
     Raises:
         app.sources.SourceError: the source cannot be opened or read.
-        app.sinks.SinkError: an output cannot be written (e.g. a full disk); nothing half-written is left
-            under a final name.
+        app.sinks.SinkError: an output cannot be written (e.g. a full disk, or it is an input); nothing
+            half-written is left under a final name.
+        app.outputs.OutputBusyError: another run is writing one of ``outputs``.
     """
+    check_track_outputs(spec, outputs)
+    with OutputLock(outputs.requested() if lock_outputs else ()):
+        summary = _process_source(spec, outputs, models, settings, progress)
+        for path in outputs.requested():
+            partial_path(path).unlink(missing_ok=True)
+    return summary
+
+
+def _process_source(spec: str, outputs: OutputPaths, models: Models, settings: TrackSettings,
+                    progress: Callable[[TrackProgress], None] | None) -> TrackSummary:
     with tempfile.TemporaryDirectory(prefix="animalpose-") as tmp, open_source(spec, fps=settings.fps) as source:
         info = source.info
         pipeline = make_pipeline(models, settings, live=False, fps=info.fps)
@@ -262,21 +379,61 @@ def process_source(spec: str, outputs: OutputPaths, models: Models, settings: Tr
                 first = [stack.enter_context(JsonLinesSink(outputs.jsonl, None, info))] if outputs.jsonl else []
             else:
                 first = final_sinks(stack, outputs, info, settings, Path(tmp), stream_jsonl=True)
-            stats = run_frames(source, pipeline, first, on_result=on_result)
+            try:
+                stats = run_frames(source, pipeline, first, on_result=on_result)
+            except BaseException:
+                if offline and pipeline.times.frames:
+                    _write_partial_results(outputs, pipeline, info, settings, source.stats)
+                raise
+            for sink in first:
+                if isinstance(sink, JsonLinesSink):
+                    sink.set_metadata(**_stats_metadata(source.stats))
         source_stats = source.stats
+    if source_stats.frames_skipped:
+        logger.warning("%s: %d unreadable frames skipped (%s)", info.name, source_stats.frames_skipped,
+                       source_stats.describe())
     if offline:
         results = pipeline.offline_results()
-        with open_source(spec, fps=settings.fps) as again, tempfile.TemporaryDirectory(prefix="animalpose-") as tmp:
-            bar = tqdm(total=len(results), unit="frame", desc="writing smoothed", disable=not settings.progress_bar,
-                       dynamic_ncols=True)
-            with bar, ExitStack() as stack:
-                sinks = final_sinks(stack, outputs, again.info, settings, Path(tmp), stream_jsonl=False)
-                if sinks:
-                    write_offline(_counting(again, bar, len(results), progress), results, sinks)
+        write_results(outputs, results, info, settings, metadata=_stats_metadata(source_stats))
+        if outputs.video is not None:
+            _write_video(spec, outputs.video, results, settings, progress)
     if not source_stats.complete:
         logger.warning("%s ended early: %s", info.name, source_stats.describe())
     logger.info("%s: %.2f frames/s; %s", info.name, stats.fps, stats.times.summary())
-    return TrackSummary(info.name, stats.frames, stats.fps, source_stats.complete)
+    return TrackSummary(info.name, stats.frames, stats.fps, source_stats.complete, source_stats.frames_skipped)
+
+
+def _stats_metadata(stats: SourceStats) -> dict:
+    return {"frames_skipped": stats.frames_skipped}
+
+
+def _write_partial_results(outputs: OutputPaths, pipeline: Pipeline, info: VideoInfo, settings: TrackSettings,
+                           stats: SourceStats) -> None:
+    """After an interrupted or failed tracking pass: the smoothed results of the frames tracked so far."""
+    if not _data_outputs(outputs, partial=True).requested():
+        return
+    try:
+        written = write_results(outputs, pipeline.offline_results(), info, settings, partial=True,
+                                metadata=_stats_metadata(stats))
+    except Exception as exc:  # the original error is what gets reported
+        logger.error("could not write the partial results: %s", exc)
+        return
+    logger.warning("stopped after %d frames: partial results in %s", pipeline.times.frames,
+                   ", ".join(map(str, written)))
+
+
+def _write_video(spec: str, path: Path, results: Sequence[FrameResult], settings: TrackSettings,
+                 progress: Callable[[TrackProgress], None] | None) -> None:
+    """The second pass of OFFLINE mode: re-read the source and draw ``results`` into the labeled video."""
+    with open_source(spec, fps=settings.fps) as again, ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=len(results), unit="frame", desc="writing video",
+                                       disable=not settings.progress_bar, dynamic_ncols=True))
+        sinks = final_sinks(stack, OutputPaths(video=path), again.info, settings, Path(), stream_jsonl=False,
+                            data=False)
+        written = write_offline(_counting(again, bar, len(results), progress), results, sinks)
+    if written < len(results):
+        logger.warning("%s: %d of the %d processed frames could not be read again and are not in the video",
+                       path, len(results) - written, len(results))
 
 
 def _counting(frames: Iterable, bar: tqdm, total: int, progress: Callable[[TrackProgress], None] | None) -> Iterator:

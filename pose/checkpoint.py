@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pose.keypoints import NUM_KEYPOINTS
 from pose.model import BackboneKind, PoseArchitecture, TopDownModel, build_model
 
 __all__ = [
@@ -277,6 +278,18 @@ def load_pose_checkpoint(
     input_size = recorded_input_size(obj)
     logger.debug("loaded %s: %s, input size %s", path, arch, input_size)
     return model.to(map_location).eval(), arch, input_size
+
+
+def require_ap10k_keypoints(num_keypoints: int, weights: str | Path) -> None:
+    """Refuse a model whose output is not AP-10K's 17 keypoints: its keypoints could not be named,
+    drawn on the AP-10K skeleton or flip-tested with AP-10K's pairs.
+
+    Raises:
+        CheckpointError: naming ``weights`` and both counts.
+    """
+    if num_keypoints != NUM_KEYPOINTS:
+        raise CheckpointError(f"{weights}: the model estimates {num_keypoints} keypoints; animalpose runs AP-10K "
+                              f"models, which have {NUM_KEYPOINTS}")
 
 
 def recorded_input_size(checkpoint: Any) -> tuple[int, int] | None:

@@ -13,6 +13,30 @@ as 17 x (x, y, confidence) in image pixels, ``score``) against a COCO keypoint f
 
 :func:`per_group_ap` gives the AP of each species or family (a category's
 ``supercategory``). All AP numbers come from pycocotools, none is computed here.
+:func:`evaluate_with_groups` gives both from one loading of the inputs (the CLI uses it).
+
+What happens with inputs pycocotools mishandles:
+
+* A predicted keypoint whose x or y is null, NaN or infinite is a miss: its OKS term is 0,
+  exactly as for a keypoint far away (pycocotools itself would make the whole OKS NaN,
+  and NaN matches every ground truth, so missing keypoints scored as perfect). Such a
+  detection's ``area`` (which only decides whether an unmatched detection falls in an
+  area range) comes from its finite keypoints, 0 when it has none. One warning says how
+  many keypoints were missing. In the mmpose rescoring a missing keypoint, or one whose
+  confidence is null/NaN, does not count; in OKS-NMS its term is 0.
+* A null or NaN instance ``score`` ranks below every other prediction (as pycocotools
+  sorts NaN last); one warning says how many.
+* An empty prediction list is a defined result, not an error: AP/AR 0 (-1 where the
+  ground truth has nothing in the area range), with a warning. pycocotools' ``loadRes``
+  would fail on it.
+* Predictions whose ``category_id`` the ground truth does not define are not scored
+  (pycocotools ignores them); a warning says how many, and also when no prediction has
+  the category of a ground-truth animal on its image.
+* Predictions on ``image_id``s absent from the ground truth are an error (pycocotools
+  asserts); so are a ground truth without any annotation with labelled keypoints and
+  malformed records. Errors are ``ValueError`` (``FileNotFoundError``/other ``OSError``
+  for unreadable files) with a one-line message that names the file and what to fix.
+* A ground-truth annotation without ``iscrowd`` is taken as ``iscrowd: 0``.
 """
 
 from __future__ import annotations
@@ -23,6 +47,8 @@ import enum
 import io
 import json
 import logging
+import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,34 +108,134 @@ class Grouping(enum.Enum):
 
 def _read_json(path: str | Path, what: str) -> object:
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} path {path} is a folder, not a JSON file")
     if not path.is_file():
         raise FileNotFoundError(f"{what} file not found: {path}")
     try:
-        with path.open(encoding="utf-8") as f:
-            return json.load(f)
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{what} file {path} is not UTF-8 text, so not JSON: {error}") from error
+    except OSError as error:
+        reason = os.strerror(error.errno).lower() if error.errno else str(error)
+        raise type(error)(f"cannot read {what} file {path}: {reason}") from error
+    if not text.strip():
+        raise ValueError(f"{what} file {path} is empty")
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(f"{what} file {path} is not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise ValueError(f"{what} file {path} is nested too deeply to be a COCO file") from error
 
 
-def load_ground_truth(gt: GroundTruth) -> dict:
+def _source(data: object, what: str) -> str:
+    """How messages name an input: ``"<what> file PATH"`` for a path, ``what`` otherwise."""
+    return f"{what} file {data}" if isinstance(data, (str, Path)) else what
+
+
+def _is_id(value: object) -> bool:
+    """Whether ``value`` can be a COCO id (a number or a string, not a list, null or boolean)."""
+    return isinstance(value, (int, float, str)) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_ground_truth_lists(data: dict, source: str) -> None:
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise ValueError(f"{source} has no '{key}' list; is it a COCO keypoint annotation file?")
+    for key in ("images", "categories"):
+        for index, entry in enumerate(data[key]):
+            if not isinstance(entry, dict) or not _is_id(entry.get("id")):
+                raise ValueError(f"{source}: {key} entry {index} has no 'id' number")
+    for index, annotation in enumerate(data["annotations"]):
+        if not isinstance(annotation, dict):
+            raise ValueError(f"{source}: annotation {index} is a {type(annotation).__name__}, not a dict")
+        missing = [key for key in _GT_ANNOTATION_KEYS if key not in annotation]
+        if missing:
+            raise ValueError(f"{source}: annotation {annotation.get('id')} lacks {missing}")
+        if not _is_id(annotation["image_id"]) or not _is_id(annotation["category_id"]):
+            raise ValueError(f"{source}: annotation {annotation['id']} has no image_id or category_id number")
+        if not all(_is_number(annotation[key]) and math.isfinite(annotation[key]) for key in ("area", "num_keypoints")):
+            raise ValueError(f"{source}: annotation {annotation['id']} needs 'area' and 'num_keypoints' as numbers")
+
+
+def _check_ground_truth_keypoints(data: dict, source: str, num_keypoints: int) -> None:
+    for annotation in data["annotations"]:
+        try:
+            values = np.asarray(annotation["keypoints"], dtype=np.float64).reshape(-1)
+            box = np.asarray(annotation["bbox"], dtype=np.float64).reshape(4)
+        except (TypeError, ValueError):
+            values, box = np.zeros(0), np.full(4, np.nan)
+        if values.size != 3 * num_keypoints or not np.isfinite(values).all() or not np.isfinite(box).all():
+            raise ValueError(
+                f"{source}: annotation {annotation['id']} needs 'keypoints' as {num_keypoints} x "
+                "(x, y, visibility) finite numbers and 'bbox' as 4 numbers"
+            )
+
+
+def load_ground_truth(gt: GroundTruth, num_keypoints: int | None = None) -> dict:
     """A checked deep copy of a COCO keypoint annotation file or dict.
+
+    A missing ``iscrowd`` is set to 0 in the copy (pycocotools needs it). With
+    ``num_keypoints``, each annotation's ``keypoints`` must be that many finite
+    (x, y, visibility) triples and its ``bbox`` 4 finite numbers.
 
     Raises:
         FileNotFoundError: ``gt`` is a path that does not exist.
+        OSError: ``gt`` is a folder or cannot be read.
         ValueError: the file is not JSON or lacks ``images``/``annotations``/``categories``
             or an annotation field that keypoint evaluation reads.
     """
+    source = _source(gt, "ground-truth")
     data = _read_json(gt, "ground-truth") if isinstance(gt, (str, Path)) else copy.deepcopy(gt)
     if not isinstance(data, dict):
-        raise ValueError(f"ground truth must be a COCO dict, got {type(data).__name__}")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise ValueError(f"ground truth has no '{key}' list")
+        raise ValueError(f"{source} must hold a COCO dict, not a {type(data).__name__}")
+    _check_ground_truth_lists(data, source)
+    if num_keypoints is not None:
+        _check_ground_truth_keypoints(data, source, num_keypoints)
     for annotation in data["annotations"]:
-        missing = [key for key in _GT_ANNOTATION_KEYS if key not in annotation]
-        if missing:
-            raise ValueError(f"ground-truth annotation {annotation.get('id')} lacks {missing}")
+        annotation.setdefault("iscrowd", 0)
     return data
+
+
+def _prediction_problem(record: object) -> str | None:
+    """What is wrong with one prediction record, or None."""
+    if not isinstance(record, dict):
+        return f"is a {type(record).__name__}, not a dict"
+    missing = [key for key in _PREDICTION_KEYS if key not in record]
+    if missing:
+        return f"lacks {missing}"
+    for key in ("image_id", "category_id"):
+        if not _is_id(record[key]):
+            return f"has {key} {record[key]!r}; expected a number"
+    score = record.get("score", 1.0)
+    if score is not None and not _is_number(score):
+        try:
+            float(score)
+        except (TypeError, ValueError):
+            return f"has score {score!r}; expected a number"
+    return None
+
+
+def _flat_keypoints(record: dict, index: int, num_keypoints: int | None) -> np.ndarray:
+    """The record's keypoints as a flat float array; null becomes NaN."""
+    try:
+        keypoints = np.asarray(record["keypoints"], dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"prediction {index} has keypoints that are not a list of numbers: {str(record['keypoints'])[:60]}"
+        ) from None
+    expected = 3 * num_keypoints if num_keypoints is not None else keypoints.size
+    if keypoints.size != expected or keypoints.size % 3 or not keypoints.size:
+        raise ValueError(
+            f"prediction {index} has {keypoints.size} keypoint values, "
+            f"expected {num_keypoints or 'K'} x (x, y, confidence)"
+        )
+    return keypoints
 
 
 def load_predictions(predictions: Predictions, num_keypoints: int | None = len(SIGMAS)) -> list[dict]:
@@ -117,34 +243,127 @@ def load_predictions(predictions: Predictions, num_keypoints: int | None = len(S
 
     Each record needs ``image_id``, ``category_id`` and ``keypoints`` (``num_keypoints``
     x (x, y, confidence), flat or nested; any count when ``num_keypoints`` is None);
-    ``keypoints`` comes back as a flat list of floats. ``score`` defaults to 1.0; other fields are kept.
+    ``keypoints`` comes back as a flat list of floats, null values as NaN (missing
+    keypoints, see the module docstring). ``score`` defaults to 1.0 (null becomes NaN);
+    other fields are kept.
 
     Raises:
         FileNotFoundError: ``predictions`` is a path that does not exist.
+        OSError: ``predictions`` is a folder or cannot be read.
         ValueError: not JSON, not a list of dicts, or a record is incomplete.
     """
+    source = _source(predictions, "predictions")
+    prefix = f"{source}: " if isinstance(predictions, (str, Path)) else ""
     if isinstance(predictions, (str, Path)):
         records = _read_json(predictions, "predictions")
     else:
         records = predictions
     if not isinstance(records, (list, tuple)):
-        raise ValueError(f"predictions must be a list of dicts, got {type(records).__name__}")
+        hint = " (a COCO annotation file? --pred takes a results list)" if isinstance(records, dict) else ""
+        kind = type(records).__name__
+        raise ValueError(f"{source} must hold a list of dicts (COCO keypoint results), got a {kind}{hint}")
     checked = []
     for index, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise ValueError(f"prediction {index} is a {type(record).__name__}, not a dict")
-        missing = [key for key in _PREDICTION_KEYS if key not in record]
-        if missing:
-            raise ValueError(f"prediction {index} lacks {missing}")
-        keypoints = np.asarray(record["keypoints"], dtype=np.float64).reshape(-1)
-        expected = 3 * num_keypoints if num_keypoints is not None else keypoints.size
-        if keypoints.size != expected or keypoints.size % 3 or not keypoints.size:
-            raise ValueError(
-                f"prediction {index} has {keypoints.size} keypoint values, "
-                f"expected {num_keypoints or 'K'} x (x, y, confidence)"
-            )
-        checked.append({**record, "keypoints": keypoints.tolist(), "score": float(record.get("score", 1.0))})
+        problem = _prediction_problem(record)
+        if problem:
+            raise ValueError(f"{prefix}prediction {index} {problem}")
+        try:
+            keypoints = _flat_keypoints(record, index, num_keypoints)
+        except ValueError as error:
+            raise ValueError(f"{prefix}{error}") from None
+        score = record.get("score", 1.0)
+        score = math.nan if score is None else float(score)
+        checked.append({**record, "keypoints": keypoints.tolist(), "score": score})
     return checked
+
+
+def _describe_categories(categories: dict, ids: Sequence, limit: int = 6) -> str:
+    """``"1 (antelope), 2 (argali sheep), ..., 54 (bat); 54 in all"`` for the given category ids."""
+    ids = sorted(set(ids), key=lambda i: (isinstance(i, str), str(i) if isinstance(i, str) else float(i)))
+    named = [f"{i!r} ({categories[i]})" if i in categories else repr(i) for i in ids]
+    if len(named) > limit:
+        return ", ".join([*named[: limit - 1], "...", named[-1]]) + f"; {len(named)} in all"
+    return ", ".join(named)
+
+
+def _check_image_ids(data: dict, records: list[dict], source: str) -> None:
+    """Raise when predictions refer to images the ground truth lacks (pycocotools would assert)."""
+    known = {image["id"] for image in data["images"]}
+    unknown = [r["image_id"] for r in records if r["image_id"] not in known]
+    if not unknown:
+        return
+    spelled = {str(i): i for i in known}.get(str(unknown[0]))
+    hint = f", but the ground truth has {spelled!r}: the types differ" if spelled is not None else ""
+    raise ValueError(
+        f"{len(unknown)} of {len(records)} predictions in {source} refer to image ids that are not in "
+        f"the ground truth's images (e.g. {unknown[0]!r}{hint}); evaluate against the ground truth "
+        "the predictions were made on"
+    )
+
+
+def _warn_about_categories(data: dict, records: list[dict]) -> None:
+    categories = {c["id"]: c.get("name", "?") for c in data["categories"]}
+    unknown = [r["category_id"] for r in records if r["category_id"] not in categories]
+    if unknown:
+        logger.warning(
+            "%d of %d predictions have a category_id the ground truth does not define (%s) and are not "
+            "scored; the ground truth's categories are %s: check the category ids",
+            len(unknown), len(records), _describe_categories(categories, unknown),
+            _describe_categories(categories, list(categories)),
+        )
+        return
+    animals = {(a["image_id"], a["category_id"]) for a in data["annotations"]}
+    if animals and not any((r["image_id"], r["category_id"]) in animals for r in records):
+        logger.warning(
+            "none of the %d predictions has the category of a ground-truth animal on its image "
+            "(predictions: %s; ground truth: %s); COCO scores each category apart, so all of them "
+            "miss: check the category ids",
+            len(records), _describe_categories(categories, [r["category_id"] for r in records]),
+            _describe_categories(categories, [a["category_id"] for a in data["annotations"]]),
+        )
+
+
+def _warn_about_values(records: list[dict], mmpose_nms: bool) -> None:
+    points = np.array([r["keypoints"] for r in records], dtype=np.float64).reshape(len(records), -1, 3)
+    missing = ~np.isfinite(points[..., :2]).all(axis=-1)
+    if missing.any():
+        logger.warning(
+            "%d of %d predicted keypoints (in %d of %d predictions) have null or non-finite coordinates; "
+            "they count as misses (OKS term 0, as a keypoint far away)",
+            missing.sum(), missing.size, missing.any(axis=1).sum(), len(records),
+        )
+    no_confidence = ~missing & ~np.isfinite(points[..., 2])
+    if mmpose_nms and no_confidence.any():
+        logger.warning(
+            "%d of %d predicted keypoints have a null or non-finite confidence; the rescoring leaves them out",
+            no_confidence.sum(), no_confidence.size,
+        )
+    no_score = np.isnan([r["score"] for r in records])
+    if not mmpose_nms and no_score.any():
+        logger.warning(
+            "%d of %d predictions have a null or NaN score; they rank below all others",
+            no_score.sum(), len(records),
+        )
+
+
+def _check_predictions(data: dict, records: list[dict], source: str, mmpose_nms: bool) -> None:
+    """Errors for predictions pycocotools cannot score, warnings for ones it scores silently wrong."""
+    if not records:
+        logger.warning(
+            "%s holds no predictions: AP and AR are 0 (n/a where the ground truth has no animal); "
+            "check that it is the right file", source,
+        )
+        return
+    _check_image_ids(data, records, source)
+    _warn_about_categories(data, records)
+    _warn_about_values(records, mmpose_nms)
+    with_animals = {a["image_id"] for a in data["annotations"] if a["num_keypoints"] > 0}
+    covered = with_animals.intersection(r["image_id"] for r in records)
+    if len(covered) < len(with_animals):
+        logger.info(
+            "predictions cover %d of the %d ground-truth images with labelled animals; the animals on "
+            "the others count as misses", len(covered), len(with_animals),
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -169,21 +388,58 @@ def _coco_ground_truth(gt: dict) -> COCO:
     return coco
 
 
+# Where a missing predicted keypoint is put for pycocotools: far enough that its OKS term
+# exp(-d^2 / (2 s^2 (2 sigma)^2)) underflows to exactly 0 for any area below 1e16 px^2.
+_FAR_PX = 1e9
+
+
+def _finite_box(points: np.ndarray) -> list[float]:
+    """``x, y, w, h`` around the (M, 2) points, all 0 when there are none."""
+    if not len(points):
+        return [0.0, 0.0, 0.0, 0.0]
+    x0, y0 = points.min(axis=0)
+    x1, y1 = points.max(axis=0)
+    return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
+
+
+def _coco_result(prediction: dict) -> tuple[dict, list[float] | None]:
+    """The COCO fields of one prediction for ``loadRes``, and its box when keypoints are missing.
+
+    Missing keypoints (non-finite x or y) go to :data:`_FAR_PX`; a NaN score becomes -inf.
+    """
+    score = prediction["score"]
+    result = {
+        "image_id": prediction["image_id"],
+        "category_id": prediction["category_id"],
+        "keypoints": prediction["keypoints"],
+        "score": -math.inf if math.isnan(score) else score,
+    }
+    points = np.asarray(prediction["keypoints"], dtype=np.float64).reshape(-1, 3)
+    missing = ~np.isfinite(points[:, :2]).all(axis=1)
+    if not missing.any():
+        return result, None
+    box = _finite_box(points[~missing, :2])
+    points[missing, :2] = _FAR_PX
+    points[~np.isfinite(points[:, 2]), 2] = 0.0
+    return {**result, "keypoints": points.reshape(-1).tolist()}, box
+
+
 def _coco_results(coco_gt: COCO, predictions: list[dict]) -> COCO:
     """The results API object for the predictions' COCO fields only.
 
     Extra fields are dropped on purpose: a ``bbox`` would make ``loadRes`` take its box
-    branch and set each detection's ``area`` from it, which changes APM/APL.
+    branch and set each detection's ``area`` from it, which changes APM/APL. A detection
+    with missing keypoints gets the box and area of its finite keypoints afterwards
+    (``loadRes`` would take them from the far-away stand-ins). The image ids must be
+    the ground truth's (:func:`_check_image_ids`).
     """
-    known = set(coco_gt.getImgIds())
-    unknown = sorted({p["image_id"] for p in predictions} - known)
-    if unknown:
-        raise ValueError(f"predictions refer to image ids not in the ground truth: {unknown[:10]}")
-    results = [
-        {key: p[key] for key in ("image_id", "category_id", "keypoints", "score")} for p in predictions
-    ]
-    if results:
-        return _quiet(coco_gt.loadRes, results)
+    if predictions:
+        results, boxes = zip(*(_coco_result(p) for p in predictions))
+        coco_dt = _quiet(coco_gt.loadRes, list(results))
+        for annotation, box in zip(coco_dt.dataset["annotations"], boxes):
+            if box is not None:
+                annotation["bbox"], annotation["area"] = box, box[2] * box[3]
+        return coco_dt
     empty = COCO()
     empty.dataset = {
         "images": list(coco_gt.dataset["images"]),
@@ -217,23 +473,35 @@ def _metrics(stats: np.ndarray) -> KeypointMetrics:
 # ---------------------------------------------------------------------------
 
 
+def _box_score(record: dict, index: int) -> float:
+    value = record.get("bbox_score", 1.0)
+    if not _is_number(value) or not math.isfinite(value):
+        raise ValueError(f"prediction {index} has bbox_score {value!r}; expected a finite number")
+    return float(value)
+
+
 def rescore(predictions: Predictions, vis_threshold: float = 0.2) -> list[dict]:
     """mmpose's rescoring: score = mean keypoint confidence above threshold x box score.
 
     The mean runs over the confidences strictly greater than ``vis_threshold``; an
-    instance with none gets score 0. The box score is the record's ``bbox_score``
-    (a detector confidence), 1.0 when absent, as for ground-truth boxes. The incoming
-    ``score`` is ignored and replaced. Returns new records; the inputs are not changed.
+    instance with none gets score 0. A missing keypoint (x, y or confidence null or not
+    finite) does not count. The box score is the record's ``bbox_score`` (a detector
+    confidence), 1.0 when absent, as for ground-truth boxes. The incoming ``score`` is
+    ignored and replaced. Returns new records; the inputs are not changed.
+
+    Raises:
+        ValueError: a ``bbox_score`` is not a finite number.
     """
     records = load_predictions(predictions, num_keypoints=None)
     if not records:
         return []
-    confidences = np.array([r["keypoints"][2::3] for r in records], dtype=np.float64)  # (N, K)
-    visible = confidences > vis_threshold
+    points = np.array([r["keypoints"] for r in records], dtype=np.float64).reshape(len(records), -1, 3)
+    confidences = points[..., 2]  # (N, K)
+    visible = np.isfinite(points).all(axis=-1) & (confidences > vis_threshold)
     count = visible.sum(axis=1)
     total = np.where(visible, confidences, 0.0).sum(axis=1)
     keypoint_score = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-    box_score = np.array([float(r.get("bbox_score", 1.0)) for r in records])
+    box_score = np.array([_box_score(r, index) for index, r in enumerate(records)])
     scores = keypoint_score * box_score
     return [{**r, "score": float(s)} for r, s in zip(records, scores)]
 
@@ -294,6 +562,17 @@ def _paired_gt_boxes(gt: dict, predictions: list[dict]) -> np.ndarray:
     return np.array(boxes, dtype=np.float64).reshape(-1, 4)
 
 
+def _prediction_box(record: dict, index: int) -> np.ndarray:
+    """The record's ``bbox`` as 4 finite floats."""
+    try:
+        box = np.asarray(record["bbox"], dtype=np.float64).reshape(4)
+    except (TypeError, ValueError):
+        box = np.full(4, np.nan)
+    if not np.isfinite(box).all():
+        raise ValueError(f"prediction {index} has bbox {record['bbox']!r}; expected 4 numbers x, y, w, h in pixels")
+    return box
+
+
 def with_center_scale(gt: GroundTruth, predictions: Predictions) -> list[dict]:
     """Add mmpose's box ``center``/``scale`` (pixels / 200) to predictions lacking them.
 
@@ -322,7 +601,7 @@ def with_center_scale(gt: GroundTruth, predictions: Predictions) -> list[dict]:
         image_sizes = _image_sizes(data, [r["image_id"] for r in records])
         boxes, _ = clean_boxes_xywh(_paired_gt_boxes(data, records), image_sizes[:, 0], image_sizes[:, 1])
     for index in np.flatnonzero(has_bbox):
-        boxes[index] = np.asarray(records[index]["bbox"], dtype=np.float64).reshape(4)
+        boxes[index] = _prediction_box(records[index], index)
     centers, scales = boxes_to_center_scale(boxes)
     return [
         r if done else {**r, "center": c.tolist(), "scale": s.tolist()}
@@ -343,6 +622,7 @@ def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray = SI
     """Pairwise OKS between instances as mmpose's ``oks_iou`` computes it.
 
     Every keypoint counts (no visibility test); the scale is the mean of both areas.
+    A keypoint that is missing (x or y not finite) in either instance contributes 0.
 
     Args:
         keypoints: (N, K, 2+) keypoints in pixels (confidences, if any, are ignored).
@@ -353,12 +633,15 @@ def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray = SI
         (N, N) symmetric OKS in [0, 1].
     """
     xy = np.asarray(keypoints, dtype=np.float64)[..., :2]
+    present = np.isfinite(xy).all(axis=-1)  # (N, K)
+    xy = np.where(present[..., None], xy, 0.0)
     areas = np.asarray(areas, dtype=np.float64)
     variances = (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2
     squared = ((xy[:, None] - xy[None, :]) ** 2).sum(axis=-1)  # (N, N, K)
     mean_area = (areas[:, None] + areas[None, :]) / 2 + np.spacing(1)
     exponent = squared / variances / mean_area[..., None] / 2
-    return np.exp(-exponent).mean(axis=-1)
+    both = present[:, None] & present[None, :]
+    return np.where(both, np.exp(-exponent), 0.0).mean(axis=-1)
 
 
 def oks_nms(
@@ -371,8 +654,8 @@ def oks_nms(
     """Greedy OKS-NMS over the instances of one image, as mmpose 0.x's ``oks_nms``.
 
     Instances are visited by descending score (equal scores: the later one first, as
-    mmpose's reversed ``argsort``); each kept instance removes the remaining ones whose
-    OKS with it exceeds ``threshold``.
+    mmpose's reversed ``argsort``; a NaN score last); each kept instance removes the
+    remaining ones whose OKS with it exceeds ``threshold``.
 
     Args:
         keypoints: (N, K, 2+) keypoints in pixels.
@@ -388,7 +671,7 @@ def oks_nms(
     if scores.size == 0:
         return np.zeros(0, dtype=np.int64)
     overlap = oks_matrix(keypoints, areas, sigmas)
-    order = np.argsort(scores, kind="stable")[::-1]
+    order = np.argsort(np.where(np.isnan(scores), -np.inf, scores), kind="stable")[::-1]
     suppressed = np.zeros(scores.size, dtype=bool)
     keep = []
     for index in order:
@@ -443,11 +726,57 @@ def _prepared(
     vis_threshold: float,
     oks_threshold: float,
 ) -> tuple[dict, list[dict]]:
-    data = load_ground_truth(gt)
+    """Loaded, checked inputs (errors raised, warnings logged once), OKS-NMS'd when asked."""
+    source = _source(gt, "ground-truth")
+    data = load_ground_truth(gt, num_keypoints=len(sigmas))
+    if not any(a["num_keypoints"] > 0 and not a["iscrowd"] for a in data["annotations"]):
+        raise ValueError(
+            f"{source} has no annotation with labelled keypoints (num_keypoints > 0), so there is "
+            "nothing to score; use a COCO keypoint annotation file"
+        )
     records = load_predictions(predictions, num_keypoints=len(sigmas))
-    if mmpose_nms:
+    _check_predictions(data, records, _source(predictions, "predictions"), mmpose_nms)
+    if mmpose_nms and records:
         records = mmpose_postprocess(data, records, vis_threshold, oks_threshold, sigmas)
     return data, records
+
+
+def _group_table(
+    data: dict, coco_gt: COCO, coco_dt: COCO, group: Grouping, sigmas: np.ndarray
+) -> dict[str, float]:
+    present = {a["category_id"] for a in data["annotations"]}
+    table = {}
+    for name, category_ids in sorted(_category_groups(data["categories"], group).items()):
+        if present.intersection(category_ids):
+            table[name] = float(_run_cocoeval(coco_gt, coco_dt, sigmas, category_ids)[0])
+    return table
+
+
+def evaluate_with_groups(
+    gt: GroundTruth,
+    predictions: Predictions,
+    groupings: Sequence[Grouping | str] = (),
+    sigmas: np.ndarray = SIGMAS,
+    *,
+    mmpose_nms: bool = False,
+    vis_threshold: float = 0.2,
+    oks_threshold: float = 0.9,
+) -> tuple[KeypointMetrics, dict[Grouping, dict[str, float]]]:
+    """:func:`evaluate_keypoints` and :func:`per_group_ap` for each grouping, reading the inputs once.
+
+    Returns:
+        The overall metrics, and ``{grouping: {group name: AP}}`` in the order asked.
+
+    Raises:
+        FileNotFoundError, OSError, ValueError: an input is missing, unreadable or malformed.
+    """
+    data, records = _prepared(gt, predictions, sigmas, mmpose_nms, vis_threshold, oks_threshold)
+    coco_gt = _coco_ground_truth(data)
+    coco_dt = _coco_results(coco_gt, records)
+    metrics = _metrics(_run_cocoeval(coco_gt, coco_dt, sigmas))
+    logger.info("keypoint AP %.4f, AR %.4f on %d predictions", metrics.AP, metrics.AR, len(records))
+    tables = {Grouping(g): _group_table(data, coco_gt, coco_dt, Grouping(g), sigmas) for g in groupings}
+    return metrics, tables
 
 
 def evaluate_keypoints(
@@ -461,6 +790,8 @@ def evaluate_keypoints(
 ) -> KeypointMetrics:
     """COCO keypoint AP/AR of predictions against a COCO keypoint ground truth.
 
+    Missing keypoints, empty lists, unknown ids: see the module docstring.
+
     Args:
         gt: COCO keypoint annotations (path or dict; a dict is not modified).
         predictions: COCO keypoint results (path or list of dicts).
@@ -470,12 +801,12 @@ def evaluate_keypoints(
         oks_threshold: OKS above which OKS-NMS drops the lower-scored instance.
 
     Raises:
-        FileNotFoundError, ValueError: an input is missing or malformed.
+        FileNotFoundError, OSError, ValueError: an input is missing, unreadable or malformed.
     """
-    data, records = _prepared(gt, predictions, sigmas, mmpose_nms, vis_threshold, oks_threshold)
-    coco_gt = _coco_ground_truth(data)
-    metrics = _metrics(_run_cocoeval(coco_gt, _coco_results(coco_gt, records), sigmas))
-    logger.info("keypoint AP %.4f, AR %.4f on %d predictions", metrics.AP, metrics.AR, len(records))
+    metrics, _ = evaluate_with_groups(
+        gt, predictions, (), sigmas,
+        mmpose_nms=mmpose_nms, vis_threshold=vis_threshold, oks_threshold=oks_threshold,
+    )
     return metrics
 
 
@@ -506,10 +837,4 @@ def per_group_ap(
     group = Grouping(group)
     data, records = _prepared(gt, predictions, sigmas, mmpose_nms, vis_threshold, oks_threshold)
     coco_gt = _coco_ground_truth(data)
-    coco_dt = _coco_results(coco_gt, records)
-    present = {a["category_id"] for a in data["annotations"]}
-    table = {}
-    for name, category_ids in sorted(_category_groups(data["categories"], group).items()):
-        if present.intersection(category_ids):
-            table[name] = float(_run_cocoeval(coco_gt, coco_dt, sigmas, category_ids)[0])
-    return table
+    return _group_table(data, coco_gt, _coco_results(coco_gt, records), group, sigmas)

@@ -162,3 +162,218 @@ def test_export_detector_through_cli(tmp_path, capsys):
     missing = tmp_path / "nope.pt"
     assert main(["export", "--det-weights", str(missing), "--det-out", str(out)]) == 2
     assert "nope.pt" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# Nothing lost, nothing wrong, never a traceback (issue #25)
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("INFO ", "WARNING "))]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("value", ["nan,1,2,3", "1,inf,2,3", "1,2,-inf,3", "1,2,3,nan"])
+def test_non_finite_boxes_are_refused(value, hrnet_small, jaguar, tmp_path, capsys):
+    out = tmp_path / "o.json"
+    assert main(["pose", jaguar, "--pose-weights", hrnet_small, "--box", value, "--json", str(out)]) == 2
+    assert "must be finite" in _one_error_line(capsys)
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_a_box_starting_left_of_the_image_is_accepted_as_typed(hrnet_small, jaguar, tmp_path):
+    out = tmp_path / "o.json"
+    assert main(["pose", jaguar, "--pose-weights", hrnet_small, "--box", "-20,30,100,80", "--box", "-5.5,-1,60,50",
+                 "--json", str(out), "--no-flip"]) == 0
+    assert [i["bbox"] for i in json.loads(out.read_text())["instances"]] == [[-20, 30, 100, 80], [-5.5, -1, 60, 50]]
+
+
+def test_boxes_are_used_in_double_precision(hrnet_small, jaguar, tmp_path):
+    """mmpose computes the centre and scale of a box in float64; a float32 box moves them (and the scores)."""
+    from pose.estimator import PoseEstimator, PoseSettings, prepare_inputs
+
+    box = [722.61, 393.97, 642.31, 354.17]
+    out = tmp_path / "o.json"
+    assert main(["pose", jaguar, "--pose-weights", hrnet_small, "--box", ",".join(map(str, box)),
+                 "--json", str(out), "--device", "cpu", "--backend", "torch"]) == 0
+    got = np.array(json.loads(out.read_text())["instances"][0]["keypoints"])
+    estimator = PoseEstimator.from_weights(hrnet_small, PoseSettings())
+    image = cv2.imread(jaguar)
+    expected = estimator.estimate_xywh(image, np.array([box], np.float64)).keypoints[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    as64 = prepare_inputs(image, np.array([box], np.float64), PoseSettings())
+    as32 = prepare_inputs(image, np.array([box], np.float32), PoseSettings())
+    assert not np.array_equal(as64.center, as32.center) or not np.array_equal(as64.scale, as32.scale)
+
+
+def test_a_box_outside_the_image_is_warned_about(hrnet_small, jaguar, tmp_path, caplog):
+    assert main(["pose", jaguar, "--pose-weights", hrnet_small, "--box", "5000,5000,100,80", "--no-flip",
+                 "--json", str(tmp_path / "o.json")]) == 0
+    assert "lies entirely outside the 1200x867 image" in caplog.text
+
+
+def test_pose_json_is_standard_json_even_for_non_finite_keypoints(hrnet_small, jaguar, tmp_path, monkeypatch):
+    from pose.estimator import PoseEstimator
+    from pose.structures import Poses
+
+    def nan_poses(self, image, boxes, clean=True):
+        keypoints = np.full((len(boxes), 17, 3), np.nan, np.float32)
+        return Poses(keypoints, np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1))
+
+    monkeypatch.setattr(PoseEstimator, "estimate_xywh", nan_poses)
+    out = tmp_path / "o.json"
+    assert main(["pose", jaguar, "--pose-weights", hrnet_small, "--box", JAGUAR_BOX, "--json", str(out),
+                 "--out", str(tmp_path / "o.jpg")]) == 0
+    text = out.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text)["instances"][0]["keypoints"][0] == [None, None, None]
+
+
+def test_a_jpeg_cut_short_is_refused(hrnet_small, jaguar, tmp_path, capsys):
+    data = open(jaguar, "rb").read()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[: len(data) // 2])
+    assert main(["pose", str(cut), "--pose-weights", hrnet_small, "--box", JAGUAR_BOX]) == 2
+    assert "is damaged: its JPEG data ends early" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("flag", ["--json", "--out"])
+def test_pose_refuses_to_overwrite_its_image(flag, hrnet_small, jaguar, tmp_path, capsys):
+    image = tmp_path / "a.jpg"
+    shutil.copy(jaguar, image)
+    before = image.read_bytes()
+    assert main(["pose", str(image), "--pose-weights", hrnet_small, "--box", JAGUAR_BOX, flag, str(image)]) == 2
+    assert "is the input" in _one_error_line(capsys) and image.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--out", "x.xyz"], "cannot write images with the extension '.xyz'"),
+        (["--json", "{file}/x.json"], "is a file, not a folder"),
+        (["--out", "{dir}"], "it is a folder"),
+        (["--json", "same.png", "--out", "same.png"], "two outputs of this run are the same file"),
+    ],
+)
+def test_pose_output_problems_are_found_before_any_work(extra, message, hrnet_small, jaguar, tmp_path, capsys,
+                                                        monkeypatch):
+    import pose.estimator
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dir").mkdir()
+    monkeypatch.setattr(pose.estimator.PoseEstimator, "from_weights",
+                        lambda *a, **k: pytest.fail("loaded the model before checking the outputs"))
+    extra = [e.format(file=tmp_path / "file", dir=tmp_path / "dir") for e in extra]
+    assert main(["pose", jaguar, "--pose-weights", hrnet_small, "--box", JAGUAR_BOX, *extra]) == 2
+    assert message in _one_error_line(capsys)
+
+
+def test_pose_on_a_read_only_place_is_one_line(hrnet_small, jaguar, tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    import app.files
+
+    real_open = open
+
+    def read_only(file, mode="r", *args, **kwargs):
+        if "w" in mode and str(file).startswith(str(tmp_path)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(app.files, "open", read_only, raising=False)
+    assert main(["pose", jaguar, "--pose-weights", hrnet_small, "--box", JAGUAR_BOX, "--no-flip",
+                 "--json", str(tmp_path / "o.json")]) == 2
+    assert "read-only file system" in _one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pose_without_box_and_no_detector_weights_is_one_line(hrnet_small, jaguar, tmp_path, capsys):
+    assert main(["pose", jaguar, "--pose-weights", hrnet_small, "--det-weights", str(tmp_path / "none.pt")]) == 2
+    line = _one_error_line(capsys)
+    assert "no --box given and the detector failed" in line and "none.pt" in line
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_without_a_gpu_is_one_line(device, hrnet_small, jaguar, capsys):
+    assert main(["pose", jaguar, "--pose-weights", hrnet_small, "--box", JAGUAR_BOX, "--device", device]) == 2
+    assert "sees no CUDA GPU here; use --device cpu" in _one_error_line(capsys)
+
+
+def test_unknown_device_is_one_line(hrnet_small, jaguar, capsys):
+    assert main(["pose", jaguar, "--pose-weights", hrnet_small, "--box", JAGUAR_BOX, "--device", "tpu"]) == 2
+    assert "--device must be cpu, cuda or cuda:N" in _one_error_line(capsys)
+
+
+def test_a_checkpoint_of_other_keypoints_is_refused(tmp_path, jaguar, reference_dir, capsys):
+    import torch
+
+    state = torch.load(reference_dir / "resnet_small" / "resnet_small_ap10k.pth", weights_only=True)["state_dict"]
+    state["keypoint_head.final_layer.weight"] = state["keypoint_head.final_layer.weight"][:10]
+    state["keypoint_head.final_layer.bias"] = state["keypoint_head.final_layer.bias"][:10]
+    path = tmp_path / "ten.pth"
+    torch.save({"state_dict": state}, path)
+    for flags in ([], ["--no-flip"]):
+        assert main(["pose", jaguar, "--pose-weights", str(path), "--box", JAGUAR_BOX, *flags]) == 2
+        assert "the model estimates 10 keypoints; animalpose runs AP-10K models, which have 17" in \
+            _one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--width", "0"], "--width must be a multiple of 4 pixels, at least 8, got 0"),
+        (["--height", "30"], "--height must be a multiple of 4"),
+        (["--opset", "3"], "--opset must be an ONNX opset"),
+    ],
+)
+def test_export_size_errors(extra, message, tmp_path, reference_dir, capsys):
+    weights = str(reference_dir / "resnet_small" / "resnet_small_ap10k.pth")
+    assert main(["export", "--pose-weights", weights, "--out", str(tmp_path / "m.onnx"), *extra]) == 2
+    assert message in _one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_leaves_nothing_when_stopped(tmp_path, reference_dir, capsys, monkeypatch):
+    """A SIGTERM (or Ctrl-C) during the check: no model under the final name, no temporary file."""
+    import app.cli
+    import pose.export
+
+    def stopped(*args, **kwargs):
+        raise app.cli.Terminated("SIGTERM")
+
+    monkeypatch.setattr(pose.export, "run_onnx", stopped)
+    weights = str(reference_dir / "resnet_small" / "resnet_small_ap10k.pth")
+    assert main(["export", "--pose-weights", weights, "--out", str(tmp_path / "m.onnx")]) == 143
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "animalpose export: stopped by SIGTERM"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_refuses_to_overwrite_the_weights(tmp_path, reference_dir, capsys):
+    weights = tmp_path / "m.onnx"
+    shutil.copy(reference_dir / "resnet_small" / "resnet_small_ap10k.pth", weights)
+    before = weights.read_bytes()
+    assert main(["export", "--pose-weights", str(weights), "--out", str(weights)]) == 2
+    assert "is the input" in _one_error_line(capsys) and weights.read_bytes() == before
+
+
+def test_usage_errors_are_one_line(capsys):
+    assert main(["track", "x.mp4", "--fps", "0"]) == 2
+    assert _one_error_line(capsys) == ("animalpose track: error: argument --fps: must be a positive number, got '0' "
+                                       "(see 'animalpose track --help')")
+
+
+def test_unexpected_errors_are_one_line_with_a_hint(monkeypatch, capsys):
+    import app.cli
+
+    def broken(args):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(app.cli, "cmd_info", broken)
+    assert main(["info"]) == 1
+    assert _one_error_line(capsys) == ("animalpose info: unexpected error: ZeroDivisionError: division by zero "
+                                       "(run with -v for details and report it)")

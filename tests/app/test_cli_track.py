@@ -174,3 +174,123 @@ def test_live_unreachable_stream(models, capsys):
     code = main(["live", "http://127.0.0.1:9/stream", "--max-reconnect", "1", "--no-flip"])
     err = capsys.readouterr().err
     assert code == 2 and "127.0.0.1:9" in err
+
+
+# --------------------------------------------------------------------------------------------------
+# Nothing lost, nothing wrong (issue #25)
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("INFO ", "WARNING "))]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_a_folder_run_into_its_own_folder_is_refused_before_any_work(tmp_path, synthetic_clip, models, capsys):
+    clip, _ = synthetic_clip
+    folder = tmp_path / "fold4"
+    folder.mkdir()
+    shutil.copy(clip, folder / "a.mp4")
+    before = (folder / "a.mp4").read_bytes()
+    assert main(["track", str(folder), "--out-dir", str(folder), "-q"]) == 2
+    line = _error_line(capsys)
+    assert "is the input" in line and "a.mp4" in line
+    assert (folder / "a.mp4").read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["a.mp4"]
+    assert models.calls == 0
+
+
+@pytest.mark.parametrize(
+    "outputs, message",
+    [
+        (lambda clip, tmp: ["--out", str(clip)], "is the input"),
+        (lambda clip, tmp: ["--json", str(clip)], "is the input"),
+        (lambda clip, tmp: ["--json", str(tmp / "s.out"), "--csv", str(tmp / "s.out")], "the same file"),
+        (lambda clip, tmp: ["--json", str(tmp / "x.jsonl")], "give the JSON the extension .json"),
+        (lambda clip, tmp: ["--out", str(tmp / "v.xyz")], "unknown video extension '.xyz'"),
+        (lambda clip, tmp: ["--csv", str(tmp)], "it is a folder"),
+    ],
+)
+def test_bad_outputs_are_refused_before_any_work(tmp_path, synthetic_clip, models, capsys, outputs, message):
+    clip, _ = synthetic_clip
+    source = tmp_path / "self.mp4"
+    shutil.copy(clip, source)
+    before = source.read_bytes()
+    assert main(["track", str(source), *outputs(source, tmp_path), "-q"]) == 2
+    assert message in _error_line(capsys)
+    assert source.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["self.mp4"]
+    assert models.calls == 0
+
+
+def test_videos_of_one_name_in_a_folder_get_outputs_of_their_own(tmp_path, synthetic_clip, models):
+    clip, _ = synthetic_clip
+    for name in ("a.mp4", "a.avi", "sub/a.mp4"):
+        (tmp_path / "v" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(clip, tmp_path / "v" / name)
+    assert main(["track", str(tmp_path / "v" / "**" / "*.*"), "--out-dir", str(tmp_path / "o"), "--save", "json",
+                 "-q", "--smoothing", "none", "--no-flip"]) == 0
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.json")) == ["a_avi.json", "a_mp4.json", "sub__a_mp4.json"]
+
+
+def test_a_folder_run_skips_videos_another_run_is_writing(tmp_path, synthetic_clip, models, caplog):
+    from app.outputs import OutputLock
+
+    clip, _ = synthetic_clip
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(clip, videos / "a.mp4")
+    shutil.copy(clip, videos / "b.mp4")
+    out = tmp_path / "out"
+    with OutputLock([out / "a.json"]):
+        assert main(["track", str(videos), "--out-dir", str(out), "--save", "json", "-q", "--smoothing", "none",
+                     "--no-flip"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["b.json", "b.jsonl"]
+    assert "a.mp4: skipped" in caplog.text and "being written by another animalpose run" in caplog.text
+
+
+def test_a_single_run_into_outputs_another_run_is_writing_fails_clearly(tmp_path, synthetic_clip, models, capsys):
+    from app.outputs import OutputLock
+
+    clip, _ = synthetic_clip
+    with OutputLock([tmp_path / "r.json"]):
+        assert main(["track", str(clip), "--json", str(tmp_path / "r.json"), "-q"]) == 2
+    assert "r.json is being written by another animalpose run" in _error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_live_on_a_file_ends_at_its_end(tmp_path, synthetic_clip, models):
+    import threading
+
+    clip, _ = synthetic_clip
+    out = tmp_path / "live.json"
+    codes = []
+    runner = threading.Thread(target=lambda: codes.append(main(["live", str(clip), "--json", str(out), "--no-flip"])),
+                              daemon=True)
+    runner.start()
+    runner.join(60)
+    assert not runner.is_alive(), "live on a file did not end at the end of the file"
+    assert codes == [0] and json.loads(out.read_text())["frames"]
+
+
+def test_live_that_loses_its_stream_keeps_every_processed_frame(tmp_path, models, samples_dir, capsys):
+    import time
+
+    backgrounds = panning_frames(samples_dir / "ap10k" / "000000037516.jpg", size=(320, 192), count=16)
+    out = tmp_path / "live"
+    with MJPEGServer(backgrounds, fps=15, max_frames=2000) as server:
+        import threading
+
+        def cut_after_a_while():
+            while not (out / "l.jsonl").exists() or len((out / "l.jsonl").read_text().splitlines()) < 5:
+                time.sleep(0.05)
+            server.cut()
+
+        threading.Thread(target=cut_after_a_while, daemon=True).start()
+        code = main(["live", server.url, "--json", str(out / "l.json"), "--csv", str(out / "l.csv"), "--no-flip",
+                     "--max-reconnect", "1"])
+    assert code == 1
+    line = _error_line(capsys)
+    assert "could not reconnect" in line and "the outputs hold the" in line
+    frames = json.loads((out / "l.json").read_text())["frames"]
+    assert len(frames) == len((out / "l.jsonl").read_text().splitlines()) >= 5
+    assert sorted(p.name for p in out.iterdir()) == ["l.csv", "l.json", "l.jsonl"]

@@ -7,6 +7,7 @@ import errno
 import io
 import json
 import math
+from contextlib import ExitStack
 from pathlib import Path
 
 import cv2
@@ -15,18 +16,19 @@ import pytest
 
 import app.sinks as sinks
 from app.sinks import (
-    CsvLayout,
-    CsvSink,
-    CocoResultsSink,
-    DrawSettings,
-    JsonLinesSink,
     LONG_HEADER,
     STATUS_NAMES,
+    CocoResultsSink,
+    CsvLayout,
+    CsvSink,
+    DrawSettings,
+    JsonLinesSink,
     SinkError,
     TrailHistory,
     VideoSink,
     draw_frame,
     part_path,
+    partial_path,
     track_color,
 )
 from app.sources import VideoInfo
@@ -119,15 +121,25 @@ def test_video_sink_resizes_frames_of_another_size(tmp_path, results, background
     assert "resizing 320x240 frames to 160x120" in caplog.text
 
 
-def test_video_sink_keeps_part_file_on_exception(tmp_path, results, background):
+def test_video_sink_leaves_a_partial_video_on_exception(tmp_path, results, background):
     path = tmp_path / "out.avi"
     with pytest.raises(RuntimeError, match="pipeline broke"):
         with VideoSink(path, INFO) as sink:
             for result in results[:3]:
                 sink.write(result, background)
             raise RuntimeError("pipeline broke")
-    assert not path.exists()
-    assert read_video(part_path(path))[0] == 3  # the partial video is finalised and plays
+    assert not path.exists() and not part_path(path).exists()
+    assert partial_path(path) == tmp_path / "out.partial.avi"
+    assert read_video(partial_path(path))[0] == 3  # the partial video is finalised and plays
+
+
+def test_sinks_that_received_nothing_leave_nothing_on_exception(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with ExitStack() as stack:
+            for kind in KINDS:
+                stack.enter_context(_open_sink(kind, tmp_path / kind / "out"))
+            raise KeyboardInterrupt
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
 @pytest.mark.parametrize(
@@ -229,7 +241,7 @@ def test_json_lines_and_final_json(tmp_path, results):
     assert leftovers(tmp_path) == [] and leftovers(final.parent) == []
 
 
-def test_json_lines_survive_a_crash(tmp_path, results):
+def test_json_lines_survive_a_crash_and_the_final_json_is_left_partial(tmp_path, results):
     lines, final = tmp_path / "run.jsonl", tmp_path / "run.json"
     with pytest.raises(RuntimeError):
         with JsonLinesSink(lines, final) as sink:
@@ -238,6 +250,9 @@ def test_json_lines_survive_a_crash(tmp_path, results):
             raise RuntimeError("crash")
     assert len(lines.read_text().splitlines()) == 3
     assert not final.exists() and not part_path(final).exists()
+    document = json.loads(partial_path(final).read_text())
+    assert document["complete"] is False
+    assert [f["frame"] for f in document["frames"]] == [r.frame_index for r in results[:3]]
 
 
 def test_status_names_match_the_tracker():
@@ -310,12 +325,25 @@ def test_wide_csv_reads_like_deeplabcut_with_pandas(tmp_path, results):
     assert table[("animalpose", "7", "Nose", "x")].iloc[0] == pytest.approx(results[0].keypoints[1, 2, 0], abs=1e-3)
 
 
-def test_wide_csv_writes_nothing_on_exception(tmp_path, results):
+@pytest.mark.parametrize("layout", list(CsvLayout))
+def test_csv_leaves_the_frames_written_in_a_partial_file_on_exception(tmp_path, results, layout):
     with pytest.raises(RuntimeError):
-        with CsvSink(tmp_path / "wide.csv", CsvLayout.WIDE) as sink:
+        with CsvSink(tmp_path / "k.csv", layout) as sink:
             sink.write(results[0])
             raise RuntimeError("crash")
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["k.partial.csv"]
+    text = (tmp_path / "k.partial.csv").read_text()
+    assert text.count("\n") == (1 + 17 * len(results[0]) if layout is CsvLayout.LONG else 5)
+
+
+def test_coco_results_left_partial_on_exception(tmp_path, results):
+    with pytest.raises(KeyboardInterrupt):
+        with CocoResultsSink(tmp_path / "r.coco.json") as sink:
+            for result in results[:2]:
+                sink.write(result)
+            raise KeyboardInterrupt
+    assert [p.name for p in tmp_path.iterdir()] == ["r.coco.partial.json"]
+    assert len(json.loads((tmp_path / "r.coco.partial.json").read_text())) == len(results[0]) + len(results[1])
 
 
 # --------------------------------------------------------------------------------------------------

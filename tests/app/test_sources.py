@@ -11,9 +11,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from streaming import MJPEGServer, frame_number, panning_frames, stamp_frame_number
 
 from app.sources import (
     ImageFolderSource,
+    ImageReadError,
     LiveSettings,
     LiveSource,
     SourceError,
@@ -22,10 +24,10 @@ from app.sources import (
     VideoInfo,
     expand_video_inputs,
     open_source,
+    read_image_file,
     redact_url,
     source_kind,
 )
-from streaming import MJPEGServer, frame_number, panning_frames, stamp_frame_number
 
 SIZE = (160, 120)  # width, height of the test videos
 
@@ -425,3 +427,47 @@ def test_close_and_ctrl_c_stop_the_reader_promptly(camera):
     assert not source._thread.is_alive()
     stats = source.stats
     assert stats.frames_read == stats.frames_delivered + stats.frames_dropped
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading one image file
+
+
+def _cut_jpeg(folder: Path, image: np.ndarray, name: str = "cut.jpg") -> Path:
+    ok, data = cv2.imencode(".jpg", image)
+    assert ok
+    path = folder / name
+    path.write_bytes(data.tobytes()[: len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d, im: d / "missing.jpg", "does not exist"),
+        (lambda d, im: d, "is not a file"),
+        (lambda d, im: (d / "empty.png").write_bytes(b"") or d / "empty.png", "is empty"),
+        (lambda d, im: (d / "t.jpg").write_text("text") and d / "t.jpg", "not an image OpenCV can read"),
+        (lambda d, im: _cut_jpeg(d, im), "is damaged: its JPEG data ends early"),
+    ],
+)
+def test_read_image_file_errors_name_the_file(tmp_path, pan_frames, make, message):
+    path = make(tmp_path, pan_frames[0])
+    with pytest.raises(ImageReadError, match=message) as info:
+        read_image_file(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_read_image_file_reads_whole_jpeg_and_png(tmp_path, pan_frames):
+    for name in ("a.jpg", "a.png"):
+        cv2.imwrite(str(tmp_path / name), pan_frames[0])
+        assert read_image_file(tmp_path / name).shape == (*SIZE[::-1], 3)
+
+
+def test_image_folder_skips_a_jpeg_cut_short(tmp_path, pan_frames, caplog):
+    for n in range(3):
+        cv2.imwrite(str(tmp_path / f"{n}.jpg"), pan_frames[n])
+    _cut_jpeg(tmp_path, pan_frames[3], "1.jpg")
+    with caplog.at_level(logging.WARNING, logger="app.sources"), ImageFolderSource(tmp_path) as source:
+        assert [f.index for f in source] == [0, 2]
+    assert source.stats.frames_skipped == 1 and "1.jpg is damaged" in caplog.text
