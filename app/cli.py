@@ -185,6 +185,8 @@ def cmd_pose(args: argparse.Namespace) -> int:
     from pose.keypoints import KEYPOINT_COLORS, SKELETON, SKELETON_COLORS
     from tracking.detector import DetectorError
 
+    if not 0 <= args.kpt_thr <= 1:
+        raise UserError(f"--kpt-thr must be in [0, 1], got {args.kpt_thr}")
     outputs = [Path(p) for p in (args.json, args.out) if p]
     check_outputs([args.image], outputs)
     check_writable(outputs)
@@ -291,9 +293,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not 7 <= args.opset <= 25:
         raise UserError(f"--opset must be an ONNX opset between 7 and 25, got {args.opset}")
     outputs = [Path(p) for p in (args.out, args.det_out) if p]
+    check_outputs([p for p in (args.pose_weights, args.det_weights) if p and Path(p).exists()], outputs)
     if args.out is not None and Path(args.out).suffix.lower() != ".onnx":
         raise UserError(f"--out: the file name must end in .onnx, got {args.out}")
-    check_outputs([p for p in (args.pose_weights, args.det_weights) if p and Path(p).exists()], outputs)
     check_writable(outputs)
     if args.det_out is not None:
         from train.export import export_detector_command

@@ -715,7 +715,8 @@ class LiveSource(_FrameSource):
     it, first at once and then with exponential backoff; after ``max_reconnect_s`` without success
     the iteration raises :class:`SourceError`. ``close()`` (also on leaving the ``with`` block,
     e.g. after Ctrl-C in the consumer) stops the reader within ``close_timeout_s``. A video file
-    given as a live source is read the same way (newest frame first) and ends at its end.
+    given as a live source plays like a camera: its frames come at its frame rate, newest first, and
+    it ends at its end.
 
     Args:
         spec: camera index, or a stream URL (credentials in it are never logged).
@@ -781,6 +782,10 @@ class LiveSource(_FrameSource):
             self._slot = frame
             self._cond.notify_all()
 
+    def _until_due(self) -> float:
+        """Seconds until the next frame of a file is due at the file's frame rate (a file plays like a camera)."""
+        return max(0.0, self._opened_at + self._stats.frames_read / self.info.fps - time.monotonic())
+
     def _reconnect(self) -> cv2.VideoCapture | None:
         """Reopen the stream with backoff; None when stopped or after ``max_reconnect_s`` (error set)."""
         settings = self.settings
@@ -815,6 +820,8 @@ class LiveSource(_FrameSource):
                     ok, image = capture.read()
                 except cv2.error:
                     ok, image = False, None
+                if self.is_file and ok and self._stop.wait(self._until_due()):
+                    break
                 if self._stop.is_set():
                     break
                 if ok and image is not None:

@@ -471,3 +471,16 @@ def test_image_folder_skips_a_jpeg_cut_short(tmp_path, pan_frames, caplog):
     with caplog.at_level(logging.WARNING, logger="app.sources"), ImageFolderSource(tmp_path) as source:
         assert [f.index for f in source] == [0, 2]
     assert source.stats.frames_skipped == 1 and "1.jpg is damaged" in caplog.text
+
+
+def test_a_file_as_a_live_source_plays_at_its_rate_and_ends(synthetic_clip):
+    """A video file given to ``live`` behaves like a camera: frames at the file's rate (a fast consumer
+    misses none of them), and the end of the file ends the stream instead of reconnecting."""
+    clip, gt = synthetic_clip
+    with LiveSource(str(clip)) as source:
+        assert source.is_file
+        frames = list(source)
+    stats = source.stats
+    assert stats.reconnects == 0 and stats.frames_read == len(gt["frames"])
+    assert len(frames) >= 0.9 * len(gt["frames"])  # read as fast as it decodes, most would be dropped
+    assert frames[-1].timestamp_s >= 0.9 * (len(gt["frames"]) - 1) / source.info.fps
