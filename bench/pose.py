@@ -5,7 +5,8 @@ Run: ``python -m bench.pose [--models hrnet_w32 res50] [--batches 1 4 8] [--repe
 For each model (random weights; speed does not depend on them) it measures, on the same input:
 - ``plain torch``: ``model(x)`` under ``torch.inference_mode()``, the floor for any torch wrapper;
 - ``ours (torch)``: :meth:`PoseEstimator.infer_heatmaps`, i.e. our torch path including the
-  numpy <-> tensor copies, so ``ours / plain`` is our overhead;
+  numpy <-> tensor copies, so ``ours / plain`` is our overhead; on CUDA it replays CUDA graphs (the
+  default), and ``ours eager`` is the same without them;
 - ``ours (onnxruntime)``: the same method with the ONNX Runtime backend from our own export;
 - pre- and post-processing alone (crop + normalise, flip merge + decode) per crop.
 Results are written to the ``pose`` section of ``docs/benchmarks.md``.
@@ -27,7 +28,7 @@ import torch
 
 from bench.report import write_section
 from pose.codec import decode_heatmaps, flip_back
-from pose.estimator import Backend, PoseEstimator, PoseSettings, cudnn_tf32, prepare_inputs
+from pose.estimator import Backend, PoseEstimator, PoseSettings, Precision, cudnn_tf32, prepare_inputs
 from pose.keypoints import FLIP_INDEX
 from pose.model import hrnet_w32, hrnet_w48, res50, res101
 
@@ -64,7 +65,9 @@ def bench_model(name: str, batches: list[int], repeats: int, device: str) -> lis
     # On a GPU, ONNX Runtime without its CUDA provider would run on the CPU: not a GPU number.
     ort = (PoseEstimator(model, PoseSettings(device=device, flip_test=False, backend=Backend.ONNXRUNTIME))
            if not device.startswith("cuda") or ort_has_cuda() else None)
-    half = PoseEstimator(MODELS[name]().eval(), replace(settings, half=True)) if device.startswith("cuda") else None
+    cuda = device.startswith("cuda")
+    eager = PoseEstimator(model, replace(settings, cuda_graphs=False)) if cuda else None
+    half = PoseEstimator(MODELS[name]().eval(), replace(settings, precision=Precision.FAST)) if cuda else None
     plain_model = ours.model  # same module, same device and memory format
     rows = []
     rng = np.random.default_rng(0)
@@ -79,14 +82,17 @@ def bench_model(name: str, batches: list[int], repeats: int, device: str) -> lis
                 plain_model(xt.half() if ours.half else xt)
 
         t_plain = timeit(plain, repeats, sync=sync)
-        t_ours = timeit(lambda: ours.infer_heatmaps(x), repeats, sync=sync)
+        t_ours = timeit(lambda: ours.infer_heatmaps(x), repeats, warmup=3 if cuda else 1, sync=sync)
+        t_eager = timeit(lambda: eager.infer_heatmaps(x), repeats, sync=sync) if eager is not None else math.nan
         t_ort = timeit(lambda: ort.infer_heatmaps(x), repeats) if ort is not None else math.nan
-        t_half = timeit(lambda: half.infer_heatmaps(x), repeats, sync=sync) if half is not None else math.nan
+        t_half = (timeit(lambda: half.infer_heatmaps(x), repeats, warmup=3, sync=sync) if half is not None
+                  else math.nan)
         rows.append({"model": name, "batch": batch, "plain": t_plain / batch, "ours": t_ours / batch,
-                     "ort": t_ort / batch, "half": t_half / batch})
+                     "ort": t_ort / batch, "half": t_half / batch, "eager": t_eager / batch})
         logger.info(
-            "%s batch %d: plain %.1f ms/crop, ours %.1f ms/crop, onnxruntime %.1f ms/crop, float16 %.1f ms/crop",
-            name, batch, 1e3 * t_plain / batch, 1e3 * t_ours / batch, 1e3 * t_ort / batch, 1e3 * t_half / batch,
+            "%s batch %d: plain %.1f ms/crop, ours %.1f ms/crop (eager %.1f), onnxruntime %.1f ms/crop, "
+            "fast %.1f ms/crop", name, batch, 1e3 * t_plain / batch, 1e3 * t_ours / batch, 1e3 * t_eager / batch,
+            1e3 * t_ort / batch, 1e3 * t_half / batch,
         )
     return rows
 
@@ -124,12 +130,14 @@ def render(rows: list[dict], pre: float, post: float, device: str) -> str:
         f"Device: `{device}`, torch {torch.__version__}, {torch.get_num_threads()} torch threads. "
         "Random weights, input 256x256, no flip test (the flip test doubles the crops). "
         "Per-crop latency = batch time / batch size."
-        + (" float32 without TF32 (the estimator's default); the float16 column is `--half`. ONNX Runtime is "
-           "timed only where it has its CUDA provider (n/a: it has not)." if cuda else ""),
+        + (" float32 without TF32 (the estimator's default, EXACT), replayed from CUDA graphs (the default); "
+           "`ours eager` is the same without graphs; the float16 columns are FAST (`--half`), with graphs. ONNX "
+           "Runtime is timed only where it has its CUDA provider (n/a: it has not)." if cuda else ""),
         "",
         "| model | batch | plain torch ms/crop | ours (torch) ms/crop | ours/plain | ours (onnxruntime) ms/crop | "
-        "crops/s torch | crops/s onnxruntime |" + (" ours float16 ms/crop | crops/s float16 |" if cuda else ""),
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: | ---: |" if cuda else ""),
+        "crops/s torch | crops/s onnxruntime |"
+        + (" ours eager ms/crop | ours float16 ms/crop | crops/s float16 |" if cuda else ""),
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: | ---: | ---: |" if cuda else ""),
     ]
 
     def ms(seconds: float) -> str:
@@ -142,7 +150,7 @@ def render(rows: list[dict], pre: float, post: float, device: str) -> str:
         lines.append(
             f"| {r['model']} | {r['batch']} | {ms(r['plain'])} | {ms(r['ours'])} | "
             f"{r['ours'] / r['plain']:.2f} | {ms(r['ort'])} | {rate(r['ours'])} | {rate(r['ort'])} |"
-            + (f" {ms(r['half'])} | {rate(r['half'])} |" if cuda else "")
+            + (f" {ms(r.get('eager', math.nan))} | {ms(r['half'])} | {rate(r['half'])} |" if cuda else "")
         )
     lines += [
         "",

@@ -4,6 +4,18 @@ For every box of a frame: clean it (ground-truth boxes, as the AP-10K evaluation
 center/scale (padding 1.25, square), warp the crop, normalise, run the network on all crops (and
 their mirror images for the flip test) in one batch, merge the flipped heatmaps, decode and map
 back to image pixels.
+
+Where the network runs (:class:`Execution`, chosen by :func:`resolve_execution`):
+
+* torch on the CPU (``HOST``): numpy crops in chunks of ``max_batch``, the flip merge in numpy;
+* ONNX Runtime (``ONNXRUNTIME``): the same with our ONNX export of the weights;
+* torch on CUDA (``DEVICE_GRAPHS``, or ``DEVICE_EAGER`` with ``cuda_graphs=False`` or after a failed
+  capture): the crops go to the GPU once through pinned memory, their mirror images are made there,
+  the network runs on both (replayed from a CUDA graph per batch bucket, :mod:`pose.graphs`), the
+  flip merge runs there (:mod:`pose.device_flip`) and only the merged heatmaps come back.
+
+The precision switch (:class:`pose.precision.Precision`) picks float32 without TF32 (EXACT) or
+float16 (FAST) on CUDA; on the CPU both run float32.
 """
 
 from __future__ import annotations
@@ -11,8 +23,7 @@ from __future__ import annotations
 import enum
 import logging
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,8 +33,11 @@ from torch import nn
 
 from pose.checkpoint import load_pose_checkpoint
 from pose.codec import PostProcess, decode_heatmaps, flip_back
+from pose.device_flip import merge_flip_tensor, with_mirrored
 from pose.export import export_onnx, onnx_session, run_onnx
+from pose.graphs import Capture, Forward, GraphedForward, batch_buckets, capture_cuda_graph, to_device, to_host
 from pose.keypoints import FLIP_INDEX
+from pose.precision import ComputePlan, Precision, as_precision, compute_plan, cudnn_tf32
 from pose.structures import Poses
 from pose.transforms import (
     boxes_to_center_scale,
@@ -38,10 +52,15 @@ from pose.weights import resolve_pose_weights
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "Backend", "DeviceNetwork", "Execution", "PoseEstimator", "PoseSettings", "Precision", "PreparedBatch",
+    "cudnn_tf32", "network_forward", "prepare_inputs", "resolve_backend", "resolve_execution",
+]
+
 
 class Backend(enum.Enum):
     """What runs the network. AUTO: ONNX Runtime on the CPU when it is installed (about 1.6x faster
-    than torch there, same keypoints), torch on CUDA (fp16, channels-last)."""
+    than torch there, same keypoints), torch on CUDA (in the settings' precision, with CUDA graphs)."""
 
     TORCH = "torch"
     ONNXRUNTIME = "onnxruntime"
@@ -61,6 +80,26 @@ def resolve_backend(backend: Backend, device: str | torch.device) -> Backend:
     return Backend.ONNXRUNTIME
 
 
+class Execution(enum.Enum):
+    """Which path runs the network (see the module docstring)."""
+
+    HOST = "host"
+    ONNXRUNTIME = "onnxruntime"
+    DEVICE_EAGER = "device-eager"
+    DEVICE_GRAPHS = "device-graphs"
+
+
+def resolve_execution(backend: Backend, device: str | torch.device, cuda_graphs: bool) -> Execution:
+    """The :class:`Execution` of a resolved ``backend`` (not AUTO) on ``device``."""
+    if backend is Backend.AUTO:
+        raise ValueError("resolve the backend first (resolve_backend)")
+    if backend is Backend.ONNXRUNTIME:
+        return Execution.ONNXRUNTIME
+    if torch.device(device).type != "cuda":
+        return Execution.HOST
+    return Execution.DEVICE_GRAPHS if cuda_graphs else Execution.DEVICE_EAGER
+
+
 @dataclass(frozen=True)
 class PoseSettings:
     """How the pose model is run.
@@ -73,13 +112,26 @@ class PoseSettings:
         kernel: Gaussian kernel size used by DARK and UDP.
         padding: box enlargement factor before cropping.
         device: "cpu", "cuda" or "cuda:N".
-        half: run in float16 (CUDA only; ignored on the CPU).
-        channels_last: channels-last memory format (CUDA only).
-        tf32: let cuDNN run float32 convolutions in TF32 (CUDA on Ampere or later GPUs): faster, but
-            the keypoints drift from mmpose's float32 ones (see ``docs/benchmarks.md``, "CUDA paths").
+        precision: the switch between EXACT (float32 without TF32: mmpose's keypoints) and FAST
+            (float16 and channels-last: about 2x faster again on a GPU, keypoints moved a little:
+            docs/gpu.md); a
+            :class:`~pose.precision.Precision` or its value ("exact", "fast"). CUDA only: on the CPU
+            both run float32 and give the same keypoints.
+        half: float16 on CUDA, the spelling from before ``precision``: ``half=True`` runs as FAST does,
+            whatever ``precision`` says. Ignored on the CPU.
+        channels_last: channels-last memory format, in both precisions (CUDA only).
+        tf32: a finer control of EXACT: let cuDNN run float32 convolutions in TF32 (CUDA on Ampere or
+            later GPUs): faster, but the keypoints drift from mmpose's float32 ones (see
+            ``docs/benchmarks.md``, "CUDA paths"). FAST allows TF32 whatever this says.
         backend: torch, ONNX Runtime (from our own export of the same weights, made when the
             estimator is built) or AUTO (see :class:`Backend`).
-        max_batch: the most crops sent to the network at once (flip copies included).
+        max_batch: the most crops sent to the network at once (flip copies included); on CUDA also the
+            largest batch bucket of the CUDA graphs (:func:`pose.graphs.batch_buckets`: 1, 2, 3, 4, 6, 8, ... 64).
+        cuda_graphs: on CUDA with the torch backend, replay the network from CUDA graphs, one per batch
+            bucket, captured the first time a batch needs it (the few crops of a video frame are
+            launch-bound when called eagerly: issue 20 measured HRNet-w32 on 6 crops at 20 ms eager,
+            11 ms replayed on an H200); False, or a failed capture (one warning), runs it eagerly. Replays equal
+            eager runs of the same padded batch exactly. Ignored on the CPU and by ONNX Runtime.
         flush_denormal: on the CPU, treat denormal floats as zero. Networks whose activations
             underflow (small or freshly trained ones) otherwise run up to 10x slower; outputs
             change by far less than the float32 tolerance of the reference tests.
@@ -98,8 +150,11 @@ class PoseSettings:
     backend: Backend = Backend.TORCH
     max_batch: int = 64
     flush_denormal: bool = True
+    precision: Precision = Precision.EXACT
+    cuda_graphs: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "precision", as_precision(self.precision))
         if len(self.input_size) != 2 or min(self.input_size) < 8 or any(s % 4 for s in self.input_size):
             raise ValueError(f"input_size must be (width, height), multiples of 4, got {self.input_size}")
         if self.kernel < 1 or self.kernel % 2 == 0:
@@ -114,6 +169,11 @@ class PoseSettings:
     @property
     def use_udp(self) -> bool:
         return self.post_process is PostProcess.UDP
+
+    def compute_plan(self, device: str | torch.device | None = None) -> ComputePlan:
+        """What the network runs with on ``device`` (default: the settings' device): see :mod:`pose.precision`."""
+        return compute_plan(self.precision, self.device if device is None else device, half=self.half,
+                            tf32=self.tf32, channels_last=self.channels_last)
 
 
 @dataclass(frozen=True)
@@ -162,15 +222,63 @@ def prepare_inputs(
     return PreparedBatch(inputs=inputs, center=center, scale=scale)
 
 
-@contextmanager
-def cudnn_tf32(allowed: bool) -> Iterator[None]:
-    """cuDNN's TF32 convolutions allowed or not inside the block (a process-wide flag, restored after)."""
-    before = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = allowed
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32 = before
+def network_forward(model: nn.Module, plan: ComputePlan) -> Forward:
+    """``model`` as one function of float32 (N, 3, H, W) crops on its device -> float32 heatmaps, with the
+    input conversion of ``plan`` (dtype, memory format) inside: what is captured in a CUDA graph and
+    what runs eagerly are the same operations."""
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != plan.dtype:
+            x = x.to(plan.dtype)
+        if plan.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return model(x).float()
+
+    return forward
+
+
+class DeviceNetwork:
+    """The pose network on a torch device, with the crops crossing to it once.
+
+    The crops go up through pinned memory (non-blocking); with the flip test their mirror images are
+    made on the device, the network runs on both in one batch (:class:`pose.graphs.GraphedForward`:
+    CUDA graphs per batch bucket, or eagerly), the flipped heatmaps are merged there, and only the
+    merged float32 heatmaps come back. In float32 the merge equals the numpy one bit for bit.
+
+    Args:
+        forward: the network (:func:`network_forward`).
+        device: where it runs.
+        buckets: batch sizes with a graph (:func:`pose.graphs.batch_buckets`); also the chunk size.
+        capture: :func:`pose.graphs.capture_cuda_graph`, a stand-in, or None to run eagerly.
+        tf32: cuDNN's TF32 flag while the network runs (None: leave it as it is, e.g. on the CPU).
+    """
+
+    def __init__(self, forward: Forward, device: str | torch.device, buckets: tuple[int, ...],
+                 capture: Capture | None = capture_cuda_graph, tf32: bool | None = None) -> None:
+        self.device = torch.device(device)
+        self.runner = GraphedForward(forward, self.device, buckets, capture=capture, name="pose network")
+        self._precision = (lambda: cudnn_tf32(tf32)) if tf32 is not None else nullcontext
+        self._flip_index = torch.tensor(np.asarray(FLIP_INDEX), dtype=torch.long, device=self.device)
+
+    @property
+    def uses_graphs(self) -> bool:
+        return self.runner.uses_graphs
+
+    def heatmaps(self, inputs: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) float32 crops -> (N, K, h, w) float32 heatmaps."""
+        with torch.inference_mode(), self._precision():
+            return to_host(self.runner(to_device(inputs, self.device)))
+
+    def heatmaps_with_flip(self, inputs: np.ndarray, shift: bool = True) -> np.ndarray:
+        """(N, 3, H, W) float32 crops -> (N, K, h, w) float32 flip-test heatmaps (AP-10K flip pairs)."""
+        with torch.inference_mode(), self._precision():
+            both = self.runner(with_mirrored(to_device(inputs, self.device)))
+            if both.shape[1] != len(self._flip_index):
+                raise ValueError(
+                    f"flip test needs the AP-10K flip pairs but the model has {both.shape[1]} keypoints; "
+                    "turn flip_test off"
+                )
+            return to_host(merge_flip_tensor(both, self._flip_index, shift=shift))
 
 
 class PoseEstimator:
@@ -178,8 +286,11 @@ class PoseEstimator:
 
     Example::
 
-        estimator = PoseEstimator.from_weights("hrnet_w32", PoseSettings(device="cuda"))
+        estimator = PoseEstimator.from_weights("hrnet_w32", PoseSettings(device="cuda", precision="fast"))
         poses = estimator(frame_bgr, detections.xyxy)
+
+    ``execution`` says which path runs the network (:class:`Execution`); on CUDA, ``uses_graphs``
+    whether it is (still) replayed from CUDA graphs.
     """
 
     def __init__(self, model: nn.Module, settings: PoseSettings = PoseSettings(), onnx_path: Path | None = None):
@@ -189,10 +300,9 @@ class PoseEstimator:
             raise ValueError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu")
         if settings.flush_denormal and self.device.type == "cpu":
             torch.set_flush_denormal(True)
-        self.half = settings.half and self.device.type == "cuda"
-        self.channels_last = settings.channels_last and self.device.type == "cuda"
-        # cuDNN's flag is process-wide: touched around CUDA batches only, never on the CPU path.
-        self._precision = (lambda: cudnn_tf32(settings.tf32)) if self.device.type == "cuda" else nullcontext
+        self.plan = settings.compute_plan()
+        self.half = self.plan.half
+        self.channels_last = self.plan.channels_last
         model = model.eval().to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -210,6 +320,21 @@ class PoseEstimator:
                 if self.half:
                     model.half()
             self._session = onnx_session(onnx_path, device=settings.device)
+        self.execution = resolve_execution(self.backend, self.device, settings.cuda_graphs)
+        self._device_network: DeviceNetwork | None = None
+        if self.execution in (Execution.DEVICE_GRAPHS, Execution.DEVICE_EAGER):
+            capture = capture_cuda_graph if self.execution is Execution.DEVICE_GRAPHS else None
+            self._device_network = DeviceNetwork(network_forward(self.model, self.plan), self.device,
+                                                 batch_buckets(settings.max_batch), capture=capture,
+                                                 tf32=self.plan.tf32)
+            logger.info("pose model on %s: %s, %s%s", self.device, "float16" if self.half else "float32",
+                        "TF32 allowed" if self.plan.tf32 else "no TF32",
+                        ", CUDA graphs" if capture is not None else ", eager")
+
+    @property
+    def uses_graphs(self) -> bool:
+        """Whether the network is replayed from CUDA graphs (CUDA, ``cuda_graphs``, and no capture has failed)."""
+        return self._device_network is not None and self._device_network.uses_graphs
 
     @classmethod
     def from_weights(cls, weights: str | Path, settings: PoseSettings = PoseSettings(),
@@ -243,33 +368,33 @@ class PoseEstimator:
     def infer_heatmaps(self, inputs: np.ndarray) -> np.ndarray:
         """Run the network: (N, 3, H, W) float32 -> (N, K, H/s, W/s) float32 heatmaps (s: the model's output
         stride, 4 for the official models), in chunks of max_batch."""
+        if self._device_network is not None:
+            return self._device_network.heatmaps(inputs)
         outputs = []
         for start in range(0, len(inputs), self.settings.max_batch):
             chunk = inputs[start : start + self.settings.max_batch]
             if self._session is not None:
                 outputs.append(run_onnx(self._session, chunk))
                 continue
-            with torch.inference_mode(), self._precision():
-                x = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device, non_blocking=True)
-                if self.half:
-                    x = x.half()
-                if self.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                x = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device)
                 outputs.append(self.model(x).float().cpu().numpy())
         return np.concatenate(outputs, axis=0)
 
     def heatmaps_with_flip(self, inputs: np.ndarray) -> np.ndarray:
-        """Heatmaps of ``inputs``, flip-test averaged when the settings ask for it."""
+        """Heatmaps of ``inputs``, flip-test averaged when the settings ask for it (on the device on CUDA)."""
         n = len(inputs)
         if not self.settings.flip_test:
             return self.infer_heatmaps(inputs)
-        both = np.concatenate([inputs, inputs[..., ::-1]], axis=0)
-        heatmaps = self.infer_heatmaps(both)
         if self.num_keypoints != len(FLIP_INDEX):
             raise ValueError(
                 f"flip test needs the AP-10K flip pairs but the model has {self.num_keypoints} keypoints; "
                 "turn flip_test off"
             )
+        if self._device_network is not None:
+            return self._device_network.heatmaps_with_flip(inputs, shift=self.settings.shift_heatmap)
+        both = np.concatenate([inputs, inputs[..., ::-1]], axis=0)
+        heatmaps = self.infer_heatmaps(both)
         flipped = flip_back(heatmaps[n:], FLIP_INDEX, shift=self.settings.shift_heatmap)
         return (heatmaps[:n] + flipped) * np.float32(0.5)
 

@@ -13,17 +13,30 @@ ultralytics fetch a released model by name; a failed download is reported as suc
 
 ultralytics' device selection sets torch's CPU thread count to ``cpu_count - 1``, which slows every
 other model in the process; the detector restores the caller's thread count after each call.
+
+On CUDA (:class:`DetectorPath`) the detector takes ultralytics' ``predict`` apart
+(:class:`GraphedYolo`): ultralytics' own letterbox on the CPU, the letterboxed frame up through pinned
+memory, the network (with the uint8 -> float conversion in front of it) replayed from a CUDA graph per
+letterboxed shape, and ultralytics' own NMS and box scaling on the GPU: the boxes of ``predict``, with
+the network's thousand kernel launches made in one. Elsewhere, for models that cannot be taken apart
+(exported formats, end-to-end heads, segment and pose tasks) and with ``cuda_graphs=False`` it calls
+``predict``.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from pose.graphs import Capture, CapturedGraph, GraphedForward, capture_cuda_graph, to_device
+from pose.precision import ComputePlan, Precision, as_precision, compute_plan, cudnn_tf32
 from pose.structures import Detections
 from pose.threads import torch_threads
 
@@ -50,11 +63,20 @@ class DetectorSettings:
         iou: IoU threshold of non-maximum suppression, in [0, 1].
         image_size: inference size in pixels (a multiple of 32).
         device: "cpu", "cuda", "cuda:0", "mps"... or None to let ultralytics choose.
-        half: FP16 inference (CUDA only; ignored by ultralytics on CPU).
+        half: FP16 inference (CUDA only; ignored on the CPU), the spelling from before ``precision``:
+            ``half=True`` runs as FAST does, whatever ``precision`` says.
         max_detections: most boxes per image.
         agnostic_nms: suppress overlapping boxes across classes, so one animal is not reported both
             as a dog and as a cat.
         allow_download: let ultralytics download ``weights`` by name when no such file exists.
+        precision: EXACT (float32 with cuDNN's TF32 off: the CPU's boxes within float32 rounding) or
+            FAST (float16, as ultralytics' ``half``); a :class:`~pose.precision.Precision` or its
+            value. CUDA only: on the CPU both run float32. (ultralytics' own default on CUDA is float32
+            with TF32 convolutions, PyTorch's default: neither of the two.)
+        cuda_graphs: on CUDA, replay the network from a CUDA graph per letterboxed frame shape
+            (:class:`GraphedYolo`), falling back to eager calls of the same network, with one warning,
+            when a capture fails; False calls ultralytics' ``predict`` (in the same precision).
+            Ignored on the CPU, where ``predict`` runs.
     """
 
     weights: str | Path
@@ -67,8 +89,11 @@ class DetectorSettings:
     max_detections: int = 100
     agnostic_nms: bool = True
     allow_download: bool = False
+    precision: Precision = Precision.EXACT
+    cuda_graphs: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "precision", as_precision(self.precision))
         if not isinstance(self.weights, (str, Path)) or not str(self.weights):
             raise ValueError(f"weights must be a non-empty path, got {self.weights!r}")
         if self.classes is not None:
@@ -83,6 +108,42 @@ class DetectorSettings:
             raise ValueError(f"image_size must be a positive multiple of 32, got {self.image_size}")
         if not isinstance(self.max_detections, int) or self.max_detections < 1:
             raise ValueError(f"max_detections must be a positive integer, got {self.max_detections}")
+
+    @property
+    def resolved_device(self) -> str:
+        """The device asked for, or the one ultralytics picks when none is: the first GPU if torch sees one."""
+        if self.device is not None:
+            return self.device
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+    def compute_plan(self) -> ComputePlan:
+        """What the network runs with (see :mod:`pose.precision`); the detector keeps ultralytics' memory format."""
+        return compute_plan(self.precision, _torch_device(self.resolved_device), half=self.half, channels_last=False)
+
+
+class DetectorPath(enum.Enum):
+    """What runs a frame: ultralytics' ``predict``, or :class:`GraphedYolo` with graphs or (after a
+    failed capture) eagerly."""
+
+    PREDICT = "predict"
+    GRAPHS = "graphs"
+    EAGER = "eager"
+
+
+def _torch_device(device: str) -> str:
+    """``device`` as torch spells it (ultralytics also takes "0" or "0,1" for GPUs)."""
+    text = str(device).strip().lower()
+    if text and text.split(",")[0].isdigit():
+        return f"cuda:{text.split(',')[0]}"
+    return text if text.startswith(("cuda", "cpu", "mps")) else "cpu"
+
+
+def wants_graphs(settings: DetectorSettings, cuda_available: bool | None = None) -> bool:
+    """Whether ``settings`` ask for :class:`GraphedYolo` on a CUDA device (``cuda_available``: torch's answer
+    unless given)."""
+    if cuda_available is None:
+        cuda_available = torch.cuda.is_available()
+    return settings.cuda_graphs and cuda_available and _torch_device(settings.resolved_device).startswith("cuda")
 
 
 def default_classes(names: Mapping[int, str]) -> tuple[str, ...]:
@@ -135,6 +196,16 @@ def _load_model(settings: DetectorSettings):
     return model
 
 
+def _class_names(model, settings: DetectorSettings) -> dict[int, str]:
+    """The class names of a loaded model. Reading them loads a file ultralytics did not read at once
+    (a ``.pth``, an exported model), whose failure is reported here as a :class:`DetectorError`."""
+    try:
+        return {int(i): str(n) for i, n in model.names.items()}
+    except Exception as error:  # ultralytics raises many kinds (AssertionError for a wrong suffix)
+        raise DetectorError(f"{settings.weights} is not a YOLO weights file ultralytics can load "
+                            f"({' '.join(str(error).split())}); give a .pt file or an exported YOLO model") from error
+
+
 def _precision_arguments(half: bool) -> dict[str, object]:
     """FP16 flag in the spelling of the installed ultralytics (``quantize`` replaced ``half`` in 8.4)."""
     if not half:
@@ -144,8 +215,116 @@ def _precision_arguments(half: bool) -> dict[str, object]:
     return {"quantize": 16} if "quantize" in DEFAULT_CFG_DICT else {"half": True}
 
 
+def _first_tensor(output: object) -> torch.Tensor:
+    """The predictions of a YOLO network's output: the tensor itself, or the first of a list or tuple."""
+    while isinstance(output, (list, tuple)):
+        output = output[0]
+    return output
+
+
+def cached_tensors(module: torch.nn.Module) -> tuple[torch.Tensor, ...]:
+    """Tensors that ``module``'s submodules hold as plain attributes (not parameters or buffers), such as
+    the anchors a YOLO head caches for the last input shape and replaces for the next one."""
+    return tuple(value for m in module.modules() for value in vars(m).values() if isinstance(value, torch.Tensor))
+
+
+def unsupported_reason(backend: object, task: str) -> str | None:
+    """Why :class:`GraphedYolo` cannot run ultralytics' AutoBackend ``backend`` of a ``task`` model, or None."""
+    if task != "detect":
+        return f"a YOLO '{task}' model"
+    if not (getattr(backend, "format", None) == "pt" or getattr(backend, "pt", False) is True):
+        return f"an exported model (format {getattr(backend, 'format', '?')!r})"
+    net = getattr(backend, "model", None)
+    if not isinstance(net, torch.nn.Module):
+        return "a model without its torch network"
+    layers = getattr(net, "model", None)
+    head = layers[-1] if isinstance(layers, torch.nn.Sequential) and len(layers) else None
+    if getattr(backend, "end2end", False) or getattr(net, "end2end", False) or getattr(head, "end2end", False):
+        return "an end-to-end (NMS-free) model"
+    return None
+
+
+def _ultralytics_nms():
+    try:
+        from ultralytics.utils.nms import non_max_suppression
+    except ImportError:  # ultralytics before 8.3.1xx kept it in ops
+        from ultralytics.utils.ops import non_max_suppression
+    return non_max_suppression
+
+
+class GraphedYolo:
+    """ultralytics' ``predict`` of one frame, taken apart so that the network replays from CUDA graphs.
+
+    1. ultralytics' ``LetterBox`` as ``predict`` builds it (the settings' size checked against the
+       model's stride, the smallest stride-multiple rectangle: ``auto=True``), on the CPU;
+    2. the letterboxed uint8 BGR frame up through pinned memory (non-blocking);
+    3. in the graph: BGR -> RGB, HWC -> CHW, float (or half) / 255 as ``predict``'s ``preprocess`` does,
+       then the network of ultralytics' AutoBackend (fused, on its device, in its dtype);
+    4. ultralytics' ``non_max_suppression`` and ``scale_boxes`` on the device, with ``predict``'s
+       arguments; then boxes, scores and classes to the host.
+
+    One graph per letterboxed shape (one per video), at most ``max_graphs``; others run eagerly.
+
+    Args:
+        backend: ultralytics' AutoBackend of a set-up predictor (``YOLO.predictor.model``): the network
+            ``predict`` runs, so that the same kernels run on the same weights.
+        settings: image size, thresholds, NMS options.
+        classes: class ids kept by NMS (None: all).
+        capture: :func:`pose.graphs.capture_cuda_graph`, a stand-in, or None to run eagerly.
+    """
+
+    def __init__(self, backend: torch.nn.Module, settings: DetectorSettings, classes: list[int] | None = None,
+                 capture: Capture | None = capture_cuda_graph, max_graphs: int = 8) -> None:
+        import torchvision  # noqa: F401 - ultralytics' NMS uses torchvision's kernel once imported, as after predict
+        from ultralytics.data.augment import LetterBox
+        from ultralytics.utils.checks import check_imgsz
+        from ultralytics.utils.ops import scale_boxes
+
+        self.backend = backend
+        self.network: torch.nn.Module = backend.model  # the torch network inside (not a submodule in 8.4)
+        self.settings = settings
+        self.classes = classes
+        self.device = torch.device(backend.device)
+        self.half = bool(backend.fp16)
+        stride = int(max(backend.stride) if isinstance(backend.stride, (list, tuple)) else backend.stride)
+        self.letterbox = LetterBox(check_imgsz(settings.image_size, stride=stride, min_dim=2), auto=True,
+                                   stride=stride)
+        self._nms = _ultralytics_nms()
+        self._scale_boxes = scale_boxes
+        if capture is capture_cuda_graph:
+            capture = self._capture_keeping_cached_tensors
+        self.runner = GraphedForward(self.forward, self.device, (1,), capture=capture, max_graphs=max_graphs,
+                                     name="detector network")
+
+    def _capture_keeping_cached_tensors(self, forward, static_input: torch.Tensor) -> CapturedGraph:
+        graph = capture_cuda_graph(forward, static_input)
+        graph.keepalive = cached_tensors(self.network)  # anchors made for this shape: kept for this graph
+        return graph
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, h, w, 3) uint8 BGR letterboxed frames on the device -> the network's (B, 4 + classes, anchors)."""
+        x = images.permute(0, 3, 1, 2).contiguous().flip(1)
+        x = (x.half() if self.half else x.float()).div_(255)
+        return _first_tensor(self.backend(x))
+
+    def __call__(self, frame_bgr: np.ndarray) -> Detections:
+        """Detections of one (H, W, 3) uint8 BGR frame, in its pixels."""
+        image = self.letterbox(image=frame_bgr)
+        predictions = self.runner(to_device(image[None], self.device))
+        s = self.settings
+        boxes = self._nms(predictions, s.confidence, s.iou, self.classes, s.agnostic_nms, max_det=s.max_detections,
+                          nc=0)[0]
+        if len(boxes) == 0:
+            return Detections.empty()
+        boxes[:, :4] = self._scale_boxes(image.shape[:2], boxes[:, :4], frame_bgr.shape)
+        boxes = boxes.float().cpu()
+        return Detections(boxes[:, :4].numpy(), boxes[:, 4].numpy(), boxes[:, 5].long().numpy())
+
+
 class Detector:
     """``Detector(settings)(frame_bgr) -> Detections`` for one BGR image.
+
+    ``path`` says what runs a frame (:class:`DetectorPath`).
 
     Raises:
         DetectorError: on a missing or unreadable weights file, a failed download or unknown classes.
@@ -157,11 +336,42 @@ class Detector:
         self.settings = settings
         with torch_threads():  # reading names of an exported model sets up ultralytics' predictor
             self.model = _load_model(settings)
-            self.names: dict[int, str] = {int(i): str(n) for i, n in self.model.names.items()}
+            self.names: dict[int, str] = _class_names(self.model, settings)
         self.classes = settings.classes if settings.classes is not None else default_classes(self.names)
         self.class_ids = class_ids_for(self.names, self.classes)
         self._keep_all = len(self.class_ids) == len(self.names)
+        self.plan = settings.compute_plan()
+        cuda = _torch_device(settings.resolved_device).startswith("cuda") and torch.cuda.is_available()
+        self._precision = (lambda: cudnn_tf32(self.plan.tf32)) if cuda else nullcontext
+        self._graphed: GraphedYolo | None = None
+        if wants_graphs(settings):
+            self._graphed = self._take_predict_apart()
         logger.info("detector %s: keeping classes %s", settings.weights, ", ".join(self.classes))
+
+    @property
+    def path(self) -> DetectorPath:
+        if self._graphed is None:
+            return DetectorPath.PREDICT
+        return DetectorPath.GRAPHS if self._graphed.runner.uses_graphs else DetectorPath.EAGER
+
+    def _predict_arguments(self) -> dict[str, object]:
+        s = self.settings
+        return dict(conf=s.confidence, iou=s.iou, imgsz=s.image_size, device=s.device, max_det=s.max_detections,
+                    agnostic_nms=s.agnostic_nms, classes=None if self._keep_all else self.class_ids, verbose=False,
+                    **_precision_arguments(self.plan.half))
+
+    def _take_predict_apart(self) -> GraphedYolo | None:
+        """:class:`GraphedYolo` on the network of ultralytics' predictor, set up by one ``predict`` of a blank
+        frame; None (``predict`` then runs every frame) for a model it cannot run."""
+        with torch_threads(), self._precision():
+            self.model.predict(np.zeros((64, 64, 3), np.uint8), **self._predict_arguments())
+        backend = self.model.predictor.model
+        reason = unsupported_reason(backend, self.model.task)
+        if reason is not None:
+            logger.info("detector %s is %s: running ultralytics' predict, without CUDA graphs", self.settings.weights,
+                        reason)
+            return None
+        return GraphedYolo(backend, self.settings, classes=None if self._keep_all else self.class_ids)
 
     def __call__(self, frame_bgr: np.ndarray) -> Detections:
         """Detect animals in one (H, W, 3) uint8 BGR image; boxes are in its pixels."""
@@ -170,13 +380,10 @@ class Detector:
             raise ValueError(f"frame_bgr must be an (H, W, 3) image, got shape {frame.shape}")
         if frame.dtype != np.uint8:
             raise ValueError(f"frame_bgr must be uint8, got {frame.dtype}")
-        s = self.settings
-        with torch_threads():
-            results = self.model.predict(
-                np.ascontiguousarray(frame), conf=s.confidence, iou=s.iou, imgsz=s.image_size, device=s.device,
-                max_det=s.max_detections, agnostic_nms=s.agnostic_nms,
-                classes=None if self._keep_all else self.class_ids, verbose=False, **_precision_arguments(s.half),
-            )
+        with torch_threads(), self._precision():
+            if self._graphed is not None:
+                return self._graphed(np.ascontiguousarray(frame))
+            results = self.model.predict(np.ascontiguousarray(frame), **self._predict_arguments())
         boxes = results[0].boxes
         if boxes is None or len(boxes) == 0:
             return Detections.empty()

@@ -7,9 +7,21 @@ import json
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from pose.codec import PostProcess
-from pose.estimator import Backend, PoseEstimator, PoseSettings, prepare_inputs
+from pose.estimator import (
+    Backend,
+    DeviceNetwork,
+    Execution,
+    PoseEstimator,
+    PoseSettings,
+    Precision,
+    network_forward,
+    prepare_inputs,
+    resolve_execution,
+)
+from pose.graphs import batch_buckets, capture_eager
 
 JAGUAR_BOX = [66, 192, 1092, 512]  # GT box of 000000037516.jpg in test_ap10k.json
 ANTELOPE_BOX = [408, 197, 429, 341]  # GT box of 000000000004.jpg
@@ -101,6 +113,8 @@ def test_onnxruntime_backend_matches_torch(reference_dir, jaguar):
         {"padding": 0.0},
         {"device": "tpu"},
         {"max_batch": 0},
+        {"precision": "half"},
+        {"precision": None},
     ],
 )
 def test_settings_are_validated(kwargs):
@@ -125,8 +139,6 @@ def test_a_checkpoint_runs_at_the_input_size_it_was_trained_at(reference_dir, ja
 
 
 def test_tf32_block_sets_and_restores_the_process_wide_flag():
-    import torch
-
     from pose.estimator import cudnn_tf32
 
     assert PoseSettings().tf32 is False  # true float32 on CUDA unless asked (docs/gpu.md)
@@ -135,3 +147,99 @@ def test_tf32_block_sets_and_restores_the_process_wide_flag():
         assert torch.backends.cudnn.allow_tf32 is (not before)
         raise RuntimeError("inside")
     assert torch.backends.cudnn.allow_tf32 is before
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("exact", Precision.EXACT), ("fast", Precision.FAST), (Precision.FAST, Precision.FAST)]
+)
+def test_precision_setting_takes_the_enum_or_its_value(value, expected):
+    assert PoseSettings(precision=value).precision is expected
+    assert PoseSettings().precision is Precision.EXACT and PoseSettings().cuda_graphs is True
+
+
+@pytest.mark.parametrize(
+    ("backend", "device", "cuda_graphs", "expected"),
+    [
+        (Backend.TORCH, "cpu", True, Execution.HOST),
+        (Backend.TORCH, "cpu", False, Execution.HOST),
+        (Backend.ONNXRUNTIME, "cpu", True, Execution.ONNXRUNTIME),
+        (Backend.ONNXRUNTIME, "cuda", True, Execution.ONNXRUNTIME),
+        (Backend.TORCH, "cuda", True, Execution.DEVICE_GRAPHS),
+        (Backend.TORCH, "cuda:1", True, Execution.DEVICE_GRAPHS),
+        (Backend.TORCH, "cuda", False, Execution.DEVICE_EAGER),
+    ],
+)
+def test_execution_per_backend_device_and_graph_setting(backend, device, cuda_graphs, expected):
+    assert resolve_execution(backend, device, cuda_graphs) is expected
+
+
+def test_execution_needs_a_resolved_backend():
+    with pytest.raises(ValueError, match="resolve"):
+        resolve_execution(Backend.AUTO, "cpu", True)
+
+
+@pytest.fixture(scope="module")
+def hrnet_small(reference_dir):
+    return PoseEstimator.from_weights(reference_dir / "hrnet_small" / "hrnet_small_ap10k.pth")
+
+
+def test_cpu_runs_the_host_path_and_fast_equals_exact_there(reference_dir, hrnet_small, jaguar):
+    weights = reference_dir / "hrnet_small" / "hrnet_small_ap10k.pth"
+    fast = PoseEstimator.from_weights(weights, PoseSettings(precision=Precision.FAST, half=True, tf32=True))
+    assert hrnet_small.execution is Execution.HOST and fast.execution is Execution.HOST
+    assert not fast.uses_graphs and not fast.half and next(fast.model.parameters()).dtype == torch.float32
+    boxes = np.array([JAGUAR_BOX, [100, 100, 300, 200]], np.float32)
+    np.testing.assert_array_equal(fast.estimate_xywh(jaguar, boxes).keypoints,
+                                  hrnet_small.estimate_xywh(jaguar, boxes).keypoints)
+
+
+THREE_BOXES = np.array([JAGUAR_BOX, [100, 100, 300, 200], [900, 600, 299, 266]], np.float32)
+
+
+def test_device_path_equals_the_host_path_on_the_cpu(hrnet_small, jaguar):
+    # The CUDA path (crops up once, mirrored and merged on the device, network through the graph
+    # runner) run on the CPU: eagerly it is the host path exactly; with stand-in graphs the batches
+    # (3 crops, 6 with the flip test) go through bucket buffers, which changes nothing but, at most,
+    # float rounding.
+    inputs = prepare_inputs(jaguar, THREE_BOXES, hrnet_small.settings).inputs
+    host_flip, host = hrnet_small.heatmaps_with_flip(inputs), hrnet_small.infer_heatmaps(inputs)
+    forward = network_forward(hrnet_small.model, hrnet_small.plan)
+    eager = DeviceNetwork(forward, "cpu", batch_buckets(64), capture=None)
+    np.testing.assert_array_equal(eager.heatmaps_with_flip(inputs), host_flip)
+    np.testing.assert_array_equal(eager.heatmaps(inputs), host)
+    graphed = DeviceNetwork(forward, "cpu", batch_buckets(64), capture=capture_eager)
+    np.testing.assert_allclose(graphed.heatmaps_with_flip(inputs), host_flip, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(graphed.heatmaps(inputs), host, rtol=1e-6, atol=1e-7)
+    assert graphed.uses_graphs and sorted(key[0] for key in graphed.runner.graphs) == [3, 6]
+    padded = DeviceNetwork(forward, "cpu", (1, 2, 4, 8), capture=capture_eager)  # 6 crops padded to 8
+    np.testing.assert_allclose(padded.heatmaps_with_flip(inputs), host_flip, rtol=1e-6, atol=1e-7)
+
+
+def test_device_path_chunks_large_batches(hrnet_small, jaguar):
+    inputs = np.repeat(prepare_inputs(jaguar, THREE_BOXES[:1], hrnet_small.settings).inputs, 5, axis=0)
+    forward = network_forward(hrnet_small.model, hrnet_small.plan)
+    small_buckets = DeviceNetwork(forward, "cpu", batch_buckets(4), capture=capture_eager)
+    out = small_buckets.heatmaps_with_flip(inputs)  # 10 crops: buckets 4, 4 and 2
+    np.testing.assert_allclose(out, hrnet_small.heatmaps_with_flip(inputs), rtol=1e-6, atol=1e-7)
+    assert sorted(key[0] for key in small_buckets.runner.graphs) == [2, 4]
+
+
+def test_device_path_flip_test_needs_the_ap10k_keypoints():
+    network = DeviceNetwork(lambda x: torch.zeros(len(x), 5, 4, 4), "cpu", (1, 2), capture=capture_eager)
+    with pytest.raises(ValueError, match="flip"):
+        network.heatmaps_with_flip(np.zeros((1, 3, 16, 16), np.float32))
+
+
+def test_the_cuda_wiring_falls_back_to_eager_when_capture_fails(hrnet_small, jaguar, monkeypatch, caplog):
+    # The CUDA path forced onto the CPU: the real capture (CUDA only) fails there, which must leave the
+    # estimator working eagerly, with one warning, and giving the host path's heatmaps.
+    import pose.estimator
+
+    monkeypatch.setattr(pose.estimator, "resolve_execution", lambda *args: Execution.DEVICE_GRAPHS)
+    estimator = PoseEstimator(hrnet_small.model, hrnet_small.settings)
+    assert estimator.uses_graphs  # nothing captured yet
+    inputs = prepare_inputs(jaguar, THREE_BOXES, hrnet_small.settings).inputs
+    for _ in range(2):
+        np.testing.assert_array_equal(estimator.heatmaps_with_flip(inputs), hrnet_small.heatmaps_with_flip(inputs))
+    assert not estimator.uses_graphs
+    assert sum("capture of the pose network failed" in r.getMessage() for r in caplog.records) == 1

@@ -10,14 +10,21 @@ os.environ.setdefault("YOLO_OFFLINE", "1")  # never reach for the network from t
 
 import torch  # noqa: E402
 
+from pose.graphs import capture_eager  # noqa: E402
+from pose.precision import Precision  # noqa: E402
 from pose.structures import Detections  # noqa: E402
 from tracking.detector import (  # noqa: E402
     COCO_ANIMAL_CLASSES,
     Detector,
     DetectorError,
+    DetectorPath,
     DetectorSettings,
+    GraphedYolo,
+    cached_tensors,
     class_ids_for,
     default_classes,
+    unsupported_reason,
+    wants_graphs,
 )
 
 COCO_NAMES = ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
@@ -90,6 +97,7 @@ def test_class_ids_for_names_unknown_classes():
         ({"weights": "m.pt", "iou": -0.1}, "iou"),
         ({"weights": "m.pt", "image_size": 100}, "image_size"),
         ({"weights": "m.pt", "max_detections": 0}, "max_detections"),
+        ({"weights": "m.pt", "precision": "float16"}, "precision"),
     ],
 )
 def test_settings_reject_bad_values(kwargs, message):
@@ -108,6 +116,14 @@ def test_unreadable_weights_are_reported(tmp_path):
     broken.write_bytes(b"not a checkpoint")
     with pytest.raises(DetectorError, match="broken.pt"):
         Detector(DetectorSettings(broken))
+
+
+def test_weights_ultralytics_cannot_read_are_refused_at_construction(tmp_path, megadetector_like):
+    """A pose checkpoint given as the detector (``.pth``): ultralytics reads it only when first used."""
+    wrong = tmp_path / "hrnet.pth"
+    wrong.write_bytes(megadetector_like.read_bytes())
+    with pytest.raises(DetectorError, match=r"hrnet.pth is not a YOLO weights file ultralytics can load"):
+        Detector(DetectorSettings(wrong))
 
 
 def test_detects_with_a_tiny_random_model(md_detector, frame):
@@ -146,3 +162,172 @@ def test_unknown_class_is_an_error(megadetector_like):
 def test_rejects_bad_frames(md_detector, bad_frame):
     with pytest.raises(ValueError, match="frame_bgr"):
         md_detector(bad_frame)
+
+
+def test_precision_setting_and_what_it_runs_on_the_cpu():
+    assert DetectorSettings("m.pt").precision is Precision.EXACT
+    fast = DetectorSettings("m.pt", precision="fast", device="cpu")
+    assert fast.precision is Precision.FAST
+    assert fast.compute_plan().dtype == torch.float32 and not fast.compute_plan().tf32  # FAST equals EXACT on a CPU
+    assert not DetectorSettings("m.pt", half=True, device="cpu").compute_plan().half
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "cuda_available", "expected"),
+    [
+        ({"device": "cuda"}, True, True),
+        ({"device": "cuda:1"}, True, True),
+        ({"device": "0"}, True, True),  # ultralytics' spelling of the first GPU
+        ({"device": None}, None, torch.cuda.is_available()),  # ultralytics picks the GPU if torch sees one
+        ({"device": "cuda", "cuda_graphs": False}, True, False),
+        ({"device": "cpu"}, True, False),
+        ({"device": "mps"}, True, False),
+        ({"device": "cuda"}, False, False),
+    ],
+)
+def test_wants_graphs_per_device_and_setting(kwargs, cuda_available, expected):
+    assert wants_graphs(DetectorSettings("m.pt", **kwargs), cuda_available=cuda_available) is expected
+
+
+def test_on_the_cpu_the_detector_calls_predict(md_detector):
+    assert md_detector.path is DetectorPath.PREDICT
+
+
+def _save_calibrated_yolo(path: Path, names: dict[int, str], images: list[np.ndarray]) -> Path:
+    """A random yolo11n whose batch norms are calibrated on ``images`` (so that its features carry the
+    images' content instead of vanishing) and whose head outputs scores around 0.5 and boxes of tens of
+    pixels: many overlapping boxes of different scores and classes, which exercises NMS."""
+    import cv2
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.manual_seed(0)
+    net = DetectionModel("yolo11n.yaml", nc=len(names), verbose=False)
+    batch = np.stack([cv2.resize(image, (320, 320))[..., ::-1] for image in images]).transpose(0, 3, 1, 2)
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # a plain average over the calibration batch
+            module.reset_running_stats()
+    net.train()
+    with torch.no_grad():
+        net(torch.from_numpy(batch.copy()).float() / 255)
+        head = net.model[-1]
+        for classes in head.cv3:
+            classes[-1].bias.zero_()
+        for box in head.cv2:
+            box[-1].bias.view(4, head.reg_max)[:, :4] += 3.0  # distances of a few strides
+    net.eval()
+    model = YOLO("yolo11n.yaml")
+    model.model = net
+    model.model.names = names
+    model.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def sample_images(samples_dir) -> list[np.ndarray]:
+    import cv2
+
+    paths = sorted(p for p in samples_dir.glob("*/*") if p.suffix in (".jpg", ".jpeg"))
+    return [cv2.imread(str(p)) for p in paths]
+
+
+@pytest.fixture(scope="module")
+def calibrated_yolo(tmp_path_factory, sample_images) -> Path:
+    return _save_calibrated_yolo(tmp_path_factory.mktemp("yolo") / "calibrated.pt",
+                                 {0: "cat", 1: "dog", 2: "person"}, sample_images[:4])
+
+
+def _graphed(detector: Detector, capture) -> GraphedYolo:
+    """:class:`GraphedYolo` on the network of ``detector``'s ultralytics predictor, set up by one call (whose
+    torch thread count is ultralytics' own; later calls run on the caller's, as the taken-apart path does)."""
+    detector(np.zeros((32, 32, 3), np.uint8))
+    classes = None if len(detector.class_ids) == len(detector.names) else detector.class_ids
+    return GraphedYolo(detector.model.predictor.model, detector.settings, classes=classes, capture=capture)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},  # keeps cat and dog: classes filtered in NMS, agnostic NMS
+        {"agnostic_nms": False, "confidence": 0.55},
+        {"classes": ("cat", "dog", "person"), "agnostic_nms": False, "max_detections": 7},
+        {"classes": ("person",), "iou": 0.3},
+    ],
+)
+def test_taken_apart_predict_gives_predicts_boxes(calibrated_yolo, sample_images, kwargs):
+    settings = DetectorSettings(calibrated_yolo, **{"confidence": 0.6, "image_size": 320, "device": "cpu", **kwargs})
+    detector = Detector(settings)
+    eager, graphed = _graphed(detector, None), _graphed(detector, capture_eager)
+    found = 0
+    for image in sample_images:
+        expected = detector(image)
+        for path in (eager, graphed):
+            out = path(image)
+            np.testing.assert_array_equal(out.xyxy, expected.xyxy)
+            np.testing.assert_array_equal(out.scores, expected.scores)
+            np.testing.assert_array_equal(out.class_ids, expected.class_ids)
+        found += len(expected)
+    assert found > 0  # the comparison saw boxes
+    assert graphed.runner.uses_graphs and len(graphed.runner.graphs) >= 3  # one per letterboxed shape
+
+
+def test_taken_apart_predict_falls_back_to_eager_when_capture_fails(calibrated_yolo, sample_images, caplog):
+    detector = Detector(DetectorSettings(calibrated_yolo, confidence=0.6, image_size=320, device="cpu"))
+
+    def failing(forward, static_input):
+        raise RuntimeError("capture failed")
+
+    graphed = _graphed(detector, failing)
+    for image in sample_images[:3]:
+        np.testing.assert_array_equal(graphed(image).xyxy, detector(image).xyxy)
+    assert not graphed.runner.uses_graphs
+    assert sum("capture of the detector network failed" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_the_graphs_keep_the_heads_cached_anchors_alive(calibrated_yolo, frame):
+    detector = Detector(DetectorSettings(calibrated_yolo, image_size=320, device="cpu"))
+    graphed = _graphed(detector, None)
+    graphed(frame)
+    anchors = cached_tensors(graphed.network)
+    assert any(t.shape[0] == 2 for t in anchors)  # Detect's (2, anchors) grid for the last shape
+
+
+class _Backend:
+    def __init__(self, **attributes):
+        self.__dict__.update(attributes)
+
+
+@pytest.mark.parametrize(
+    ("backend", "task", "reason"),
+    [
+        (_Backend(format="onnx"), "detect", "exported"),
+        (_Backend(pt=False, onnx=True), "detect", "exported"),
+        (_Backend(format="pt", model=torch.nn.Identity(), end2end=True), "detect", "end-to-end"),
+        (_Backend(format="pt", model=None), "detect", "torch network"),
+        (_Backend(format="pt", model=torch.nn.Identity()), "segment", "segment"),
+        (_Backend(format="pt", model=torch.nn.Identity()), "detect", None),
+        (_Backend(pt=True, model=torch.nn.Identity()), "detect", None),  # ultralytics 8.3's spelling
+    ],
+)
+def test_unsupported_reason(backend, task, reason):
+    got = unsupported_reason(backend, task)
+    assert got is None if reason is None else reason in got
+
+
+def test_the_cuda_wiring_falls_back_to_eager_when_capture_fails(calibrated_yolo, sample_images, monkeypatch,
+                                                               caplog):
+    # The graph path forced onto the CPU: ultralytics' predictor is set up and taken apart, the real
+    # capture (CUDA only) fails, and the detector goes on eagerly with predict's boxes.
+    import tracking.detector
+
+    settings = DetectorSettings(calibrated_yolo, confidence=0.6, image_size=320, device="cpu")
+    predict = Detector(settings)
+    predict(np.zeros((32, 32, 3), np.uint8))  # sets up ultralytics' predictor: its first call runs on other threads
+    monkeypatch.setattr(tracking.detector, "wants_graphs", lambda settings: True)
+    detector = Detector(settings)
+    assert detector.path is DetectorPath.GRAPHS  # nothing captured yet
+    for image in sample_images[:3]:
+        np.testing.assert_array_equal(detector(image).xyxy, predict(image).xyxy)
+    assert detector.path is DetectorPath.EAGER
+    assert sum("capture of the detector network failed" in r.getMessage() for r in caplog.records) == 1
