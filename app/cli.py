@@ -83,6 +83,7 @@ def _join_negative_values(argv: list[str], options: tuple[str, ...] = ("--box",)
 
 def add_pose_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that runs the pose model."""
+    from pose.precision import Precision
     from pose.weights import DEFAULT_POSE_WEIGHTS, OFFICIAL_WEIGHTS
 
     group = parser.add_argument_group("pose model")
@@ -99,7 +100,14 @@ def add_pose_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="what runs the pose network: auto picks ONNX Runtime on the CPU (about 1.6x faster there, same "
         "keypoints; the model is exported at start-up) and torch on CUDA (default: auto)",
     )
-    group.add_argument("--half", action="store_true", help="float16 inference (CUDA only)")
+    group.add_argument(
+        "--precision", choices=[p.value for p in Precision], default=None,
+        help="on a GPU: exact (float32, mmpose's keypoints) or fast (float16, channels-last; about 2x faster, "
+        "a few keypoints move) (default: exact, fast for live); the CPU always runs exact",
+    )
+    group.add_argument("--half", action="store_true", help="the same as --precision fast")
+    group.add_argument("--no-cuda-graphs", action="store_true",
+                       help="on a GPU, run the networks eagerly instead of replaying CUDA graphs (for debugging)")
     group.add_argument("--no-flip", action="store_true", help="skip the flip test (about 2x faster, less accurate)")
     group.add_argument(
         "--post-process",
@@ -109,11 +117,13 @@ def add_pose_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def pose_settings_from_args(args: argparse.Namespace):
-    """Build ``PoseSettings`` from the options of :func:`add_pose_model_arguments`."""
-
+def pose_settings_from_args(args: argparse.Namespace, default_precision=None):
+    """Build ``PoseSettings`` from the options of :func:`add_pose_model_arguments`; ``default_precision``
+    (a :class:`pose.precision.Precision`; None: :data:`pose.precision.DEFAULT_PRECISION`) applies when
+    neither ``--precision`` nor ``--half`` is given."""
     from pose.codec import PostProcess
     from pose.estimator import Backend, PoseSettings
+    from pose.precision import DEFAULT_PRECISION
 
     device = resolve_device(args.device)
     post = {"default": PostProcess.DEFAULT, "dark": PostProcess.DARK, "udp": PostProcess.UDP, "none": PostProcess.NONE}
@@ -121,9 +131,21 @@ def pose_settings_from_args(args: argparse.Namespace):
         flip_test=not args.no_flip,
         post_process=post[args.post_process],
         device=device,
-        half=args.half,
+        precision=precision_from_args(args, default_precision or DEFAULT_PRECISION),
+        cuda_graphs=not args.no_cuda_graphs,
         backend=Backend(args.backend),
     )
+
+
+def precision_from_args(args: argparse.Namespace, default):
+    """The :class:`pose.precision.Precision` of ``--precision`` / ``--half``, else ``default``."""
+    from pose.precision import Precision
+
+    if args.half and args.precision == Precision.EXACT.value:
+        raise UserError("--half asks for --precision fast; give one of them")
+    if args.half:
+        return Precision.FAST
+    return Precision(args.precision) if args.precision else default
 
 
 def resolve_device(device: str | None) -> str:
@@ -261,10 +283,13 @@ def _write_error(exc: OSError) -> UserError:
 def _detect_boxes_xywh(image, args: argparse.Namespace):
     import numpy as np
 
+    from pose.precision import DEFAULT_PRECISION
     from tracking.detector import Detector, DetectorSettings
 
     device = resolve_device(args.device) if args.device else None
-    detector = Detector(DetectorSettings(weights=args.det_weights, **({"device": device} if device else {})))
+    settings = DetectorSettings(weights=args.det_weights, precision=precision_from_args(args, DEFAULT_PRECISION),
+                                cuda_graphs=not args.no_cuda_graphs, **({"device": device} if device else {}))
+    detector = Detector(settings)
     detections = detector(image)
     xyxy = detections.xyxy.astype(np.float64)
     logger.info("Detected %d animals", len(xyxy))

@@ -55,23 +55,27 @@ def add_detector_and_tracker_arguments(parser: argparse.ArgumentParser) -> None:
                        "(default 0: boxes, keypoints and motion only)")
 
 
-def detector_settings_from_args(args: argparse.Namespace, device: str, half: bool):
-    """``tracking.detector.DetectorSettings`` for the ``--det-*`` options; a bare released name such as
-    ``yolo11n.pt`` (no folder, no such file here) may be downloaded by ultralytics."""
+def detector_settings_from_args(args: argparse.Namespace, pose_settings):
+    """``tracking.detector.DetectorSettings`` for the ``--det-*`` options, on the pose model's device and in
+    its precision; a bare released name such as ``yolo11n.pt`` (no folder, no such file here) may be
+    downloaded by ultralytics."""
     from tracking.detector import DetectorSettings, is_release_name
 
     return DetectorSettings(weights=str(args.det_weights), confidence=args.det_conf, iou=args.det_iou,
-                            image_size=args.det_imgsz, device=device, half=half,
-                            allow_download=is_release_name(args.det_weights))
+                            image_size=args.det_imgsz, device=pose_settings.device,
+                            precision=pose_settings.precision, half=pose_settings.half,
+                            cuda_graphs=pose_settings.cuda_graphs, allow_download=is_release_name(args.det_weights))
 
 
-def models_from_args(args: argparse.Namespace):
-    """:func:`app.track.load_models` for the ``--pose-*`` and ``--det-*`` options."""
+def models_from_args(args: argparse.Namespace, live: bool = False):
+    """:func:`app.track.load_models` for the ``--pose-*`` and ``--det-*`` options (``live``: the live
+    default precision, :data:`pose.precision.LIVE_PRECISION`)."""
     from app.cli import pose_settings_from_args
     from app.track import load_models
+    from pose.precision import DEFAULT_PRECISION, LIVE_PRECISION
 
-    pose_settings = pose_settings_from_args(args)
-    detector = detector_settings_from_args(args, pose_settings.device, pose_settings.half)
+    pose_settings = pose_settings_from_args(args, LIVE_PRECISION if live else DEFAULT_PRECISION)
+    detector = detector_settings_from_args(args, pose_settings)
     return load_models(args.pose_weights, pose_settings, detector)
 
 
@@ -228,7 +232,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     source_file = Path(str(args.source))
     check_outputs([source_file] if source_file.is_file() else [], outputs.requested())
     check_writable(outputs.requested())
-    models = models_from_args(args)
+    models = models_from_args(args, live=True)
     spec = int(args.source) if str(args.source).isdigit() else str(args.source)
     show = args.show and _has_screen()
     if args.show and not show:

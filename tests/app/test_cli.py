@@ -377,3 +377,39 @@ def test_unexpected_errors_are_one_line_with_a_hint(monkeypatch, capsys):
     assert main(["info"]) == 1
     assert _one_error_line(capsys) == ("animalpose info: unexpected error: ZeroDivisionError: division by zero "
                                        "(run with -v for details and report it)")
+
+
+@pytest.mark.parametrize(
+    "argv, live, expected",
+    [
+        (["track", "c.mp4"], False, "exact"),
+        (["live", "0"], True, "fast"),
+        (["track", "c.mp4", "--precision", "fast"], False, "fast"),
+        (["live", "0", "--precision", "exact"], True, "exact"),
+        (["track", "c.mp4", "--half"], False, "fast"),
+        (["pose", "i.jpg"], False, "exact"),
+    ],
+)
+def test_precision_defaults_per_command(argv, live, expected):
+    """One switch for every command: exact where results are kept, fast for live video."""
+    import app.cli_track as cli_track
+    from app.cli import pose_settings_from_args
+    from pose.precision import DEFAULT_PRECISION, LIVE_PRECISION
+
+    args = build_parser().parse_args(argv)
+    settings = pose_settings_from_args(args, LIVE_PRECISION if live else DEFAULT_PRECISION)
+    assert settings.precision.value == expected and settings.cuda_graphs
+    detector = cli_track.detector_settings_from_args(build_parser().parse_args(["track", "c.mp4"]), settings)
+    assert detector.precision is settings.precision and detector.device == settings.device
+
+
+def test_half_and_exact_together_are_refused(hrnet_small, jaguar, capsys):
+    assert main(["pose", jaguar, "--pose-weights", hrnet_small, "--box", JAGUAR_BOX, "--half",
+                 "--precision", "exact"]) == 2
+    assert "--half asks for --precision fast" in _one_error_line(capsys)
+
+
+def test_no_cuda_graphs_reaches_the_settings():
+    from app.cli import pose_settings_from_args
+
+    assert not pose_settings_from_args(build_parser().parse_args(["track", "c.mp4", "--no-cuda-graphs"])).cuda_graphs

@@ -14,6 +14,7 @@ from streaming import MJPEGServer, panning_frames
 import app.cli_track as cli_track
 from app.cli import main
 from app.track import Models
+from pose.estimator import PoseSettings
 from train.e2e import GroundTruthDetector
 
 
@@ -21,7 +22,7 @@ from train.e2e import GroundTruthDetector
 def models(monkeypatch, synthetic_clip, small_estimator):
     _, gt = synthetic_clip
     detector = GroundTruthDetector(gt, auto_advance=True)
-    monkeypatch.setattr(cli_track, "models_from_args", lambda args: Models(detector, small_estimator))
+    monkeypatch.setattr(cli_track, "models_from_args", lambda args, live=False: Models(detector, small_estimator))
     return detector
 
 
@@ -125,9 +126,10 @@ def test_detector_options_reach_the_detector_settings():
     from app.cli import build_parser
 
     args = build_parser().parse_args(["track", "c.mp4", "--det-iou", "0.5", "--det-conf", "0.3", "--det-imgsz", "320"])
-    settings = cli_track.detector_settings_from_args(args, "cpu", False)
+    settings = cli_track.detector_settings_from_args(args, PoseSettings())
     assert (settings.iou, settings.confidence, settings.image_size) == (0.5, 0.3, 320)
-    assert cli_track.detector_settings_from_args(build_parser().parse_args(["track", "c.mp4"]), "cpu", False).iou == 0.7
+    default = build_parser().parse_args(["track", "c.mp4"])
+    assert cli_track.detector_settings_from_args(default, PoseSettings()).iou == 0.7
 
 
 def test_stream_given_to_track_points_to_live(models, capsys):

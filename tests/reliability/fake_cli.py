@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
 
     sinks.draw_frame, pose.export.run_onnx = slow_draw, slow_check
     estimator = PoseEstimator.from_weights(SMALL_POSE, PoseSettings(flip_test=False))
-    cli_track.models_from_args = lambda _args: Models(slow_detector, estimator)
+    cli_track.models_from_args = lambda _args, live=False: Models(slow_detector, estimator)
     return animalpose(args)
 
 

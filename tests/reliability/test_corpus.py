@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import pytest
 import torch
+import ultralytics  # noqa: F401  (imported here, its logger binds to pytest's session stream, not a test's)
 from streaming import MJPEGServer, panning_frames
 
 import app.cli_track as cli_track
@@ -102,6 +103,8 @@ CASES: dict[str, Case] = {
                                              "no --box given and the detector failed"),
     "pose/no box, text as detector": Case((*POSE, "--det-weights", "{text_pt}"), 2,
                                           "no --box given and the detector failed"),
+    "pose/no box, pose checkpoint as detector": Case((*POSE, "--det-weights", "{weights}"), 2,
+                                                     "small.pth is not a YOLO weights file"),
     "pose/device tpu": Case((*POSE, "--box", "1,2,3,4", "--device", "tpu"), 2, "--device must be cpu, cuda"),
     "pose/keypoint threshold 2": Case((*POSE, "--box", "1,2,3,4", "--kpt-thr", "2"), 2, "--kpt-thr must be in"),
     # track: sources, outputs, options
@@ -298,7 +301,7 @@ def stand_ins(monkeypatch, synthetic_clip, small_estimator):
     """The ground truth as the detector and the small HRNet as the pose model of track and live."""
     _, gt = synthetic_clip
     monkeypatch.setattr(cli_track, "models_from_args",
-                        lambda args: Models(GroundTruthDetector(gt, auto_advance=True), small_estimator))
+                        lambda args, live=False: Models(GroundTruthDetector(gt, auto_advance=True), small_estimator))
 
 
 def test_the_corpus_is_large_enough():
