@@ -501,6 +501,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # the web app's HTTP client would log every request it makes
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     from app.sinks import SinkError
     from app.sources import SourceError
     from pose.checkpoint import CheckpointError

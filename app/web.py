@@ -8,21 +8,18 @@ starts, so that ``animalpose --help`` stays fast. The page is :mod:`app.web_ui`,
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from pathlib import Path
-
-logger = logging.getLogger("animalpose")
 
 DEFAULT_PORT = 7860
 
 
-def build_app(settings=None, model_factory=None):
+def build_app(settings=None, model_factory=None, can_download=None):
     """The Gradio page (see :func:`app.web_ui.build_app`); ``settings`` default to :class:`WebSettings`'s."""
     from app.web_models import WebSettings
     from app.web_ui import build_app as build
 
-    return build(settings or WebSettings(), model_factory)
+    return build(settings or WebSettings(), model_factory, can_download)
 
 
 def launch(demo, host: str = "127.0.0.1", port: int | None = DEFAULT_PORT, share: bool = False,
@@ -58,13 +55,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = settings_from_args(args)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    for weights in (*settings.pose_weights, *settings.det_weights):
-        if ("/" in weights or "\\" in weights) and not Path(weights).is_file():
-            logger.warning("weights file %s does not exist: visitors choosing it will be told so", weights)
     # A server must never install packages at run time (ultralytics would, for a file it cannot read).
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-    demo = build_app(settings)
-    logger.info("serving on http://%s:%s (Ctrl-C to stop)", args.host, args.port)
+    demo = build_app(settings)  # checks the weights: the page names those it can use, the log how to fix the rest
     launch(demo, host=args.host, port=args.port, share=args.share, block=True)
     return 0
 
@@ -75,7 +68,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the web app: images, videos and the webcam in a browser",
         description="Serve a Gradio web app with an Image tab (boxes, skeletons, keypoint table, JSON), a Video "
         "tab (labeled video, JSON/CSV downloads, confidence plot) and a Webcam tab (the browser's camera "
-        "through the pipeline). Visitors choose among the weights named here, never a path of their own.",
+        "through the pipeline). Visitors choose among the weights named here, never a path of their own. The "
+        "weights are checked at start-up without loading them: those that cannot be used (a missing file, an "
+        "official name neither cached nor downloadable from here) are not offered, the page says so, and this "
+        "console says what to do.",
         epilog="Example: animalpose serve --port 7860 --pose-weights hrnet_w32 --det-weights yolo11n.pt",
     )
     serve.add_argument("--host", default="127.0.0.1",

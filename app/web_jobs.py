@@ -26,13 +26,23 @@ from pathlib import Path
 import numpy as np
 
 from app.web_models import (
+    DETECTOR_FLOOR,
+    Availability,
+    DownloadCheck,
     ModelCache,
     ModelFactory,
     ModelSpec,
     RunOptions,
     WebError,
     WebSettings,
+    WeightsStatus,
+    as_web_error,
     available_devices,
+    can_reach,
+    detector_weights_status,
+    memoized_by_host,
+    pose_weights_status,
+    spec_precision,
     track_settings,
     visitor_errors,
     weight_choices,
@@ -56,12 +66,26 @@ class ImageResult:
         rows: one row per animal and keypoint: animal, keypoint, x, y (pixels), confidence.
         json_path: the result as JSON (the same layout as a video's JSON, with one frame).
         animals: number of animals found.
+        det_conf: the detector confidence they were found at.
     """
 
     image_rgb: np.ndarray = field(repr=False)
     rows: list[list]
     json_path: Path
     animals: int
+    det_conf: float
+
+    def describe(self) -> str:
+        if self.animals:
+            return f"{self.animals} animal{'s' if self.animals != 1 else ''} found"
+        return f"No animals found{_lower_confidence_hint(self.det_conf)}"
+
+
+def _lower_confidence_hint(det_conf: float) -> str:
+    """What to try when no animal was found at detector confidence ``det_conf``."""
+    if det_conf <= DETECTOR_FLOOR:
+        return f", even at the lowest detector confidence ({det_conf:.2f})"
+    return f" — try a lower detector confidence (now {det_conf:.2f}, under Settings)"
 
 
 @dataclass(frozen=True)
@@ -108,6 +132,7 @@ class VideoResult:
         tracks: track IDs seen.
         confidence: (time in seconds, "#track id", mean keypoint confidence) per frame and animal,
             for a plot; at most about 2000 frames, evenly spread.
+        det_conf: the detector confidence the animals were found at.
     """
 
     video: Path
@@ -118,11 +143,15 @@ class VideoResult:
     duration_s: float
     tracks: list[int]
     confidence: list[tuple[float, str, float]]
+    det_conf: float
 
     def describe(self) -> str:
+        video = f"{self.frames} frames ({self.duration_s:.1f} s of video)"
+        speed = f"analysed at {self.fps:.1f} frames/s"
+        if not self.tracks:
+            return f"{video}, {speed}: no animals found{_lower_confidence_hint(self.det_conf)}"
         animals = f"{len(self.tracks)} animal{'s' if len(self.tracks) != 1 else ''}"
-        return (f"{self.frames} frames ({self.duration_s:.1f} s of video), {animals} tracked, "
-                f"analysed at {self.fps:.1f} frames/s")
+        return f"{video}, {animals} tracked, {speed}"
 
 
 def sample_images(settings: WebSettings) -> list[Path]:
@@ -162,43 +191,104 @@ def confidence_series(document: dict, max_frames: int = 2000) -> list[tuple[floa
 class WebJobs:
     """The jobs of the three tabs, over models shared by every visitor.
 
+    The weights of ``settings`` are checked when the jobs are set up (files exist, official names
+    are cached or downloadable; nothing is loaded): those that cannot be used are not offered, the
+    visitor is told why in plain words (:meth:`weights_status`) and the operator what to do, in the log.
+
     Args:
         settings: the server's :class:`WebSettings`.
         model_factory: ``factory(spec) -> Models`` (:func:`load_models` by default; tests pass fakes).
+        can_download: ``can_download(url) -> bool``, asked once per download site for weights that
+            are not here yet (:func:`can_reach` by default).
     """
 
-    def __init__(self, settings: WebSettings = WebSettings(), model_factory: ModelFactory | None = None) -> None:
+    def __init__(self, settings: WebSettings = WebSettings(), model_factory: ModelFactory | None = None,
+                 can_download: DownloadCheck | None = None) -> None:
         from pose.weights import cached_weights
 
         self.settings = settings
         self.models = ModelCache(model_factory)
+        check = memoized_by_host(can_download or can_reach)
         cached = [str(p) for p in cached_weights()] if settings.offer_cached else []
-        self._pose = weight_choices([*settings.pose_weights, *cached])
-        self._detectors = weight_choices(settings.det_weights)
+        self._pose = {label: pose_weights_status(entry, check)
+                      for label, entry in weight_choices([*settings.pose_weights, *cached]).items()}
+        self._detectors = {label: detector_weights_status(entry, check)
+                           for label, entry in weight_choices(settings.det_weights).items()}
+        for kind, statuses in (("pose", self._pose), ("detector", self._detectors)):
+            for label, status in statuses.items():
+                if status.fix is not None:
+                    logger.warning("%s %s is not offered to visitors: %s", kind, label, status.fix)
+        if not self.ready:
+            logger.error("no %s can be used: the page says so and analyses nothing", self.missing_kinds())
         self.work_dir = Path(settings.work_dir or Path(tempfile.gettempdir()) / "animalpose-web")
 
     def pose_choices(self) -> list[str]:
-        return list(self._pose)
+        """Labels of the pose weights offered (those that can be used)."""
+        return [label for label, status in self._pose.items() if status.usable]
 
     def detector_choices(self) -> list[str]:
-        return list(self._detectors)
+        """Labels of the detector weights offered (those that can be used)."""
+        return [label for label, status in self._detectors.items() if status.usable]
 
-    def spec(self, options: RunOptions) -> ModelSpec:
-        """The models ``options`` name; raises :class:`WebError` for a label the server did not offer."""
-        if options.pose not in self._pose:
-            raise WebError(f"unknown pose model {options.pose!r}: choose one of {', '.join(self._pose)}")
-        if options.detector not in self._detectors:
-            raise WebError(f"unknown detector {options.detector!r}: choose one of {', '.join(self._detectors)}")
+    def missing_kinds(self) -> str:
+        """What the server lacks to analyse anything, in words ("pose model", "detector", both); "" when ready."""
+        offered = (("pose model", self.pose_choices()), ("detector", self.detector_choices()))
+        return " and no ".join(kind for kind, labels in offered if not labels)
+
+    @property
+    def ready(self) -> bool:
+        """Whether at least one pose model and one detector can be used."""
+        return bool(self.pose_choices() and self.detector_choices())
+
+    def weights_status(self) -> dict[str, dict[str, WeightsStatus]]:
+        """Every weights entry of the settings by kind ("pose", "detector") and label."""
+        return {"pose": dict(self._pose), "detector": dict(self._detectors)}
+
+    def spec(self, options: RunOptions, live: bool = False) -> ModelSpec:
+        """The models ``options`` name (``live``: for the webcam, in :func:`spec_precision`'s live precision);
+        raises :class:`WebError` for a label the server did not offer."""
+        for kind, label, statuses in (("pose model", options.pose, self._pose),
+                                      ("detector", options.detector, self._detectors)):
+            status = statuses.get(label)
+            if status is None:
+                offered = [name for name, s in statuses.items() if s.usable]
+                choose = ", ".join(offered) or "none (none is ready)"
+                raise WebError(f"unknown {kind} {label!r}: choose one of {choose}")
+            if not status.usable:
+                raise WebError(f"the {kind} {label} is not available on this server: {status.note}")
         if options.device not in available_devices():
             raise WebError(f"device {options.device!r} is not available here: choose {', '.join(available_devices())}")
-        return ModelSpec(self._pose[options.pose], self._detectors[options.detector], options.device,
-                         options.det_conf, options.flip_test)
+        return ModelSpec(self._pose[options.pose].entry, self._detectors[options.detector].entry, options.device,
+                         spec_precision(options.device, live))
 
-    def load(self, options: RunOptions):
-        """The models for ``options`` (loaded on first use); :class:`WebError` when they cannot be loaded."""
-        spec = self.spec(options)
-        with visitor_errors():
-            return self.models.get(spec)
+    def load(self, options: RunOptions, live: bool = False):
+        """The models for ``options`` (loaded on first use) with its detector confidence and flip test;
+        :class:`WebError` when they cannot be loaded, saying which one and why in a visitor's words
+        (the details, with paths, go to the log)."""
+        spec = self.spec(options, live)
+        try:
+            shared = self.models.get(spec)
+        except Exception as exc:
+            if as_web_error(exc) is None:
+                raise
+            logger.error("could not load the models for a visitor (pose %s, detector %s): %s",
+                         spec.pose_weights, spec.det_weights, exc)
+            raise self._load_error(exc, options) from None
+        return shared.for_call(options.det_conf, options.flip_test)
+
+    def _load_error(self, exc: Exception, options: RunOptions) -> WebError:
+        from tracking.detector import DetectorError
+
+        if isinstance(exc, DetectorError):
+            kind, status = "detector", self._detectors[options.detector]
+            label = options.detector
+        else:
+            kind, status = "pose model", self._pose[options.pose]
+            label = options.pose
+        reason = ("it could not be downloaded" if status.availability is Availability.DOWNLOAD
+                  else "its file could not be read")
+        return WebError(f"the {kind} {label} could not be loaded on this server ({reason}); "
+                        "choose another one under Settings or try again later")
 
     def new_job_dir(self) -> Path:
         """A fresh folder for one job's results; folders older than ``keep_results_s`` are removed."""
@@ -224,7 +314,7 @@ class WebJobs:
         from pose.structures import FrameResult
 
         path = Path(path)
-        _check_extension(path, IMAGE_UPLOAD_EXTENSIONS, "an image")
+        self.check_image(path)
         models = self.load(options)
         with visitor_errors(upload=path):
             image = read_image(path)
@@ -245,7 +335,19 @@ class WebJobs:
             [f"#{i + 1}", KEYPOINT_NAMES[k], round(float(x), 1), round(float(y), 1), round(float(c), 3)]
             for i in range(n) for k, (x, y, c) in enumerate(poses.keypoints[i])
         ]
-        return ImageResult(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB), rows, json_path, n)
+        return ImageResult(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB), rows, json_path, n, options.det_conf)
+
+    def check_image(self, path: str | Path, name: str | None = None) -> None:
+        """Raise :class:`WebError` when the upload ``path`` (shown as ``name``, by default its file name)
+        is not an image this app reads; cheap enough to run as soon as it is uploaded."""
+        import cv2
+
+        path = Path(path)
+        name = name or path.name
+        _check_extension(Path(name), IMAGE_UPLOAD_EXTENSIONS, "an image")
+        if not path.is_file() or path.stat().st_size == 0 or not cv2.haveImageReader(str(path)):
+            raise WebError(f"{name} is not an image this app can read: upload one of "
+                           f"{', '.join(IMAGE_UPLOAD_EXTENSIONS)}")
 
     def check_video(self, path: Path):
         """The :class:`~app.sources.VideoInfo` of an uploaded video; :class:`WebError` when it is not one
@@ -304,5 +406,5 @@ class WebJobs:
         return VideoResult(
             video=outputs.video, json=outputs.json, csv=outputs.csv, frames=summary.frames,
             fps=summary.fps, duration_s=len(document["frames"]) / info.fps, tracks=tracks,
-            confidence=confidence_series(document),
+            confidence=confidence_series(document), det_conf=options.det_conf,
         )

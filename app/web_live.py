@@ -4,7 +4,8 @@ The browser sends frames while the page's previous frame is still being processe
 only the newest one for a busy session, so a slow server skips frames instead of queueing them and
 the latency stays bounded by one frame's processing time. Each :class:`LiveSession` owns its
 pipeline (built by :func:`app.track.make_pipeline` as ``animalpose live`` builds it, with causal
-smoothing), so tracks never leak between visitors.
+smoothing), so tracks never leak between visitors; each frame runs with the models of that frame's
+settings (:meth:`app.web_models.SharedModels.for_call`), so moving a threshold keeps the tracks.
 """
 
 from __future__ import annotations
@@ -80,11 +81,16 @@ class LiveSession:
         return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
     def _ensure_pipeline(self, models, spec: ModelSpec, options: RunOptions, now: float) -> None:
+        """Keep the pipeline (and its tracks) unless the models, the detector interval or the smoothing
+        changed, or the stream paused; the detector confidence and the flip test are those of ``models``,
+        this frame's (a threshold moved while streaming keeps the tracks)."""
         from app.track import make_pipeline
 
         smoothing = "none" if options.smoothing == "none" else "causal"
         key = (spec, options.det_every, smoothing)
         if self._pipeline is not None and key == self._key and now - self._last <= self.restart_after_s:
+            self._pipeline.detector = models.detector
+            self._pipeline.pose_model = models.estimator
             return
         self._pipeline = make_pipeline(models, track_settings(options, smoothing), live=True)
         self._key = key

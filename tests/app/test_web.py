@@ -13,7 +13,9 @@ import cv2
 import pytest
 
 from app.web import cmd_serve, register, settings_from_args
-from web_support import SMALL_POSE, one_torch_thread, served_app, web_clip, web_settings  # noqa: F401
+from web_support import (  # noqa: F401
+    MISSING_POSE, SMALL_POSE, UNREADABLE_POSE, fake_models, one_torch_thread, served_app, web_clip, web_settings,
+)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "samples" / "ap10k" / "000000037516.jpg"
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,17 +163,80 @@ def test_the_real_model_loading_serves_an_image(real_client):
                                                            flip_test=False, api_name="/image")
     assert cv2.imread(image).shape == cv2.imread(str(small)).shape
     document = json.loads(Path(json_path).read_text())
-    assert len(document["frames"]) == 1 and summary.endswith("found")
+    assert len(document["frames"]) == 1 and "found" in summary
     assert len(table["data"]) == 17 * len(document["frames"][0]["animals"])
 
 
-def test_missing_weights_are_reported_in_the_page(real_client):
+def _notice(demo) -> str:
+    """The text of the page's note on the models."""
+    return next(b.value for b in demo.blocks.values() if getattr(b, "elem_id", None) == "models-notice")
+
+
+def test_missing_weights_are_not_offered_and_the_page_says_why(real_client, served_app):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
+    demo, _ = served_app
+    notice = _notice(demo)
+    assert f"{MISSING_POSE} (its file is missing on this server)" in notice and "Not available here" in notice
+    assert "/" not in notice and "--" not in notice  # neither server paths nor options
     small = SAMPLE.parent.parent / "zebra" / "810.jpg"
-    with pytest.raises(AppError, match="missing.pth.*not found"):
+    with pytest.raises(AppError, match="not in the list of choices"):
         real_client.predict(handle_file(str(small)), pose="missing.pth", api_name="/image")
+
+
+def test_a_model_that_fails_to_load_gets_a_visitors_message(client):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as error:
+        client.predict(handle_file(str(SAMPLE)), pose=UNREADABLE_POSE, api_name="/image")
+    text = str(error.value)
+    assert f"the pose model {UNREADABLE_POSE} could not be loaded on this server (its file could not be read)" in text
+    assert "/tmp" not in text and "--" not in text
+
+
+def test_no_animals_found_suggests_a_lower_confidence(client):
+    from gradio_client import handle_file
+
+    *_, summary = client.predict(handle_file(str(SAMPLE)), det_conf=0.95, api_name="/image")
+    assert summary == "No animals found — try a lower detector confidence (now 0.95, under Settings)"
+
+
+def test_changing_thresholds_loads_no_model(client, served_app):
+    from gradio_client import handle_file
+
+    demo, _ = served_app
+    before = len(demo.jobs.models._models)
+    for det_conf, flip_test in [(0.3, True), (0.6, False), (0.85, True)]:
+        client.predict(handle_file(str(SAMPLE)), det_conf=det_conf, flip_test=flip_test, api_name="/image")
+    assert len(demo.jobs.models._models) == before == 1
+
+
+def test_a_server_without_weights_says_so_and_disables_its_buttons(tmp_path):
+    from app.web import build_app
+
+    settings = web_settings(tmp_path / "work", pose_weights=("hrnet_w48",))
+    demo = build_app(settings, fake_models, can_download=lambda url: False)
+    notice = _notice(demo)
+    assert notice.startswith("**This server has no pose model it can use, so it cannot analyse anything yet.**")
+    assert "hrnet_w48 (not downloaded yet, and this server cannot download it now)" in notice
+    assert "--" not in notice and "cache" not in notice
+    buttons = {b.elem_id: b.interactive for b in demo.blocks.values() if getattr(b, "elem_id", "") in
+               ("image-button", "video-button", "webcam-input")}
+    assert buttons == {"image-button": False, "video-button": False, "webcam-input": False}
+
+
+def test_the_console_names_the_share_option_not_gradios_launch_argument(tmp_path, capfd, caplog):
+    from app.web import build_app, launch
+
+    demo = build_app(web_settings(tmp_path / "work"), fake_models)
+    with caplog.at_level("INFO", logger="app.web_ui"):
+        launch(demo, port=None, block=False, quiet=False)
+    demo.close()
+    printed = capfd.readouterr().out
+    assert "share=True" not in printed and "launch()" not in printed
+    assert "run `animalpose serve --share`" in caplog.text and "serving on http://127.0.0.1:" in caplog.text
 
 
 def test_uploads_over_the_size_limit_are_refused(real_client):

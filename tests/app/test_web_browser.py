@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from web_support import served_app, web_clip  # noqa: F401
+from web_support import MISSING_POSE, UNREADABLE_POSE, served_app, web_clip  # noqa: F401
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -62,6 +62,16 @@ def page(browser, served_app):
         context.close()
 
 
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory) -> Path:
+    """A 96-frame synthetic clip: a video job that keeps the queue busy for a few seconds."""
+    from train.synthetic import VideoSettings, render_video
+
+    path = tmp_path_factory.mktemp("longclip") / "long.mp4"
+    render_video(path, VideoSettings(num_animals=2, num_frames=96, width=320, height=192, fps=12, seed=4))
+    return path
+
+
 @pytest.fixture()
 def screenshots(tmp_path) -> Path:
     folder = Path(os.environ.get("ANIMALPOSE_SCREENSHOTS") or tmp_path)
@@ -86,6 +96,17 @@ def _upload_video(page, path: Path) -> None:
     page.get_by_role("tab", name="Video").click()
     page.set_input_files("#video-input input[type=file]", str(path))
     _wait_for(lambda: path.name in page.inner_text("#video-input").replace("\n", ""))  # name and extension split
+    _wait_for(lambda: path.name in page.inner_text("#video-summary"))  # the upload is checked at once
+
+
+def _pick_sample(page) -> None:
+    page.locator("button.gallery-item").first.click()  # the first sample image
+    page.locator("#image-input img[src]").wait_for()
+    _wait_for(lambda: page.is_enabled("#image-button"))
+
+
+def _visible(page, selector: str) -> int:
+    return page.locator(selector).evaluate_all("found => found.filter(e => e.offsetParent !== null).length")
 
 
 def test_a_video_is_uploaded_tracked_and_played(page, web_clip, screenshots):
@@ -101,6 +122,7 @@ def test_a_video_is_uploaded_tracked_and_played(page, web_clip, screenshots):
     assert width == 320
     downloads = page.inner_text("#video-files").replace("\n", "")  # the page splits name and extension
     assert "walk.json" in downloads and "walk.csv" in downloads
+    assert _visible(page, "#video-files button") == 0, "the results to download show remove buttons"
     page.screenshot(path=str(screenshots / "video_tab.png"), full_page=True)
 
 
@@ -113,18 +135,79 @@ def test_progress_shows_frames_per_second_and_time_left(page, web_clip):
     assert seen[-1] is True, "no progress with frames/s and time left was shown while the video was processed"
 
 
-def test_a_bad_upload_shows_a_message(page, tmp_path):
-    broken = tmp_path / "broken.mp4"
-    broken.write_bytes(b"this is not a video")
-    _upload_video(page, broken)
-    page.click("#video-button")
-    page.get_by_text("broken.mp4 cannot be read as a video").wait_for()
+@pytest.mark.parametrize("name, content, message", [
+    ("broken.mp4", b"this is not a video", "broken.mp4 cannot be read as a video"),
+    ("empty.mp4", b"", "empty.mp4 is empty (0 bytes)"),
+])
+def test_a_bad_video_is_refused_as_soon_as_it_is_uploaded(page, tmp_path, name, content, message):
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    _upload_video(page, bad)
+    assert f"Cannot use this file: {message}" in page.inner_text("#video-summary")
+    assert page.is_disabled("#video-button")
     assert page.get_by_text("Traceback").count() == 0
 
 
+def test_a_bad_image_is_refused_as_soon_as_it_is_uploaded(page, tmp_path):
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("a text file named like a picture")
+    page.set_input_files("#image-input input[type=file]", str(fake))
+    _wait_for(lambda: "notes.jpg is not an image this app can read" in page.inner_text("#image-summary"))
+    assert page.is_disabled("#image-button")
+    page.click("#image-input button[aria-label='Remove Image']")
+    _pick_sample(page)  # a good image: the button comes back and the message goes
+    # (the summary's own status timer, hidden, is text in the page too: read the Markdown alone)
+    _wait_for(lambda: page.inner_text("#image-summary [data-testid=markdown]").strip() == "")
+
+
+def test_the_page_names_the_models_it_can_use_and_why_others_are_missing(page):
+    notice = page.inner_text("#models-notice")
+    assert "Models on this server: pose: resnet_small_ap10k.pth" in notice
+    assert f"Not available here: {MISSING_POSE} (its file is missing on this server)" in notice
+    assert "/" not in notice and "--" not in notice
+
+
+def test_a_failed_run_stays_readable_until_the_next(page):
+    page.locator("button.label-wrap", has_text="Settings").click()
+    page.locator("#pose-model input").click()
+    page.get_by_role("option", name=UNREADABLE_POSE).click()
+    _pick_sample(page)
+    page.click("#image-button")
+    expected = f"Could not find poses: the pose model {UNREADABLE_POSE} could not be loaded on this server"
+    _wait_for(lambda: expected in page.inner_text("#image-summary"))
+    assert "/tmp" not in page.inner_text("body") and "--pose-weights" not in page.inner_text("body")
+    page.locator(".toast-item").first.wait_for()  # gradio's pop-up with the error...
+    _wait_for(lambda: page.locator(".toast-item").count() == 0, timeout_s=30)  # ...goes away...
+    assert expected in page.inner_text("#image-summary")  # ...the message stays
+    assert page.is_enabled("#image-button") and page.inner_text("#image-button") == "Find poses"
+
+
+def test_a_job_waiting_in_the_queue_shows_it(browser, served_app, long_clip):
+    _, url = served_app
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        pages = [context.new_page() for _ in range(2)]
+        for one in pages:
+            one.set_default_timeout(60_000)
+            one.goto(url)
+        video, image = pages
+        _upload_video(video, long_clip)
+        _pick_sample(image)
+        video.click("#video-button")
+        _wait_for(lambda: video.inner_text("#video-button") == "Working…")
+        image.click("#image-button")
+        seen = _wait_for(lambda: "queue:" in image.inner_text("#image-output") and (
+            image.inner_text("#image-button"), image.is_disabled("#image-button"), image.inner_text("#image-summary")))
+        label, disabled, summary = seen[-1]
+        assert label == "Working…" and disabled and summary.startswith("Waiting for a free slot")
+        _wait_for(lambda: "2 animals found" in image.inner_text("#image-summary"), timeout_s=120)
+        _wait_for(lambda: image.inner_text("#image-button") == "Find poses" and image.is_enabled("#image-button"))
+    finally:
+        context.close()
+
+
 def test_a_sample_image_gets_skeletons(page):
-    page.locator("button.gallery-item").first.click()  # the first sample image
-    page.locator("#image-input img[src]").wait_for()
+    _pick_sample(page)
     page.get_by_role("button", name="Find poses").click()
     page.get_by_text("2 animals found").wait_for()
     assert page.locator("#image-output img[src]").count() == 1
@@ -132,10 +215,9 @@ def test_a_sample_image_gets_skeletons(page):
     assert "L_Eye" in table and "#2" in table
 
 
-def test_the_webcam_streams_processed_frames(page, screenshots):
+def test_one_click_starts_the_webcam_stream(page, screenshots):
     page.get_by_role("tab", name="Webcam").click()
-    page.get_by_text("Click to Access Webcam").click()
-    page.click("#webcam-input button[aria-label='capture photo']")  # start streaming
+    page.get_by_text("Click to Access Webcam").click()  # the only click: the stream starts by itself
     sources: set[str] = set()
 
     def enough_frames() -> bool:
@@ -146,5 +228,7 @@ def test_the_webcam_streams_processed_frames(page, screenshots):
     _wait_for(enough_frames, timeout_s=60)
     stats = page.inner_text("#webcam-stats")
     assert "latency" in stats and "2 animals" in stats
+    assert page.inner_text("#webcam-input .capture-button").strip() == "Stop"
     page.screenshot(path=str(screenshots / "webcam_tab.png"), full_page=True)
-    page.click("#webcam-input button[aria-label='capture photo']")  # stop
+    page.click("#webcam-input .capture-button")
+    _wait_for(lambda: page.inner_text("#webcam-input .capture-button").strip() == "Start")  # not "Record"

@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from app.web_jobs import VideoProgress, WebJobs, confidence_series, sample_images
+from app.web_jobs import ImageResult, VideoProgress, VideoResult, WebJobs, confidence_series, sample_images
 from app.web_models import RunOptions, WebError
-from web_support import fake_models, one_torch_thread, web_clip, web_settings  # noqa: F401
+from web_support import SMALL_POSE, fake_models, one_torch_thread, web_clip, web_settings  # noqa: F401
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 
@@ -44,13 +44,94 @@ def test_image_job_draws_tables_and_writes_json(jobs):
 
 @pytest.mark.parametrize("name, content, message", [
     ("notes.txt", b"hello", "notes.txt is not an image this app accepts"),
-    ("broken.png", b"not a png", "broken.png is not an image OpenCV can read"),
+    ("broken.png", b"not a png", "broken.png is not an image this app can read"),
+    ("empty.jpg", b"", "empty.jpg is not an image this app can read"),
 ])
 def test_image_job_refuses_what_is_not_an_image(jobs, tmp_path, name, content, message):
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(WebError, match=message):
         jobs.image(path, _options(jobs))
+    with pytest.raises(WebError, match=message):  # the check made as soon as it is uploaded
+        jobs.check_image(path)
+
+
+def test_an_upload_is_checked_under_its_own_name(jobs, tmp_path):
+    cached = tmp_path / "upload-1234"  # how a server may keep an upload
+    cached.write_bytes(b"hello")
+    with pytest.raises(WebError, match="^notes.jpg is not an image this app can read"):
+        jobs.check_image(cached, "notes.jpg")
+    jobs.check_image(SAMPLES / "zebra" / "810.jpg")  # a real image passes
+
+
+def test_thresholds_and_the_flip_test_load_no_model(tmp_path):
+    loads = []
+
+    def counting(spec):
+        loads.append(spec)
+        return fake_models(spec)
+
+    jobs = WebJobs(web_settings(tmp_path / "work"), counting)
+    sample = SAMPLES / "zebra" / "810.jpg"
+    with one_torch_thread():
+        found = [jobs.image(sample, _options(jobs, det_conf=conf, flip_test=flip, kpt_thr=thr)).animals
+                 for conf, flip, thr in [(0.25, False, 0.3), (0.85, False, 0.3), (0.85, True, 0.6), (0.95, True, 0.1)]]
+    assert found == [2, 1, 1, 0]  # the box 'detector' scores its boxes 0.9 and 0.8
+    assert len(loads) == 1
+
+
+@pytest.mark.parametrize("animals, det_conf, text", [
+    (2, 0.25, "2 animals found"),
+    (1, 0.25, "1 animal found"),
+    (0, 0.4, "No animals found — try a lower detector confidence (now 0.40, under Settings)"),
+    (0, 0.05, "No animals found, even at the lowest detector confidence (0.05)"),
+])
+def test_the_image_summary_suggests_a_lower_confidence_when_nothing_is_found(animals, det_conf, text):
+    result = ImageResult(np.zeros((4, 4, 3), np.uint8), [], Path("r.json"), animals, det_conf)
+    assert result.describe() == text
+
+
+def test_the_video_summary_suggests_a_lower_confidence_when_nothing_is_found():
+    result = VideoResult(Path("v.webm"), Path("v.json"), Path("v.csv"), frames=24, fps=12.0, duration_s=2.0,
+                         tracks=[], confidence=[], det_conf=0.5)
+    assert result.describe() == ("24 frames (2.0 s of video), analysed at 12.0 frames/s: no animals found — "
+                                 "try a lower detector confidence (now 0.50, under Settings)")
+
+
+def test_weights_that_cannot_be_used_are_not_offered_and_the_log_says_why(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("ANIMALPOSE_CACHE", str(tmp_path / "cache"))
+    missing = tmp_path / "models" / "missing.pth"
+    settings = web_settings(tmp_path / "work", pose_weights=(str(SMALL_POSE), str(missing), "hrnet_w48"))
+    with caplog.at_level("WARNING"):
+        jobs = WebJobs(settings, fake_models, can_download=lambda url: False)
+    assert jobs.pose_choices() == [SMALL_POSE.name] and jobs.ready
+    notes = {label: s.note for label, s in jobs.weights_status()["pose"].items() if not s.usable}
+    assert notes == {"missing.pth": "its file is missing on this server",
+                     "hrnet_w48": "not downloaded yet, and this server cannot download it now"}
+    assert str(missing) in caplog.text and "--pose-weights PATH" in caplog.text  # for the operator only
+    with pytest.raises(WebError, match="^the pose model missing.pth is not available on this server: its file"):
+        jobs.spec(_options(jobs, pose="missing.pth"))
+
+
+def test_a_server_without_usable_weights_is_not_ready(tmp_path):
+    settings = web_settings(tmp_path / "work", pose_weights=(str(tmp_path / "missing.pth"),))
+    jobs = WebJobs(settings, fake_models)
+    assert not jobs.ready and jobs.pose_choices() == [] and jobs.detector_choices() == ["two-boxes.pt"]
+    assert jobs.missing_kinds() == "pose model"
+    neither = WebJobs(web_settings(tmp_path / "w2", pose_weights=("gone.pth",), det_weights=("gone/d.pt",)))
+    assert neither.missing_kinds() == "pose model and no detector"
+
+
+def test_a_model_that_fails_to_load_is_named_without_server_paths(tmp_path, caplog):
+    unreadable = tmp_path / "models" / "unreadable.pth"
+    unreadable.parent.mkdir()
+    unreadable.write_bytes(b"not a checkpoint")
+    jobs = WebJobs(web_settings(tmp_path / "work", pose_weights=(str(unreadable),)), fake_models)
+    with caplog.at_level("ERROR"), pytest.raises(WebError) as error:
+        jobs.image(SAMPLES / "zebra" / "810.jpg", _options(jobs))
+    assert str(error.value) == ("the pose model unreadable.pth could not be loaded on this server (its file could "
+                                "not be read); choose another one under Settings or try again later")
+    assert str(unreadable) in caplog.text  # the details are the operator's
 
 
 @pytest.mark.parametrize("changes, message", [

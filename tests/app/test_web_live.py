@@ -10,13 +10,18 @@ from app.web_live import LiveSession
 from app.web_models import ModelCache, ModelSpec, RunOptions
 from web_support import SMALL_POSE, fake_models, one_torch_thread, web_clip  # noqa: F401
 
-SPEC = ModelSpec(str(SMALL_POSE), "two-boxes.pt", "cpu", 0.25, flip_test=False)
+SPEC = ModelSpec(str(SMALL_POSE), "two-boxes.pt", "cpu")
 
 
 @pytest.fixture(scope="module")
-def models():
+def shared():
     with one_torch_thread():
         yield ModelCache(fake_models).get(SPEC)
+
+
+@pytest.fixture(scope="module")
+def models(shared):
+    return shared.for_call(0.25, flip_test=False)
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +72,17 @@ def test_a_pause_or_new_settings_start_new_tracks(models, frames_rgb):
     assert patient._pipeline is kept
     patient.process(frames_rgb[2], models, SPEC, _options(det_every=2))
     assert patient._pipeline is not kept and patient.process(frames_rgb[3], models, SPEC, _options()).frames == 1
+
+
+def test_a_new_threshold_keeps_the_tracks_and_takes_effect(shared, frames_rgb):
+    session = LiveSession(restart_after_s=60.0)
+    shown = [session.process(frame, shared.for_call(0.25, False), SPEC, _options()) for frame in frames_rgb[:3]]
+    pipeline = session._pipeline
+    stricter = shared.for_call(0.85, True)  # the box 'detector' scores its boxes 0.9 and 0.8
+    later = session.process(frames_rgb[3], stricter, SPEC, _options(det_conf=0.85, flip_test=True))
+    assert session._pipeline is pipeline and later.frames == shown[-1].frames + 1  # the same tracks go on
+    assert pipeline.detector is stricter.detector and pipeline.pose_model is stricter.estimator
+    assert len(pipeline.detector(frames_rgb[4][..., ::-1].copy())) == 1
 
 
 @pytest.mark.parametrize("frame", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32)])

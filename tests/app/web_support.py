@@ -16,6 +16,7 @@ from pose.threads import torch_threads
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference"
 SMALL_POSE = REFERENCE / "resnet_small" / "resnet_small_ap10k.pth"
+#: The label of the box 'detector' (an empty file of this name, so that the server offers it).
 FAKE_DETECTOR = "two-boxes.pt"
 
 
@@ -33,14 +34,24 @@ class TwoBoxes:
 
 
 def fake_models(spec: ModelSpec) -> Models:
-    """The model factory of the web tests: the box detector and the tiny pose model of ``spec``."""
-    settings = PoseSettings(flip_test=spec.flip_test, device=spec.device)
+    """The model factory of the web tests: the box detector and the tiny pose model of ``spec``
+    (a pose file that is not a checkpoint fails to load as it would on a server)."""
+    settings = PoseSettings(device=spec.device)
     return Models(TwoBoxes(), PoseEstimator.from_weights(spec.pose_weights, settings))
 
 
+def fake_detector_file(folder: Path) -> Path:
+    """An empty file named :data:`FAKE_DETECTOR` in ``folder``: weights that exist, read only by fakes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / FAKE_DETECTOR
+    path.touch()
+    return path
+
+
 def web_settings(work_dir: Path, **changes) -> WebSettings:
-    values = dict(pose_weights=(str(SMALL_POSE),), det_weights=(FAKE_DETECTOR,), offer_cached=False,
-                  work_dir=work_dir)
+    """Settings offering the tiny pose model and the box 'detector', writing under ``work_dir``."""
+    values = dict(pose_weights=(str(SMALL_POSE),), det_weights=(str(fake_detector_file(work_dir / "weights")),),
+                  offer_cached=False, work_dir=work_dir)
     values.update(changes)
     return WebSettings(**values)
 
@@ -50,13 +61,24 @@ def one_torch_thread():
     return torch_threads(1)
 
 
+#: The pose choices of :func:`served_app` besides the tiny model: a file that is not a checkpoint
+#: (offered, fails to load) and one that does not exist (not offered).
+UNREADABLE_POSE = "unreadable.pth"
+MISSING_POSE = "missing.pth"
+
+
 @pytest.fixture(scope="module")
 def served_app(tmp_path_factory) -> Iterator[tuple[object, str]]:
-    """The app launched on 127.0.0.1 (a free port) with the fake models: (demo, url)."""
+    """The app launched on 127.0.0.1 (a free port) with the fake models: (demo, url). Its pose
+    choices are the tiny model (the default), :data:`UNREADABLE_POSE` and :data:`MISSING_POSE`."""
     from app.web import build_app, launch
 
+    folder = tmp_path_factory.mktemp("web")
+    (folder / UNREADABLE_POSE).write_bytes(b"not a checkpoint")
+    settings = web_settings(folder / "work", pose_weights=(str(SMALL_POSE), str(folder / UNREADABLE_POSE),
+                                                           str(folder / MISSING_POSE)))
     with one_torch_thread():
-        demo = build_app(web_settings(tmp_path_factory.mktemp("web")), fake_models)
+        demo = build_app(settings, fake_models)
         _, url, _ = launch(demo, host="127.0.0.1", port=None, block=False, quiet=True)
         try:
             yield demo, url
