@@ -3,7 +3,7 @@
 Everything from scratch on this machine, no downloaded weights:
 
 1. render a synthetic AP-10K-format dataset (``train.synthetic.write_dataset``) for the pose model and,
-   for the detector, frames of short clips like the ones it will track (``train.synthetic_frames``;
+   for the detector, frames of short clips like the ones it will track (``train.synthetic.frames``;
    ``--det-data images`` trains it on the pose model's images instead);
 2. train a small HRNet (``hrnet_tiny_s2`` by default) and a YOLO11 from its YAML (narrower than YOLO11n
    by default, ``--det-width``) for a given number of epochs;
@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.report import write_section
-from train.detector import YOLO11N_WIDTH
 from train.e2e import score_clip
+from train.train_detector import YOLO11N_WIDTH
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="probability of a half-body crop (default 0.1; AP-10K: 0.3)")
     parser.add_argument("--det-data", choices=("frames", "images"), default="frames",
                         help="detector training data: frames of short synthetic clips at --video-size "
-                        "(train.synthetic_frames, the default) or the pose model's still images")
+                        "(train.synthetic.frames, the default) or the pose model's still images")
     parser.add_argument("--det-clips", type=int, default=200,
                         help="with --det-data frames: clips to sample (80/10/10 train/val/test; default 200)")
     parser.add_argument("--det-frames-per-clip", type=int, default=10,
@@ -143,7 +143,7 @@ def make_frames(out: Path, clips: int, frames_per_clip: int, video_size: list[in
     """Frames of ``clips`` short clips at ``video_size`` and the held-out clips' frame rate (whose seeds
     ``VIDEO_SEED_OFFSET + ...`` the frames' clips do not use: theirs are drawn from ``[seed, clip]``).
     Returns the folder and the clips and frames per split."""
-    from train.synthetic_frames import FrameDatasetSettings, write_frame_dataset
+    from train.synthetic.frames import FrameDatasetSettings, write_frame_dataset
 
     settings = FrameDatasetSettings(num_clips=clips, frames_per_clip=frames_per_clip, width=video_size[0],
                                     height=video_size[1], fps=CLIP_FPS, seed=seed)
@@ -232,7 +232,7 @@ def train_yolo(dataset: Path, out: Path, args: argparse.Namespace,
     ``--det-minutes``; from the first epoch that starts after the event ``all_cores_after`` is set (a
     ``multiprocessing`` event: the pose model beside it is done), torch runs on every core. Returns
     ``best.pt``, the seconds taken and the epochs trained."""
-    from train.detector import DetectorTrainSettings, train_detector, yolo11_yaml
+    from train.train_detector import DetectorTrainSettings, train_detector, yolo11_yaml
 
     if not logging.getLogger().handlers:  # a spawned process of --concurrent
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)

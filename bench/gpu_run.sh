@@ -45,7 +45,7 @@ if [ "$what" != bench ]; then
         --ignore=tests/train/test_detector_train.py
 fi
 if [ "$what" != tests ]; then
-    step 75 bench.log python3 -m bench.pipeline --device cuda --backend torch --frames ${PIPELINE_FRAMES:-60}
+    step 75 bench.log python3 -m bench.throughput --device cuda --backend torch --frames ${PIPELINE_FRAMES:-60}
     step 40 bench.log python3 -m bench.pose --device cuda --models hrnet_w32 res50 --batches 1 8 32 --repeats 10
     step 45 bench.log python3 -m bench.live --device cuda --random hrnet_w32 --frames ${LIVE_FRAMES:-1000} --fps 50
 fi

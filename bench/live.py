@@ -16,8 +16,8 @@ frames dropped as stale. Written to the ``live`` section of ``docs/benchmarks.md
 from __future__ import annotations
 
 import argparse
-import os
 import logging
+import os
 import sys
 import time
 from pathlib import Path

@@ -28,15 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from app.track import TrackSettings, tracker_settings
+from app.runs import TrackSettings, tracker_settings
 from bench.e2e_synthetic import mean_scores as mean_over_clips
 from bench.tracking import outputs_from_tracks
 from pose.structures import Detections
 from tracking.appearance import colour_histograms
-from tracking.simulate import FrameOutput, ideal_identities, identity_metrics
 from tracking.smoothing import SmoothingMode
 from tracking.tracker import Tracker, TrackerSettings, smooth_tracks_offline
 from train.e2e import clip_truth
+from train.tracking_metrics import FrameOutput, ideal_identities, identity_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def score_replay(clip: CachedClip, outputs: Sequence[FrameOutput]) -> dict[str, 
 
 def track_settings(max_lost_frames: int, min_hits: int, appearance: float, mode: SmoothingMode,
                    **changes) -> TrackerSettings:
-    """The tracker settings ``animalpose track`` uses (``app.track.tracker_settings``), with ``changes``."""
+    """The tracker settings ``animalpose track`` uses (``app.runs.tracker_settings``), with ``changes``."""
     base = tracker_settings(TrackSettings(min_hits=min_hits, appearance=appearance), mode, max_lost_frames)
     return replace(base, **changes)
 

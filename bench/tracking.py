@@ -25,17 +25,10 @@ import numpy as np
 import yaml
 
 from bench.report import write_section
-from tracking.simulate import (
-    SCENARIOS,
-    FrameOutput,
-    SimulatedSequence,
-    identity_metrics,
-    keypoint_metrics,
-    match_to_truth,
-    simulate_sequence,
-)
 from tracking.matching import box_iou
 from tracking.tracker import Track, Tracker, TrackerSettings, smooth_tracks_offline
+from train.synthetic.tracks import SCENARIOS, SimulatedSequence, simulate_sequence
+from train.tracking_metrics import FrameOutput, identity_metrics, keypoint_metrics, match_to_truth
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-import app.cli_track as cli_track
+import app.cli.video as cli_track
 from app.cli import main
-from app.track import Models
+from app.runs import Models
 from pose.estimator import PoseEstimator, PoseSettings
 from pose.threads import torch_threads
 from train.e2e import (

@@ -25,14 +25,8 @@ import numpy as np
 
 from pose.keypoints import SIGMAS
 from pose.structures import Detections
-from tracking.simulate import (
-    FrameOutput,
-    ideal_identities,
-    identity_metrics,
-    keypoint_metrics,
-    match_to_truth,
-)
 from train.metrics import evaluate_keypoints
+from train.tracking_metrics import FrameOutput, ideal_identities, identity_metrics, keypoint_metrics, match_to_truth
 
 __all__ = ["ClipTruth", "GroundTruthDetector", "clip_truth", "frame_coco", "load_track_json", "score_clip", "track_outputs",
            "track_predictions"]

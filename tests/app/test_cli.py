@@ -275,7 +275,7 @@ def test_pose_on_a_read_only_place_is_one_line(hrnet_small, jaguar, tmp_path, ca
     import errno
     import os
 
-    import app.files
+    import app.sinks.base
 
     real_open = open
 
@@ -284,7 +284,7 @@ def test_pose_on_a_read_only_place_is_one_line(hrnet_small, jaguar, tmp_path, ca
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(file))
         return real_open(file, mode, *args, **kwargs)
 
-    monkeypatch.setattr(app.files, "open", read_only, raising=False)
+    monkeypatch.setattr(app.sinks.base, "open", read_only, raising=False)
     assert main(["pose", jaguar, "--pose-weights", hrnet_small, "--box", JAGUAR_BOX, "--no-flip",
                  "--json", str(tmp_path / "o.json")]) == 2
     assert "read-only file system" in _one_error_line(capsys)
@@ -368,12 +368,12 @@ def test_usage_errors_are_one_line(capsys):
 
 
 def test_unexpected_errors_are_one_line_with_a_hint(monkeypatch, capsys):
-    import app.cli
+    import app.cli.pose
 
     def broken(args):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(app.cli, "cmd_info", broken)
+    monkeypatch.setattr(app.cli.pose, "cmd_info", broken)
     assert main(["info"]) == 1
     assert _one_error_line(capsys) == ("animalpose info: unexpected error: ZeroDivisionError: division by zero "
                                        "(run with -v for details and report it)")
@@ -392,8 +392,8 @@ def test_unexpected_errors_are_one_line_with_a_hint(monkeypatch, capsys):
 )
 def test_precision_defaults_per_command(argv, live, expected):
     """One switch for every command: exact where results are kept, fast for live video."""
-    import app.cli_track as cli_track
-    from app.cli import pose_settings_from_args
+    import app.cli.video as cli_track
+    from app.cli.common import pose_settings_from_args
     from pose.precision import DEFAULT_PRECISION, LIVE_PRECISION
 
     args = build_parser().parse_args(argv)
@@ -410,6 +410,6 @@ def test_half_and_exact_together_are_refused(hrnet_small, jaguar, capsys):
 
 
 def test_no_cuda_graphs_reaches_the_settings():
-    from app.cli import pose_settings_from_args
+    from app.cli.common import pose_settings_from_args
 
     assert not pose_settings_from_args(build_parser().parse_args(["track", "c.mp4", "--no-cuda-graphs"])).cuda_graphs

@@ -14,22 +14,23 @@ import cv2
 import numpy as np
 import pytest
 
-import app.sinks as sinks
+import app.sinks.base
+import app.sinks.coco
+import app.sinks.json_lines
+import app.sinks.keypoints_csv
+import app.sinks.video as video_sink
+from app.drawing import DrawSettings, TrailHistory, draw_frame, track_color
+from app.results_json import STATUS_NAMES
 from app.sinks import (
     LONG_HEADER,
-    STATUS_NAMES,
     CocoResultsSink,
     CsvLayout,
     CsvSink,
-    DrawSettings,
     JsonLinesSink,
     SinkError,
-    TrailHistory,
     VideoSink,
-    draw_frame,
     part_path,
     partial_path,
-    track_color,
 )
 from app.sources import VideoInfo
 from pose.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS, SKELETON
@@ -154,10 +155,10 @@ def test_video_sink_codec_errors(name, codecs, expected, tmp_path):
 
 def test_video_sink_reports_a_full_disk(tmp_path, results, background, monkeypatch):
     full = type("Usage", (), {"total": 1, "used": 1, "free": 0})()
-    monkeypatch.setattr(sinks.shutil, "disk_usage", lambda path: full)
+    monkeypatch.setattr(video_sink.shutil, "disk_usage", lambda path: full)
     with pytest.raises(SinkError, match=r"cannot write .*out\.avi: no space left on device"):
         with VideoSink(tmp_path / "out.avi", INFO, queue_size=1) as sink:
-            for n in range(sinks.DISK_CHECK_EVERY + 3):
+            for n in range(video_sink.DISK_CHECK_EVERY + 3):
                 sink.write(results[n % len(results)], background)
     assert not (tmp_path / "out.avi").exists()
 
@@ -443,7 +444,8 @@ def _full_disk_open(file, mode="r", *args, **kwargs):
 @pytest.mark.parametrize("kind", ["jsonl", "long_csv", "wide_csv", "coco"])
 def test_full_disk_is_one_clear_error(kind, tmp_path, results, monkeypatch):
     monkeypatch.setattr(_FullDisk, "budget", 300)
-    monkeypatch.setattr(sinks, "open", _full_disk_open, raising=False)
+    for module in (app.sinks.base, app.sinks.json_lines, app.sinks.keypoints_csv, app.sinks.coco):
+        monkeypatch.setattr(module, "open", _full_disk_open, raising=False)
     with pytest.raises(SinkError, match=r"cannot write .*out\.\w+: no space left on device$"):
         with _open_sink(kind, tmp_path / "out") as sink:
             for result in results:

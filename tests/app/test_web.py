@@ -11,11 +11,18 @@ from pathlib import Path
 
 import cv2
 import pytest
-
-from app.web import cmd_serve, register, settings_from_args
 from web_support import (  # noqa: F401
-    MISSING_POSE, SMALL_POSE, UNREADABLE_POSE, fake_models, one_torch_thread, served_app, web_clip, web_settings,
+    MISSING_POSE,
+    SMALL_POSE,
+    UNREADABLE_POSE,
+    fake_models,
+    one_torch_thread,
+    served_app,
+    web_clip,
+    web_settings,
 )
+
+from app.cli.serve import cmd_serve, register, settings_from_args
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "samples" / "ap10k" / "000000037516.jpg"
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +61,7 @@ def test_serve_options_become_settings(tmp_path):
     (["serve", "--max-upload-mb", "-1"], "max_upload_mb"),
 ])
 def test_bad_serve_options_are_user_errors(argv, message):
-    from app.cli import UserError
+    from app.cli.common import UserError
 
     with pytest.raises(UserError, match=message):
         cmd_serve(_parse(argv))
@@ -231,7 +238,7 @@ def test_the_console_names_the_share_option_not_gradios_launch_argument(tmp_path
     from app.web import build_app, launch
 
     demo = build_app(web_settings(tmp_path / "work"), fake_models)
-    with caplog.at_level("INFO", logger="app.web_ui"):
+    with caplog.at_level("INFO", logger="app.web.ui"):
         launch(demo, port=None, block=False, quiet=False)
     demo.close()
     printed = capfd.readouterr().out

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from web_support import MISSING_POSE, UNREADABLE_POSE, served_app, web_clip  # noqa: F401
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -10,10 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from app.web_jobs import ImageResult, VideoProgress, VideoResult, WebJobs, confidence_series, sample_images
-from app.web_models import RunOptions, WebError
 from web_support import SMALL_POSE, fake_models, one_torch_thread, web_clip, web_settings  # noqa: F401
+
+from app.web.jobs import ImageResult, VideoProgress, VideoResult, WebJobs, confidence_series, sample_images
+from app.web.models import RunOptions, WebError
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
-from app.web_live import LiveSession
-from app.web_models import ModelCache, ModelSpec, RunOptions
 from web_support import SMALL_POSE, fake_models, one_torch_thread, web_clip  # noqa: F401
+
+from app.web.live import LiveSession
+from app.web.models import ModelCache, ModelSpec, RunOptions
 
 SPEC = ModelSpec(str(SMALL_POSE), "two-boxes.pt", "cpu")
 

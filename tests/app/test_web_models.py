@@ -9,17 +9,32 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from web_support import SMALL_POSE
 
+from app.runs import Models
 from app.sources import SourceError
-from app.track import Models
-from app.web_models import (
-    DETECTOR_FLOOR, Availability, DetectorAtConfidence, ModelCache, ModelSpec, RunOptions, WebError, WebSettings,
-    as_web_error, can_reach, detector_settings, detector_weights_status, memoized_by_host, pose_settings,
-    pose_weights_status, track_settings, weight_choices, with_flip_test,
+from app.web.models import (
+    DETECTOR_FLOOR,
+    Availability,
+    DetectorAtConfidence,
+    ModelCache,
+    ModelSpec,
+    RunOptions,
+    WebError,
+    WebSettings,
+    as_web_error,
+    can_reach,
+    detector_settings,
+    detector_weights_status,
+    memoized_by_host,
+    pose_settings,
+    pose_weights_status,
+    track_settings,
+    weight_choices,
+    with_flip_test,
 )
 from pose.structures import Detections
 from pose.weights import OFFICIAL_WEIGHTS, WeightsError
-from web_support import SMALL_POSE
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -69,8 +84,9 @@ def test_weight_choices_label_files_by_name(entries, expected):
     (ModelSpec("hrnet_w32", "models/best.pt", "cpu"), 0.25, True),
 ])
 def test_models_are_set_up_as_the_command_line_sets_them_up(spec, det_conf, flip_test):
-    from app.cli import build_parser, pose_settings_from_args
-    from app.cli_track import detector_settings_from_args
+    from app.cli import build_parser
+    from app.cli.common import pose_settings_from_args
+    from app.cli.video import detector_settings_from_args
 
     argv = ["track", "clip.mp4", "--pose-weights", spec.pose_weights, "--det-weights", spec.det_weights,
             "--device", spec.device, "--det-conf", str(det_conf)] + ([] if flip_test else ["--no-flip"])
@@ -297,7 +313,7 @@ def test_reachability_is_a_connection_asked_once_per_host():
 def test_webcam_runs_fast_on_a_gpu_and_shares_the_model_on_the_cpu(device, live, expected):
     """As the command line: results to keep in EXACT, live video in FAST (on the CPU both are float32,
     so the webcam shares the Image and Video tabs' model there)."""
-    from app.web_models import ModelSpec, detector_settings, pose_settings, spec_precision
+    from app.web.models import ModelSpec, detector_settings, pose_settings, spec_precision
 
     precision = spec_precision(device, live)
     assert precision.value == expected

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.track import Models
-from app.web_models import ModelSpec, WebSettings
+from app.runs import Models
+from app.web.models import ModelSpec, WebSettings
 from pose.estimator import PoseEstimator, PoseSettings
 from pose.structures import Detections
 from pose.threads import torch_threads

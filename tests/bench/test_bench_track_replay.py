@@ -18,7 +18,7 @@ from bench.track_replay import (
 from pose.structures import Detections
 from tracking.smoothing import SmoothingMode
 from train.e2e import GroundTruthDetector
-from train.synthetic_video import VideoSettings, render_video
+from train.synthetic.video import VideoSettings, render_video
 
 SMALL = VideoSettings(num_animals=3, num_frames=40, width=160, height=128, fps=15.0, seed=3)
 

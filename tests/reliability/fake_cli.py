@@ -23,11 +23,11 @@ SMALL_POSE = ROOT / "tests" / "data" / "reference" / "hrnet_small" / "hrnet_smal
 
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT))
-    import app.cli_track as cli_track
-    import app.sinks as sinks
+    import app.cli.video as cli_track
+    import app.sinks.video as video_sink
     import pose.export
     from app.cli import main as animalpose
-    from app.track import Models
+    from app.runs import Models
     from pose.estimator import PoseEstimator, PoseSettings
     from train.e2e import GroundTruthDetector
 
@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
         time.sleep(float(delay))
         return detector(image)
 
-    draw_frame, run_onnx = sinks.draw_frame, pose.export.run_onnx
+    draw_frame, run_onnx = video_sink.draw_frame, pose.export.run_onnx
 
     def slow_draw(*draw_args, **kwargs):
         time.sleep(float(delay))
@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
         time.sleep(50 * float(delay))
         return run_onnx(*check_args, **kwargs)
 
-    sinks.draw_frame, pose.export.run_onnx = slow_draw, slow_check
+    video_sink.draw_frame, pose.export.run_onnx = slow_draw, slow_check
     estimator = PoseEstimator.from_weights(SMALL_POSE, PoseSettings(flip_test=False))
     cli_track.models_from_args = lambda _args, live=False: Models(slow_detector, estimator)
     return animalpose(args)

@@ -33,9 +33,9 @@ import torch
 import ultralytics  # noqa: F401  (imported here, its logger binds to pytest's session stream, not a test's)
 from streaming import MJPEGServer, panning_frames
 
-import app.cli_track as cli_track
+import app.cli.video as cli_track
 from app.cli import main
-from app.track import Models
+from app.runs import Models
 from train.e2e import GroundTruthDetector
 
 EVAL = Path(__file__).resolve().parents[1] / "data" / "reference" / "eval"

@@ -395,7 +395,8 @@ def test_offline_fills_short_gaps(fill_gaps, expected):
 
 
 def test_short_simulated_crossing_is_tracked():
-    from tracking.simulate import SCENARIOS, FrameOutput, identity_metrics, simulate_sequence
+    from train.synthetic.tracks import SCENARIOS, simulate_sequence
+    from train.tracking_metrics import FrameOutput, identity_metrics
 
     sequence = simulate_sequence(dataclasses.replace(SCENARIOS["crossing"], num_frames=150), seed=28)
     assert sequence.visibility.min() < 0.3  # an animal disappears behind another

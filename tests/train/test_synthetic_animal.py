@@ -1,4 +1,4 @@
-"""train.synthetic_species and train.synthetic_animal: presets, pose model, mirroring."""
+"""train.synthetic.species and train.synthetic.animal: presets, pose model, mirroring."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pose.keypoints import FLIP_INDEX, KEYPOINT_NAMES, NUM_KEYPOINTS
-from train.synthetic_animal import (
+from train.synthetic.animal import (
     AnimalAppearance,
     AnimalState,
     build_animal,
@@ -17,7 +17,7 @@ from train.synthetic_animal import (
     sample_appearance,
     standing_height,
 )
-from train.synthetic_species import SPECIES, BodyShape, species_by_name
+from train.synthetic.species import SPECIES, BodyShape, species_by_name
 
 K = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
 

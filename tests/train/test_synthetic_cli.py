@@ -1,4 +1,4 @@
-"""app.cli_synth: the ``synth dataset`` and ``synth video`` commands."""
+"""app.cli.synth: the ``synth dataset`` and ``synth video`` commands."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from app.cli_synth import parse_size, register
+from app.cli.synth import parse_size, register
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""train.synthetic_dataset: AP-10K-format and YOLO datasets on disk."""
+"""train.synthetic.dataset: AP-10K-format and YOLO datasets on disk."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from train.synthetic_dataset import SPLITS, DatasetSettings, coco_keypoint_names, write_dataset
+from train.synthetic.dataset import SPLITS, DatasetSettings, coco_keypoint_names, write_dataset
 
 SETTINGS = DatasetSettings(num_images=10, width=96, height=80, seed=3, val_fraction=0.2, test_fraction=0.1,
                            formats=("ap10k", "yolo", "yolo-pose"))

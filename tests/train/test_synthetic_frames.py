@@ -1,4 +1,4 @@
-"""train.synthetic_frames: datasets of frames sampled from synthetic clips."""
+"""train.synthetic.frames: datasets of frames sampled from synthetic clips."""
 
 from __future__ import annotations
 
@@ -9,13 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train.synthetic_dataset import SPLITS, annotated
-from train.synthetic_frames import (
-    FrameDatasetSettings,
-    render_clip_frames,
-    write_frame_dataset,
-)
-from train.synthetic_video import iter_video
+from train.synthetic.dataset import SPLITS, annotated
+from train.synthetic.frames import FrameDatasetSettings, render_clip_frames, write_frame_dataset
+from train.synthetic.video import iter_video
 
 SETTINGS = FrameDatasetSettings(num_clips=5, frames_per_clip=3, frame_step=4, width=96, height=64, seed=2,
                                 val_fraction=0.2, test_fraction=0.2, formats=("ap10k", "yolo"))

@@ -1,4 +1,4 @@
-"""train.synthetic_scene and train.synthetic_background: drawing, visibility flags, scenes."""
+"""train.synthetic.scene and train.synthetic.background: drawing, visibility flags, scenes."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from pose.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
-from train.synthetic_animal import AnimalState, Shape, build_animal, sample_appearance
-from train.synthetic_background import BACKGROUND_KINDS, load_photos, sample_background
-from train.synthetic_scene import SceneLabels, render_scene, sample_scene
-from train.synthetic_species import species_by_name
+from train.synthetic.animal import AnimalState, Shape, build_animal, sample_appearance
+from train.synthetic.background import BACKGROUND_KINDS, load_photos, sample_background
+from train.synthetic.scene import SceneLabels, render_scene, sample_scene
+from train.synthetic.species import species_by_name
 
 K = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
 W, H = 200, 160

@@ -1,4 +1,4 @@
-"""train.synthetic_video: clips with per-frame ground truth."""
+"""train.synthetic.video: clips with per-frame ground truth."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from train.synthetic_video import VideoSettings, frame_record, iter_video, render_video
+from train.synthetic.video import VideoSettings, frame_record, iter_video, render_video
 
 SMALL = VideoSettings(num_animals=3, num_frames=24, width=96, height=64, fps=15.0, seed=1)
 LONG = VideoSettings(num_animals=3, num_frames=300, width=96, height=54, seed=0)

@@ -1,0 +1,358 @@
+"""``animalpose track`` (files, folders, image sequences) and ``animalpose live`` (cameras, streams)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from app.cli.common import UserError, positive_float
+
+logger = logging.getLogger("animalpose")
+
+SAVE_CHOICES = ("video", "json", "jsonl", "csv", "coco")
+
+
+def add_detector_and_tracker_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("detector")
+    group.add_argument(
+        "--det-weights", default="yolo11n.pt",
+        help="ultralytics YOLO weights: a COCO model such as yolo11n.pt (downloaded by ultralytics when it is "
+        "only a name), an AP-10K fine-tune or MegaDetector MDV1000 (default: yolo11n.pt)",
+    )
+    group.add_argument("--det-conf", type=float, default=0.25, help="lowest detection score kept (default 0.25)")
+    group.add_argument("--det-iou", type=float, default=0.7,
+                       help="IoU above which the detector's non-maximum suppression drops the weaker of two boxes "
+                       "(default 0.7; lower: fewer duplicate boxes on one animal, but animals that overlap that "
+                       "much lose one box)")
+    group.add_argument("--det-imgsz", type=int, default=640, help="detector input size in pixels (default 640)")
+    group.add_argument("--det-every", type=int, default=1, metavar="K",
+                       help="run the detector every K frames; tracks are predicted in between (default 1)")
+    group = parser.add_argument_group("tracking and smoothing")
+    group.add_argument("--smoothing", choices=["causal", "offline", "none"], default=None,
+                       help="keypoint smoothing: causal Kalman filter, offline RTS smoother over the whole file "
+                       "(files only; lowest error) or none (default: offline for files, causal for live)")
+    group.add_argument("--pose-order", choices=["after", "before"], default="after",
+                       help="run the pose model after tracking, on tracked animals only (default), or before, "
+                       "on every detection so that keypoints help keep identities")
+    group.add_argument("--max-lost", type=float, default=3.0, metavar="SECONDS",
+                       help="seconds an animal may be unseen (hidden or out of the frame) and keep its identity "
+                       "when it comes back (default 3)")
+    group.add_argument("--min-hits", type=int, default=2, metavar="N",
+                       help="consecutive detections before an animal gets an identity (default 2; more: fewer "
+                       "identities started on false or duplicate boxes, a later start for real ones)")
+    group.add_argument("--appearance", type=float, default=0.0, metavar="W",
+                       help="weight in [0, 1] of a colour-histogram appearance cue in the tracker's association: "
+                       "animals that come back get their own identity back by their colours "
+                       "(default 0: boxes, keypoints and motion only)")
+
+
+def detector_settings_from_args(args: argparse.Namespace, pose_settings):
+    """``tracking.detector.DetectorSettings`` for the ``--det-*`` options, on the pose model's device and in
+    its precision; a bare released name such as ``yolo11n.pt`` (no folder, no such file here) may be
+    downloaded by ultralytics."""
+    from tracking.detector import DetectorSettings, is_release_name
+
+    return DetectorSettings(weights=str(args.det_weights), confidence=args.det_conf, iou=args.det_iou,
+                            image_size=args.det_imgsz, device=pose_settings.device,
+                            precision=pose_settings.precision, half=pose_settings.half,
+                            cuda_graphs=pose_settings.cuda_graphs, allow_download=is_release_name(args.det_weights))
+
+
+def models_from_args(args: argparse.Namespace, live: bool = False):
+    """:func:`app.runs.load_models` for the ``--pose-*`` and ``--det-*`` options (``live``: the live
+    default precision, :data:`pose.precision.LIVE_PRECISION`)."""
+    from app.cli.common import pose_settings_from_args
+    from app.runs import load_models
+    from pose.precision import DEFAULT_PRECISION, LIVE_PRECISION
+
+    pose_settings = pose_settings_from_args(args, LIVE_PRECISION if live else DEFAULT_PRECISION)
+    detector = detector_settings_from_args(args, pose_settings)
+    return load_models(args.pose_weights, pose_settings, detector)
+
+
+def track_settings_from_args(args: argparse.Namespace, live: bool):
+    """:class:`app.runs.TrackSettings` for the tracking, drawing and output options."""
+    from app.drawing import DrawSettings
+    from app.pipeline import PoseOrder
+    from app.runs import TrackSettings
+    from app.sinks import CsvLayout
+    from tracking.smoothing import SmoothingMode
+
+    if args.det_every < 1:
+        raise UserError(f"--det-every must be at least 1, got {args.det_every}")
+    if not 0 <= args.det_conf <= 1:
+        raise UserError(f"--det-conf must be in [0, 1], got {args.det_conf}")
+    if not 0 <= args.det_iou <= 1:
+        raise UserError(f"--det-iou must be in [0, 1], got {args.det_iou}")
+    if not args.max_lost >= 0:
+        raise UserError(f"--max-lost must be 0 seconds or more, got {args.max_lost}")
+    if args.min_hits < 1:
+        raise UserError(f"--min-hits must be at least 1, got {args.min_hits}")
+    if not 0 <= args.appearance <= 1:
+        raise UserError(f"--appearance must be in [0, 1], got {args.appearance}")
+    if live and args.smoothing == "offline":
+        raise UserError("--smoothing offline needs the whole file; live streams use causal or none")
+    if not 0 <= args.kpt_thr <= 1:
+        raise UserError(f"--kpt-thr must be in [0, 1], got {args.kpt_thr}")
+    if args.trails < 0:
+        raise UserError(f"--trails must be 0 or more frames, got {args.trails}")
+    try:
+        return TrackSettings(
+            det_every=args.det_every, smoothing=SmoothingMode(args.smoothing) if args.smoothing else None,
+            pose_order=PoseOrder(args.pose_order), max_lost_s=args.max_lost,
+            min_hits=args.min_hits, appearance=args.appearance,
+            draw=DrawSettings(kpt_thr=args.kpt_thr, trail_length=args.trails), csv_layout=CsvLayout(args.csv_layout),
+            fps=getattr(args, "fps", None), progress_bar=not getattr(args, "quiet", False),
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _single_outputs(args: argparse.Namespace, stem: str):
+    from app.runs import OutputPaths, outputs_in_folder
+
+    explicit = OutputPaths(
+        video=Path(args.out) if args.out else None,
+        json=Path(args.json) if args.json else None,
+        jsonl=Path(args.jsonl) if args.jsonl else None,
+        csv=Path(args.csv) if args.csv else None,
+        coco=Path(args.coco) if args.coco else None,
+    )
+    if explicit.requested():
+        if explicit.json is not None and explicit.jsonl is None:
+            if explicit.json.suffix.lower() == ".jsonl":
+                raise UserError(f"--json {explicit.json}: the frames are streamed to FILE.jsonl beside the JSON; "
+                                "give the JSON the extension .json (or use --jsonl for JSON Lines alone)")
+            explicit = OutputPaths(explicit.video, explicit.json, explicit.json.with_suffix(".jsonl"),
+                                   explicit.csv, explicit.coco)
+        return explicit
+    return outputs_in_folder(stem, Path(args.out_dir), args.save, args.video_suffix)
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    """``animalpose track SOURCE``: one video / image sequence, or every video of a folder or glob."""
+    from app.sources import SourceKind, source_kind
+
+    settings = track_settings_from_args(args, live=False)
+    kind = source_kind(args.source)
+    if kind is SourceKind.LIVE:
+        raise UserError(f"{args.source} is a camera or stream: use 'animalpose live {args.source}'")
+    if kind is not SourceKind.VIDEOS:
+        return _track_one(args, settings)
+    return _track_folder(args, settings)
+
+
+def _track_one(args: argparse.Namespace, settings) -> int:
+    from app.runs import check_track_outputs, process_source
+
+    stem = Path(str(args.source).rstrip("/")).stem or "frames"
+    outputs = _single_outputs(args, stem)
+    check_track_outputs(args.source, outputs)  # before the models load: a mistake is told at once
+    models = models_from_args(args)
+    summary = process_source(str(args.source), outputs, models, settings)
+    if summary.frames_skipped:
+        logger.warning("%s: %d unreadable frames were skipped (named above); the outputs hold the other %d",
+                       args.source, summary.frames_skipped, summary.frames)
+    return 0
+
+
+def _track_folder(args: argparse.Namespace, settings) -> int:
+    from app.outputs import OutputBusyError, OutputLock, check_outputs
+    from app.runs import check_track_outputs, output_stems, outputs_in_folder, process_source
+    from app.sinks import SinkError
+    from app.sources import SourceError, expand_video_inputs
+
+    if any([args.out, args.json, args.jsonl, args.csv, args.coco]):
+        raise UserError("a folder or glob of videos writes into --out-dir (choose formats with --save), "
+                        "not to single files given with --out/--json/--jsonl/--csv/--coco")
+    videos = expand_video_inputs(args.source)
+    plan = [(video, outputs_in_folder(stem, Path(args.out_dir), args.save, args.video_suffix))
+            for video, stem in zip(videos, output_stems(videos))]
+    # Every output of the run against every video and every other output, before any work.
+    check_outputs(videos, [path for _, outputs in plan for path in outputs.requested()])
+    check_track_outputs(videos[0], plan[0][1])
+    models = models_from_args(args)
+    failed, skipped, busy = [], 0, []
+    for n, (video, outputs) in enumerate(plan, 1):
+        if outputs.done() and not args.overwrite:
+            logger.info("[%d/%d] %s: already done, skipped (use --overwrite to redo)", n, len(plan), video)
+            skipped += 1
+            continue
+        try:
+            with OutputLock(outputs.requested()):
+                if outputs.done() and not args.overwrite:  # finished by another run meanwhile
+                    logger.info("[%d/%d] %s: done by another run, skipped", n, len(plan), video)
+                    skipped += 1
+                    continue
+                logger.info("[%d/%d] %s", n, len(plan), video)
+                process_source(str(video), outputs, models, settings, lock_outputs=False)
+        except OutputBusyError as exc:
+            logger.warning("[%d/%d] %s: skipped, %s", n, len(plan), video, exc)
+            busy.append(video)
+        except (SourceError, SinkError) as exc:
+            logger.error("[%d/%d] %s", n, len(plan), exc)
+            failed.append(video)
+    logger.info("%d videos: %d done, %d skipped as already done, %d being processed by another run, %d failed",
+                len(plan), len(plan) - skipped - len(busy) - len(failed), skipped, len(busy), len(failed))
+    if failed:
+        sys.stderr.write("animalpose track: failed: " + ", ".join(map(str, failed)) + "\n")
+        return 1
+    return 0
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    """``animalpose live SOURCE``: a camera or stream, newest frame first, until Ctrl-C or --max-frames.
+
+    The outputs hold every processed frame on every way out: Ctrl-C, SIGTERM, ``--max-frames``, the end
+    of a file, and a stream that could not be reconnected (then the exit code is 1).
+    """
+    from app.drawing import draw_frame
+    from app.outputs import check_outputs, check_writable
+    from app.pipeline import run_frames
+    from app.runs import OutputPaths, final_sinks, make_pipeline
+    from app.sources import LiveSettings, LiveSource, SourceError
+
+    settings = track_settings_from_args(args, live=True)
+    if args.max_frames < 0:
+        raise UserError(f"--max-frames must be 0 (no limit) or more, got {args.max_frames}")
+    try:
+        live_settings = LiveSettings(max_reconnect_s=args.max_reconnect)
+    except ValueError as exc:
+        raise UserError(f"--max-reconnect: {exc}") from None
+    wanted = args.out or args.json or args.jsonl or args.csv or args.coco
+    outputs = _single_outputs(args, "live") if wanted else OutputPaths()
+    source_file = Path(str(args.source))
+    check_outputs([source_file] if source_file.is_file() else [], outputs.requested())
+    check_writable(outputs.requested())
+    models = models_from_args(args, live=True)
+    spec = int(args.source) if str(args.source).isdigit() else str(args.source)
+    show = args.show and _has_screen()
+    if args.show and not show:
+        logger.warning("no screen here (DISPLAY is not set): not showing a window; use --out to save the video")
+    latencies: list[float] = []
+    stop = {"now": False}
+    lost: SourceError | None = None
+
+    def on_sigterm(*_):
+        stop["now"] = True
+
+    def on_result(frame, result) -> None:
+        latencies.append(time.monotonic() - frame.captured_at)
+        if show:
+            import cv2
+
+            cv2.imshow("animalpose", draw_frame(frame.image, result, settings.draw))
+            if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+                stop["now"] = True
+
+    def should_stop() -> bool:
+        return stop["now"] or bool(args.max_frames and len(latencies) >= args.max_frames)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signals go to the main thread
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
+    try:
+        with LiveSource(spec, live_settings) as source, ExitStack() as stack:
+            pipeline = make_pipeline(models, settings, live=True, fps=source.info.fps)
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="animalpose-")))
+            sinks = final_sinks(stack, outputs, source.info, settings, tmp, stream_jsonl=True)
+            start = time.perf_counter()
+            try:
+                run_frames(source, pipeline, sinks, on_result=on_result, stop=should_stop)
+            except KeyboardInterrupt:
+                logger.info("interrupted: outputs closed")
+            except SourceError as exc:  # the stream is gone: keep what was processed
+                lost = exc
+            wall = time.perf_counter() - start
+            stats = source.stats
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    if latencies:
+        ordered = sorted(latencies)
+        p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        logger.info(
+            "%d frames in %.1f s (%.2f frames/s); latency p50 %.0f ms, p95 %.0f ms; %s",
+            len(latencies), wall, len(latencies) / wall, 1e3 * statistics.median(latencies), 1e3 * p95,
+            stats.describe(),
+        )
+    if lost is not None:
+        kept = f"; the outputs hold the {len(latencies)} frames processed" if outputs.requested() else ""
+        sys.stderr.write(f"animalpose live: error: {lost}{kept}\n")
+        return 1
+    return 0
+
+
+def _has_screen() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in ("win32", "darwin")
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser, folder_mode: bool) -> None:
+    group = parser.add_argument_group("outputs")
+    group.add_argument("--out", metavar="VIDEO", help="labeled video (.mp4, .webm or .avi)")
+    group.add_argument("--json", metavar="FILE",
+                       help="all results as one JSON document (plus FILE.jsonl streamed per frame)")
+    group.add_argument("--jsonl", metavar="FILE", help="JSON Lines, one frame per line, flushed as it runs")
+    group.add_argument("--csv", metavar="FILE", help="keypoints as CSV (see --csv-layout)")
+    group.add_argument("--csv-layout", choices=["long", "wide"], default="long",
+                       help="long: a row per frame x animal x keypoint; wide: DeepLabCut-style, a row per frame")
+    group.add_argument("--coco", metavar="FILE", help="COCO keypoint results (one entry per frame x animal)")
+    group.add_argument("--trails", type=int, default=0, metavar="N", help="draw the last N positions of each animal")
+    group.add_argument("--kpt-thr", type=float, default=0.3, help="keypoints below this confidence are not drawn")
+    if folder_mode:
+        group.add_argument("--out-dir", default="animalpose_out",
+                           help="folder for results when no single output is named, and for folder/glob sources "
+                           "(default: animalpose_out)")
+        group.add_argument("--save", nargs="+", choices=SAVE_CHOICES, default=["video", "json"],
+                           help="what to write into --out-dir for each video (default: video json; json also "
+                           "streams a .jsonl)")
+        group.add_argument("--video-suffix", default=".mp4", choices=[".mp4", ".webm", ".avi"],
+                           help="container of the labeled videos in --out-dir (.webm plays in browsers)")
+        group.add_argument("--overwrite", action="store_true", help="redo videos whose outputs already exist")
+        group.add_argument("--fps", type=positive_float, default=None,
+                           help="frame rate of an image-folder source (default 1)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from app.cli.common import add_pose_model_arguments
+
+    track = subparsers.add_parser(
+        "track",
+        help="track animals and their keypoints in a video, a folder of videos or an image sequence",
+        description="Detect, track and estimate the pose of every animal in a video file (anything FFmpeg reads), "
+        "every video of a folder or glob (finished videos are skipped, so an interrupted run resumes), or a "
+        "folder of images. Writes a labeled video and the keypoints as JSON/CSV/COCO.",
+        epilog="Example: animalpose track safari.mp4 --out safari_labeled.mp4 --json safari.json",
+    )
+    track.add_argument("source", help="video file, folder or glob of videos (quote the glob), or image folder")
+    _add_output_arguments(track, folder_mode=True)
+    add_detector_and_tracker_arguments(track)
+    add_pose_model_arguments(track)
+    track.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    track.set_defaults(func=cmd_track)
+
+    live = subparsers.add_parser(
+        "live",
+        help="track animals live from a webcam or an RTSP/HTTP stream",
+        description="Process a camera (index, e.g. 0) or a network stream (rtsp://, http://) newest frame first: "
+        "stale frames are dropped, so results never fall behind. Reconnects when the stream drops. "
+        "Stop with Ctrl-C (outputs are closed properly).",
+        epilog="Example: animalpose live rtsp://camera.local/stream --show",
+    )
+    live.add_argument("source", help="camera index or stream URL")
+    _add_output_arguments(live, folder_mode=False)
+    live.add_argument("--show", action="store_true", help="show the labeled stream in a window (needs a screen)")
+    live.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: run until stopped)")
+    live.add_argument("--max-reconnect", type=float, default=30.0, metavar="SECONDS",
+                      help="give up when the stream stays down this long (default 30)")
+    add_detector_and_tracker_arguments(live)
+    add_pose_model_arguments(live)
+    live.set_defaults(func=cmd_live)
