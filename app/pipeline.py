@@ -130,7 +130,7 @@ class Pipeline:
         self.settings = settings
         self.num_keypoints = num_keypoints
         self.times = StageTimes()
-        self._frames: list[tuple[int, float]] = []  # (frame index, timestamp) of every processed frame
+        self._frames: list[tuple[int, float]] = []  # (frame index, timestamp) of each frame, OFFLINE mode only
 
     @property
     def smoothing_mode(self) -> SmoothingMode:
@@ -155,7 +155,8 @@ class Pipeline:
             self.times.track += time.perf_counter() - t1
             tracks = self._pose_on_tracks(image_bgr, tracks, [t.box for t in tracks])
         self.times.frames += 1
-        self._frames.append((frame_index, timestamp_s))
+        if self.smoothing_mode is SmoothingMode.OFFLINE:  # only the smoother needs them (a stream would grow)
+            self._frames.append((frame_index, timestamp_s))
         return tracks_to_result(frame_index, timestamp_s, tracks, self.num_keypoints)
 
     def _estimate(self, image_bgr: np.ndarray, boxes: np.ndarray) -> Poses:
@@ -210,6 +211,31 @@ class Pipeline:
             tracks_to_result(index, timestamp, tracks, self.num_keypoints)
             for (index, timestamp), tracks in zip(self._frames, per_frame)
         ]
+
+
+class LatencyHistogram:
+    """Latencies of a stream of any length in constant memory: counts in 1 ms bins up to ``max_ms``
+    (longer ones in the last bin), so the percentiles are exact to the millisecond."""
+
+    def __init__(self, max_ms: int = 60_000) -> None:
+        if max_ms < 1:
+            raise ValueError(f"max_ms must be at least 1, got {max_ms}")
+        self._counts = np.zeros(max_ms + 1, np.int64)
+        self.count = 0
+
+    def add(self, seconds: float) -> None:
+        """Count one latency of ``seconds``."""
+        self._counts[min(max(int(seconds * 1000.0), 0), len(self._counts) - 1)] += 1
+        self.count += 1
+
+    def percentile(self, q: float) -> float:
+        """The ``q``-th percentile (0-100) in seconds: the upper edge of the bin that holds it; NaN when empty."""
+        if not 0 <= q <= 100:
+            raise ValueError(f"q must be in [0, 100], got {q}")
+        if self.count == 0:
+            return float("nan")
+        rank = max(1, int(np.ceil(q / 100.0 * self.count)))
+        return (int(np.searchsorted(np.cumsum(self._counts), rank)) + 1) / 1000.0
 
 
 @dataclass

@@ -65,7 +65,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="the detector's training seed (default --seed; the data and clips stay those of --seed)")
     parser.add_argument("--images", type=int, default=2000, help="synthetic images (80%% train, 10%% val, 10%% test)")
     parser.add_argument("--image-size", type=int, default=256, help="synthetic image width and height in pixels")
-    parser.add_argument("--pose-arch", default="hrnet_tiny_s2", help="a name of train.train_pose.ARCHITECTURES")
+    parser.add_argument("--pose-arch", default="hrnet_tiny_s2", help="a name of pose.model.ARCHITECTURES")
     parser.add_argument("--pose-input", type=int, default=96, help="pose input width and height in pixels")
     parser.add_argument("--pose-batch", type=int, default=32)
     parser.add_argument("--pose-lr", type=float, default=2e-3)

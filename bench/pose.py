@@ -30,16 +30,12 @@ from bench.report import write_section
 from pose.codec import decode_heatmaps, flip_back
 from pose.estimator import Backend, PoseEstimator, PoseSettings, Precision, cudnn_tf32, prepare_inputs
 from pose.keypoints import FLIP_INDEX
-from pose.model import hrnet_w32, hrnet_w48, res50, res101
+from pose.model import ARCHITECTURES, build_model
 
 logger = logging.getLogger("bench.pose")
 
-MODELS: dict[str, Callable[[], torch.nn.Module]] = {
-    "hrnet_w32": hrnet_w32,
-    "hrnet_w48": hrnet_w48,
-    "res50": res50,
-    "res101": res101,
-}
+#: The official models timed here, by their names in :data:`pose.model.ARCHITECTURES`.
+MODELS: tuple[str, ...] = ("hrnet_w32", "hrnet_w48", "res50", "res101")
 
 
 def timeit(fn: Callable[[], object], repeats: int, warmup: int = 1, sync: Callable[[], None] = lambda: None) -> float:
@@ -58,7 +54,7 @@ def timeit(fn: Callable[[], object], repeats: int, warmup: int = 1, sync: Callab
 
 def bench_model(name: str, batches: list[int], repeats: int, device: str) -> list[dict]:
     torch.manual_seed(0)
-    model = MODELS[name]().eval()
+    model = build_model(ARCHITECTURES[name]).eval()
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     settings = PoseSettings(device=device, flip_test=False)
     ours = PoseEstimator(model, settings)
@@ -67,7 +63,7 @@ def bench_model(name: str, batches: list[int], repeats: int, device: str) -> lis
            if not device.startswith("cuda") or ort_has_cuda() else None)
     cuda = device.startswith("cuda")
     eager = PoseEstimator(model, replace(settings, cuda_graphs=False)) if cuda else None
-    half = PoseEstimator(MODELS[name]().eval(), replace(settings, precision=Precision.FAST)) if cuda else None
+    half = PoseEstimator(build_model(ARCHITECTURES[name]).eval(), replace(settings, precision=Precision.FAST)) if cuda else None
     plain_model = ours.model  # same module, same device and memory format
     rows = []
     rng = np.random.default_rng(0)

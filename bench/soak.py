@@ -10,7 +10,7 @@ what the ``animalpose`` script runs):
   127.0.0.1 (:class:`LoopingMJPEGServer`), which loops the first ``--loop-frames`` frames of the clip at
   ``--stream-fps`` for as long as anybody watches;
 - ``track``: ``animalpose track clip.mp4`` on an N-frame synthetic clip of three walking animals
-  (``train.synthetic_video.render_video``), with the default smoothing of files (offline, two passes)
+  (``train.synthetic.video.render_video``), with the default smoothing of files (offline, two passes)
   unless ``--track-smoothing`` says otherwise.
 
 Each run writes a labeled video, JSON Lines and CSV. The pose model is the small reference network
@@ -473,7 +473,7 @@ def write_random_detector(path: Path, images: Sequence[np.ndarray], image_size: 
 
 def write_clip(path: Path, settings: SoakSettings) -> Path:
     """The synthetic clip of three walking animals, ``settings.frames`` frames long."""
-    from train.synthetic_video import VideoSettings, render_video
+    from train.synthetic.video import VideoSettings, render_video
 
     render_video(path, VideoSettings(num_animals=3, num_frames=settings.frames, width=settings.width,
                                      height=settings.height, fps=settings.clip_fps, seed=0))

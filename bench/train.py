@@ -31,10 +31,11 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from bench.report import write_section
+from pose.model import ARCHITECTURES
 from train.dataset import AP10KDataset, worker_init
 from train.engine import JointsMSELoss, train_one_epoch
 from train.synthetic import DatasetSettings, write_dataset
-from train.train_pose import ARCHITECTURES, PoseTrainSettings, build_training_model
+from train.train_pose import PoseTrainSettings, build_training_model
 
 logger = logging.getLogger("bench.train")
 

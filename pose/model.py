@@ -12,7 +12,7 @@ checkpoint. The constructors are the four official AP-10K models:
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import Tensor, nn
 
@@ -169,25 +169,44 @@ def build_model(arch: PoseArchitecture) -> TopDownModel:
     return TopDownModel(backbone, head)
 
 
+#: Every architecture by name: the official AP-10K models and the small ones of the tests and the synthetic
+#: benchmark (the one table; training, benchmarks and the functions below read it).
+ARCHITECTURES: dict[str, PoseArchitecture] = {
+    "hrnet_w32": PoseArchitecture(BackboneKind.HRNET, widths=(32, 64, 128, 256)),
+    "hrnet_w48": PoseArchitecture(BackboneKind.HRNET, widths=(48, 96, 192, 384)),
+    "res50": PoseArchitecture(BackboneKind.RESNET, layers=(3, 4, 6, 3), num_deconv_layers=3),
+    "res101": PoseArchitecture(BackboneKind.RESNET, layers=(3, 4, 23, 3), num_deconv_layers=3),
+    # The full HRNet depth at widths 8..64 (2.1 M parameters), as tests/data/reference/hrnet_small.
+    "hrnet_small": PoseArchitecture(BackboneKind.HRNET, widths=(8, 16, 32, 64)),
+    # One module per stage, two blocks per branch (0.35 M parameters): quick CPU runs and tests.
+    "hrnet_tiny": PoseArchitecture(
+        BackboneKind.HRNET, widths=(8, 16, 32, 64), num_modules=(1, 1, 1), num_blocks=(2, 2, 2),
+        stage1_blocks=1, stage1_channels=32, stem_channels=32,
+    ),
+    # hrnet_tiny with one stride-2 deconvolution in the head: heatmaps at half the input size instead of
+    # a quarter, for small inputs (at 96 px, 48x48 heatmaps instead of 24x24; docs/benchmarks.md).
+    "hrnet_tiny_s2": PoseArchitecture(
+        BackboneKind.HRNET, widths=(8, 16, 32, 64), num_modules=(1, 1, 1), num_blocks=(2, 2, 2),
+        stage1_blocks=1, stage1_channels=32, stem_channels=32, num_deconv_layers=1, deconv_channels=16,
+    ),
+}
+
+
 def hrnet_w32(num_keypoints: int = NUM_KEYPOINTS) -> TopDownModel:
     """HRNet-W32 with a 1x1 head: the official ``hrnet_w32_ap10k_256x256``."""
-    return build_model(PoseArchitecture(BackboneKind.HRNET, num_keypoints, widths=(32, 64, 128, 256)))
+    return build_model(replace(ARCHITECTURES["hrnet_w32"], num_keypoints=num_keypoints))
 
 
 def hrnet_w48(num_keypoints: int = NUM_KEYPOINTS) -> TopDownModel:
     """HRNet-W48 with a 1x1 head: the official ``hrnet_w48_ap10k_256x256``."""
-    return build_model(PoseArchitecture(BackboneKind.HRNET, num_keypoints, widths=(48, 96, 192, 384)))
+    return build_model(replace(ARCHITECTURES["hrnet_w48"], num_keypoints=num_keypoints))
 
 
 def res50(num_keypoints: int = NUM_KEYPOINTS) -> TopDownModel:
     """SimpleBaseline ResNet-50 (three 256-filter deconvolutions): ``res50_ap10k_256x256``."""
-    return build_model(
-        PoseArchitecture(BackboneKind.RESNET, num_keypoints, layers=(3, 4, 6, 3), num_deconv_layers=3)
-    )
+    return build_model(replace(ARCHITECTURES["res50"], num_keypoints=num_keypoints))
 
 
 def res101(num_keypoints: int = NUM_KEYPOINTS) -> TopDownModel:
     """SimpleBaseline ResNet-101 (three 256-filter deconvolutions): ``res101_ap10k_256x256``."""
-    return build_model(
-        PoseArchitecture(BackboneKind.RESNET, num_keypoints, layers=(3, 4, 23, 3), num_deconv_layers=3)
-    )
+    return build_model(replace(ARCHITECTURES["res101"], num_keypoints=num_keypoints))

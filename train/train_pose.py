@@ -42,7 +42,7 @@ from pose.checkpoint import (
     portable_state_dict,
     save_checkpoint,
 )
-from pose.model import BackboneKind, PoseArchitecture, TopDownModel, build_model
+from pose.model import ARCHITECTURES, PoseArchitecture, TopDownModel, build_model
 from train.augment import AugmentSettings
 from train.dataset import AP10KDataset, ap10k_paths, worker_init
 from train.engine import (
@@ -57,7 +57,6 @@ from train.engine import (
 from train.metrics import Grouping, per_group_ap
 
 __all__ = [
-    "ARCHITECTURES",
     "PoseTrainSettings",
     "TrainResult",
     "build_training_model",
@@ -70,27 +69,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Architectures trainable from scratch or backbone weights, by name.
-ARCHITECTURES: dict[str, PoseArchitecture] = {
-    "hrnet_w32": PoseArchitecture(BackboneKind.HRNET, widths=(32, 64, 128, 256)),
-    "hrnet_w48": PoseArchitecture(BackboneKind.HRNET, widths=(48, 96, 192, 384)),
-    "res50": PoseArchitecture(BackboneKind.RESNET, layers=(3, 4, 6, 3), num_deconv_layers=3),
-    "res101": PoseArchitecture(BackboneKind.RESNET, layers=(3, 4, 23, 3), num_deconv_layers=3),
-    # The full HRNet depth at widths 8..64 (2.1 M parameters), as tests/data/reference/hrnet_small.
-    "hrnet_small": PoseArchitecture(BackboneKind.HRNET, widths=(8, 16, 32, 64)),
-    # One module per stage, two blocks per branch (0.35 M parameters): quick CPU runs and tests.
-    "hrnet_tiny": PoseArchitecture(
-        BackboneKind.HRNET, widths=(8, 16, 32, 64), num_modules=(1, 1, 1), num_blocks=(2, 2, 2),
-        stage1_blocks=1, stage1_channels=32, stem_channels=32,
-    ),
-    # hrnet_tiny with one stride-2 deconvolution in the head: heatmaps at half the input size instead of
-    # a quarter, for small inputs (at 96 px, 48x48 heatmaps instead of 24x24; docs/benchmarks.md).
-    "hrnet_tiny_s2": PoseArchitecture(
-        BackboneKind.HRNET, widths=(8, 16, 32, 64), num_modules=(1, 1, 1), num_blocks=(2, 2, 2),
-        stage1_blocks=1, stage1_channels=32, stem_channels=32, num_deconv_layers=1, deconv_channels=16,
-    ),
-}
 
 METRIC_COLUMNS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 LOG_COLUMNS = ("epoch", "iteration", "loss", "lr", "seconds", "images_per_s", *METRIC_COLUMNS)

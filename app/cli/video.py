@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import signal
-import statistics
 import sys
 import tempfile
 import threading
@@ -217,7 +216,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     """
     from app.drawing import draw_frame
     from app.outputs import check_outputs, check_writable
-    from app.pipeline import run_frames
+    from app.pipeline import LatencyHistogram, run_frames
     from app.runs import OutputPaths, final_sinks, make_pipeline
     from app.sources import LiveSettings, LiveSource, SourceError
 
@@ -238,7 +237,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     show = args.show and _has_screen()
     if args.show and not show:
         logger.warning("no screen here (DISPLAY is not set): not showing a window; use --out to save the video")
-    latencies: list[float] = []
+    latencies = LatencyHistogram()
     stop = {"now": False}
     lost: SourceError | None = None
 
@@ -246,7 +245,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         stop["now"] = True
 
     def on_result(frame, result) -> None:
-        latencies.append(time.monotonic() - frame.captured_at)
+        latencies.add(time.monotonic() - frame.captured_at)
         if show:
             import cv2
 
@@ -255,7 +254,7 @@ def cmd_live(args: argparse.Namespace) -> int:
                 stop["now"] = True
 
     def should_stop() -> bool:
-        return stop["now"] or bool(args.max_frames and len(latencies) >= args.max_frames)
+        return stop["now"] or bool(args.max_frames and latencies.count >= args.max_frames)
 
     in_main_thread = threading.current_thread() is threading.main_thread()  # signals go to the main thread
     previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
@@ -276,16 +275,14 @@ def cmd_live(args: argparse.Namespace) -> int:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
-    if latencies:
-        ordered = sorted(latencies)
-        p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+    if latencies.count:
         logger.info(
             "%d frames in %.1f s (%.2f frames/s); latency p50 %.0f ms, p95 %.0f ms; %s",
-            len(latencies), wall, len(latencies) / wall, 1e3 * statistics.median(latencies), 1e3 * p95,
-            stats.describe(),
+            latencies.count, wall, latencies.count / wall, 1e3 * latencies.percentile(50),
+            1e3 * latencies.percentile(95), stats.describe(),
         )
     if lost is not None:
-        kept = f"; the outputs hold the {len(latencies)} frames processed" if outputs.requested() else ""
+        kept = f"; the outputs hold the {latencies.count} frames processed" if outputs.requested() else ""
         sys.stderr.write(f"animalpose live: error: {lost}{kept}\n")
         return 1
     return 0

@@ -216,3 +216,40 @@ def test_no_features_without_appearance(synthetic_clip):
         frame = next(iter(source))
         pipeline.process(frame.image, frame.index, frame.timestamp_s)
     assert calls == [None]
+
+
+def test_latency_histogram_percentiles_in_constant_memory():
+    from app.pipeline import LatencyHistogram
+
+    histogram = LatencyHistogram(max_ms=1000)
+    assert np.isnan(histogram.percentile(50))
+    samples = np.arange(1, 101) / 1000.0  # 1..100 ms
+    for seconds in samples:
+        histogram.add(seconds)
+    histogram.add(5.0)  # longer than max_ms: counted in the last bin
+    assert histogram.count == 101
+    assert histogram.percentile(50) == pytest.approx(0.052, abs=0.0011)
+    assert histogram.percentile(95) == pytest.approx(0.097, abs=0.0011)
+    assert histogram.percentile(100) == pytest.approx(1.001)
+    with pytest.raises(ValueError):
+        histogram.percentile(101)
+
+
+@pytest.mark.parametrize("mode, kept", [(SmoothingMode.OFFLINE, 5), (SmoothingMode.CAUSAL, 0), (SmoothingMode.NONE, 0)])
+def test_only_offline_smoothing_keeps_per_frame_records(mode, kept):
+    """A live stream must not grow a list per frame."""
+    from pose.structures import Detections, Poses
+    from tracking.smoothing import SmoothingSettings
+    from tracking.tracker import Tracker, TrackerSettings
+
+    def detector(image):
+        return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+
+    def pose_model(image, boxes):
+        return Poses(np.zeros((len(boxes), 17, 3), np.float32), np.asarray(boxes, np.float32).reshape(-1, 4))
+
+    tracker = Tracker(TrackerSettings(smoothing=SmoothingSettings(mode=mode)))
+    pipeline = Pipeline(detector, pose_model, tracker)
+    for n in range(5):
+        pipeline.process(np.zeros((8, 8, 3), np.uint8), n, n / 10)
+    assert len(pipeline._frames) == kept

@@ -14,12 +14,11 @@ from torch.utils.data import DataLoader
 
 from pose.checkpoint import load_pose_model
 from pose.estimator import PoseEstimator, PoseSettings
-from pose.model import build_model
+from pose.model import ARCHITECTURES, build_model
 from train.augment import AugmentSettings
 from train.dataset import AP10KDataset, ap10k_paths
 from train.engine import JointsMSELoss, WarmupMultiStep, evaluate, predict, train_one_epoch
 from train.synthetic import DatasetSettings, write_dataset
-from train.train_pose import ARCHITECTURES
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SAMPLES = DATA / "samples" / "ap10k"

@@ -16,11 +16,10 @@ import torch
 
 from app import cli_train
 from pose.checkpoint import CheckpointError, load_pose_checkpoint, load_pose_model
-from pose.model import build_model
+from pose.model import ARCHITECTURES, build_model
 from train.engine import JointsMSELoss
 from train.synthetic import DatasetSettings, write_dataset
 from train.train_pose import (
-    ARCHITECTURES,
     PoseTrainSettings,
     build_training_model,
     default_heatmap_size,
