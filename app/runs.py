@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from app.drawing import DrawSettings
-from app.outputs import OutputLock, check_outputs, check_writable
+from app.outputs import OutputBusyError, OutputLock, check_outputs, check_writable
 from app.pipeline import (
     Pipeline,
     PipelineSettings,
@@ -44,6 +44,7 @@ from app.sinks import (
     partial_path,
 )
 from app.sources import (
+    SourceError,
     SourceKind,
     SourceStats,
     VideoInfo,
@@ -52,13 +53,19 @@ from app.sources import (
     open_source,
     source_kind,
 )
+from app.sources.base import FrameSource
 from pose.structures import FrameResult
 from tracking.smoothing import SmoothingMode, SmoothingSettings
 from tracking.tracker import Tracker, TrackerSettings
 
 __all__ = [
+    "FolderSummary",
     "Models",
     "OutputPaths",
+    "check_folder_outputs",
+    "folder_plan",
+    "iter_results",
+    "process_videos",
     "check_track_outputs",
     "input_files",
     "output_stems",
@@ -195,9 +202,10 @@ class TrackSummary:
 
 @dataclass(frozen=True)
 class Models:
-    """The networks, loaded once and shared by every source of a run."""
+    """The networks, loaded once and shared by every source of a run (``detector`` None: poses of given
+    boxes only)."""
 
-    detector: Callable
+    detector: Callable | None
     estimator: Callable
 
 
@@ -209,14 +217,25 @@ def load_models(pose_weights: str | Path, pose_settings, detector_settings) -> M
         tracking.detector.DetectorError, pose.weights.WeightsError, pose.checkpoint.CheckpointError (also
         for a model whose keypoints are not AP-10K's 17).
     """
-    from pose.checkpoint import require_ap10k_keypoints
-    from pose.estimator import PoseEstimator
     from tracking.detector import Detector
 
     detector = Detector(detector_settings)
+    return Models(detector, load_estimator(pose_weights, pose_settings))
+
+
+def load_estimator(pose_weights: str | Path, pose_settings):
+    """The pose model alone (``pose.estimator.PoseEstimator``) of a checkpoint path or official name.
+
+    Raises:
+        pose.weights.WeightsError, pose.checkpoint.CheckpointError (also for a model whose keypoints are
+        not AP-10K's 17).
+    """
+    from pose.checkpoint import require_ap10k_keypoints
+    from pose.estimator import PoseEstimator
+
     estimator = PoseEstimator.from_weights(pose_weights, pose_settings)
     require_ap10k_keypoints(estimator.num_keypoints, pose_weights)
-    return Models(detector, estimator)
+    return estimator
 
 
 def lost_frames(max_lost_s: float, fps: float | None) -> int:
@@ -434,6 +453,88 @@ def _write_video(spec: str, path: Path, results: Sequence[FrameResult], settings
     if written < len(results):
         logger.warning("%s: %d of the %d processed frames could not be read again and are not in the video",
                        path, len(results) - written, len(results))
+
+
+@dataclass(frozen=True)
+class FolderSummary:
+    """A run over the videos of a folder or glob: each video's :class:`TrackSummary` (done), and the
+    videos skipped as already done, skipped because another run is writing their outputs (busy), and
+    failed (with the reason, one line each)."""
+
+    done: tuple[TrackSummary, ...] = ()
+    skipped: tuple[Path, ...] = ()
+    busy: tuple[Path, ...] = ()
+    failed: tuple[tuple[Path, str], ...] = ()
+
+
+def folder_plan(videos: Sequence[Path], out_dir: Path, save: Iterable[str],
+                video_suffix: str = ".mp4") -> list[tuple[Path, OutputPaths]]:
+    """Each video of a folder run with its outputs in ``out_dir`` (distinct names: :func:`output_stems`)."""
+    save = list(save)
+    return [(video, outputs_in_folder(stem, Path(out_dir), save, video_suffix))
+            for video, stem in zip(videos, output_stems(videos), strict=True)]
+
+
+def check_folder_outputs(plan: Sequence[tuple[Path, OutputPaths]]) -> None:
+    """Every output of a folder run against every video and every other output, and the folder's
+    writability, before any work (see :func:`check_track_outputs`)."""
+    check_outputs([video for video, _ in plan], [path for _, outputs in plan for path in outputs.requested()])
+    if plan:
+        check_track_outputs(plan[0][0], plan[0][1])
+
+
+def process_videos(plan: Sequence[tuple[Path, OutputPaths]], models: Models, settings: TrackSettings = TrackSettings(),
+                   overwrite: bool = False, progress: Callable[[TrackProgress], None] | None = None) -> FolderSummary:
+    """Track every video of ``plan`` (:func:`folder_plan`) into its outputs. A video whose outputs all
+    exist is skipped unless ``overwrite`` (an interrupted run resumes); one whose outputs another run is
+    writing is skipped; a bad video is reported and the others go on.
+
+    Raises:
+        app.sinks.SinkError: the outputs clash with the videos or each other, or cannot be written.
+    """
+    check_folder_outputs(plan)
+    done, skipped, busy, failed = [], [], [], []
+    for n, (video, outputs) in enumerate(plan, 1):
+        if outputs.done() and not overwrite:
+            logger.info("[%d/%d] %s: already done, skipped (overwrite to redo)", n, len(plan), video)
+            skipped.append(video)
+            continue
+        try:
+            with OutputLock(outputs.requested()):
+                if outputs.done() and not overwrite:  # finished by another run meanwhile
+                    logger.info("[%d/%d] %s: done by another run, skipped", n, len(plan), video)
+                    skipped.append(video)
+                    continue
+                logger.info("[%d/%d] %s", n, len(plan), video)
+                done.append(process_source(str(video), outputs, models, settings, progress, lock_outputs=False))
+        except OutputBusyError as exc:
+            logger.warning("[%d/%d] %s: skipped, %s", n, len(plan), video, exc)
+            busy.append(video)
+        except (SourceError, SinkError) as exc:
+            logger.error("[%d/%d] %s", n, len(plan), exc)
+            failed.append((video, str(exc)))
+    logger.info("%d videos: %d done, %d skipped as already done, %d being processed by another run, %d failed",
+                len(plan), len(done), len(skipped), len(busy), len(failed))
+    return FolderSummary(tuple(done), tuple(skipped), tuple(busy), tuple(failed))
+
+
+def iter_results(source: str | Path | int | FrameSource, models: Models,
+                 settings: TrackSettings = TrackSettings()) -> Iterator[FrameResult]:
+    """The :class:`~pose.structures.FrameResult` of every frame of ``source`` (a spec as
+    :func:`app.sources.open_source` takes, or an opened source such as an
+    :class:`~app.sources.arrays.ArraySource`), as it is processed; with offline smoothing (the default
+    for files) after the last frame. Stopping the iteration early closes the source."""
+    if isinstance(source, (str, Path, int)):
+        source = open_source(source, fps=settings.fps)
+    with source:
+        pipeline = make_pipeline(models, settings, live=source.info.is_live, fps=source.info.fps)
+        offline = pipeline.smoothing_mode is SmoothingMode.OFFLINE
+        for frame in source:
+            result = pipeline.process(frame.image, frame.index, frame.timestamp_s)
+            if not offline:
+                yield result
+    if offline:
+        yield from pipeline.offline_results()
 
 
 def _counting(frames: Iterable, bar: tqdm, total: int, progress: Callable[[TrackProgress], None] | None) -> Iterator:

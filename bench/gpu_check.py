@@ -42,7 +42,7 @@ import torch
 
 from bench.pose import timeit
 from bench.report import write_section
-from pose.estimator import PoseEstimator, PoseSettings, Precision
+from pose.estimator import Backend, PoseEstimator, PoseSettings, Precision
 from pose.graphs import batch_buckets, bucket_for
 from pose.model import hrnet_w32
 from pose.transforms import xyxy_to_xywh
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             images = trained_images(args.images, 4 * max(size))
             results.update(trained=Path(trained).name if args.trained else f"quick-trained, {args.quick_train} epochs",
                            trained_images=len(images))
-            reference = trained_keypoints(trained, PoseSettings(device="cpu"), images)
+            reference = trained_keypoints(trained, PoseSettings(device="cpu", backend=Backend.TORCH), images)
             for variant in variants[:3]:  # exact, exact + TF32, fast
                 keypoints = trained_keypoints(trained, settings_of(variant, args.device), images)
                 results["keypoint_shift"][variant.name] = keypoint_shift(keypoints, reference)

@@ -56,7 +56,7 @@ def bench_model(name: str, batches: list[int], repeats: int, device: str) -> lis
     torch.manual_seed(0)
     model = build_model(ARCHITECTURES[name]).eval()
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    settings = PoseSettings(device=device, flip_test=False)
+    settings = PoseSettings(device=device, flip_test=False, backend=Backend.TORCH)
     ours = PoseEstimator(model, settings)
     # On a GPU, ONNX Runtime without its CUDA provider would run on the CPU: not a GPU number.
     ort = (PoseEstimator(model, PoseSettings(device=device, flip_test=False, backend=Backend.ONNXRUNTIME))

@@ -34,6 +34,7 @@ from torch import nn
 from pose.checkpoint import load_pose_checkpoint
 from pose.codec import PostProcess, decode_heatmaps, flip_back
 from pose.device_flip import merge_flip_tensor, with_mirrored
+from pose.devices import AUTO, check_device_name, resolve_device
 from pose.export import export_onnx, onnx_session, run_onnx
 from pose.graphs import Capture, Forward, GraphedForward, batch_buckets, capture_cuda_graph, to_device, to_host
 from pose.keypoints import FLIP_INDEX
@@ -111,7 +112,8 @@ class PoseSettings:
         post_process: heatmap decoding: DEFAULT (quarter-pixel shift), DARK, UDP or NONE.
         kernel: Gaussian kernel size used by DARK and UDP.
         padding: box enlargement factor before cropping.
-        device: "cpu", "cuda" or "cuda:N".
+        device: "auto" (the default: CUDA when torch sees a GPU), "cpu", "cuda" or "cuda:N"
+            (:mod:`pose.devices`); the estimator's own ``settings`` hold the resolved device.
         precision: the switch between EXACT (float32 without TF32: mmpose's keypoints) and FAST
             (float16 and channels-last: about 2x faster again on a GPU, keypoints moved a little:
             docs/gpu.md); a
@@ -123,8 +125,8 @@ class PoseSettings:
         tf32: a finer control of EXACT: let cuDNN run float32 convolutions in TF32 (CUDA on Ampere or
             later GPUs): faster, but the keypoints drift from mmpose's float32 ones (see
             ``docs/benchmarks.md``, "CUDA paths"). FAST allows TF32 whatever this says.
-        backend: torch, ONNX Runtime (from our own export of the same weights, made when the
-            estimator is built) or AUTO (see :class:`Backend`).
+        backend: AUTO (the default: ONNX Runtime on the CPU, torch on CUDA; see :class:`Backend`), torch,
+            or ONNX Runtime (from our own export of the same weights, made when the estimator is built).
         max_batch: the most crops sent to the network at once (flip copies included); on CUDA also the
             largest batch bucket of the CUDA graphs (:func:`pose.graphs.batch_buckets`: 1, 2, 3, 4, 6, 8, ... 64).
         cuda_graphs: on CUDA with the torch backend, replay the network from CUDA graphs, one per batch
@@ -143,11 +145,11 @@ class PoseSettings:
     post_process: PostProcess = PostProcess.DEFAULT
     kernel: int = 11
     padding: float = 1.25
-    device: str = "cpu"
+    device: str = AUTO
     half: bool = False
     channels_last: bool = True
     tf32: bool = False
-    backend: Backend = Backend.TORCH
+    backend: Backend = Backend.AUTO
     max_batch: int = 64
     flush_denormal: bool = True
     precision: Precision = Precision.EXACT
@@ -161,8 +163,7 @@ class PoseSettings:
             raise ValueError(f"kernel must be a positive odd number, got {self.kernel}")
         if self.padding <= 0:
             raise ValueError(f"padding must be positive, got {self.padding}")
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        object.__setattr__(self, "device", check_device_name(self.device))
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
 
@@ -172,7 +173,7 @@ class PoseSettings:
 
     def compute_plan(self, device: str | torch.device | None = None) -> ComputePlan:
         """What the network runs with on ``device`` (default: the settings' device): see :mod:`pose.precision`."""
-        return compute_plan(self.precision, self.device if device is None else device, half=self.half,
+        return compute_plan(self.precision, resolve_device(self.device) if device is None else device, half=self.half,
                             tf32=self.tf32, channels_last=self.channels_last)
 
 
@@ -294,10 +295,9 @@ class PoseEstimator:
     """
 
     def __init__(self, model: nn.Module, settings: PoseSettings = PoseSettings(), onnx_path: Path | None = None):
+        settings = replace(settings, device=resolve_device(settings.device))  # "auto" -> "cuda" or "cpu"
         self.settings = settings
         self.device = torch.device(settings.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu")
         if settings.flush_denormal and self.device.type == "cpu":
             torch.set_flush_denormal(True)
         self.plan = settings.compute_plan()

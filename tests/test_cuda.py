@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from pose.estimator import Execution, PoseEstimator, PoseSettings, Precision
+from pose.estimator import Backend, Execution, PoseEstimator, PoseSettings, Precision
 from pose.graphs import batch_buckets, bucket_for
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -53,7 +53,7 @@ def _error(actual: np.ndarray, reference: np.ndarray) -> float:
 
 def test_float32_on_the_gpu_reproduces_mmpose(reference, reference_dir: Path) -> None:
     weights, folder = reference
-    heatmaps, flipped = _network_outputs(weights, PoseSettings(device="cuda"), reference_dir)
+    heatmaps, flipped = _network_outputs(weights, PoseSettings(backend=Backend.TORCH, device="cuda"), reference_dir)
     assert _error(heatmaps, np.load(folder / "heatmaps.npy")) < 1e-4  # the CPU tests' tolerance
     assert _error(flipped, np.load(folder / "heatmaps_flip.npy")) < 1e-4
 
@@ -61,7 +61,8 @@ def test_float32_on_the_gpu_reproduces_mmpose(reference, reference_dir: Path) ->
 def test_float16_and_tf32_stay_close_and_restore_the_tf32_flag(reference, reference_dir: Path) -> None:
     weights, folder = reference
     expected = np.load(folder / "heatmaps.npy")
-    for settings in (PoseSettings(device="cuda", half=True), PoseSettings(device="cuda", tf32=True)):
+    for settings in (PoseSettings(backend=Backend.TORCH, device="cuda", half=True),
+                     PoseSettings(backend=Backend.TORCH, device="cuda", tf32=True)):
         heatmaps, _ = _network_outputs(weights, settings, reference_dir)
         assert np.isfinite(heatmaps).all()
         # Measured on an H100: float16 5.0e-2 and TF32 3.0e-2 at worst (resnet_small), float32 1e-5.
@@ -71,8 +72,8 @@ def test_float16_and_tf32_stay_close_and_restore_the_tf32_flag(reference, refere
 
 def test_gpu_batch_equals_one_at_a_time_and_the_cpu(reference, jaguar) -> None:
     weights, _ = reference
-    gpu = PoseEstimator.from_weights(weights, PoseSettings(device="cuda"))
-    cpu = PoseEstimator.from_weights(weights, PoseSettings(device="cpu"))
+    gpu = PoseEstimator.from_weights(weights, PoseSettings(backend=Backend.TORCH, device="cuda"))
+    cpu = PoseEstimator.from_weights(weights, PoseSettings(backend=Backend.TORCH, device="cpu"))
     together = gpu.estimate_xywh(jaguar, BOXES).keypoints
     alone = np.concatenate([gpu.estimate_xywh(jaguar, b[None]).keypoints for b in BOXES])
     np.testing.assert_allclose(together, alone, atol=2e-3, rtol=1e-3)
@@ -81,7 +82,7 @@ def test_gpu_batch_equals_one_at_a_time_and_the_cpu(reference, jaguar) -> None:
 
 def test_float16_model_really_runs_in_float16(reference_dir: Path) -> None:
     weights = reference_dir / "hrnet_small" / "hrnet_small_ap10k.pth"
-    estimator = PoseEstimator.from_weights(weights, PoseSettings(device="cuda", half=True))
+    estimator = PoseEstimator.from_weights(weights, PoseSettings(backend=Backend.TORCH, device="cuda", half=True))
     assert next(estimator.model.parameters()).dtype == torch.float16
     heatmaps = estimator.infer_heatmaps(np.zeros((3, 3, 256, 256), np.float32))
     assert heatmaps.dtype == np.float32 and heatmaps.shape == (3, 17, 64, 64)
@@ -107,7 +108,7 @@ def test_pipeline_on_the_gpu_gives_the_cpu_keypoints(clip, reference_dir: Path) 
     results = {}
     for device in ("cuda", "cpu"):
         pipeline = Pipeline(GroundTruthDetector(gt, auto_advance=True),
-                            PoseEstimator.from_weights(weights, PoseSettings(device=device)),
+                            PoseEstimator.from_weights(weights, PoseSettings(backend=Backend.TORCH, device=device)),
                             Tracker(TrackerSettings(min_hits=1)), PipelineSettings())
         frames: list = []
         with VideoFileSource(path) as source:
@@ -198,7 +199,7 @@ def test_exact_with_graphs_gives_the_cpu_keypoints_and_mmpose_heatmaps(reference
                                                                          jaguar) -> None:
     weights, folder = reference
     gpu = PoseEstimator.from_weights(weights, PoseSettings(device="cuda", precision=Precision.EXACT))
-    cpu = PoseEstimator.from_weights(weights, PoseSettings(device="cpu"))
+    cpu = PoseEstimator.from_weights(weights, PoseSettings(backend=Backend.TORCH, device="cpu"))
     np.testing.assert_allclose(gpu.estimate_xywh(jaguar, BOXES).keypoints, cpu.estimate_xywh(jaguar, BOXES).keypoints,
                                atol=2e-3, rtol=1e-3)
     inputs = np.load(reference_dir / "preprocess" / "000000037516_input.npy")
@@ -208,7 +209,7 @@ def test_exact_with_graphs_gives_the_cpu_keypoints_and_mmpose_heatmaps(reference
 
 def test_fast_with_graphs_stays_within_the_documented_drift(reference, reference_dir: Path, jaguar) -> None:
     weights, folder = reference
-    fast = PoseEstimator.from_weights(weights, PoseSettings(device="cuda", precision="fast"))
+    fast = PoseEstimator.from_weights(weights, PoseSettings(backend=Backend.TORCH, device="cuda", precision="fast"))
     assert fast.half and fast.channels_last and fast.uses_graphs
     assert next(fast.model.parameters()).dtype == torch.float16
     inputs = np.load(reference_dir / "preprocess" / "000000037516_input.npy")
@@ -226,8 +227,8 @@ def test_a_failed_capture_runs_the_pose_network_eagerly(reference_dir: Path, mon
 
     monkeypatch.setattr(pose.estimator, "capture_cuda_graph", failing)
     weights = reference_dir / "hrnet_small" / "hrnet_small_ap10k.pth"
-    estimator = PoseEstimator.from_weights(weights, PoseSettings(device="cuda"))
-    eager = PoseEstimator.from_weights(weights, PoseSettings(device="cuda", cuda_graphs=False))
+    estimator = PoseEstimator.from_weights(weights, PoseSettings(backend=Backend.TORCH, device="cuda"))
+    eager = PoseEstimator.from_weights(weights, PoseSettings(backend=Backend.TORCH, device="cuda", cuda_graphs=False))
     x = np.random.default_rng(1).standard_normal((4, 3, 256, 256)).astype(np.float32)
     for _ in range(2):
         np.testing.assert_array_equal(estimator.heatmaps_with_flip(x), eager.heatmaps_with_flip(x))

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pose.devices import AUTO, check_device_name, resolve_device
 from pose.graphs import Capture, CapturedGraph, GraphedForward, capture_cuda_graph, to_device
 from pose.precision import ComputePlan, Precision, as_precision, compute_plan, cudnn_tf32
 from pose.structures import Detections
@@ -46,6 +47,10 @@ logger = logging.getLogger(__name__)
 COCO_ANIMAL_CLASSES: tuple[str, ...] = (
     "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe",
 )
+
+
+#: The detector used unless another is named: the released COCO YOLO11n (its ten animal classes).
+DEFAULT_DETECTOR_WEIGHTS = "yolo11n.pt"
 
 
 class DetectorError(RuntimeError):
@@ -62,7 +67,8 @@ class DetectorSettings:
         confidence: lowest detection score kept, in [0, 1].
         iou: IoU threshold of non-maximum suppression, in [0, 1].
         image_size: inference size in pixels (a multiple of 32).
-        device: "cpu", "cuda", "cuda:0", "mps"... or None to let ultralytics choose.
+        device: "auto" (the default: the first CUDA GPU when torch sees one, else the CPU), "cpu", "cuda"
+            or "cuda:N" (:mod:`pose.devices`; None is taken as "auto").
         half: FP16 inference (CUDA only; ignored on the CPU), the spelling from before ``precision``:
             ``half=True`` runs as FAST does, whatever ``precision`` says.
         max_detections: most boxes per image.
@@ -84,7 +90,7 @@ class DetectorSettings:
     confidence: float = 0.25
     iou: float = 0.7
     image_size: int = 640
-    device: str | None = None
+    device: str | None = AUTO
     half: bool = False
     max_detections: int = 100
     agnostic_nms: bool = True
@@ -94,6 +100,7 @@ class DetectorSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", as_precision(self.precision))
+        object.__setattr__(self, "device", check_device_name(AUTO if self.device is None else self.device))
         if not isinstance(self.weights, (str, Path)) or not str(self.weights):
             raise ValueError(f"weights must be a non-empty path, got {self.weights!r}")
         if self.classes is not None:
@@ -111,14 +118,12 @@ class DetectorSettings:
 
     @property
     def resolved_device(self) -> str:
-        """The device asked for, or the one ultralytics picks when none is: the first GPU if torch sees one."""
-        if self.device is not None:
-            return self.device
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
+        """The torch device of :attr:`device` ("auto" resolved; ValueError for a GPU torch does not see)."""
+        return resolve_device(self.device)
 
     def compute_plan(self) -> ComputePlan:
         """What the network runs with (see :mod:`pose.precision`); the detector keeps ultralytics' memory format."""
-        return compute_plan(self.precision, _torch_device(self.resolved_device), half=self.half, channels_last=False)
+        return compute_plan(self.precision, self.resolved_device, half=self.half, channels_last=False)
 
 
 class DetectorPath(enum.Enum):
@@ -130,20 +135,13 @@ class DetectorPath(enum.Enum):
     EAGER = "eager"
 
 
-def _torch_device(device: str) -> str:
-    """``device`` as torch spells it (ultralytics also takes "0" or "0,1" for GPUs)."""
-    text = str(device).strip().lower()
-    if text and text.split(",")[0].isdigit():
-        return f"cuda:{text.split(',')[0]}"
-    return text if text.startswith(("cuda", "cpu", "mps")) else "cpu"
-
-
 def wants_graphs(settings: DetectorSettings, cuda_available: bool | None = None) -> bool:
     """Whether ``settings`` ask for :class:`GraphedYolo` on a CUDA device (``cuda_available``: torch's answer
     unless given)."""
     if cuda_available is None:
         cuda_available = torch.cuda.is_available()
-    return settings.cuda_graphs and cuda_available and _torch_device(settings.resolved_device).startswith("cuda")
+    on_cuda = settings.device.startswith("cuda") or settings.device == AUTO
+    return settings.cuda_graphs and cuda_available and on_cuda
 
 
 def default_classes(names: Mapping[int, str]) -> tuple[str, ...]:
@@ -341,7 +339,7 @@ class Detector:
         self.class_ids = class_ids_for(self.names, self.classes)
         self._keep_all = len(self.class_ids) == len(self.names)
         self.plan = settings.compute_plan()
-        cuda = _torch_device(settings.resolved_device).startswith("cuda") and torch.cuda.is_available()
+        cuda = settings.resolved_device.startswith("cuda") and torch.cuda.is_available()
         self._precision = (lambda: cudnn_tf32(self.plan.tf32)) if cuda else nullcontext
         self._graphed: GraphedYolo | None = None
         if wants_graphs(settings):
@@ -356,8 +354,9 @@ class Detector:
 
     def _predict_arguments(self) -> dict[str, object]:
         s = self.settings
-        return dict(conf=s.confidence, iou=s.iou, imgsz=s.image_size, device=s.device, max_det=s.max_detections,
-                    agnostic_nms=s.agnostic_nms, classes=None if self._keep_all else self.class_ids, verbose=False,
+        return dict(conf=s.confidence, iou=s.iou, imgsz=s.image_size, device=s.resolved_device,
+                    max_det=s.max_detections, agnostic_nms=s.agnostic_nms,
+                    classes=None if self._keep_all else self.class_ids, verbose=False,
                     **_precision_arguments(self.plan.half))
 
     def _take_predict_apart(self) -> GraphedYolo | None:

@@ -22,6 +22,7 @@ from app.cli.common import EXIT_USER_ERROR, UserError
 
 logger = logging.getLogger("animalpose")
 
+
 def _join_negative_values(argv: list[str], options: tuple[str, ...] = ("--box",)) -> list[str]:
     """``--box -20,30,100,80`` as ``--box=-20,30,100,80``: argparse takes a value that starts with '-'
     and is not a plain number for an option, but a box left of (or above) the image is natural to type."""
@@ -36,11 +37,13 @@ def _join_negative_values(argv: list[str], options: tuple[str, ...] = ("--box",)
         i += 1
     return out
 
+
 class _Parser(argparse.ArgumentParser):
     """argparse with its errors on one line (the usage stays one ``--help`` away)."""
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {' '.join(message.split())} (see '{self.prog} --help')\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
@@ -63,6 +66,7 @@ class Terminated(KeyboardInterrupt):
     """The process was asked to stop by a signal (SIGTERM, SIGHUP): unwound like Ctrl-C, so that
     every output is closed or left clearly partial and temporary files are removed."""
 
+
 @contextlib.contextmanager
 def stop_signals_as_interrupts() -> Iterator[None]:
     """Inside the block, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread."""
@@ -80,6 +84,7 @@ def stop_signals_as_interrupts() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     # FFmpeg inside OpenCV prints its own complaints about damaged files; our errors say it once.
@@ -119,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{name}: unexpected error: {type(exc).__name__}: {_one_line(exc)} "
                          f"(run with -v for details and report it)\n")
         return 1
+
 
 def _one_line(exc: BaseException) -> str:
     """The message of ``exc`` on one line."""

@@ -4,17 +4,22 @@ settings they make."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import logging
 import math
-import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger("animalpose")
 
 EXIT_USER_ERROR = 2
 
+
 class UserError(Exception):
     """A problem with the user's input, reported as one line without a traceback."""
+
 
 def positive_float(text: str) -> float:
     """An argparse type: a finite number > 0."""
@@ -26,6 +31,7 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
     return value
 
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
     try:
@@ -36,8 +42,38 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
     return value
 
+
+def field_default(cls: type, name: str) -> Any:
+    """The default of the dataclass field ``name`` of ``cls``: the one place every default is written."""
+    for item in dataclasses.fields(cls):
+        if item.name == name:
+            if item.default is not dataclasses.MISSING:
+                return item.default
+            if item.default_factory is not dataclasses.MISSING:
+                return item.default_factory()
+            raise ValueError(f"{cls.__name__}.{name} has no default")
+    raise ValueError(f"{cls.__name__} has no field {name!r}")
+
+
+@contextlib.contextmanager
+def options_checked(flags: Mapping[str, str]) -> Iterator[None]:
+    """Turn the ``ValueError`` of a settings dataclass into a :class:`UserError` that names the option:
+    ``"det_every must be ..."`` becomes ``"--det-every must be ..."`` for ``{"det_every": "--det-every"}``."""
+    try:
+        yield
+    except ValueError as exc:
+        message = str(exc)
+        for name, flag in flags.items():
+            if message.startswith(f"{name} "):
+                message = flag + message[len(name):]
+                break
+        raise UserError(message) from None
+
+
 def add_pose_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by every command that runs the pose model."""
+    """Options shared by every command that runs the pose model; defaults from :class:`PoseSettings`."""
+    from pose.codec import PostProcess
+    from pose.estimator import Backend, PoseSettings
     from pose.precision import Precision
     from pose.weights import DEFAULT_POSE_WEIGHTS, OFFICIAL_WEIGHTS
 
@@ -49,11 +85,14 @@ def add_pose_model_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"checkpoint file, or an official AP-10K model name to download: {', '.join(OFFICIAL_WEIGHTS)} "
         f"(default: {DEFAULT_POSE_WEIGHTS})",
     )
-    group.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    device = field_default(PoseSettings, "device")
+    group.add_argument("--device", default=device,
+                       help=f"auto (CUDA when torch sees a GPU), cpu, cuda or cuda:N (default: {device})")
+    backend = field_default(PoseSettings, "backend").value
     group.add_argument(
-        "--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
+        "--backend", choices=[b.value for b in Backend], default=backend,
         help="what runs the pose network: auto picks ONNX Runtime on the CPU (about 1.6x faster there, same "
-        "keypoints; the model is exported at start-up) and torch on CUDA (default: auto)",
+        f"keypoints; the model is exported at start-up) and torch on CUDA (default: {backend})",
     )
     group.add_argument(
         "--precision", choices=[p.value for p in Precision], default=None,
@@ -64,12 +103,12 @@ def add_pose_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-cuda-graphs", action="store_true",
                        help="on a GPU, run the networks eagerly instead of replaying CUDA graphs (for debugging)")
     group.add_argument("--no-flip", action="store_true", help="skip the flip test (about 2x faster, less accurate)")
+    post = field_default(PoseSettings, "post_process").value
     group.add_argument(
-        "--post-process",
-        choices=["default", "dark", "udp", "none"],
-        default="default",
-        help="heatmap decoding: mmpose's quarter-pixel shift (default), DARK, UDP or plain argmax",
+        "--post-process", choices=[p.value for p in PostProcess], default=post,
+        help=f"heatmap decoding: mmpose's quarter-pixel shift (default), DARK, UDP or plain argmax (default: {post})",
     )
+
 
 def pose_settings_from_args(args: argparse.Namespace, default_precision=None):
     """Build ``PoseSettings`` from the options of :func:`add_pose_model_arguments`; ``default_precision``
@@ -79,16 +118,16 @@ def pose_settings_from_args(args: argparse.Namespace, default_precision=None):
     from pose.estimator import Backend, PoseSettings
     from pose.precision import DEFAULT_PRECISION
 
-    device = resolve_device(args.device)
-    post = {"default": PostProcess.DEFAULT, "dark": PostProcess.DARK, "udp": PostProcess.UDP, "none": PostProcess.NONE}
-    return PoseSettings(
-        flip_test=not args.no_flip,
-        post_process=post[args.post_process],
-        device=device,
-        precision=precision_from_args(args, default_precision or DEFAULT_PRECISION),
-        cuda_graphs=not args.no_cuda_graphs,
-        backend=Backend(args.backend),
-    )
+    with options_checked({"device": "--device"}):
+        return PoseSettings(
+            flip_test=not args.no_flip,
+            post_process=PostProcess(args.post_process),
+            device=resolve_device(args.device),
+            precision=precision_from_args(args, default_precision or DEFAULT_PRECISION),
+            cuda_graphs=not args.no_cuda_graphs,
+            backend=Backend(args.backend),
+        )
+
 
 def precision_from_args(args: argparse.Namespace, default):
     """The :class:`pose.precision.Precision` of ``--precision`` / ``--half``, else ``default``."""
@@ -100,30 +139,21 @@ def precision_from_args(args: argparse.Namespace, default):
         return Precision.FAST
     return Precision(args.precision) if args.precision else default
 
+
 def resolve_device(device: str | None) -> str:
-    """The torch device for ``--device`` (None: cuda when torch sees a GPU, else cpu).
+    """The torch device for ``--device`` (None or "auto": cuda when torch sees a GPU, else cpu).
 
     Raises:
         UserError: not a device name, or a CUDA device that torch does not see here.
     """
-    import torch
+    from pose.devices import AUTO
+    from pose.devices import resolve_device as resolve
 
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    text = device.strip().lower()
-    if text == "cpu":
-        return text
-    match = re.fullmatch(r"cuda(?::(\d+))?", text)
-    if match is None:
-        raise UserError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
-    if not torch.cuda.is_available():
-        raise UserError(f"--device {device}: torch {torch.__version__} sees no CUDA GPU here; use --device cpu "
-                        "(or install a CUDA build of torch on a machine with an NVIDIA GPU)")
-    index = int(match.group(1) or 0)
-    if index >= torch.cuda.device_count():
-        raise UserError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA devices "
-                        f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
-    return text
+    try:
+        return resolve(AUTO if device is None else device)
+    except ValueError as exc:
+        raise UserError(f"--{exc}".replace("use the CPU", "use --device cpu")) from None
+
 
 def read_image(path: str | Path):
     """Read an image file as a BGR uint8 array, or raise :class:`UserError` saying why not
@@ -134,6 +164,7 @@ def read_image(path: str | Path):
         return read_image_file(path)
     except ImageReadError as exc:
         raise UserError(str(exc)) from None
+
 
 def write_error(exc: OSError) -> UserError:
     """A one-line :class:`UserError` for a failed write of ``exc.filename``."""

@@ -30,6 +30,7 @@ from train.metrics import Grouping, KeypointMetrics, evaluate_with_groups
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``eval`` subcommand; its handler is ``args.func`` (returns the exit status)."""
     parser = subparsers.add_parser(
@@ -96,8 +97,6 @@ def write_json(out: Path, obj: object) -> None:
 # ---------------------------------------------------------------------------
 # The command
 # ---------------------------------------------------------------------------
-
-
 def _groupings(args: argparse.Namespace) -> Sequence[tuple[str, Grouping]]:
     wanted = (("per_family", Grouping.FAMILY, args.per_family), ("per_species", Grouping.SPECIES, args.per_species))
     return [(key, grouping) for key, grouping, on in wanted if on]

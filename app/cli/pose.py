@@ -13,6 +13,7 @@ from pathlib import Path
 from app.cli.common import (
     UserError,
     add_pose_model_arguments,
+    field_default,
     pose_settings_from_args,
     precision_from_args,
     read_image,
@@ -21,6 +22,7 @@ from app.cli.common import (
 )
 
 logger = logging.getLogger("animalpose")
+
 
 def _parse_box(text: str) -> tuple[float, float, float, float]:
     """``X,Y,W,H`` in pixels, as Python floats (float64: mmpose computes the box's centre and scale in
@@ -37,6 +39,7 @@ def _parse_box(text: str) -> tuple[float, float, float, float]:
         raise argparse.ArgumentTypeError(f"box width and height must be positive, got {text!r}")
     return values  # type: ignore[return-value]
 
+
 def check_image_output(path: str | Path) -> None:
     """Refuse an image output whose extension OpenCV cannot encode, before any work."""
     import cv2
@@ -45,6 +48,7 @@ def check_image_output(path: str | Path) -> None:
     if not suffix or not cv2.haveImageWriter(f"x{suffix}"):
         raise UserError(f"--out {path}: cannot write images with the extension {suffix or '(none)'!r}; "
                         "use .jpg or .png")
+
 
 def cmd_pose(args: argparse.Namespace) -> int:
     """``animalpose pose IMAGE``: keypoints for given boxes (or detected animals) of one image."""
@@ -109,10 +113,12 @@ def cmd_pose(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(result, allow_nan=False) + "\n")
     return 0
 
+
 def _finite(value: float, digits: int) -> float | None:
     """``value`` rounded, or None (JSON null) when it is NaN or infinite: our JSON is always standard."""
     value = float(value)
     return round(value, digits) if math.isfinite(value) else None
+
 
 def _warn_boxes_outside(boxes_xywh, width: int, height: int) -> None:
     """Warn about boxes that do not overlap the image at all (their keypoints would lie off the image)."""
@@ -120,6 +126,7 @@ def _warn_boxes_outside(boxes_xywh, width: int, height: int) -> None:
         if x >= width or y >= height or x + w <= 0 or y + h <= 0:
             logger.warning("box %d (%g,%g,%g,%g) lies entirely outside the %dx%d image: its keypoints are "
                            "guesses off the image", n, x, y, w, h, width, height)
+
 
 def _detect_boxes_xywh(image, args: argparse.Namespace):
     import numpy as np
@@ -135,6 +142,7 @@ def _detect_boxes_xywh(image, args: argparse.Namespace):
     xyxy = detections.xyxy.astype(np.float64)
     logger.info("Detected %d animals", len(xyxy))
     return np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``animalpose export``: the pose model as ONNX (dynamic batch), checked against torch."""
@@ -200,6 +208,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 error)
     return 0
 
+
 def cmd_info(args: argparse.Namespace) -> int:
     """``animalpose info``: versions, devices and cached weights."""
     import platform
@@ -233,6 +242,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -244,6 +254,10 @@ def _version() -> str:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``pose``, ``export`` and ``info``."""
+    from app.drawing import DrawSettings
+    from pose.weights import DEFAULT_POSE_WEIGHTS
+    from tracking.detector import DEFAULT_DETECTOR_WEIGHTS
+
     pose = sub.add_parser(
         "pose",
         help="keypoints of the animals in one image",
@@ -256,8 +270,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     pose.add_argument("--json", metavar="OUT.json", help="write {image, instances: [{bbox, keypoints}]} here")
     pose.add_argument("--out", metavar="IMG", help="write the image with the skeletons drawn")
-    pose.add_argument("--det-weights", default="yolo11n.pt", help="detector weights, used when no --box is given")
-    pose.add_argument("--kpt-thr", type=float, default=0.3, help="keypoint score below which nothing is drawn")
+    pose.add_argument("--det-weights", default=DEFAULT_DETECTOR_WEIGHTS,
+                      help=f"detector weights, used when no --box is given (default {DEFAULT_DETECTOR_WEIGHTS})")
+    kpt_thr = field_default(DrawSettings, "kpt_thr")
+    pose.add_argument("--kpt-thr", type=float, default=kpt_thr,
+                      help=f"keypoint score below which nothing is drawn (default {kpt_thr})")
     add_pose_model_arguments(pose)
     pose.set_defaults(func=cmd_pose)
 
@@ -266,7 +283,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Export the pose model and/or the detector to ONNX (dynamic batch) and check the output "
         "against torch."
     )
-    export.add_argument("--pose-weights", default="hrnet_w32", metavar="W", help="checkpoint file or official name")
+    export.add_argument("--pose-weights", default=DEFAULT_POSE_WEIGHTS, metavar="W",
+                        help=f"checkpoint file or official name (default {DEFAULT_POSE_WEIGHTS})")
     export.add_argument("--out", default=None, metavar="MODEL.onnx", help="where to write the pose model as ONNX")
     export.add_argument("--det-weights", metavar="W", help="local YOLO .pt weights to export with --det-out")
     export.add_argument("--det-out", metavar="DET.onnx",

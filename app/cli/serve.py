@@ -10,25 +10,33 @@ import logging
 import os
 from pathlib import Path
 
-from app.cli.common import UserError
+from app.cli.common import UserError, field_default, options_checked
 from app.web import DEFAULT_PORT
 
 logger = logging.getLogger("animalpose")
 
 
+#: Each option of ``serve`` and the :class:`~app.web.models.WebSettings` field it fills.
+OPTION_OF_FIELD: dict[str, str] = {
+    "max_upload_mb": "--max-upload-mb", "max_video_s": "--max-video-seconds", "concurrency": "--concurrency",
+    "queue_size": "--queue-size", "webcam_streams": "--webcam-streams",
+}
+
+
 def settings_from_args(args: argparse.Namespace):
     """:class:`~app.web.models.WebSettings` from the options of ``animalpose serve``."""
     from app.web.models import WebSettings
-    from pose.weights import DEFAULT_POSE_WEIGHTS
 
-    return WebSettings(
-        pose_weights=tuple(args.pose_weights or [DEFAULT_POSE_WEIGHTS]),
-        det_weights=tuple(args.det_weights or ["yolo11n.pt"]),
-        offer_cached=not args.no_cached,
-        max_upload_mb=args.max_upload_mb, max_video_s=args.max_video_seconds,
-        concurrency=args.concurrency, queue_size=args.queue_size, webcam_streams=args.webcam_streams,
-        work_dir=Path(args.work_dir) if args.work_dir else None,
-    )
+    given = dict(pose_weights=tuple(args.pose_weights or ()), det_weights=tuple(args.det_weights or ()))
+    with options_checked(OPTION_OF_FIELD):
+        return WebSettings(
+            **{name: value for name, value in given.items() if value},
+            offer_cached=not args.no_cached,
+            max_upload_mb=args.max_upload_mb, max_video_s=args.max_video_seconds,
+            concurrency=args.concurrency, queue_size=args.queue_size, webcam_streams=args.webcam_streams,
+            work_dir=Path(args.work_dir) if args.work_dir else None,
+        )
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``animalpose serve``: run the web app until Ctrl-C."""
@@ -36,17 +44,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.port is not None and not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in [0, 65535], got {args.port}")
-    try:
-        settings = settings_from_args(args)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    settings = settings_from_args(args)
     # A server must never install packages at run time (ultralytics would, for a file it cannot read).
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     demo = build_app(settings)  # checks the weights: the page names those it can use, the log how to fix the rest
     launch(demo, host=args.host, port=args.port, share=args.share, block=True)
     return 0
 
+
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from app.web.models import WebSettings
+
+    def web(name):
+        return field_default(WebSettings, name)
+
     serve = subparsers.add_parser(
         "serve",
         help="the web app: images, videos and the webcam in a browser",
@@ -64,17 +75,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--share", action="store_true", help="also publish a temporary public gradio.live link")
     serve.add_argument("--pose-weights", action="append", metavar="W",
                        help="a pose checkpoint file or official name offered to visitors; repeat to offer several "
-                       "(default: hrnet_w32, plus the checkpoints already in the weights cache)")
+                       f"(default: {', '.join(web('pose_weights'))}, plus the checkpoints already in the weights "
+                       "cache)")
     serve.add_argument("--det-weights", action="append", metavar="W",
-                       help="a YOLO weights file offered to visitors; repeat to offer several (default: yolo11n.pt)")
+                       help="a YOLO weights file offered to visitors; repeat to offer several "
+                       f"(default: {', '.join(web('det_weights'))})")
     serve.add_argument("--no-cached", action="store_true", help="do not offer the checkpoints of the weights cache")
-    serve.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload in MB (default 200)")
-    serve.add_argument("--max-video-seconds", type=float, default=600.0,
-                       help="longest video accepted, in seconds (default 600)")
-    serve.add_argument("--concurrency", type=int, default=1,
-                       help="image and video jobs run at once; others wait in the queue (default 1)")
-    serve.add_argument("--queue-size", type=int, default=16, help="jobs that may wait in the queue (default 16)")
-    serve.add_argument("--webcam-streams", type=int, default=2, help="webcam sessions served at once (default 2)")
+    serve.add_argument("--max-upload-mb", type=float, default=web("max_upload_mb"),
+                       help=f"largest upload in MB (default {web('max_upload_mb'):g})")
+    serve.add_argument("--max-video-seconds", type=float, default=web("max_video_s"),
+                       help=f"longest video accepted, in seconds (default {web('max_video_s'):g})")
+    serve.add_argument("--concurrency", type=int, default=web("concurrency"),
+                       help="image and video jobs run at once; others wait in the queue "
+                       f"(default {web('concurrency')})")
+    serve.add_argument("--queue-size", type=int, default=web("queue_size"),
+                       help=f"jobs that may wait in the queue (default {web('queue_size')})")
+    serve.add_argument("--webcam-streams", type=int, default=web("webcam_streams"),
+                       help=f"webcam sessions served at once (default {web('webcam_streams')})")
     serve.add_argument("--work-dir", default=None,
                        help="folder for results (default: animalpose-web in the temporary folder)")
     serve.set_defaults(func=cmd_serve)

@@ -13,7 +13,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from app.cli.common import UserError, positive_float
+from app.cli.common import UserError, field_default, options_checked, positive_float
 
 logger = logging.getLogger("animalpose")
 
@@ -21,37 +21,61 @@ SAVE_CHOICES = ("video", "json", "jsonl", "csv", "coco")
 
 
 def add_detector_and_tracker_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--det-*`` and tracking options; their defaults are those of :class:`DetectorSettings` and
+    :class:`app.runs.TrackSettings`."""
+    from app.pipeline import PoseOrder
+    from app.runs import TrackSettings
+    from tracking.detector import DEFAULT_DETECTOR_WEIGHTS, DetectorSettings
+
+    def det(name):
+        return field_default(DetectorSettings, name)
+
+    def track(name):
+        return field_default(TrackSettings, name)
+
     group = parser.add_argument_group("detector")
     group.add_argument(
-        "--det-weights", default="yolo11n.pt",
+        "--det-weights", default=DEFAULT_DETECTOR_WEIGHTS,
         help="ultralytics YOLO weights: a COCO model such as yolo11n.pt (downloaded by ultralytics when it is "
-        "only a name), an AP-10K fine-tune or MegaDetector MDV1000 (default: yolo11n.pt)",
+        f"only a name), an AP-10K fine-tune or MegaDetector MDV1000 (default: {DEFAULT_DETECTOR_WEIGHTS})",
     )
-    group.add_argument("--det-conf", type=float, default=0.25, help="lowest detection score kept (default 0.25)")
-    group.add_argument("--det-iou", type=float, default=0.7,
+    group.add_argument("--det-conf", type=float, default=det("confidence"),
+                       help=f"lowest detection score kept (default {det('confidence')})")
+    group.add_argument("--det-iou", type=float, default=det("iou"),
                        help="IoU above which the detector's non-maximum suppression drops the weaker of two boxes "
-                       "(default 0.7; lower: fewer duplicate boxes on one animal, but animals that overlap that "
-                       "much lose one box)")
-    group.add_argument("--det-imgsz", type=int, default=640, help="detector input size in pixels (default 640)")
-    group.add_argument("--det-every", type=int, default=1, metavar="K",
-                       help="run the detector every K frames; tracks are predicted in between (default 1)")
+                       f"(default {det('iou')}; lower: fewer duplicate boxes on one animal, but animals that overlap "
+                       "that much lose one box)")
+    group.add_argument("--det-imgsz", type=int, default=det("image_size"),
+                       help=f"detector input size in pixels, a multiple of 32 (default {det('image_size')})")
+    group.add_argument("--det-every", type=int, default=track("det_every"), metavar="K",
+                       help="run the detector every K frames; tracks are predicted in between "
+                       f"(default {track('det_every')})")
     group = parser.add_argument_group("tracking and smoothing")
     group.add_argument("--smoothing", choices=["causal", "offline", "none"], default=None,
                        help="keypoint smoothing: causal Kalman filter, offline RTS smoother over the whole file "
                        "(files only; lowest error) or none (default: offline for files, causal for live)")
-    group.add_argument("--pose-order", choices=["after", "before"], default="after",
-                       help="run the pose model after tracking, on tracked animals only (default), or before, "
-                       "on every detection so that keypoints help keep identities")
-    group.add_argument("--max-lost", type=float, default=3.0, metavar="SECONDS",
+    group.add_argument("--pose-order", choices=[o.value for o in PoseOrder], default=track("pose_order").value,
+                       help="run the pose model after tracking, on tracked animals only, or before, on every "
+                       f"detection so that keypoints help keep identities (default {track('pose_order').value})")
+    group.add_argument("--max-lost", type=float, default=track("max_lost_s"), metavar="SECONDS",
                        help="seconds an animal may be unseen (hidden or out of the frame) and keep its identity "
-                       "when it comes back (default 3)")
-    group.add_argument("--min-hits", type=int, default=2, metavar="N",
-                       help="consecutive detections before an animal gets an identity (default 2; more: fewer "
-                       "identities started on false or duplicate boxes, a later start for real ones)")
-    group.add_argument("--appearance", type=float, default=0.0, metavar="W",
+                       f"when it comes back (default {track('max_lost_s'):g})")
+    group.add_argument("--min-hits", type=int, default=track("min_hits"), metavar="N",
+                       help="consecutive detections before an animal gets an identity (more: fewer identities "
+                       "started on false or duplicate boxes, a later start for real ones) "
+                       f"(default {track('min_hits')})")
+    group.add_argument("--appearance", type=float, default=track("appearance"), metavar="W",
                        help="weight in [0, 1] of a colour-histogram appearance cue in the tracker's association: "
                        "animals that come back get their own identity back by their colours "
-                       "(default 0: boxes, keypoints and motion only)")
+                       f"(default {track('appearance'):g}: boxes, keypoints and motion only)")
+
+
+#: Each option of the video commands and the settings field it fills (for errors that name the option).
+OPTION_OF_FIELD: dict[str, str] = {
+    "det_every": "--det-every", "max_lost_s": "--max-lost", "min_hits": "--min-hits", "appearance": "--appearance",
+    "fps": "--fps", "kpt_thr": "--kpt-thr", "trail_length": "--trails", "confidence": "--det-conf",
+    "iou": "--det-iou", "image_size": "--det-imgsz", "max_reconnect_s": "--max-reconnect",
+}
 
 
 def detector_settings_from_args(args: argparse.Namespace, pose_settings):
@@ -60,10 +84,11 @@ def detector_settings_from_args(args: argparse.Namespace, pose_settings):
     downloaded by ultralytics."""
     from tracking.detector import DetectorSettings, is_release_name
 
-    return DetectorSettings(weights=str(args.det_weights), confidence=args.det_conf, iou=args.det_iou,
-                            image_size=args.det_imgsz, device=pose_settings.device,
-                            precision=pose_settings.precision, half=pose_settings.half,
-                            cuda_graphs=pose_settings.cuda_graphs, allow_download=is_release_name(args.det_weights))
+    with options_checked(OPTION_OF_FIELD):
+        return DetectorSettings(weights=str(args.det_weights), confidence=args.det_conf, iou=args.det_iou,
+                                image_size=args.det_imgsz, device=pose_settings.device,
+                                precision=pose_settings.precision, half=pose_settings.half,
+                                cuda_graphs=pose_settings.cuda_graphs, allow_download=is_release_name(args.det_weights))
 
 
 def models_from_args(args: argparse.Namespace, live: bool = False):
@@ -79,32 +104,20 @@ def models_from_args(args: argparse.Namespace, live: bool = False):
 
 
 def track_settings_from_args(args: argparse.Namespace, live: bool):
-    """:class:`app.runs.TrackSettings` for the tracking, drawing and output options."""
+    """:class:`app.runs.TrackSettings` for the tracking, drawing and output options (and the detector's
+    options checked at once, before any model loads)."""
     from app.drawing import DrawSettings
     from app.pipeline import PoseOrder
     from app.runs import TrackSettings
     from app.sinks import CsvLayout
+    from tracking.detector import DetectorSettings
     from tracking.smoothing import SmoothingMode
 
-    if args.det_every < 1:
-        raise UserError(f"--det-every must be at least 1, got {args.det_every}")
-    if not 0 <= args.det_conf <= 1:
-        raise UserError(f"--det-conf must be in [0, 1], got {args.det_conf}")
-    if not 0 <= args.det_iou <= 1:
-        raise UserError(f"--det-iou must be in [0, 1], got {args.det_iou}")
-    if not args.max_lost >= 0:
-        raise UserError(f"--max-lost must be 0 seconds or more, got {args.max_lost}")
-    if args.min_hits < 1:
-        raise UserError(f"--min-hits must be at least 1, got {args.min_hits}")
-    if not 0 <= args.appearance <= 1:
-        raise UserError(f"--appearance must be in [0, 1], got {args.appearance}")
     if live and args.smoothing == "offline":
         raise UserError("--smoothing offline needs the whole file; live streams use causal or none")
-    if not 0 <= args.kpt_thr <= 1:
-        raise UserError(f"--kpt-thr must be in [0, 1], got {args.kpt_thr}")
-    if args.trails < 0:
-        raise UserError(f"--trails must be 0 or more frames, got {args.trails}")
-    try:
+    with options_checked(OPTION_OF_FIELD):
+        DetectorSettings(weights=str(args.det_weights), confidence=args.det_conf, iou=args.det_iou,
+                         image_size=args.det_imgsz)
         return TrackSettings(
             det_every=args.det_every, smoothing=SmoothingMode(args.smoothing) if args.smoothing else None,
             pose_order=PoseOrder(args.pose_order), max_lost_s=args.max_lost,
@@ -112,8 +125,6 @@ def track_settings_from_args(args: argparse.Namespace, live: bool):
             draw=DrawSettings(kpt_thr=args.kpt_thr, trail_length=args.trails), csv_layout=CsvLayout(args.csv_layout),
             fps=getattr(args, "fps", None), progress_bar=not getattr(args, "quiet", False),
         )
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
 
 
 def _single_outputs(args: argparse.Namespace, stem: str):
@@ -223,10 +234,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     settings = track_settings_from_args(args, live=True)
     if args.max_frames < 0:
         raise UserError(f"--max-frames must be 0 (no limit) or more, got {args.max_frames}")
-    try:
+    with options_checked(OPTION_OF_FIELD):
         live_settings = LiveSettings(max_reconnect_s=args.max_reconnect)
-    except ValueError as exc:
-        raise UserError(f"--max-reconnect: {exc}") from None
     wanted = args.out or args.json or args.jsonl or args.csv or args.coco
     outputs = _single_outputs(args, "live") if wanted else OutputPaths()
     source_file = Path(str(args.source))
@@ -293,17 +302,26 @@ def _has_screen() -> bool:
 
 
 def _add_output_arguments(parser: argparse.ArgumentParser, folder_mode: bool) -> None:
+    from app.drawing import DrawSettings
+    from app.runs import TrackSettings
+    from app.sinks import CsvLayout
+
+    layout = field_default(TrackSettings, "csv_layout").value
     group = parser.add_argument_group("outputs")
     group.add_argument("--out", metavar="VIDEO", help="labeled video (.mp4, .webm or .avi)")
     group.add_argument("--json", metavar="FILE",
                        help="all results as one JSON document (plus FILE.jsonl streamed per frame)")
     group.add_argument("--jsonl", metavar="FILE", help="JSON Lines, one frame per line, flushed as it runs")
     group.add_argument("--csv", metavar="FILE", help="keypoints as CSV (see --csv-layout)")
-    group.add_argument("--csv-layout", choices=["long", "wide"], default="long",
-                       help="long: a row per frame x animal x keypoint; wide: DeepLabCut-style, a row per frame")
+    group.add_argument("--csv-layout", choices=[c.value for c in CsvLayout], default=layout,
+                       help="long: a row per frame x animal x keypoint; wide: DeepLabCut-style, a row per frame "
+                       f"(default: {layout})")
     group.add_argument("--coco", metavar="FILE", help="COCO keypoint results (one entry per frame x animal)")
-    group.add_argument("--trails", type=int, default=0, metavar="N", help="draw the last N positions of each animal")
-    group.add_argument("--kpt-thr", type=float, default=0.3, help="keypoints below this confidence are not drawn")
+    group.add_argument("--trails", type=int, default=field_default(DrawSettings, "trail_length"), metavar="N",
+                       help="draw the last N positions of each animal")
+    kpt_thr = field_default(DrawSettings, "kpt_thr")
+    group.add_argument("--kpt-thr", type=float, default=kpt_thr,
+                       help=f"keypoints below this confidence are not drawn (default {kpt_thr})")
     if folder_mode:
         group.add_argument("--out-dir", default="animalpose_out",
                            help="folder for results when no single output is named, and for folder/glob sources "
@@ -320,6 +338,7 @@ def _add_output_arguments(parser: argparse.ArgumentParser, folder_mode: bool) ->
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from app.cli.common import add_pose_model_arguments
+    from app.sources import LiveSettings
 
     track = subparsers.add_parser(
         "track",
@@ -348,8 +367,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_output_arguments(live, folder_mode=False)
     live.add_argument("--show", action="store_true", help="show the labeled stream in a window (needs a screen)")
     live.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: run until stopped)")
-    live.add_argument("--max-reconnect", type=float, default=30.0, metavar="SECONDS",
-                      help="give up when the stream stays down this long (default 30)")
+    reconnect = field_default(LiveSettings, "max_reconnect_s")
+    live.add_argument("--max-reconnect", type=float, default=reconnect, metavar="SECONDS",
+                      help=f"give up when the stream stays down this long (default {reconnect:g})")
     add_detector_and_tracker_arguments(live)
     add_pose_model_arguments(live)
     live.set_defaults(func=cmd_live)

@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 IMAGE_UPLOAD_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 VIDEO_UPLOAD_EXTENSIONS: tuple[str, ...] = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v", ".mpg", ".mpeg")
 #: The sample images shipped in the repository (tests/ is not installed with the package).
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "samples"
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "tests" / "data" / "samples"
 SAMPLE_FOLDERS: tuple[str, ...] = ("ap10k", "animalpose", "atrw", "zebra", "horse10", "macaque")
 
 

@@ -32,6 +32,8 @@ from urllib.parse import urlparse
 import numpy as np
 
 from pose.precision import DEFAULT_PRECISION, LIVE_PRECISION, Precision
+from pose.weights import DEFAULT_POSE_WEIGHTS
+from tracking.detector import DEFAULT_DETECTOR_WEIGHTS
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +113,8 @@ class WebSettings:
         keep_results_s: results older than this are deleted when a new job starts.
     """
 
-    pose_weights: tuple[str, ...] = ("hrnet_w32",)
-    det_weights: tuple[str, ...] = ("yolo11n.pt",)
+    pose_weights: tuple[str, ...] = (DEFAULT_POSE_WEIGHTS,)
+    det_weights: tuple[str, ...] = (DEFAULT_DETECTOR_WEIGHTS,)
     offer_cached: bool = True
     examples: tuple[Path, ...] | None = None
     max_upload_mb: float = 200.0

@@ -192,14 +192,14 @@ def test_a_box_starting_left_of_the_image_is_accepted_as_typed(hrnet_small, jagu
 
 def test_boxes_are_used_in_double_precision(hrnet_small, jaguar, tmp_path):
     """mmpose computes the centre and scale of a box in float64; a float32 box moves them (and the scores)."""
-    from pose.estimator import PoseEstimator, PoseSettings, prepare_inputs
+    from pose.estimator import Backend, PoseEstimator, PoseSettings, prepare_inputs
 
     box = [722.61, 393.97, 642.31, 354.17]
     out = tmp_path / "o.json"
     assert main(["pose", jaguar, "--pose-weights", hrnet_small, "--box", ",".join(map(str, box)),
                  "--json", str(out), "--device", "cpu", "--backend", "torch"]) == 0
     got = np.array(json.loads(out.read_text())["instances"][0]["keypoints"])
-    estimator = PoseEstimator.from_weights(hrnet_small, PoseSettings())
+    estimator = PoseEstimator.from_weights(hrnet_small, PoseSettings(backend=Backend.TORCH))
     image = cv2.imread(jaguar)
     expected = estimator.estimate_xywh(image, np.array([box], np.float64)).keypoints[0]
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
@@ -306,7 +306,7 @@ def test_cuda_without_a_gpu_is_one_line(device, hrnet_small, jaguar, capsys):
 
 def test_unknown_device_is_one_line(hrnet_small, jaguar, capsys):
     assert main(["pose", jaguar, "--pose-weights", hrnet_small, "--box", JAGUAR_BOX, "--device", "tpu"]) == 2
-    assert "--device must be cpu, cuda or cuda:N" in _one_error_line(capsys)
+    assert "--device must be auto, cpu, cuda or cuda:N" in _one_error_line(capsys)
 
 
 def test_a_checkpoint_of_other_keypoints_is_refused(tmp_path, jaguar, reference_dir, capsys):

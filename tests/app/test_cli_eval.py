@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app import cli_eval
+import app.cli.evaluate as cli_eval
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 EVAL_DIR = DATA / "reference" / "eval"

@@ -108,12 +108,12 @@ def test_bad_sources_fail_with_one_line(tmp_path, models, capsys, make, message)
 
 
 @pytest.mark.parametrize("option, message", [
-    (["--det-every", "0"], "--det-every must be at least 1"),
+    (["--det-every", "0"], "--det-every must be an integer >= 1, got 0"),
     (["--det-conf", "1.5"], "--det-conf must be in [0, 1]"),
     (["--det-iou", "-0.1"], "--det-iou must be in [0, 1]"),
-    (["--max-lost", "-1"], "--max-lost must be 0 seconds or more"),
+    (["--max-lost", "-1"], "--max-lost must be >= 0 seconds, got -1"),
     (["--appearance", "1.5"], "--appearance must be in [0, 1]"),
-    (["--min-hits", "0"], "--min-hits must be at least 1"),
+    (["--min-hits", "0"], "--min-hits must be an integer >= 1, got 0"),
 ])
 def test_bad_tracking_options_fail_with_one_line(synthetic_clip, models, capsys, option, message):
     path, _ = synthetic_clip

@@ -58,7 +58,7 @@ def test_serve_options_become_settings(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["serve", "--port", "70000"], "--port"),
     (["serve", "--concurrency", "0"], "concurrency"),
-    (["serve", "--max-upload-mb", "-1"], "max_upload_mb"),
+    (["serve", "--max-upload-mb", "-1"], "--max-upload-mb"),
 ])
 def test_bad_serve_options_are_user_errors(argv, message):
     from app.cli.common import UserError

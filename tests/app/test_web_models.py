@@ -269,7 +269,7 @@ def test_pose_weights_files_are_ready_or_missing(tmp_path):
 ])
 def test_detector_release_names_are_ready_downloadable_or_missing(tmp_path, monkeypatch, entry, in_weights_dir,
                                                                   online, availability):
-    from app import web_models
+    import app.web.models as web_models
 
     monkeypatch.chdir(tmp_path)  # ultralytics looks in the working folder first
     weights_dir = tmp_path / "ultralytics"

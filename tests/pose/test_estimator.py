@@ -23,6 +23,9 @@ from pose.estimator import (
 )
 from pose.graphs import batch_buckets, capture_eager
 
+#: The torch path on the CPU (the default, AUTO, runs ONNX Runtime there).
+TORCH = PoseSettings(backend=Backend.TORCH)
+
 JAGUAR_BOX = [66, 192, 1092, 512]  # GT box of 000000037516.jpg in test_ap10k.json
 ANTELOPE_BOX = [408, 197, 429, 341]  # GT box of 000000000004.jpg
 
@@ -35,7 +38,7 @@ def jaguar(samples_dir):
 @pytest.fixture(scope="module", params=["hrnet_small", "resnet_small"])
 def small(request, reference_dir):
     folder = reference_dir / request.param
-    estimator = PoseEstimator.from_weights(folder / f"{request.param}_ap10k.pth")
+    estimator = PoseEstimator.from_weights(folder / f"{request.param}_ap10k.pth", PoseSettings(backend=Backend.TORCH))
     expected = json.loads((folder / "keypoints_e2e.json").read_text())
     return estimator, expected
 
@@ -50,7 +53,7 @@ def test_reproduces_mmpose_keypoints(small, jaguar):
 
 
 def test_prepared_input_is_the_reference_input(jaguar, reference_dir):
-    batch = prepare_inputs(jaguar, np.array([JAGUAR_BOX]), PoseSettings())
+    batch = prepare_inputs(jaguar, np.array([JAGUAR_BOX]), PoseSettings(backend=Backend.TORCH))
     expected = np.load(reference_dir / "preprocess" / "000000037516_input.npy")
     np.testing.assert_array_equal(batch.inputs, expected)
     np.testing.assert_array_equal(batch.center[0], [611.5, 447.5])
@@ -83,12 +86,12 @@ def test_no_boxes_and_degenerate_boxes(small, jaguar):
 
 def test_no_flip_differs_and_other_decoders_run(reference_dir, jaguar):
     weights = reference_dir / "hrnet_small" / "hrnet_small_ap10k.pth"
-    flip = PoseEstimator.from_weights(weights).estimate_xywh(jaguar, np.array([JAGUAR_BOX]))
+    flip = PoseEstimator.from_weights(weights, TORCH).estimate_xywh(jaguar, np.array([JAGUAR_BOX]))
     for settings in (
-        PoseSettings(flip_test=False),
-        PoseSettings(post_process=PostProcess.DARK),
-        PoseSettings(post_process=PostProcess.UDP),
-        PoseSettings(post_process=PostProcess.NONE),
+        PoseSettings(backend=Backend.TORCH, flip_test=False),
+        PoseSettings(backend=Backend.TORCH, post_process=PostProcess.DARK),
+        PoseSettings(backend=Backend.TORCH, post_process=PostProcess.UDP),
+        PoseSettings(backend=Backend.TORCH, post_process=PostProcess.NONE),
     ):
         out = PoseEstimator.from_weights(weights, settings).estimate_xywh(jaguar, np.array([JAGUAR_BOX]))
         assert out.keypoints.shape == (1, 17, 3) and np.isfinite(out.keypoints).all()
@@ -98,7 +101,7 @@ def test_no_flip_differs_and_other_decoders_run(reference_dir, jaguar):
 def test_onnxruntime_backend_matches_torch(reference_dir, jaguar):
     weights = reference_dir / "resnet_small" / "resnet_small_ap10k.pth"
     boxes = np.array([JAGUAR_BOX, [100, 100, 300, 200]], np.float32)
-    torch_out = PoseEstimator.from_weights(weights).estimate_xywh(jaguar, boxes)
+    torch_out = PoseEstimator.from_weights(weights, PoseSettings(backend=Backend.TORCH)).estimate_xywh(jaguar, boxes)
     ort = PoseEstimator.from_weights(weights, PoseSettings(backend=Backend.ONNXRUNTIME))
     ort_out = ort.estimate_xywh(jaguar, boxes)
     np.testing.assert_allclose(ort_out.keypoints[..., 2], torch_out.keypoints[..., 2], rtol=1e-4, atol=1e-4)
@@ -119,7 +122,7 @@ def test_onnxruntime_backend_matches_torch(reference_dir, jaguar):
 )
 def test_settings_are_validated(kwargs):
     with pytest.raises(ValueError):
-        PoseSettings(**kwargs)
+        PoseSettings(backend=Backend.TORCH, **kwargs)
 
 
 def test_a_checkpoint_runs_at_the_input_size_it_was_trained_at(reference_dir, jaguar, tmp_path):
@@ -127,21 +130,21 @@ def test_a_checkpoint_runs_at_the_input_size_it_was_trained_at(reference_dir, ja
 
     model, _ = load_pose_model(reference_dir / "hrnet_small" / "hrnet_small_ap10k.pth")
     save_checkpoint(model, tmp_path / "trained_at_128.pth", meta={"input_size": [128, 128]})
-    recorded = PoseEstimator.from_weights(tmp_path / "trained_at_128.pth")
+    recorded = PoseEstimator.from_weights(tmp_path / "trained_at_128.pth", PoseSettings(backend=Backend.TORCH))
     assert recorded.settings.input_size == (128, 128)
     assert prepare_inputs(jaguar, np.array([JAGUAR_BOX]), recorded.settings).inputs.shape == (1, 3, 128, 128)
     assert recorded.estimate_xywh(jaguar, np.array([JAGUAR_BOX])).keypoints.shape == (1, 17, 3)
     explicit = PoseEstimator.from_weights(tmp_path / "trained_at_128.pth", PoseSettings(input_size=(192, 192)),
                                           checkpoint_input_size=False)
     assert explicit.settings.input_size == (192, 192)
-    official = PoseEstimator.from_weights(reference_dir / "hrnet_small" / "hrnet_small_ap10k.pth")
+    official = PoseEstimator.from_weights(reference_dir / "hrnet_small" / "hrnet_small_ap10k.pth", TORCH)
     assert official.settings.input_size == (256, 256)
 
 
 def test_tf32_block_sets_and_restores_the_process_wide_flag():
     from pose.estimator import cudnn_tf32
 
-    assert PoseSettings().tf32 is False  # true float32 on CUDA unless asked (docs/gpu.md)
+    assert PoseSettings(backend=Backend.TORCH).tf32 is False  # true float32 on CUDA unless asked (docs/gpu.md)
     before = torch.backends.cudnn.allow_tf32
     with pytest.raises(RuntimeError, match="inside"), cudnn_tf32(not before):
         assert torch.backends.cudnn.allow_tf32 is (not before)
@@ -153,8 +156,9 @@ def test_tf32_block_sets_and_restores_the_process_wide_flag():
     ("value", "expected"), [("exact", Precision.EXACT), ("fast", Precision.FAST), (Precision.FAST, Precision.FAST)]
 )
 def test_precision_setting_takes_the_enum_or_its_value(value, expected):
-    assert PoseSettings(precision=value).precision is expected
+    assert PoseSettings(backend=Backend.TORCH, precision=value).precision is expected
     assert PoseSettings().precision is Precision.EXACT and PoseSettings().cuda_graphs is True
+    assert PoseSettings().backend is Backend.AUTO and PoseSettings().device == "auto"
 
 
 @pytest.mark.parametrize(
@@ -180,12 +184,13 @@ def test_execution_needs_a_resolved_backend():
 
 @pytest.fixture(scope="module")
 def hrnet_small(reference_dir):
-    return PoseEstimator.from_weights(reference_dir / "hrnet_small" / "hrnet_small_ap10k.pth")
+    return PoseEstimator.from_weights(reference_dir / "hrnet_small" / "hrnet_small_ap10k.pth", TORCH)
 
 
 def test_cpu_runs_the_host_path_and_fast_equals_exact_there(reference_dir, hrnet_small, jaguar):
     weights = reference_dir / "hrnet_small" / "hrnet_small_ap10k.pth"
-    fast = PoseEstimator.from_weights(weights, PoseSettings(precision=Precision.FAST, half=True, tf32=True))
+    fast = PoseEstimator.from_weights(
+        weights, PoseSettings(backend=Backend.TORCH, precision=Precision.FAST, half=True, tf32=True))
     assert hrnet_small.execution is Execution.HOST and fast.execution is Execution.HOST
     assert not fast.uses_graphs and not fast.half and next(fast.model.parameters()).dtype == torch.float32
     boxes = np.array([JAGUAR_BOX, [100, 100, 300, 200]], np.float32)

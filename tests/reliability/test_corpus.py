@@ -105,7 +105,7 @@ CASES: dict[str, Case] = {
                                           "no --box given and the detector failed"),
     "pose/no box, pose checkpoint as detector": Case((*POSE, "--det-weights", "{weights}"), 2,
                                                      "small.pth is not a YOLO weights file"),
-    "pose/device tpu": Case((*POSE, "--box", "1,2,3,4", "--device", "tpu"), 2, "--device must be cpu, cuda"),
+    "pose/device tpu": Case((*POSE, "--box", "1,2,3,4", "--device", "tpu"), 2, "--device must be auto, cpu, cuda"),
     "pose/keypoint threshold 2": Case((*POSE, "--box", "1,2,3,4", "--kpt-thr", "2"), 2, "--kpt-thr must be in"),
     # track: sources, outputs, options
     "track/missing video": Case(("track", "{missing}.mp4", "--json", "{out}/r.json"), 2, "does not exist"),
@@ -121,9 +121,9 @@ CASES: dict[str, Case] = {
     "track/csv is a folder": Case((*TRACK, "--csv", "{videos}"), 2, "it is a folder"),
     "track/json under a file": Case((*TRACK, "--json", "{text_mp4}/r.json"), 2, "is a file, not a folder"),
     "track/fps 0": Case((*TRACK, "--fps", "0"), 2, "--fps: must be a positive number"),
-    "track/det-every 0": Case((*TRACK, "--det-every", "0"), 2, "--det-every must be at least 1"),
+    "track/det-every 0": Case((*TRACK, "--det-every", "0"), 2, "--det-every must be an integer >= 1"),
     "track/kpt-thr 5": Case((*TRACK, "--kpt-thr", "5"), 2, "--kpt-thr must be in"),
-    "track/trails -1": Case((*TRACK, "--trails", "-1"), 2, "--trails must be 0 or more"),
+    "track/trails -1": Case((*TRACK, "--trails", "-1"), 2, "--trails must be >= 0"),
     "track/stream given to track": Case(("track", "rtsp://127.0.0.1:9/cam"), 2, "use 'animalpose live"),
     "track/single files for a folder": Case(("track", "{videos}", "--json", "{out}/r.json"), 2,
                                             "writes into --out-dir"),
@@ -158,8 +158,8 @@ CASES: dict[str, Case] = {
                                        "no such file"),
     # serve (refused before the server starts)
     "serve/port out of range": Case(("serve", "--port", "70000"), 2, "--port must be in"),
-    "serve/no upload size": Case(("serve", "--max-upload-mb", "0"), 2, "max_upload_mb"),
-    "serve/no concurrency": Case(("serve", "--concurrency", "0"), 2, "concurrency"),
+    "serve/no upload size": Case(("serve", "--max-upload-mb", "0"), 2, "--max-upload-mb must be"),
+    "serve/no concurrency": Case(("serve", "--concurrency", "0"), 2, "--concurrency must be"),
 }
 
 

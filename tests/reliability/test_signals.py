@@ -84,6 +84,12 @@ def _last_line(err: str) -> str:
     return err.strip().splitlines()[-1]
 
 
+def _ours(folder: Path) -> list[str]:
+    """What is left in a temporary folder, but for onnxruntime's own session marker (``.ses``, written
+    when it is imported)."""
+    return sorted(p.name for p in folder.iterdir() if p.name != ".ses")
+
+
 @pytest.fixture()
 def private_tmp(tmp_path) -> Path:
     folder = tmp_path / "tmp"
@@ -102,7 +108,7 @@ def test_ctrl_c_while_tracking_keeps_smoothed_results_of_the_frames_so_far(long_
     document = json.loads((out / "r.partial.json").read_text())
     assert document["complete"] is False
     assert len(document["frames"]) == _lines(out / "r.jsonl") >= 20
-    assert "partial results in" in err and list(private_tmp.iterdir()) == []
+    assert "partial results in" in err and _ours(private_tmp) == []
 
 
 def test_sigterm_while_drawing_the_video_keeps_complete_results_and_a_partial_video(long_clip, tmp_path,
@@ -115,7 +121,7 @@ def test_sigterm_while_drawing_the_video_keeps_complete_results_and_a_partial_vi
     assert sorted(p.name for p in out.iterdir()) == ["r.coco.json", "r.csv", "r.json", "r.jsonl", "v.partial.mp4"]
     assert len(json.loads((out / "r.json").read_text())["frames"]) == 120
     assert 0 < _video_frames(out / "v.partial.mp4") < 120
-    assert list(private_tmp.iterdir()) == []
+    assert _ours(private_tmp) == []
 
 
 def test_sigterm_with_causal_smoothing_leaves_every_output_partial(long_clip, tmp_path, private_tmp):
@@ -128,7 +134,7 @@ def test_sigterm_with_causal_smoothing_leaves_every_output_partial(long_clip, tm
     assert names == ["r.coco.partial.json", "r.jsonl", "r.partial.csv", "r.partial.json", "v.partial.mp4"]
     frames = len(json.loads((out / "r.partial.json").read_text())["frames"])
     assert frames == _lines(out / "r.jsonl") == _video_frames(out / "v.partial.mp4") >= 15
-    assert list(private_tmp.iterdir()) == []
+    assert _ours(private_tmp) == []
 
 
 def test_ctrl_c_in_live_closes_every_output(long_clip, tmp_path, private_tmp):
@@ -139,7 +145,7 @@ def test_ctrl_c_in_live_closes_every_output(long_clip, tmp_path, private_tmp):
     assert code == 0 and "Traceback" not in err
     assert sorted(p.name for p in out.iterdir()) == ["l.csv", "l.json", "l.jsonl"]
     assert len(json.loads((out / "l.json").read_text())["frames"]) == _lines(out / "l.jsonl")
-    assert list(private_tmp.iterdir()) == []
+    assert _ours(private_tmp) == []
 
 
 def test_sigterm_during_export_leaves_nothing(tmp_path, private_tmp, long_clip, reference_dir):
@@ -151,4 +157,4 @@ def test_sigterm_during_export_leaves_nothing(tmp_path, private_tmp, long_clip, 
                            private_tmp, lambda: any(out.iterdir()), signal.SIGTERM)
     time.sleep(0.1)
     assert code == 143 and _last_line(err) == "animalpose export: stopped by SIGTERM"
-    assert list(out.iterdir()) == [] and list(private_tmp.iterdir()) == []
+    assert list(out.iterdir()) == [] and _ours(private_tmp) == []

@@ -177,16 +177,21 @@ def test_precision_setting_and_what_it_runs_on_the_cpu():
     [
         ({"device": "cuda"}, True, True),
         ({"device": "cuda:1"}, True, True),
-        ({"device": "0"}, True, True),  # ultralytics' spelling of the first GPU
-        ({"device": None}, None, torch.cuda.is_available()),  # ultralytics picks the GPU if torch sees one
+        ({"device": "auto"}, None, torch.cuda.is_available()),  # the GPU if torch sees one
+        ({"device": None}, None, torch.cuda.is_available()),  # None is taken as "auto"
         ({"device": "cuda", "cuda_graphs": False}, True, False),
         ({"device": "cpu"}, True, False),
-        ({"device": "mps"}, True, False),
         ({"device": "cuda"}, False, False),
     ],
 )
 def test_wants_graphs_per_device_and_setting(kwargs, cuda_available, expected):
     assert wants_graphs(DetectorSettings("m.pt", **kwargs), cuda_available=cuda_available) is expected
+
+
+@pytest.mark.parametrize("device", ["0", "mps", "gpu", ""])
+def test_devices_follow_the_one_convention(device):
+    with pytest.raises(ValueError, match="device must be auto, cpu, cuda or cuda:N"):
+        DetectorSettings("m.pt", device=device)
 
 
 def test_on_the_cpu_the_detector_calls_predict(md_detector):

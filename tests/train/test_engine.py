@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from pose.checkpoint import load_pose_model
-from pose.estimator import PoseEstimator, PoseSettings
+from pose.estimator import Backend, PoseEstimator, PoseSettings
 from pose.model import ARCHITECTURES, build_model
 from train.augment import AugmentSettings
 from train.dataset import AP10KDataset, ap10k_paths
@@ -123,7 +123,7 @@ def test_predictions_equal_the_pose_estimator_on_real_images() -> None:
     model, _ = load_pose_model(SMALL_CHECKPOINT)
     dataset = AP10KDataset(SAMPLES / "test_ap10k.json", SAMPLES, train=False)
     records = predict(model, DataLoader(dataset, batch_size=2), CPU, progress=False)
-    estimator = PoseEstimator(model, PoseSettings())
+    estimator = PoseEstimator(model, PoseSettings(backend=Backend.TORCH))
     gt = json.loads((SAMPLES / "test_ap10k.json").read_text())
     for record in records:
         annotation = next(a for a in gt["annotations"] if a["image_id"] == record["image_id"])

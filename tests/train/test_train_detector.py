@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from app import cli_train
+import app.cli.training as cli_train
 from train.synthetic import DatasetSettings, write_dataset
 from train.train_detector import ClassMode, DetectorTrainSettings, YoloDatasetSettings, convert_to_yolo
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from app import cli_train
+import app.cli.training as cli_train
 from pose.checkpoint import CheckpointError, load_pose_checkpoint, load_pose_model
 from pose.model import ARCHITECTURES, build_model
 from train.engine import JointsMSELoss
