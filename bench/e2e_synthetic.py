@@ -349,22 +349,31 @@ class TrackOptions:
     det_iou: float
 
 
-def track_clip(clip: Path, pose: Path, det: Path | None, smoothing: str, out: Path, device: str,
-               options: TrackOptions) -> tuple[list[dict], float]:
-    """Run ``animalpose track`` on ``clip``; returns the JSON frames and the seconds it took."""
-    from app.cli import main as cli_main
+def load_model(pose: Path, det: Path | None, device: str, options: TrackOptions):
+    """The :class:`animalpose.Model` that ``animalpose track --pose-weights POSE --det-weights DET --no-flip
+    --post-process dark --det-imgsz --det-iou`` loads (``det`` None: the default detector)."""
+    import animalpose
+    from pose.codec import PostProcess
+    from pose.estimator import PoseSettings
+    from tracking.detector import DEFAULT_DETECTOR_WEIGHTS, DetectorSettings, is_release_name
+
+    weights = str(det) if det is not None else DEFAULT_DETECTOR_WEIGHTS
+    detector = DetectorSettings(weights=weights, image_size=options.det_imgsz, iou=options.det_iou,
+                                allow_download=is_release_name(weights))
+    return animalpose.load(pose, detector, device=device,
+                           pose_settings=PoseSettings(flip_test=False, post_process=PostProcess.DARK))
+
+
+def track_clip(model, clip: Path, smoothing: str, out: Path, options: TrackOptions) -> tuple[list[dict], float]:
+    """Track ``clip`` with ``model`` as ``animalpose track --json --smoothing --max-lost --min-hits --appearance``
+    does; returns the JSON frames and the seconds it took."""
+    from app.runs import OutputPaths
 
     json_path = out / f"{clip.stem}_{smoothing}.json"
-    argv = ["track", str(clip), "--pose-weights", str(pose), "--json", str(json_path), "--smoothing", smoothing,
-            "--device", device, "--det-imgsz", str(options.det_imgsz), "--max-lost", str(options.max_lost),
-            "--min-hits", str(options.min_hits), "--appearance", str(options.appearance),
-            "--det-iou", str(options.det_iou), "--no-flip", "--post-process", "dark", "-q"]
-    if det is not None:
-        argv += ["--det-weights", str(det)]
+    outputs = OutputPaths(json=json_path, jsonl=json_path.with_suffix(".jsonl"))
     start = time.perf_counter()
-    code = cli_main(argv)
-    if code not in (0, None):
-        raise RuntimeError(f"animalpose {' '.join(argv)} exited with {code}")
+    model.track(clip, outputs=outputs, smoothing=smoothing, max_lost_s=options.max_lost, min_hits=options.min_hits,
+                appearance=options.appearance, progress_bar=False)
     return json.loads(json_path.read_text())["frames"], time.perf_counter() - start
 
 
@@ -372,11 +381,12 @@ def track_all(clips: list[tuple[Path, dict]], pose: Path, det: Path, out: Path, 
               options: TrackOptions) -> dict[str, dict[str, float]]:
     """Mean scores over ``clips`` of ``animalpose track`` in each smoothing mode, and the lowest IDF1 of a
     clip (``idf1_min``)."""
+    model = load_model(pose, det, device, options)
     tracking = {}
     for mode in SMOOTHING_MODES:
         rows = []
         for clip, gt in clips:
-            frames, seconds = track_clip(clip, pose, det, mode, out, device, options)
+            frames, seconds = track_clip(model, clip, mode, out, options)
             rows.append({**score_clip(gt, frames), "seconds": seconds})
             logger.info("%s %s: %s", clip.name, mode, rows[-1])
         tracking[mode] = {**mean_scores(rows), "idf1_min": min(row["idf1"] for row in rows)}

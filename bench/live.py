@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.pipeline import Pipeline
+from animalpose import Model
+from app.runs import Models
 from app.sources import LiveSettings, LiveSource
 from bench.pose import MODELS
 from bench.report import write_section
 from pose.estimator import PoseEstimator, PoseSettings
 from pose.structures import Detections
-from tracking.tracker import Tracker, TrackerSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "app"))
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         estimator = PoseEstimator.from_weights(args.pose, settings)
         pose_name = Path(args.pose).name
-    pipeline = Pipeline(fixed_detector, estimator, Tracker(TrackerSettings(min_hits=1)))
+    pipeline = Model(Models(fixed_detector, estimator)).pipeline(live=True, smoothing="causal", min_hits=1)
     backgrounds = panning_frames(ROOT / "tests/data/samples/ap10k/000000037516.jpg", size=(640, 360), count=64)
     records: list[tuple[int, float]] = []  # (stream frame number, latency s)
     with MJPEGServer(backgrounds, fps=args.fps, max_frames=args.frames) as server:

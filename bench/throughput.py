@@ -30,15 +30,16 @@ import cv2
 import numpy as np
 import torch
 
+from animalpose import Model
 from app.drawing import DrawSettings, draw_frame
-from app.pipeline import Pipeline, PipelineSettings, run_frames
+from app.pipeline import run_frames
+from app.runs import Models
 from app.sinks import JsonLinesSink, VideoSink
 from app.sources import VideoFileSource
 from bench.report import write_section
 from pose.estimator import Backend, PoseEstimator, PoseSettings
 from pose.model import hrnet_w32, res50
 from pose.structures import Detections, FrameResult
-from tracking.tracker import Tracker, TrackerSettings
 from train.e2e import GroundTruthDetector
 
 logger = logging.getLogger("bench.throughput")
@@ -100,7 +101,7 @@ def naive_run(path: Path, detector, estimator: PoseEstimator, out: Path) -> tupl
 
 def pipeline_run(path: Path, detector, estimator: PoseEstimator, folder: Path) -> tuple[int, float, float]:
     """Returns (frames, seconds, seconds the models alone took)."""
-    pipeline = Pipeline(detector, estimator, Tracker(TrackerSettings(min_hits=1)), PipelineSettings())
+    pipeline = Model(Models(detector, estimator)).pipeline(smoothing="causal", min_hits=1)
     with VideoFileSource(path) as source, VideoSink(folder / "out.mp4", source.info) as video, \
             JsonLinesSink(folder / "out.jsonl") as lines:
         stats = run_frames(source, pipeline, [video, lines])

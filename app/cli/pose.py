@@ -15,9 +15,7 @@ from app.cli.common import (
     add_pose_model_arguments,
     field_default,
     pose_settings_from_args,
-    precision_from_args,
     read_image,
-    resolve_device,
     write_error,
 )
 
@@ -54,13 +52,13 @@ def cmd_pose(args: argparse.Namespace) -> int:
     """``animalpose pose IMAGE``: keypoints for given boxes (or detected animals) of one image."""
     import numpy as np
 
-    from app.drawing import draw_poses
+    import animalpose
+    from app.drawing import DrawSettings, draw_frame
     from app.outputs import check_outputs, check_writable
+    from app.results_json import image_document, image_result
     from app.sinks import atomic_write_bytes, atomic_write_json
-    from pose.checkpoint import require_ap10k_keypoints
-    from pose.estimator import PoseEstimator
-    from pose.keypoints import KEYPOINT_COLORS, SKELETON, SKELETON_COLORS
-    from tracking.detector import DetectorError
+    from pose.precision import DEFAULT_PRECISION
+    from tracking.detector import DetectorError, DetectorSettings, is_release_name
 
     if not 0 <= args.kpt_thr <= 1:
         raise UserError(f"--kpt-thr must be in [0, 1], got {args.kpt_thr}")
@@ -70,36 +68,32 @@ def cmd_pose(args: argparse.Namespace) -> int:
     if args.out:
         check_image_output(args.out)
     image = read_image(args.image)
-    if args.box:
-        boxes_xywh = np.array(args.box, np.float64)
-        _warn_boxes_outside(boxes_xywh, image.shape[1], image.shape[0])
-    else:
-        try:
-            boxes_xywh = _detect_boxes_xywh(image, args)
-        except DetectorError as exc:
-            raise UserError(f"no --box given and the detector failed: {exc}") from None
-    estimator = PoseEstimator.from_weights(args.pose_weights, pose_settings_from_args(args))
-    require_ap10k_keypoints(estimator.num_keypoints, args.pose_weights)
-    poses = estimator.estimate_xywh(image, boxes_xywh)
-    result = {
-        "image": str(args.image),
-        "instances": [
-            {"bbox": [_finite(v, 3) for v in box], "keypoints": [[_finite(v, 4) for v in kpt] for kpt in kpts]}
-            for box, kpts in zip(boxes_xywh, poses.keypoints)
-        ],
-    }
+    pose_settings = pose_settings_from_args(args, DEFAULT_PRECISION)
+    detector = None if args.box else DetectorSettings(weights=args.det_weights, cuda_graphs=pose_settings.cuda_graphs,
+                                                      allow_download=is_release_name(args.det_weights))
+    try:
+        model = animalpose.load(args.pose_weights, detector, device=pose_settings.device,
+                                precision=pose_settings.precision, pose_settings=pose_settings)
+        if args.box:
+            boxes_xywh, scores = np.array(args.box, np.float64), None
+            _warn_boxes_outside(boxes_xywh, image.shape[1], image.shape[0])
+        else:
+            detections = model.detect(image)
+            logger.info("Detected %d animals", len(detections))
+            xyxy = detections.xyxy.astype(np.float64)
+            boxes_xywh, scores = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1), detections.scores
+    except DetectorError as exc:
+        raise UserError(f"no --box given and the detector failed: {exc}") from None
+    result = image_result(model.pose(image, boxes_xywh, box_format="xywh"), scores)
+    document = image_document(str(args.image), image.shape[1], image.shape[0], result)
     try:
         if args.json:
-            atomic_write_json(args.json, result, indent=1)
-            logger.info("Wrote %d instances to %s", len(poses), args.json)
+            atomic_write_json(args.json, document, indent=1)
+            logger.info("Wrote %d animals to %s", len(result), args.json)
         if args.out:
             import cv2
 
-            labels = [f"#{i}" for i in range(len(poses))]
-            keypoints = np.nan_to_num(poses.keypoints, nan=0.0)  # a NaN keypoint has no confidence to draw
-            canvas = draw_poses(
-                image, keypoints, SKELETON, KEYPOINT_COLORS, SKELETON_COLORS, poses.boxes, labels, args.kpt_thr
-            )
+            canvas = draw_frame(image, result, DrawSettings(kpt_thr=args.kpt_thr))
             ok, encoded = cv2.imencode(Path(args.out).suffix, canvas)
             if not ok:
                 raise UserError(f"cannot encode the image {args.out}")
@@ -110,14 +104,8 @@ def cmd_pose(args: argparse.Namespace) -> int:
     if not args.json and not args.out:
         import json
 
-        sys.stdout.write(json.dumps(result, allow_nan=False) + "\n")
+        sys.stdout.write(json.dumps(document, allow_nan=False) + "\n")
     return 0
-
-
-def _finite(value: float, digits: int) -> float | None:
-    """``value`` rounded, or None (JSON null) when it is NaN or infinite: our JSON is always standard."""
-    value = float(value)
-    return round(value, digits) if math.isfinite(value) else None
 
 
 def _warn_boxes_outside(boxes_xywh, width: int, height: int) -> None:
@@ -126,22 +114,6 @@ def _warn_boxes_outside(boxes_xywh, width: int, height: int) -> None:
         if x >= width or y >= height or x + w <= 0 or y + h <= 0:
             logger.warning("box %d (%g,%g,%g,%g) lies entirely outside the %dx%d image: its keypoints are "
                            "guesses off the image", n, x, y, w, h, width, height)
-
-
-def _detect_boxes_xywh(image, args: argparse.Namespace):
-    import numpy as np
-
-    from pose.precision import DEFAULT_PRECISION
-    from tracking.detector import Detector, DetectorSettings
-
-    device = resolve_device(args.device) if args.device else None
-    settings = DetectorSettings(weights=args.det_weights, precision=precision_from_args(args, DEFAULT_PRECISION),
-                                cuda_graphs=not args.no_cuda_graphs, **({"device": device} if device else {}))
-    detector = Detector(settings)
-    detections = detector(image)
-    xyxy = detections.xyxy.astype(np.float64)
-    logger.info("Detected %d animals", len(xyxy))
-    return np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -268,7 +240,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--box", type=_parse_box, action="append", metavar="X,Y,W,H",
         help="animal box in pixels (COCO x, y, width, height); repeat for several animals",
     )
-    pose.add_argument("--json", metavar="OUT.json", help="write {image, instances: [{bbox, keypoints}]} here")
+    pose.add_argument("--json", metavar="OUT.json",
+                      help="write the results here, in the layout of the video results (docs/formats.md)")
     pose.add_argument("--out", metavar="IMG", help="write the image with the skeletons drawn")
     pose.add_argument("--det-weights", default=DEFAULT_DETECTOR_WEIGHTS,
                       help=f"detector weights, used when no --box is given (default {DEFAULT_DETECTOR_WEIGHTS})")

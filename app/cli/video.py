@@ -92,15 +92,16 @@ def detector_settings_from_args(args: argparse.Namespace, pose_settings):
 
 
 def models_from_args(args: argparse.Namespace, live: bool = False):
-    """:func:`app.runs.load_models` for the ``--pose-*`` and ``--det-*`` options (``live``: the live
+    """The :class:`animalpose.Model` of the ``--pose-*`` and ``--det-*`` options (``live``: the live
     default precision, :data:`pose.precision.LIVE_PRECISION`)."""
+    import animalpose
     from app.cli.common import pose_settings_from_args
-    from app.runs import load_models
     from pose.precision import DEFAULT_PRECISION, LIVE_PRECISION
 
     pose_settings = pose_settings_from_args(args, LIVE_PRECISION if live else DEFAULT_PRECISION)
     detector = detector_settings_from_args(args, pose_settings)
-    return load_models(args.pose_weights, pose_settings, detector)
+    return animalpose.load(args.pose_weights, detector, device=pose_settings.device,
+                           precision=pose_settings.precision, pose_settings=pose_settings)
 
 
 def track_settings_from_args(args: argparse.Namespace, live: bool):
@@ -162,13 +163,12 @@ def cmd_track(args: argparse.Namespace) -> int:
 
 
 def _track_one(args: argparse.Namespace, settings) -> int:
-    from app.runs import check_track_outputs, process_source
+    from app.runs import check_track_outputs
 
     stem = Path(str(args.source).rstrip("/")).stem or "frames"
     outputs = _single_outputs(args, stem)
     check_track_outputs(args.source, outputs)  # before the models load: a mistake is told at once
-    models = models_from_args(args)
-    summary = process_source(str(args.source), outputs, models, settings)
+    summary = models_from_args(args).track(str(args.source), outputs=outputs, settings=settings)
     if summary.frames_skipped:
         logger.warning("%s: %d unreadable frames were skipped (named above); the outputs hold the other %d",
                        args.source, summary.frames_skipped, summary.frames)
@@ -176,45 +176,20 @@ def _track_one(args: argparse.Namespace, settings) -> int:
 
 
 def _track_folder(args: argparse.Namespace, settings) -> int:
-    from app.outputs import OutputBusyError, OutputLock, check_outputs
-    from app.runs import check_track_outputs, output_stems, outputs_in_folder, process_source
-    from app.sinks import SinkError
-    from app.sources import SourceError, expand_video_inputs
+    from app.runs import check_folder_outputs, folder_plan
+    from app.sources import expand_video_inputs
 
     if any([args.out, args.json, args.jsonl, args.csv, args.coco]):
         raise UserError("a folder or glob of videos writes into --out-dir (choose formats with --save), "
                         "not to single files given with --out/--json/--jsonl/--csv/--coco")
-    videos = expand_video_inputs(args.source)
-    plan = [(video, outputs_in_folder(stem, Path(args.out_dir), args.save, args.video_suffix))
-            for video, stem in zip(videos, output_stems(videos))]
-    # Every output of the run against every video and every other output, before any work.
-    check_outputs(videos, [path for _, outputs in plan for path in outputs.requested()])
-    check_track_outputs(videos[0], plan[0][1])
-    models = models_from_args(args)
-    failed, skipped, busy = [], 0, []
-    for n, (video, outputs) in enumerate(plan, 1):
-        if outputs.done() and not args.overwrite:
-            logger.info("[%d/%d] %s: already done, skipped (use --overwrite to redo)", n, len(plan), video)
-            skipped += 1
-            continue
-        try:
-            with OutputLock(outputs.requested()):
-                if outputs.done() and not args.overwrite:  # finished by another run meanwhile
-                    logger.info("[%d/%d] %s: done by another run, skipped", n, len(plan), video)
-                    skipped += 1
-                    continue
-                logger.info("[%d/%d] %s", n, len(plan), video)
-                process_source(str(video), outputs, models, settings, lock_outputs=False)
-        except OutputBusyError as exc:
-            logger.warning("[%d/%d] %s: skipped, %s", n, len(plan), video, exc)
-            busy.append(video)
-        except (SourceError, SinkError) as exc:
-            logger.error("[%d/%d] %s", n, len(plan), exc)
-            failed.append(video)
-    logger.info("%d videos: %d done, %d skipped as already done, %d being processed by another run, %d failed",
-                len(plan), len(plan) - skipped - len(busy) - len(failed), skipped, len(busy), len(failed))
-    if failed:
-        sys.stderr.write("animalpose track: failed: " + ", ".join(map(str, failed)) + "\n")
+    # Every output of the run against every video and every other output, before the models load.
+    check_folder_outputs(folder_plan(expand_video_inputs(args.source), Path(args.out_dir), args.save,
+                                     args.video_suffix))
+    summary = models_from_args(args).track(args.source, save=args.save, out_dir=args.out_dir,
+                                           video_suffix=args.video_suffix, overwrite=args.overwrite,
+                                           settings=settings)
+    if summary.failed:
+        sys.stderr.write("animalpose track: failed: " + ", ".join(str(video) for video, _ in summary.failed) + "\n")
         return 1
     return 0
 
@@ -228,7 +203,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     from app.drawing import draw_frame
     from app.outputs import check_outputs, check_writable
     from app.pipeline import LatencyHistogram, run_frames
-    from app.runs import OutputPaths, final_sinks, make_pipeline
+    from app.runs import OutputPaths, final_sinks
     from app.sources import LiveSettings, LiveSource, SourceError
 
     settings = track_settings_from_args(args, live=True)
@@ -241,7 +216,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     source_file = Path(str(args.source))
     check_outputs([source_file] if source_file.is_file() else [], outputs.requested())
     check_writable(outputs.requested())
-    models = models_from_args(args, live=True)
+    model = models_from_args(args, live=True)
     spec = int(args.source) if str(args.source).isdigit() else str(args.source)
     show = args.show and _has_screen()
     if args.show and not show:
@@ -269,7 +244,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
     try:
         with LiveSource(spec, live_settings) as source, ExitStack() as stack:
-            pipeline = make_pipeline(models, settings, live=True, fps=source.info.fps)
+            pipeline = model.pipeline(live=True, fps=source.info.fps, settings=settings)
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="animalpose-")))
             sinks = final_sinks(stack, outputs, source.info, settings, tmp, stream_jsonl=True)
             start = time.perf_counter()

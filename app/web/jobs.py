@@ -11,7 +11,6 @@ IDs never leak from one visitor to another.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -306,32 +305,26 @@ class WebJobs:
         """Detect the animals of one image and estimate their poses, as ``animalpose pose`` does."""
         import cv2
 
-        from app.cli.common import read_image
+        from animalpose import Model
         from app.drawing import DrawSettings, draw_frame
-        from app.results_json import frame_to_json, layout_metadata
+        from app.results_json import image_document, image_result
         from app.sinks import atomic_write_json
-        from app.sources import VideoInfo
+        from app.sources import read_image_file
         from pose.keypoints import KEYPOINT_NAMES
-        from pose.structures import FrameResult
 
         path = Path(path)
         self.check_image(path)
-        models = self.load(options)
+        model = Model(self.load(options))
         with visitor_errors(upload=path):
-            image = read_image(path)
-            detections = models.detector(image)
-            poses = models.estimator(image, detections.xyxy)
+            image = read_image_file(path)
+            detections = model.detect(image)
+            poses = model.pose(image, detections.xyxy)
         n = len(poses)
-        result = FrameResult(
-            frame_index=0, timestamp_s=0.0, track_ids=np.arange(1, n + 1), boxes=poses.boxes,
-            box_scores=detections.scores, keypoints=poses.keypoints,
-            keypoint_status=np.ones(poses.keypoints.shape[:2], np.uint8),
-        )
+        result = image_result(poses, detections.scores)
         canvas = draw_frame(image, result, DrawSettings(kpt_thr=options.kpt_thr))
         height, width = image.shape[:2]
-        info = VideoInfo(width, height, 1.0, 1, path.name)
         json_path = self.new_job_dir() / f"{_safe_stem(path.name)}.json"
-        atomic_write_json(json_path, {**layout_metadata(info), "frames": [frame_to_json(result)]})
+        atomic_write_json(json_path, image_document(path.name, width, height, result))
         rows = [
             [f"#{i + 1}", KEYPOINT_NAMES[k], round(float(x), 1), round(float(y), 1), round(float(c), 3)]
             for i in range(n) for k, (x, y, c) in enumerate(poses.keypoints[i])
@@ -365,9 +358,11 @@ class WebJobs:
 
     def video(self, path: str | Path, options: RunOptions,
               progress: Callable[[VideoProgress], None] | None = None, poll_s: float = 0.25) -> VideoResult:
-        """Track the animals of a video file with :func:`app.runs.process_source` (the code of
+        """Track the animals of a video file with :meth:`animalpose.Model.track` (the code of
         ``animalpose track``) in a worker thread, calling ``progress`` from this thread every ``poll_s`` seconds."""
-        from app.runs import OutputPaths, TrackProgress, process_source
+        from animalpose import Model
+        from app.results_json import read_results
+        from app.runs import OutputPaths, TrackProgress
 
         path = Path(path)
         info = self.check_video(path)
@@ -385,7 +380,7 @@ class WebJobs:
 
         def run() -> None:
             try:
-                outcome["summary"] = process_source(str(path), outputs, models, settings, progress=report)
+                outcome["summary"] = Model(models).track(str(path), outputs=outputs, settings=settings, progress=report)
             except BaseException as exc:  # handed to the waiting thread below
                 outcome["error"] = exc
 
@@ -402,7 +397,7 @@ class WebJobs:
             with visitor_errors(upload=path):
                 raise outcome["error"]  # type: ignore[misc]
         summary = outcome["summary"]
-        document = json.loads(outputs.json.read_text(encoding="utf-8"))
+        document = read_results(outputs.json)
         tracks = sorted({a["track_id"] for f in document["frames"] for a in f["animals"]})
         return VideoResult(
             video=outputs.video, json=outputs.json, csv=outputs.csv, frames=summary.frames,

@@ -3,7 +3,7 @@
 The browser sends frames while the page's previous frame is still being processed; gradio keeps
 only the newest one for a busy session, so a slow server skips frames instead of queueing them and
 the latency stays bounded by one frame's processing time. Each :class:`LiveSession` owns its
-pipeline (built by :func:`app.runs.make_pipeline` as ``animalpose live`` builds it, with causal
+pipeline (built by :meth:`animalpose.Model.pipeline` as ``animalpose live`` builds it, with causal
 smoothing), so tracks never leak between visitors; each frame runs with the models of that frame's
 settings (:meth:`app.web.models.SharedModels.for_call`), so moving a threshold keeps the tracks.
 """
@@ -84,7 +84,7 @@ class LiveSession:
         """Keep the pipeline (and its tracks) unless the models, the detector interval or the smoothing
         changed, or the stream paused; the detector confidence and the flip test are those of ``models``,
         this frame's (a threshold moved while streaming keeps the tracks)."""
-        from app.runs import make_pipeline
+        from animalpose import Model
 
         smoothing = "none" if options.smoothing == "none" else "causal"
         key = (spec, options.det_every, smoothing)
@@ -92,7 +92,7 @@ class LiveSession:
             self._pipeline.detector = models.detector
             self._pipeline.pose_model = models.estimator
             return
-        self._pipeline = make_pipeline(models, track_settings(options, smoothing), live=True)
+        self._pipeline = Model(models).pipeline(live=True, settings=track_settings(options, smoothing))
         self._key = key
         self._frames = 0
         self._start = now

@@ -48,14 +48,13 @@ class WebError(RuntimeError):
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
-    from app.cli.common import UserError
     from app.sinks import SinkError
     from app.sources import SourceError
     from pose.checkpoint import CheckpointError
     from pose.weights import WeightsError
     from tracking.detector import DetectorError
 
-    return UserError, SinkError, SourceError, CheckpointError, WeightsError, DetectorError
+    return SinkError, SourceError, CheckpointError, WeightsError, DetectorError
 
 
 def as_web_error(exc: BaseException, upload: Path | None = None) -> WebError | None:
@@ -487,10 +486,11 @@ ModelFactory = Callable[[ModelSpec], object]
 
 
 def load_models(spec: ModelSpec):
-    """The models of ``spec``, loaded by :func:`app.runs.load_models` as ``animalpose track`` loads them."""
-    from app.runs import load_models as load
+    """The models of ``spec``, loaded through :func:`animalpose.load` as ``animalpose track`` loads them."""
+    import animalpose
 
-    return load(spec.pose_weights, pose_settings(spec), detector_settings(spec))
+    return animalpose.load(spec.pose_weights, detector_settings(spec), device=spec.device, precision=spec.precision,
+                           pose_settings=pose_settings(spec)).models
 
 
 class ModelCache:

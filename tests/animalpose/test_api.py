@@ -123,7 +123,7 @@ def test_pose_of_boxes_equals_the_estimator_and_the_command_line(gt_model, jagua
     out = tmp_path / "p.json"
     assert main(["pose", str(jaguar), "--pose-weights", str(small_weights), "--box", ",".join(map(str, JAGUAR_XYWH)),
                  "--no-flip", "--backend", "torch", "--json", str(out)]) == 0
-    cli = np.array(json.loads(out.read_text())["instances"][0]["keypoints"], np.float64)
+    cli = np.array(json.loads(out.read_text())["frames"][0]["animals"][0]["keypoints"], np.float64)
     np.testing.assert_allclose(cli, xywh.keypoints[0], atol=1e-3)
 
 

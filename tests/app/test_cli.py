@@ -30,10 +30,12 @@ def test_pose_writes_json_and_image(tmp_path, hrnet_small, jaguar, reference_dir
                  "--box", "100,100,300,200", "--json", str(out_json), "--out", str(out_img), "--device", "cpu"])
     assert code == 0
     result = json.loads(out_json.read_text())
-    assert result["image"] == jaguar
-    assert [inst["bbox"] for inst in result["instances"]] == [[66, 192, 1092, 512], [100, 100, 300, 200]]
+    assert result["source"]["name"] == jaguar and result["format_version"] == 2
+    animals = result["frames"][0]["animals"]
+    assert [a["bbox"] for a in animals] == [[66, 192, 1158, 704], [100, 100, 400, 300]]  # x1, y1, x2, y2
+    assert [a["track_id"] for a in animals] == [1, 2] and [a["score"] for a in animals] == [1.0, 1.0]
     expected = json.loads((reference_dir / "hrnet_small" / "keypoints_e2e.json").read_text())["keypoints_xy_score"]
-    np.testing.assert_allclose(result["instances"][0]["keypoints"], expected, atol=1e-3, rtol=1e-4)
+    np.testing.assert_allclose(animals[0]["keypoints"], expected, atol=1e-3, rtol=1e-4)
     drawn = cv2.imread(str(out_img))
     assert drawn.shape == cv2.imread(jaguar).shape
     assert not np.array_equal(drawn, cv2.imread(jaguar))
@@ -42,7 +44,8 @@ def test_pose_writes_json_and_image(tmp_path, hrnet_small, jaguar, reference_dir
 def test_pose_prints_json_without_outputs(capsys, hrnet_small, jaguar):
     assert main(["pose", jaguar, "--pose-weights", hrnet_small, "--box", JAGUAR_BOX, "--no-flip"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert len(result["instances"]) == 1 and len(result["instances"][0]["keypoints"]) == 17
+    animals = result["frames"][0]["animals"]
+    assert len(animals) == 1 and len(animals[0]["keypoints"]) == 17
 
 
 @pytest.mark.parametrize(
@@ -187,7 +190,8 @@ def test_a_box_starting_left_of_the_image_is_accepted_as_typed(hrnet_small, jagu
     out = tmp_path / "o.json"
     assert main(["pose", jaguar, "--pose-weights", hrnet_small, "--box", "-20,30,100,80", "--box", "-5.5,-1,60,50",
                  "--json", str(out), "--no-flip"]) == 0
-    assert [i["bbox"] for i in json.loads(out.read_text())["instances"]] == [[-20, 30, 100, 80], [-5.5, -1, 60, 50]]
+    animals = json.loads(out.read_text())["frames"][0]["animals"]
+    assert [a["bbox"] for a in animals] == [[-20, 30, 80, 110], [-5.5, -1, 54.5, 49]]
 
 
 def test_boxes_are_used_in_double_precision(hrnet_small, jaguar, tmp_path):
@@ -198,7 +202,7 @@ def test_boxes_are_used_in_double_precision(hrnet_small, jaguar, tmp_path):
     out = tmp_path / "o.json"
     assert main(["pose", jaguar, "--pose-weights", hrnet_small, "--box", ",".join(map(str, box)),
                  "--json", str(out), "--device", "cpu", "--backend", "torch"]) == 0
-    got = np.array(json.loads(out.read_text())["instances"][0]["keypoints"])
+    got = np.array(json.loads(out.read_text())["frames"][0]["animals"][0]["keypoints"])
     estimator = PoseEstimator.from_weights(hrnet_small, PoseSettings(backend=Backend.TORCH))
     image = cv2.imread(jaguar)
     expected = estimator.estimate_xywh(image, np.array([box], np.float64)).keypoints[0]
@@ -228,7 +232,8 @@ def test_pose_json_is_standard_json_even_for_non_finite_keypoints(hrnet_small, j
                  "--out", str(tmp_path / "o.jpg")]) == 0
     text = out.read_text()
     assert "NaN" not in text and "Infinity" not in text
-    assert json.loads(text)["instances"][0]["keypoints"][0] == [None, None, None]
+    animal = json.loads(text)["frames"][0]["animals"][0]
+    assert animal["keypoints"][0] == [None, None, None] and animal["status"][0] == 0  # missing
 
 
 def test_a_jpeg_cut_short_is_refused(hrnet_small, jaguar, tmp_path, capsys):

@@ -12,6 +12,7 @@ import pytest
 from streaming import MJPEGServer, panning_frames
 
 import app.cli.video as cli_track
+from animalpose import Model
 from app.cli import main
 from app.runs import Models
 from pose.estimator import PoseSettings
@@ -22,7 +23,8 @@ from train.e2e import GroundTruthDetector
 def models(monkeypatch, synthetic_clip, small_estimator):
     _, gt = synthetic_clip
     detector = GroundTruthDetector(gt, auto_advance=True)
-    monkeypatch.setattr(cli_track, "models_from_args", lambda args, live=False: Models(detector, small_estimator))
+    model = Model(Models(detector, small_estimator))
+    monkeypatch.setattr(cli_track, "models_from_args", lambda args, live=False: model)
     return detector
 
 

@@ -26,6 +26,7 @@ def main(argv: list[str]) -> int:
     import app.cli.video as cli_track
     import app.sinks.video as video_sink
     import pose.export
+    from animalpose import Model
     from app.cli import main as animalpose
     from app.runs import Models
     from pose.estimator import PoseEstimator, PoseSettings
@@ -52,7 +53,7 @@ def main(argv: list[str]) -> int:
 
     video_sink.draw_frame, pose.export.run_onnx = slow_draw, slow_check
     estimator = PoseEstimator.from_weights(SMALL_POSE, PoseSettings(flip_test=False))
-    cli_track.models_from_args = lambda _args, live=False: Models(slow_detector, estimator)
+    cli_track.models_from_args = lambda _args, live=False: Model(Models(slow_detector, estimator))
     return animalpose(args)
 
 

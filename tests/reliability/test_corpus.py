@@ -34,6 +34,7 @@ import ultralytics  # noqa: F401  (imported here, its logger binds to pytest's s
 from streaming import MJPEGServer, panning_frames
 
 import app.cli.video as cli_track
+from animalpose import Model
 from app.cli import main
 from app.runs import Models
 from train.e2e import GroundTruthDetector
@@ -301,7 +302,8 @@ def stand_ins(monkeypatch, synthetic_clip, small_estimator):
     """The ground truth as the detector and the small HRNet as the pose model of track and live."""
     _, gt = synthetic_clip
     monkeypatch.setattr(cli_track, "models_from_args",
-                        lambda args, live=False: Models(GroundTruthDetector(gt, auto_advance=True), small_estimator))
+                        lambda args, live=False: Model(Models(GroundTruthDetector(gt, auto_advance=True),
+                                                              small_estimator)))
 
 
 def test_the_corpus_is_large_enough():
