@@ -206,7 +206,7 @@ def test_boxes_are_used_in_double_precision(hrnet_small, jaguar, tmp_path):
     estimator = PoseEstimator.from_weights(hrnet_small, PoseSettings(backend=Backend.TORCH))
     image = cv2.imread(jaguar)
     expected = estimator.estimate_xywh(image, np.array([box], np.float64)).keypoints[0]
-    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(got, expected, atol=5e-4, rtol=0)  # the JSON keeps 0.001 px
     as64 = prepare_inputs(image, np.array([box], np.float64), PoseSettings())
     as32 = prepare_inputs(image, np.array([box], np.float32), PoseSettings())
     assert not np.array_equal(as64.center, as32.center) or not np.array_equal(as64.scale, as32.scale)
