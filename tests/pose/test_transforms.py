@@ -263,3 +263,17 @@ def test_inputs_are_not_mutated() -> None:
     flip_keypoints(keypoints, 10, FLIP_INDEX)
     np.testing.assert_array_equal(boxes, before[0])
     np.testing.assert_array_equal(keypoints, before[1])
+
+
+def test_normalisation_by_table_equals_the_arithmetic_bit_for_bit():
+    """normalize_crops looks up uint8 values; the table is the float32 formula of every value."""
+    from pose.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_crops
+
+    crops = np.random.default_rng(3).integers(0, 256, (2, 16, 24, 3), dtype=np.uint8)
+    crops[0, 0, :3] = [[0, 0, 0], [255, 255, 255], [128, 64, 32]]
+    mean = np.asarray(IMAGENET_MEAN, np.float32)[:, None, None]
+    std = np.asarray(IMAGENET_STD, np.float32)[:, None, None]
+    expected = (crops.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255) - mean) / std
+    got = normalize_crops(crops)
+    assert got.dtype == np.float32 and got.flags.c_contiguous and np.array_equal(got, expected)
+    assert np.array_equal(normalize_crops(crops.astype(np.float32)), expected)  # the arithmetic path
