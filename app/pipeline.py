@@ -3,7 +3,8 @@
 :class:`Pipeline` turns one frame into a :class:`~pose.structures.FrameResult`. :func:`run_frames`
 drives a whole source (file, image sequence or live stream) through it with decoding (the source's
 reader thread), inference (the calling thread) and drawing/encoding/writing (a writer thread)
-overlapping; in OFFLINE smoothing mode :func:`write_offline` writes the RTS-smoothed results of a
+overlapping, and, where the networks run on a GPU, detection of the next frames in a thread of its own
+(:class:`DetectAhead`); in OFFLINE smoothing mode :func:`write_offline` writes the RTS-smoothed results of a
 second reading of the source.
 """
 
@@ -14,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,15 +52,22 @@ class PipelineSettings:
             prediction and the pose model runs on the predicted boxes.
         pose_order: see :class:`PoseOrder`.
         pose_min_score: with BEFORE_TRACKING, detections below this score get no pose.
+        detect_ahead: frames the detector may run ahead of the rest, in a thread of its own
+            (:class:`DetectAhead`), so that detecting frame t+1 overlaps tracking and estimating the
+            poses of frame t; 0: the detector runs in line. Worth it where the networks run on a GPU;
+            on a CPU the two networks would share its cores (:func:`app.runs.make_pipeline` decides).
     """
 
     det_every: int = 1
     pose_order: PoseOrder = PoseOrder.AFTER_TRACKING
     pose_min_score: float = 0.1
+    detect_ahead: int = 0
 
     def __post_init__(self) -> None:
         if self.det_every < 1:
             raise ValueError(f"det_every must be >= 1, got {self.det_every}")
+        if not isinstance(self.detect_ahead, int) or self.detect_ahead < 0:
+            raise ValueError(f"detect_ahead must be an integer >= 0, got {self.detect_ahead!r}")
         if not isinstance(self.pose_order, PoseOrder):
             raise ValueError(f"pose_order must be a PoseOrder, got {self.pose_order!r}")
         if not 0.0 <= self.pose_min_score <= 1.0:
@@ -136,15 +144,27 @@ class Pipeline:
     def smoothing_mode(self) -> SmoothingMode:
         return self.tracker.settings.smoothing.mode
 
-    def process(self, image_bgr: np.ndarray, frame_index: int, timestamp_s: float) -> FrameResult:
-        """Detect (or predict), track and estimate poses for one BGR frame."""
+    def wants_detections(self, frame_index: int, first: bool) -> bool:
+        """Whether the frame ``frame_index`` is one the detector runs on (``first``: the first frame of the
+        source, which always is): every ``det_every``-th frame."""
+        return first or frame_index % self.settings.det_every == 0
+
+    def detect(self, image_bgr: np.ndarray) -> Detections:
+        """The detector on one frame, timed."""
         t0 = time.perf_counter()
-        run_detector = frame_index % self.settings.det_every == 0 or self.tracker.frame_index < 0
+        detections = self.detector(image_bgr)
+        self.times.detect += time.perf_counter() - t0
+        self.times.detector_runs += 1
+        return detections
+
+    def process(self, image_bgr: np.ndarray, frame_index: int, timestamp_s: float,
+                detections: Detections | None = None) -> FrameResult:
+        """Detect (or predict), track and estimate poses for one BGR frame; ``detections``: the detector's
+        output on this frame when it was run already (:class:`DetectAhead`)."""
+        run_detector = self.wants_detections(frame_index, self.tracker.frame_index < 0)
         if run_detector:
-            detections = self.detector(image_bgr)
-            t1 = time.perf_counter()
-            self.times.detect += t1 - t0
-            self.times.detector_runs += 1
+            if detections is None:
+                detections = self.detect(image_bgr)
             if self.settings.pose_order is PoseOrder.BEFORE_TRACKING:
                 tracks = self._pose_then_track(image_bgr, detections)
             else:
@@ -289,6 +309,81 @@ class _Writer:
             raise self.error
 
 
+_DONE = object()
+
+
+class DetectAhead:
+    """The frames of ``frames`` with the detector's output on those it runs on, computed in a thread of
+    its own up to ``depth`` frames ahead of the consumer: an iterator of ``(frame, detections or None)``
+    in the order of ``frames``, nothing skipped or repeated.
+
+    An exception of the detector or of ``frames`` is raised by the iteration at the frame where it
+    happened (the earlier frames were all given out). Closing the iterator (or leaving a ``for``
+    loop early, or an exception in the consumer) stops the thread, which closes ``frames``.
+    """
+
+    def __init__(self, frames: Iterable, pipeline: Pipeline, depth: int = 2) -> None:
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+        self._frames = frames
+        self._pipeline = pipeline
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="animalpose-detect", daemon=True)
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        iterator = iter(self._frames)
+        try:
+            for n, frame in enumerate(iterator):
+                wanted = self._pipeline.wants_detections(frame.index, n == 0)
+                detections = self._pipeline.detect(frame.image) if wanted else None
+                if not self._put((frame, detections)):
+                    return
+            self._put(_DONE)
+        except BaseException as exc:  # raised in the consumer, at this frame
+            self._put(exc)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    def __iter__(self) -> Iterator[tuple[Any, Detections | None]]:
+        self._thread.start()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.close()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the thread (it finishes the frame it is detecting) and wait for it."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+
+def detected_frames(frames: Iterable, pipeline: Pipeline) -> Iterator[tuple[Any, Detections | None]]:
+    """``(frame, detections)`` pairs for :meth:`Pipeline.process`: from a :class:`DetectAhead` thread when
+    the pipeline's settings ask for one, else ``(frame, None)`` (the pipeline detects in line)."""
+    if pipeline.settings.detect_ahead > 0:
+        return iter(DetectAhead(frames, pipeline, pipeline.settings.detect_ahead))
+    return ((frame, None) for frame in frames)
+
+
 def run_frames(
     frames: Iterable,
     pipeline: Pipeline,
@@ -307,9 +402,10 @@ def run_frames(
     stats = RunStats()
     writer = _Writer(sinks)
     start = time.perf_counter()
+    pairs = detected_frames(frames, pipeline)
     try:
-        for frame in frames:
-            result = pipeline.process(frame.image, frame.index, frame.timestamp_s)
+        for frame, detections in pairs:
+            result = pipeline.process(frame.image, frame.index, frame.timestamp_s, detections)
             writer.put(result, frame.image)
             stats.frames += 1
             if on_result is not None:
@@ -317,6 +413,9 @@ def run_frames(
             if stop is not None and stop():
                 break
     finally:
+        close = getattr(pairs, "close", None)
+        if close is not None:
+            close()  # stops a detector thread that is ahead
         writer.finish()
         stats.wall_s = time.perf_counter() - start
         stats.times = pipeline.times

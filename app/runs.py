@@ -29,6 +29,7 @@ from app.pipeline import (
     Pipeline,
     PipelineSettings,
     PoseOrder,
+    detected_frames,
     run_frames,
     write_offline,
 )
@@ -250,11 +251,27 @@ def tracker_settings(settings: TrackSettings, mode: SmoothingMode, max_lost_fram
                            appearance_weight=settings.appearance, smoothing=SmoothingSettings(mode=mode))
 
 
+#: Frames the detector runs ahead of tracking and pose estimation when it runs on a GPU
+#: (:class:`app.pipeline.DetectAhead`); on the CPU it runs in line (two networks would share its cores).
+DETECT_AHEAD_ON_GPU = 2
+
+
+def _detect_ahead(detector: Callable | None, live: bool) -> int:
+    """How far the detector runs ahead: :data:`DETECT_AHEAD_ON_GPU` frames on a GPU, one for a live
+    source (newest frame first: a deeper queue would only hold older frames), none on the CPU."""
+    settings = getattr(detector, "settings", None)
+    device = getattr(settings, "resolved_device", "cpu") if settings is not None else "cpu"
+    if not str(device).startswith("cuda"):
+        return 0
+    return 1 if live else DETECT_AHEAD_ON_GPU
+
+
 def make_pipeline(models: Models, settings: TrackSettings, live: bool, fps: float | None = None) -> Pipeline:
     """A new pipeline (fresh tracker) for one source of ``fps`` frames/s; ``live`` picks the default smoothing."""
     mode = settings.smoothing_for(live)
     tracker = Tracker(tracker_settings(settings, mode, lost_frames(settings.max_lost_s, fps)))
-    pipeline_settings = PipelineSettings(det_every=settings.det_every, pose_order=settings.pose_order)
+    pipeline_settings = PipelineSettings(det_every=settings.det_every, pose_order=settings.pose_order,
+                                         detect_ahead=_detect_ahead(models.detector, live))
     return Pipeline(models.detector, models.estimator, tracker, pipeline_settings,
                     num_keypoints=models.estimator.num_keypoints)
 
@@ -529,8 +546,8 @@ def iter_results(source: str | Path | int | FrameSource, models: Models,
     with source:
         pipeline = make_pipeline(models, settings, live=source.info.is_live, fps=source.info.fps)
         offline = pipeline.smoothing_mode is SmoothingMode.OFFLINE
-        for frame in source:
-            result = pipeline.process(frame.image, frame.index, frame.timestamp_s)
+        for frame, detections in detected_frames(source, pipeline):
+            result = pipeline.process(frame.image, frame.index, frame.timestamp_s, detections)
             if not offline:
                 yield result
     if offline:

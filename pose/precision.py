@@ -14,6 +14,7 @@ On the CPU both modes run float32, exactly as before the switch existed: FAST eq
 from __future__ import annotations
 
 import enum
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,12 +85,28 @@ def compute_plan(
     )
 
 
+_tf32_lock = threading.Lock()
+_tf32_users = 0
+_tf32_before = True
+
+
 @contextmanager
 def cudnn_tf32(allowed: bool) -> Iterator[None]:
-    """cuDNN's TF32 convolutions allowed or not inside the block (a process-wide flag, restored after)."""
-    before = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = allowed
+    """cuDNN's TF32 convolutions allowed or not inside the block. The flag is process-wide: blocks may
+    overlap in several threads (the detector running ahead of the pose model), so it is set by the first
+    block to enter and restored by the last to leave, not by each (which would let one thread restore it
+    while another still runs). Blocks that overlap must agree (both networks of a run share one
+    precision); the last to enter decides otherwise."""
+    global _tf32_users, _tf32_before
+    with _tf32_lock:
+        if _tf32_users == 0:
+            _tf32_before = torch.backends.cudnn.allow_tf32
+        _tf32_users += 1
+        torch.backends.cudnn.allow_tf32 = allowed
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32 = before
+        with _tf32_lock:
+            _tf32_users -= 1
+            if _tf32_users == 0:
+                torch.backends.cudnn.allow_tf32 = _tf32_before

@@ -9,6 +9,7 @@ from app.pipeline import (
     Pipeline,
     PipelineSettings,
     PoseOrder,
+    detected_frames,
     run_frames,
     write_offline,
 )
@@ -253,3 +254,132 @@ def test_only_offline_smoothing_keeps_per_frame_records(mode, kept):
     for n in range(5):
         pipeline.process(np.zeros((8, 8, 3), np.uint8), n, n / 10)
     assert len(pipeline._frames) == kept
+
+
+# --------------------------------------------------------------------------------------------------
+# The detector running ahead in a thread of its own
+
+
+class _Clock:
+    """Records (event, frame) in the order they happen, from any thread."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.events: list[tuple[str, int]] = []
+
+    def log(self, event: str, frame: int) -> None:
+        with self.lock:
+            self.events.append((event, frame))
+
+
+def _ahead_pipeline(gt, small_estimator, clock: _Clock | None = None, ahead: int = 2, det_every: int = 1,
+                    fail_at: int | None = None):
+    import time as _time
+
+    detector = GroundTruthDetector(gt, auto_advance=False)
+
+    def slow_detector(image):
+        frame = frame_number_of(image)
+        if clock is not None:
+            clock.log("detect-start", frame)
+        if fail_at is not None and frame == fail_at:
+            raise RuntimeError(f"detector broke at frame {frame}")
+        _time.sleep(0.01)
+        detector.frame = frame
+        return detector(image)
+
+    def pose_model(image, boxes):
+        poses = small_estimator(image, boxes)
+        if clock is not None:
+            clock.log("pose-end", frame_number_of(image))
+        return poses
+
+    tracker = Tracker(TrackerSettings(smoothing=SmoothingSettings(mode=SmoothingMode.CAUSAL)))
+    return Pipeline(slow_detector, pose_model, tracker, PipelineSettings(det_every=det_every, detect_ahead=ahead))
+
+
+def frame_number_of(image: np.ndarray) -> int:
+    """The frame number the tests write into the first pixel row (see ``_numbered_frames``)."""
+    return int(image[0, 0, 0]) + 256 * int(image[0, 0, 1])
+
+
+def _numbered_frames(clip, count: int | None = None):
+    from app.sources import VideoFileSource
+
+    with VideoFileSource(clip) as source:
+        frames = list(source)
+    for frame in frames:
+        frame.image[0, 0, :2] = (frame.index % 256, frame.index // 256)
+    return frames[:count] if count else frames
+
+
+@pytest.mark.parametrize("det_every", [1, 3])
+def test_detecting_ahead_gives_the_results_of_detecting_in_line(synthetic_clip, small_estimator, det_every):
+    clip, gt = synthetic_clip
+    frames = _numbered_frames(clip)
+    results = {}
+    for ahead in (0, 2):
+        pipeline = _ahead_pipeline(gt, small_estimator, ahead=ahead, det_every=det_every)
+        results[ahead] = [pipeline.process(f.image, f.index, f.timestamp_s, d)
+                          for f, d in detected_frames(frames, pipeline)]
+        assert pipeline.times.detector_runs == len(range(0, len(frames), det_every))
+    for a, b in zip(results[0], results[2], strict=True):
+        assert a.frame_index == b.frame_index and np.array_equal(a.track_ids, b.track_ids)
+        np.testing.assert_array_equal(a.keypoints, b.keypoints)
+
+
+def test_the_detector_of_the_next_frame_runs_while_this_frame_is_posed(synthetic_clip, small_estimator):
+    clip, gt = synthetic_clip
+    clock = _Clock()
+    pipeline = _ahead_pipeline(gt, small_estimator, clock)
+    stats = run_frames(_numbered_frames(clip, 12), pipeline, [],
+                       on_result=lambda frame, result: clock.log("result", frame.index))
+    assert stats.frames == 12
+    order = clock.events
+    overlapped = [t for t in range(11) if order.index(("detect-start", t + 1)) < order.index(("result", t))]
+    assert len(overlapped) >= 5, f"the detector ran ahead on frames {overlapped} only"
+
+
+def test_a_detector_failure_ahead_is_raised_at_its_frame(synthetic_clip, small_estimator):
+    clip, gt = synthetic_clip
+    sink = _ResultSink()
+    pipeline = _ahead_pipeline(gt, small_estimator, fail_at=5)
+    with pytest.raises(RuntimeError, match="detector broke at frame 5"):
+        run_frames(_numbered_frames(clip, 10), pipeline, [sink])
+    assert [r.frame_index for r in sink.results] == [0, 1, 2, 3, 4]
+
+
+def test_stopping_a_run_stops_the_detector_thread(synthetic_clip, small_estimator):
+    import threading
+
+    clip, gt = synthetic_clip
+    sink = _ResultSink()
+    pipeline = _ahead_pipeline(gt, small_estimator)
+
+    def interrupt(frame, result):
+        if frame.index == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_frames(_numbered_frames(clip, 20), pipeline, [sink], on_result=interrupt)
+    assert [r.frame_index for r in sink.results] == [0, 1, 2, 3]
+    assert not [t for t in threading.enumerate() if t.name == "animalpose-detect"]
+
+
+class _ResultSink:
+    def __init__(self) -> None:
+        self.results = []
+
+    def write(self, result, image=None) -> None:
+        self.results.append(result)
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+def test_detect_ahead_is_validated():
+    with pytest.raises(ValueError, match="detect_ahead must be an integer >= 0"):
+        PipelineSettings(detect_ahead=-1)

@@ -256,3 +256,16 @@ def test_output_stems_are_distinct(tmp_path, names, expected):
         video.parent.mkdir(parents=True, exist_ok=True)
         video.write_bytes(b"x")
     assert output_stems(videos) == expected
+
+
+@pytest.mark.parametrize("device, live, ahead", [("cpu", False, 0), ("cuda", False, 2), ("cuda:1", True, 1)])
+def test_the_detector_runs_ahead_only_on_a_gpu(small_estimator, device, live, ahead):
+    class OnDevice:
+        settings = type("Settings", (), {"resolved_device": device})()
+
+        def __call__(self, image):
+            raise AssertionError("not called")
+
+    pipeline = make_pipeline(Models(OnDevice(), small_estimator), TrackSettings(smoothing=SmoothingMode.CAUSAL),
+                             live=live)
+    assert pipeline.settings.detect_ahead == ahead

@@ -42,3 +42,32 @@ F32, F16 = torch.float32, torch.float16
 def test_compute_plan_per_mode_and_device(precision, device, kwargs, plan):
     assert compute_plan(precision, device, **kwargs) == plan
     assert plan.half is (plan.dtype == F16)
+
+
+def test_overlapping_tf32_blocks_in_two_threads_restore_the_flag_only_when_both_left():
+    """The detector (a thread of its own) and the pose model both run inside cudnn_tf32 blocks; one
+    leaving must not restore the flag while the other still computes."""
+    import threading
+
+    import torch
+
+    from pose.precision import cudnn_tf32
+
+    before = torch.backends.cudnn.allow_tf32
+    inside, release, seen = threading.Event(), threading.Event(), []
+
+    def other() -> None:
+        with cudnn_tf32(not before):
+            inside.set()
+            release.wait(5)
+            seen.append(torch.backends.cudnn.allow_tf32)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    inside.wait(5)
+    with cudnn_tf32(not before):
+        pass  # leaves first
+    release.set()
+    thread.join(5)
+    assert seen == [not before]  # still set while the other block ran
+    assert torch.backends.cudnn.allow_tf32 == before  # restored once both left
