@@ -27,13 +27,14 @@ step() {  # step SECONDS LOG COMMAND...: run with a time limit, output appended 
     echo "== rc $rc after $((SECONDS - start)) s: $*" | tee -a "$OUT/$log"
 }
 
-what=${1:-all}  # tests: CUDA tests, accuracy check, whole suite; bench: CUDA tests and benchmarks; all: both
-step 140 tests.log python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
+what=${1:-all}  # tests: CUDA tests, accuracy check, whole suite; bench: CUDA tests and benchmarks (at most
+# 120 + 150 + 130 + 35 + 40 = 475 s); all: both
+step 120 tests.log python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
 # The keypoint drift of FAST: on TRAINED, a trained pose checkpoint (e.g. runs/e2e_synthetic_9/pose/best.pth,
 # carried), or else on a small model trained here for QUICK_EPOCHS epochs (about a minute).
 if [ -n "${TRAINED:-}" ]; then drift=(--trained "$TRAINED"); else drift=(--quick-train "${QUICK_EPOCHS:-30}"); fi
 # Eager against CUDA graphs and EXACT against FAST, for the pose model (2, 6, 16, 64 crops) and the detector.
-step 160 bench.log python3 -m bench.gpu_check --json "$OUT/gpu_check.json" --repeats 20 "${drift[@]}"
+step 150 bench.log python3 -m bench.gpu_check --json "$OUT/gpu_check.json" --repeats 20 "${drift[@]}"
 if [ "$what" != bench ]; then
     # The whole suite with the GPU visible (the CLI picks CUDA by default). Left out: the web app's
     # tests (gradio is not carried) and detector training (ultralytics' trainer needs polars).
@@ -42,12 +43,14 @@ if [ "$what" != bench ]; then
         --ignore=tests/app/test_web.py \
         --ignore=tests/app/test_web_browser.py --ignore=tests/app/test_web_models.py \
         --ignore=tests/app/test_web_jobs.py --ignore=tests/app/test_web_live.py \
-        --ignore=tests/train/test_detector_train.py
+        --ignore=tests/train/test_train_detector.py
 fi
 if [ "$what" != tests ]; then
-    step 75 bench.log python3 -m bench.throughput --device cuda --backend torch --frames ${PIPELINE_FRAMES:-60}
-    step 40 bench.log python3 -m bench.pose --device cuda --models hrnet_w32 res50 --batches 1 8 32 --repeats 10
-    step 45 bench.log python3 -m bench.live --device cuda --random hrnet_w32 --frames ${LIVE_FRAMES:-1000} --fps 50
+    # Today's path against exact and fast (graphs, the detector running ahead), 1/3/8 animals, 720p and 1080p.
+    step 130 bench.log python3 -m bench.throughput --device cuda --modes today exact fast --animals 1 3 8 \
+        --heights 720 1080 --frames ${PIPELINE_FRAMES:-60}
+    step 35 bench.log python3 -m bench.pose --device cuda --models hrnet_w32 res50 --batches 1 8 32 --repeats 10
+    step 40 bench.log python3 -m bench.live --device cuda --random hrnet_w32 --frames ${LIVE_FRAMES:-1000} --fps 50
 fi
 if [ "$what" = all ]; then
     step 90 bench.log python3 -m bench.train --device cuda

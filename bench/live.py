@@ -31,6 +31,7 @@ from app.sources import LiveSettings, LiveSource
 from bench.pose import MODELS
 from bench.report import write_section
 from pose.estimator import PoseEstimator, PoseSettings
+from pose.precision import LIVE_PRECISION, Precision
 from pose.structures import Detections
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,11 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random", choices=sorted(MODELS), help="instead of --pose: this architecture "
                         "with random weights (a full-size network; speed does not depend on the weights)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--precision", choices=[p.value for p in Precision], default=LIVE_PRECISION.value,
+                        help=f"as animalpose live --precision (default {LIVE_PRECISION.value}, live's)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    settings = PoseSettings(device=args.device)
+    settings = PoseSettings(device=args.device, precision=args.precision)
     if args.random:
         torch.manual_seed(0)
         estimator = PoseEstimator(MODELS[args.random](), settings)
@@ -90,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     processed = len(records)
     lines = [
         f"Stream: MJPEG over HTTP on 127.0.0.1, 640x360 at {args.fps:g} fps, {sent} frames sent and seen "
-        f"({wall:.0f} s). Pipeline: fixed two boxes per frame, pose `{pose_name}` with flip test on `{args.device}`, "
+        f"({wall:.0f} s). Pipeline: fixed two boxes per frame, pose `{pose_name}` with flip test on "
+        f"`{args.device}` ({args.precision}), "
         "causal smoothing. Latency = result time - capture time of the frame.",
         "",
         f"Processed {processed} frames ({processed / wall:.1f}/s); dropped as stale {stats.frames_dropped} "

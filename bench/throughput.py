@@ -1,6 +1,8 @@
 """End-to-end frames/s of the video pipeline against a naive loop and against the models' own cost.
 
 Run: ``python -m bench.throughput [--frames 30] [--animals 1 3] [--backend onnxruntime] [--pose hrnet_w32]``
+or, to compare the GPU paths: ``python -m bench.throughput --device cuda --modes today exact fast
+--animals 1 3 8 --heights 720 1080 --frames 60`` (:func:`compare_modes`).
 
 On a synthetic 1280x720 clip (ground truth known), for 1 and 3 animals:
 - ``pipeline``: :func:`app.pipeline.run_frames` with the reader thread of
@@ -108,6 +110,118 @@ def pipeline_run(path: Path, detector, estimator: PoseEstimator, folder: Path) -
     return stats.frames, stats.wall_s, stats.times.detect + stats.times.pose
 
 
+#: The paths compared by ``--modes``: today's (eager networks, the detector in line), and the two
+#: precisions with CUDA graphs and the detector running ahead (what ``animalpose track`` does on a GPU).
+MODES: dict[str, dict[str, object]] = {
+    "today": {"precision": "exact", "cuda_graphs": False, "ahead": False},
+    "exact": {"precision": "exact", "cuda_graphs": True, "ahead": True},
+    "fast": {"precision": "fast", "cuda_graphs": True, "ahead": True},
+}
+
+
+class GroundTruthOf:
+    """A real detector for its cost (and its settings: device, precision) answering with the truth's boxes."""
+
+    def __init__(self, detector, gt: dict) -> None:
+        self.detector = detector
+        self.settings = detector.settings
+        self.truth = GroundTruthDetector(gt, auto_advance=True)
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        self.detector(image)
+        return self.truth(image)
+
+
+def median_ms(fn, repeats: int = 20, sync=lambda: None) -> float:
+    """Median milliseconds of ``fn()`` after two warm-up calls."""
+    for _ in range(2):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def mode_run(clip: Path, gt: dict, mode: str, device: str, folder: Path, repeats: int = 20) -> dict[str, float]:
+    """One row of ``--modes``: frames/s of the whole pipeline (reading, detecting, tracking, pose, drawing,
+    encoding, writing) on ``clip`` in ``mode``, and the models alone at the batch sizes the run used
+    (the detector on one frame, the pose model on the most animals of a frame with the flip test),
+    replayed from their CUDA graphs when the mode uses them."""
+    from dataclasses import replace as replace_settings
+
+    from ultralytics import YOLO
+
+    from tracking.detector import Detector, DetectorSettings
+
+    options = MODES[mode]
+    weights = folder / "yolo11n_random.pt"
+    if not weights.exists():
+        YOLO("yolo11n.yaml").save(str(weights))
+    torch.manual_seed(0)
+    estimator = PoseEstimator(hrnet_w32().eval(), PoseSettings(device=device, backend=Backend.TORCH,
+                                                                precision=options["precision"],
+                                                                cuda_graphs=options["cuda_graphs"]))
+    yolo = Detector(DetectorSettings(weights=weights, confidence=0.5, device=device, precision=options["precision"],
+                                     cuda_graphs=options["cuda_graphs"]))
+    detector = GroundTruthOf(yolo, gt)
+    pipeline = Model(Models(detector, estimator)).pipeline(smoothing="causal", min_hits=1)
+    if not options["ahead"]:
+        pipeline.settings = replace_settings(pipeline.settings, detect_ahead=0)
+    with VideoFileSource(clip) as source:
+        height, width = source.info.height, source.info.width
+        blank = np.zeros((height, width, 3), np.uint8)
+        animals = max(len(f["animals"]) for f in gt["frames"])
+        boxes = np.array([[10 + 60 * i, 10, 210 + 60 * i, 260] for i in range(animals)], np.float32)
+        yolo(blank)  # warm-up: the first call sets ultralytics up, captures graphs
+        estimator(blank, boxes)
+        with VideoSink(folder / f"{mode}.mp4", source.info) as video, JsonLinesSink(folder / f"{mode}.jsonl") as lines:
+            stats = run_frames(source, pipeline, [video, lines])
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    detect_ms = median_ms(lambda: yolo(blank), repeats, sync)
+    pose_ms = median_ms(lambda: estimator(blank, boxes), repeats, sync)
+    return {"fps": stats.frames / stats.wall_s, "detect_ms": detect_ms, "pose_ms": pose_ms,
+            "limit_fps": 1e3 / (detect_ms + pose_ms), "frames": stats.frames, "animals": animals,
+            "detect_ahead": pipeline.settings.detect_ahead, "graphs": estimator.uses_graphs}
+
+
+def compare_modes(args: argparse.Namespace) -> str:
+    """``--modes``: a table of frames/s per mode, clip size and number of animals."""
+    from train.synthetic import VideoSettings, render_video
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-modes-") as tmp:
+        folder = Path(tmp)
+        for height in args.heights:
+            width = height * 16 // 9
+            for animals in args.animals:
+                clip = folder / f"clip{height}_{animals}.mp4"
+                gt = render_video(clip, VideoSettings(num_animals=animals, num_frames=args.frames, width=width,
+                                                      height=height, fps=25, seed=animals, num_occluders=0))
+                for mode in args.modes:
+                    row = mode_run(clip, gt, mode, args.device, folder, getattr(args, "repeats", 20))
+                    rows.append((height, animals, mode, row))
+                    logger.info("%dp, %d animals, %s: %s", height, animals, mode, row)
+    lines = [
+        f"Device `{args.device}`, HRNet-w32 (flip test, random weights) and YOLO11n at 640 (random weights; the "
+        f"clip's ground-truth boxes passed on), synthetic 16:9 clips of {args.frames} frames; the whole pipeline "
+        "(reading, detecting, tracking, pose, causal smoothing, drawing, MP4 encoding, JSON Lines). Modes: `today` "
+        "eager networks with the detector in line; `exact` / `fast`: CUDA graphs and the detector running ahead, "
+        "float32 / float16. Limit: the detector on one frame plus the pose model on the most animals of a "
+        f"frame, as the mode runs them (replayed graphs), median of {getattr(args, 'repeats', 20)}.",
+        "",
+        "| size | animals | mode | frames/s | detector ms | pose ms | models-alone limit fps | pipeline / limit |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for height, animals, mode, row in rows:
+        lines.append(f"| {height}p | {animals} | {mode} | {row['fps']:.1f} | {row['detect_ms']:.2f} | "
+                     f"{row['pose_ms']:.2f} | {row['limit_fps']:.1f} | {row['fps'] / row['limit_fps']:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=30)
@@ -116,8 +230,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pose", choices=["hrnet_w32", "res50"], default="hrnet_w32")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--modes", nargs="+", choices=sorted(MODES),
+                        help="instead: compare these paths (today, exact, fast) at --heights and --animals")
+    parser.add_argument("--heights", type=int, nargs="+", default=[720, 1080], help="clip heights for --modes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.modes:
+        body = compare_modes(args)
+        if args.no_write:
+            sys.stdout.write(body + "\n")
+        else:
+            command = "python -m bench.throughput " + " ".join(argv if argv is not None else sys.argv[1:])
+            write_section("modes-" + args.device.split(":")[0], body, command.strip(),
+                          title=f"Pipeline paths: today, exact, fast ({args.device})")
+        return 0
     from train.synthetic import VideoSettings, render_video
 
     torch.manual_seed(0)
