@@ -64,8 +64,8 @@ class PipelineSettings:
     detect_ahead: int = 0
 
     def __post_init__(self) -> None:
-        if self.det_every < 1:
-            raise ValueError(f"det_every must be >= 1, got {self.det_every}")
+        if not isinstance(self.det_every, int) or self.det_every < 1:
+            raise ValueError(f"det_every must be an integer >= 1, got {self.det_every!r}")
         if not isinstance(self.detect_ahead, int) or self.detect_ahead < 0:
             raise ValueError(f"detect_ahead must be an integer >= 0, got {self.detect_ahead!r}")
         if not isinstance(self.pose_order, PoseOrder):

@@ -18,7 +18,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from tqdm import tqdm
@@ -38,9 +38,13 @@ from app.sinks import (
     CocoResultsSink,
     CsvLayout,
     CsvSink,
+    DeepLabCutSink,
     JsonLinesSink,
+    NwbSink,
+    PoseFileSink,
     Sink,
     SinkError,
+    SleapSink,
     VideoSink,
     partial_path,
 )
@@ -63,7 +67,11 @@ __all__ = [
     "FolderSummary",
     "Models",
     "OutputPaths",
+    "POSE_FILE_SINKS",
+    "SAVE_CHOICES",
+    "SAVE_SUFFIXES",
     "check_folder_outputs",
+    "check_output_formats",
     "folder_plan",
     "iter_results",
     "process_videos",
@@ -90,36 +98,71 @@ logger = logging.getLogger("animalpose")
 DEFAULT_FPS = 30.0
 
 
+#: What ``animalpose track --save`` and ``Model.track(save=...)`` can name, and the end of each file's name
+#: after the source's stem (the video's: the chosen container); ``json`` also streams a ``.jsonl``.
+SAVE_SUFFIXES: dict[str, str] = {
+    "video": "", "json": ".json", "jsonl": ".jsonl", "csv": ".csv", "coco": ".coco.json",
+    "dlc": ".dlc.h5", "dlc-csv": ".dlc.csv", "sleap": ".sleap.h5", "slp": ".slp", "nwb": ".nwb",
+}
+SAVE_CHOICES: tuple[str, ...] = tuple(SAVE_SUFFIXES)
+
+
 @dataclass(frozen=True)
 class OutputPaths:
-    """Where one source's results go; None: not written."""
+    """Where one source's results go; None: not written.
+
+    Attributes:
+        video: the labeled video; json, jsonl, csv, coco: our results (``docs/formats.md``);
+        dlc, dlc_csv: DeepLabCut's ``.h5`` and ``.csv``; sleap, slp: SLEAP's analysis ``.h5`` and labels
+            ``.slp``; nwb: NWB with ndx-pose (the pose files: :data:`POSE_FILE_SINKS`).
+    """
 
     video: Path | None = None
     json: Path | None = None
     jsonl: Path | None = None
     csv: Path | None = None
     coco: Path | None = None
+    dlc: Path | None = None
+    dlc_csv: Path | None = None
+    sleap: Path | None = None
+    slp: Path | None = None
+    nwb: Path | None = None
 
     def requested(self) -> list[Path]:
-        return [p for p in (self.video, self.json, self.jsonl, self.csv, self.coco) if p is not None]
+        return [p for p in (getattr(self, f.name) for f in fields(self)) if p is not None]
 
     def done(self) -> bool:
         """True when every final output already exists (a finished earlier run: resume skips it)."""
         paths = self.requested()
         return bool(paths) and all(p.is_file() for p in paths)
 
+    def pose_files(self) -> list[tuple[type[PoseFileSink], Path]]:
+        """The pose files asked for, with the sink that writes each."""
+        return [(sink, getattr(self, name)) for name, sink in POSE_FILE_SINKS.items()
+                if getattr(self, name) is not None]
+
+
+#: The pose file fields of :class:`OutputPaths` and their sinks.
+POSE_FILE_SINKS: dict[str, type[PoseFileSink]] = {
+    "dlc": DeepLabCutSink, "dlc_csv": DeepLabCutSink, "sleap": SleapSink, "slp": SleapSink, "nwb": NwbSink,
+}
+
 
 def outputs_in_folder(stem: str, out_dir: Path, save: Iterable[str], video_suffix: str) -> OutputPaths:
-    """Output paths ``out_dir/stem.*`` for the formats in ``save`` (names of the ``--save`` choices:
-    video, json, jsonl, csv, coco); json also streams a ``.jsonl``."""
+    """Output paths ``out_dir/stem.*`` for the formats in ``save`` (names of :data:`SAVE_CHOICES`; the
+    video's extension is ``video_suffix``); json also streams a ``.jsonl``.
+
+    Raises:
+        ValueError: a name not in :data:`SAVE_CHOICES`.
+    """
     save = set(save)
-    return OutputPaths(
-        video=out_dir / f"{stem}{video_suffix}" if "video" in save else None,
-        json=out_dir / f"{stem}.json" if "json" in save else None,
-        jsonl=out_dir / f"{stem}.jsonl" if ("jsonl" in save or "json" in save) else None,
-        csv=out_dir / f"{stem}.csv" if "csv" in save else None,
-        coco=out_dir / f"{stem}.coco.json" if "coco" in save else None,
-    )
+    unknown = sorted(save - set(SAVE_CHOICES))
+    if unknown:
+        raise ValueError(f"unknown outputs {unknown}; choose from {list(SAVE_CHOICES)}")
+    if "json" in save:
+        save.add("jsonl")
+    suffixes = {**SAVE_SUFFIXES, "video": video_suffix}
+    return OutputPaths(**{name.replace("-", "_"): out_dir / f"{stem}{suffixes[name]}" for name in save})
 
 
 @dataclass(frozen=True)
@@ -142,20 +185,20 @@ class TrackSettings:
         progress_bar: show tqdm progress bars.
     """
 
-    det_every: int = 1
+    det_every: int = PipelineSettings.det_every
     smoothing: SmoothingMode | None = None
-    pose_order: PoseOrder = PoseOrder.AFTER_TRACKING
+    pose_order: PoseOrder = PipelineSettings.pose_order
     max_lost_s: float = 3.0
-    min_hits: int = 2
-    appearance: float = 0.0
+    min_hits: int = TrackerSettings.min_hits
+    appearance: float = TrackerSettings.appearance_weight
     draw: DrawSettings = field(default_factory=DrawSettings)
     csv_layout: CsvLayout = CsvLayout.LONG
     fps: float | None = None
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.det_every, int) or self.det_every < 1:
-            raise ValueError(f"det_every must be an integer >= 1, got {self.det_every!r}")
+        # The fields the pipeline and the tracker take as they are are checked where they are defined.
+        PipelineSettings(det_every=self.det_every, pose_order=self.pose_order)
         if not self.max_lost_s >= 0:
             raise ValueError(f"max_lost_s must be >= 0 seconds, got {self.max_lost_s!r}")
         if not isinstance(self.min_hits, int) or self.min_hits < 1:
@@ -164,8 +207,6 @@ class TrackSettings:
             raise ValueError(f"appearance must be in [0, 1], got {self.appearance!r}")
         if self.smoothing is not None and not isinstance(self.smoothing, SmoothingMode):
             raise ValueError(f"smoothing must be a SmoothingMode or None, got {self.smoothing!r}")
-        if not isinstance(self.pose_order, PoseOrder):
-            raise ValueError(f"pose_order must be a PoseOrder, got {self.pose_order!r}")
         if not isinstance(self.csv_layout, CsvLayout):
             raise ValueError(f"csv_layout must be a CsvLayout, got {self.csv_layout!r}")
         if self.fps is not None and not self.fps > 0:
@@ -279,8 +320,8 @@ def make_pipeline(models: Models, settings: TrackSettings, live: bool, fps: floa
 def final_sinks(stack: ExitStack, outputs: OutputPaths, info: VideoInfo, settings: TrackSettings, tmp: Path,
                 stream_jsonl: bool, video: bool = True, data: bool = True) -> list[Sink]:
     """Open the sinks of ``outputs`` in ``stack``: the labeled video (when ``video``) and the result files
-    (JSON, JSON Lines, CSV, COCO; when ``data``). The JSON Lines go to ``outputs.jsonl`` when
-    ``stream_jsonl`` (else to ``tmp``, needed only to build the final JSON)."""
+    (JSON, JSON Lines, CSV, COCO and the pose files; when ``data``). The JSON Lines go to ``outputs.jsonl``
+    when ``stream_jsonl`` (else to ``tmp``, needed only to build the final JSON)."""
     sinks: list[Sink] = []
     if video and outputs.video is not None:
         sinks.append(stack.enter_context(VideoSink(outputs.video, info, settings.draw)))
@@ -293,6 +334,8 @@ def final_sinks(stack: ExitStack, outputs: OutputPaths, info: VideoInfo, setting
         sinks.append(stack.enter_context(CsvSink(outputs.csv, settings.csv_layout)))
     if outputs.coco is not None:
         sinks.append(stack.enter_context(CocoResultsSink(outputs.coco)))
+    for sink, path in outputs.pose_files():
+        sinks.append(stack.enter_context(sink(path, info)))
     return sinks
 
 
@@ -300,14 +343,14 @@ def _data_outputs(outputs: OutputPaths, partial: bool) -> OutputPaths:
     """The result files of ``outputs`` written after the tracking pass (no video, no streamed JSON Lines),
     under their partial names when ``partial``."""
     name = partial_path if partial else (lambda p: p)
-    return OutputPaths(json=name(outputs.json) if outputs.json else None,
-                       csv=name(outputs.csv) if outputs.csv else None,
-                       coco=name(outputs.coco) if outputs.coco else None)
+    data = {f.name: name(getattr(outputs, f.name)) for f in fields(outputs)
+            if f.name not in ("video", "jsonl") and getattr(outputs, f.name) is not None}
+    return OutputPaths(**data)
 
 
 def write_results(outputs: OutputPaths, results: Sequence[FrameResult], info: VideoInfo, settings: TrackSettings,
                   partial: bool = False, metadata: dict | None = None) -> list[Path]:
-    """Write ``results`` into the JSON, CSV and COCO files of ``outputs`` (no images needed); with
+    """Write ``results`` into the JSON, CSV, COCO and pose files of ``outputs`` (no images needed); with
     ``partial`` under :func:`app.sinks.partial_path` names and ``"complete": false`` in the JSON.
     Returns the files written."""
     outputs = _data_outputs(outputs, partial)
@@ -338,10 +381,22 @@ def check_track_outputs(spec: str | Path, outputs: OutputPaths) -> None:
         app.sources.SourceError: ``spec`` does not exist.
     """
     check_outputs(input_files(spec), outputs.requested())
+    check_output_formats(outputs)
+    check_writable(outputs.requested())
+
+
+def check_output_formats(outputs: OutputPaths) -> None:
+    """The video's container is known, and each pose file's extension and packages (the ``formats``
+    extra) are there.
+
+    Raises:
+        app.sinks.SinkError: naming the output and the problem (the extra to install).
+    """
     if outputs.video is not None and outputs.video.suffix.lower() not in CODECS_BY_EXTENSION:
         raise SinkError(f"cannot write {outputs.video}: unknown video extension {outputs.video.suffix!r}; use one "
                         f"of {', '.join(CODECS_BY_EXTENSION)}")
-    check_writable(outputs.requested())
+    for sink, path in outputs.pose_files():
+        sink.check(path)
 
 
 def output_stems(videos: Sequence[Path]) -> list[str]:
