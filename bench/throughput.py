@@ -38,6 +38,7 @@ from app.pipeline import run_frames
 from app.runs import Models
 from app.sinks import JsonLinesSink, VideoSink
 from app.sources import VideoFileSource
+from bench.pose import timeit
 from bench.report import write_section
 from pose.estimator import Backend, PoseEstimator, PoseSettings
 from pose.model import hrnet_w32, res50
@@ -132,20 +133,6 @@ class GroundTruthOf:
         return self.truth(image)
 
 
-def median_ms(fn, repeats: int = 20, sync=lambda: None) -> float:
-    """Median milliseconds of ``fn()`` after two warm-up calls."""
-    for _ in range(2):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
-
-
 def mode_run(clip: Path, gt: dict, mode: str, device: str, folder: Path, repeats: int = 20) -> dict[str, float]:
     """One row of ``--modes``: frames/s of the whole pipeline (reading, detecting, tracking, pose, drawing,
     encoding, writing) on ``clip`` in ``mode``, and the models alone at the batch sizes the run used
@@ -181,8 +168,8 @@ def mode_run(clip: Path, gt: dict, mode: str, device: str, folder: Path, repeats
         with VideoSink(folder / f"{mode}.mp4", source.info) as video, JsonLinesSink(folder / f"{mode}.jsonl") as lines:
             stats = run_frames(source, pipeline, [video, lines])
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    detect_ms = median_ms(lambda: yolo(blank), repeats, sync)
-    pose_ms = median_ms(lambda: estimator(blank, boxes), repeats, sync)
+    detect_ms = 1e3 * timeit(lambda: yolo(blank), repeats, warmup=2, sync=sync)
+    pose_ms = 1e3 * timeit(lambda: estimator(blank, boxes), repeats, warmup=2, sync=sync)
     return {"fps": stats.frames / stats.wall_s, "detect_ms": detect_ms, "pose_ms": pose_ms,
             "limit_fps": 1e3 / (detect_ms + pose_ms), "frames": stats.frames, "animals": animals,
             "detect_ahead": pipeline.settings.detect_ahead, "graphs": estimator.uses_graphs}
