@@ -261,3 +261,40 @@ def test_pipeline_for_frames_that_come_one_at_a_time(gt_model, synthetic_clip):
     assert pipeline.process(frame, 0, 0.0).frame_index == 0
     with pytest.raises(ValueError, match="live"):
         gt_model.pipeline(live=True, smoothing="offline")
+
+
+def test_track_writes_named_outputs_and_reports_progress(gt_model, synthetic_clip, tmp_path):
+    from app.runs import OutputPaths
+
+    clip, gt = synthetic_clip
+    seen = []
+    outputs = OutputPaths(json=tmp_path / "r.json", jsonl=tmp_path / "r.jsonl", csv=tmp_path / "r.csv")
+    summary = gt_model.track(clip, outputs=outputs, smoothing="causal", progress=seen.append)
+    assert summary.frames == len(gt["frames"]) and outputs.csv.is_file()
+    assert [p.done for p in seen] == list(range(1, len(gt["frames"]) + 1))
+    with pytest.raises(ValueError, match="give save \\(with out_dir\\) or outputs, not both"):
+        gt_model.track(clip, outputs=outputs, save=["json"])
+
+
+def test_track_saves_the_video_in_the_container_asked_for(gt_model, synthetic_clip, tmp_path):
+    clip, _ = synthetic_clip
+    gt_model.track(clip, save=["video"], out_dir=tmp_path, video_suffix=".avi", smoothing="none")
+    assert (tmp_path / f"{clip.stem}.avi").is_file()
+
+
+def test_overwrite_redoes_a_folder(gt_model, synthetic_clip, tmp_path):
+    clip, _ = synthetic_clip
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "a.mp4").write_bytes(clip.read_bytes())
+    gt_model.track(videos, save=["json"], out_dir=tmp_path / "out", smoothing="none")
+    again = gt_model.track(videos, save=["json"], out_dir=tmp_path / "out", smoothing="none", overwrite=True)
+    assert [Path(s.source).name for s in again.done] == ["a.mp4"] and again.skipped == ()
+
+
+def test_a_folder_of_several_videos_is_not_streamed(gt_model, synthetic_clip, tmp_path):
+    clip, _ = synthetic_clip
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).write_bytes(clip.read_bytes())
+    with pytest.raises(ValueError, match="holds several videos"):
+        gt_model.track(tmp_path)
