@@ -18,6 +18,7 @@ import numpy as np
 
 from app.pipeline import Pipeline
 from app.runs import (
+    SAVE_CHOICES,
     FolderSummary,
     Models,
     OutputPaths,
@@ -45,9 +46,6 @@ from tracking.detector import DEFAULT_DETECTOR_WEIGHTS, DetectorSettings, is_rel
 __all__ = ["Model", "load", "track_settings"]
 
 logger = logging.getLogger("animalpose")
-
-#: What ``save`` may name, as ``animalpose track --save`` does.
-SAVE_CHOICES: tuple[str, ...] = ("video", "json", "jsonl", "csv", "coco")
 
 Image = str | Path | np.ndarray
 Source = str | Path | int | Iterable[np.ndarray]
@@ -215,15 +213,19 @@ class Model:
             source: a video file, a folder or glob of videos, a folder of images, a camera index, a
                 stream URL (rtsp://, http://...), or an iterable of frames (uint8 arrays, BGR).
             save: write results instead of returning them: any of ``"video"``, ``"json"``, ``"jsonl"``,
-                ``"csv"``, ``"coco"``, as ``out_dir/<name>.<ext>`` (a folder of videos: one set per
-                video, resumable). ``outputs`` names the files one by one instead.
+                ``"csv"``, ``"coco"``, and the pose files of the field (``pip install 'animalpose[formats]'``):
+                ``"dlc"`` (DeepLabCut ``.dlc.h5``), ``"dlc-csv"`` (``.dlc.csv``), ``"sleap"`` (SLEAP analysis
+                ``.sleap.h5``), ``"slp"`` (SLEAP labels), ``"nwb"`` (NWB with ndx-pose); as
+                ``out_dir/<name>.<ext>`` (a folder of videos: one set per video, resumable). ``outputs``
+                names the files one by one instead.
             out_dir: the folder for ``save`` (default ``animalpose_out``).
             fps: frame rate of an image sequence or of frames in memory (default 1 and 30).
             settings: tracking settings (:class:`~app.runs.TrackSettings`); ``options`` replace its
                 fields: ``smoothing`` ("offline", "causal", "none"), ``det_every``, ``max_lost_s``,
                 ``min_hits``, ``appearance``, ``pose_order``, ``draw``, ``csv_layout``.
             overwrite: with ``save`` on a folder of videos, redo videos whose outputs exist.
-            video_suffix: the labeled video's container with ``save`` (".mp4", ".webm", ".avi").
+            video_suffix: the labeled video's container with ``save``: ".mp4" (H.264, plays everywhere), ".webm"
+                (VP9), ".mkv", ".mov" or ".avi".
             progress: called with :class:`~app.runs.TrackProgress` after every frame of each pass.
 
         Returns:

@@ -11,13 +11,17 @@ import tempfile
 import threading
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 from app.cli.common import UserError, field_default, options_checked, positive_float
 
 logger = logging.getLogger("animalpose")
 
-SAVE_CHOICES = ("video", "json", "jsonl", "csv", "coco")
+#: What ``--save`` can name (``app.runs.SAVE_SUFFIXES`` says the file each gives).
+SAVE_CHOICES = ("video", "json", "jsonl", "csv", "coco", "dlc", "dlc-csv", "sleap", "slp", "nwb")
+#: The options that name one output file each (``--out`` is the video).
+SINGLE_OUTPUT_OPTIONS = ("out", "json", "jsonl", "csv", "coco", "dlc", "sleap", "nwb")
 
 
 def add_detector_and_tracker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,23 +132,33 @@ def track_settings_from_args(args: argparse.Namespace, live: bool):
         )
 
 
+def _single_output_named(args: argparse.Namespace) -> bool:
+    """Whether an option that names one output file was given (``--out``, ``--json``, ``--dlc``...)."""
+    return any(getattr(args, name, None) for name in SINGLE_OUTPUT_OPTIONS)
+
+
 def _single_outputs(args: argparse.Namespace, stem: str):
     from app.runs import OutputPaths, outputs_in_folder
 
+    def path(name: str) -> Path | None:
+        value = getattr(args, name, None)
+        return Path(value) if value else None
+
+    dlc, sleap = path("dlc"), path("sleap")
     explicit = OutputPaths(
-        video=Path(args.out) if args.out else None,
-        json=Path(args.json) if args.json else None,
-        jsonl=Path(args.jsonl) if args.jsonl else None,
-        csv=Path(args.csv) if args.csv else None,
-        coco=Path(args.coco) if args.coco else None,
+        video=path("out"), json=path("json"), jsonl=path("jsonl"), csv=path("csv"), coco=path("coco"),
+        dlc=dlc if dlc is not None and dlc.suffix.lower() != ".csv" else None,
+        dlc_csv=dlc if dlc is not None and dlc.suffix.lower() == ".csv" else None,
+        sleap=sleap if sleap is not None and sleap.suffix.lower() != ".slp" else None,
+        slp=sleap if sleap is not None and sleap.suffix.lower() == ".slp" else None,
+        nwb=path("nwb"),
     )
     if explicit.requested():
         if explicit.json is not None and explicit.jsonl is None:
             if explicit.json.suffix.lower() == ".jsonl":
                 raise UserError(f"--json {explicit.json}: the frames are streamed to FILE.jsonl beside the JSON; "
                                 "give the JSON the extension .json (or use --jsonl for JSON Lines alone)")
-            explicit = OutputPaths(explicit.video, explicit.json, explicit.json.with_suffix(".jsonl"),
-                                   explicit.csv, explicit.coco)
+            explicit = replace(explicit, jsonl=explicit.json.with_suffix(".jsonl"))
         return explicit
     return outputs_in_folder(stem, Path(args.out_dir), args.save, args.video_suffix)
 
@@ -179,9 +193,9 @@ def _track_folder(args: argparse.Namespace, settings) -> int:
     from app.runs import check_folder_outputs, folder_plan
     from app.sources import expand_video_inputs
 
-    if any([args.out, args.json, args.jsonl, args.csv, args.coco]):
+    if _single_output_named(args):
         raise UserError("a folder or glob of videos writes into --out-dir (choose formats with --save), "
-                        "not to single files given with --out/--json/--jsonl/--csv/--coco")
+                        "not to single files given with --out/--json/--jsonl/--csv/--coco/--dlc/--sleap/--nwb")
     # Every output of the run against every video and every other output, before the models load.
     check_folder_outputs(folder_plan(expand_video_inputs(args.source), Path(args.out_dir), args.save,
                                      args.video_suffix))
@@ -203,7 +217,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     from app.drawing import draw_frame
     from app.outputs import check_outputs, check_writable
     from app.pipeline import LatencyHistogram, run_frames
-    from app.runs import OutputPaths, final_sinks
+    from app.runs import OutputPaths, check_output_formats, final_sinks
     from app.sources import LiveSettings, LiveSource, SourceError
 
     settings = track_settings_from_args(args, live=True)
@@ -211,10 +225,10 @@ def cmd_live(args: argparse.Namespace) -> int:
         raise UserError(f"--max-frames must be 0 (no limit) or more, got {args.max_frames}")
     with options_checked(OPTION_OF_FIELD):
         live_settings = LiveSettings(max_reconnect_s=args.max_reconnect)
-    wanted = args.out or args.json or args.jsonl or args.csv or args.coco
-    outputs = _single_outputs(args, "live") if wanted else OutputPaths()
+    outputs = _single_outputs(args, "live") if _single_output_named(args) else OutputPaths()
     source_file = Path(str(args.source))
     check_outputs([source_file] if source_file.is_file() else [], outputs.requested())
+    check_output_formats(outputs)
     check_writable(outputs.requested())
     model = models_from_args(args, live=True)
     spec = int(args.source) if str(args.source).isdigit() else str(args.source)
@@ -283,7 +297,9 @@ def _add_output_arguments(parser: argparse.ArgumentParser, folder_mode: bool) ->
 
     layout = field_default(TrackSettings, "csv_layout").value
     group = parser.add_argument_group("outputs")
-    group.add_argument("--out", metavar="VIDEO", help="labeled video (.mp4, .webm or .avi)")
+    group.add_argument("--out", metavar="VIDEO",
+                       help="labeled video: .mp4 (H.264: plays in browsers, phones and players), .webm (VP9), .mkv "
+                       "(H.264) or .avi (Motion JPEG)")
     group.add_argument("--json", metavar="FILE",
                        help="all results as one JSON document (plus FILE.jsonl streamed per frame)")
     group.add_argument("--jsonl", metavar="FILE", help="JSON Lines, one frame per line, flushed as it runs")
@@ -292,6 +308,12 @@ def _add_output_arguments(parser: argparse.ArgumentParser, folder_mode: bool) ->
                        help="long: a row per frame x animal x keypoint; wide: DeepLabCut-style, a row per frame "
                        f"(default: {layout})")
     group.add_argument("--coco", metavar="FILE", help="COCO keypoint results (one entry per frame x animal)")
+    group.add_argument("--dlc", metavar="FILE",
+                       help="DeepLabCut multi-animal pose file: FILE.h5 or FILE.csv (needs animalpose[formats])")
+    group.add_argument("--sleap", metavar="FILE",
+                       help="SLEAP pose file: FILE.h5 (analysis HDF5) or FILE.slp (labels) (needs animalpose[formats])")
+    group.add_argument("--nwb", metavar="FILE",
+                       help="NWB file with ndx-pose (Neurodata Without Borders) (needs animalpose[formats])")
     group.add_argument("--trails", type=int, default=field_default(DrawSettings, "trail_length"), metavar="N",
                        help="draw the last N positions of each animal")
     kpt_thr = field_default(DrawSettings, "kpt_thr")
@@ -303,9 +325,11 @@ def _add_output_arguments(parser: argparse.ArgumentParser, folder_mode: bool) ->
                            "(default: animalpose_out)")
         group.add_argument("--save", nargs="+", choices=SAVE_CHOICES, default=["video", "json"],
                            help="what to write into --out-dir for each video (default: video json; json also "
-                           "streams a .jsonl)")
-        group.add_argument("--video-suffix", default=".mp4", choices=[".mp4", ".webm", ".avi"],
-                           help="container of the labeled videos in --out-dir (.webm plays in browsers)")
+                           "streams a .jsonl; dlc: NAME.dlc.h5, dlc-csv: NAME.dlc.csv, sleap: NAME.sleap.h5, "
+                           "slp: NAME.slp, nwb: NAME.nwb, which need animalpose[formats])")
+        group.add_argument("--video-suffix", default=".mp4", choices=[".mp4", ".webm", ".mkv", ".mov", ".avi"],
+                           help="container of the labeled videos in --out-dir (default .mp4: H.264, plays "
+                           "everywhere)")
         group.add_argument("--overwrite", action="store_true", help="redo videos whose outputs already exist")
         group.add_argument("--fps", type=positive_float, default=None,
                            help="frame rate of an image-folder source (default 1)")

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar
@@ -40,6 +42,10 @@ _ERRNO_REASONS = {
     errno.EISDIR: "it is a folder",
     errno.ENOENT: "its folder does not exist",
 }
+
+
+#: The optional dependencies of the pose file formats (``pip install 'animalpose[formats]'``).
+FORMATS_EXTRA = "formats"
 
 
 class SinkError(RuntimeError):
@@ -126,6 +132,48 @@ def remove_quietly(path: Path) -> None:
     """Remove a temporary file if it is there; a failure here must not hide the error being reported."""
     with contextlib.suppress(OSError):
         path.unlink(missing_ok=True)
+
+
+def require_formats(path: Path, what: str, *modules: str) -> None:
+    """Raise :class:`SinkError` naming the ``formats`` extra when a module that ``what`` needs is not installed."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SinkError(f"cannot write {path}: {what} needs {', '.join(missing)}, installed with "
+                        f"pip install 'animalpose[{FORMATS_EXTRA}]'")
+
+
+def write_path_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(temporary_path)`` (a library that writes a whole file by name) and rename the file to
+    ``path``; the temporary file is removed when that fails.
+
+    Raises:
+        SinkError: naming ``path`` and the reason in one line (a full disk in words).
+    """
+    prepare_folder(path)
+    part = part_path(path)
+    try:
+        write(part)
+        with open(part, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(part, path)
+    except OSError as exc:
+        remove_quietly(part)
+        if exc.errno is None and shutil.disk_usage(path.parent).free == 0:
+            exc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        raise sink_error(path, exc) from None
+    except SinkError:
+        remove_quietly(part)
+        raise
+    except Exception as exc:  # the HDF5 libraries wrap their I/O errors in their own exceptions
+        remove_quietly(part)
+        if shutil.disk_usage(path.parent).free == 0:
+            raise sink_error(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from None
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SinkError(f"cannot write {path}: {first_line}") from exc
+    except BaseException:
+        remove_quietly(part)
+        raise
+    return path
 
 
 class Sink(Protocol):

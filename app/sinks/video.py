@@ -1,4 +1,5 @@
-"""The labeled video: each frame drawn with its results and encoded on a writer thread."""
+"""The labeled video: each frame drawn with its results and encoded (:mod:`app.sinks.encoder`, PyAV) on a
+writer thread."""
 
 from __future__ import annotations
 
@@ -15,53 +16,41 @@ import cv2
 import numpy as np
 
 from app.drawing import DrawSettings, TrailHistory, draw_frame
-from app.sinks.base import SinkBase, SinkError, finish_file, keep_partial, part_path, prepare_folder, sink_error
-from app.sources import VideoInfo, quiet_opencv
+from app.sinks.base import (
+    SinkBase,
+    SinkError,
+    finish_file,
+    keep_partial,
+    part_path,
+    prepare_folder,
+    sink_error,
+)
+from app.sinks.encoder import (
+    BROWSER_PLAYABLE,
+    CODECS_BY_EXTENSION,
+    EncoderError,
+    VideoEncoder,
+    codecs_for,
+    cuda_in_use,
+)
+from app.sources import VideoInfo
 from pose.structures import FrameResult
 
 logger = logging.getLogger(__name__)
 
-#: FourCCs tried in order for each container. H.264 ('avc1') plays in every browser but needs an
-#: OpenCV whose FFmpeg has an H.264 encoder (the opencv-python wheels have none); 'mp4v' (MPEG-4
-#: Part 2) is fast and plays in desktop players but not in browsers. WebM (VP8/VP9) plays in browsers.
-CODECS_BY_EXTENSION: dict[str, tuple[str, ...]] = {
-    ".mp4": ("avc1", "mp4v"),
-    ".m4v": ("avc1", "mp4v"),
-    ".mov": ("avc1", "mp4v"),
-    ".mkv": ("avc1", "mp4v"),
-    ".webm": ("VP80", "VP90"),
-    ".avi": ("MJPG", "XVID"),
-}
-#: Browser-playable choices for ``.mp4``: VP9 in MP4 plays in current browsers but encodes slowly
-#: with libvpx (about 5 frames/s at 1280x720 on two cores, against 200 for 'mp4v').
-BROWSER_MP4_CODECS: tuple[str, ...] = ("avc1", "vp09")
-#: Codecs that browsers play (used to warn when the chosen one is not among them).
-BROWSER_PLAYABLE: frozenset[str] = frozenset({"avc1", "vp09", "VP80", "VP90"})
+__all__ = ["BROWSER_PLAYABLE", "CODECS_BY_EXTENSION", "DISK_CHECK_EVERY", "VideoSink", "video_is_readable"]
 
 
+def video_is_readable(path: Path) -> bool:
+    """Whether ``path`` opens as a video with at least one frame's data (read back after writing)."""
+    import av
 
-#: (codec, extension, frame size) that failed to open in this process: not tried again (each
-#: failed attempt costs time and FFmpeg prints its own complaint on stderr).
-_unavailable_codecs: set[tuple[str, str, tuple[int, int]]] = set()
-_warned_not_browser_playable = False
-
-
-def _open_writer(part: Path, path: Path, info: VideoInfo, codecs: Sequence[str]) -> tuple[cv2.VideoWriter, str]:
-    suffix = part.suffix.lower()
-    for codec in codecs:
-        if (codec, suffix, info.size) in _unavailable_codecs:
-            continue
-        with quiet_opencv():
-            fourcc = cv2.VideoWriter_fourcc(*codec)
-            writer = cv2.VideoWriter(str(part), cv2.CAP_FFMPEG, fourcc, info.fps, info.size)
-        if writer.isOpened():
-            return writer, codec
-        writer.release()
-        if os.access(part.parent, os.W_OK):
-            _unavailable_codecs.add((codec, suffix, info.size))
-        logger.debug("no %r encoder for %s", codec, suffix)
-    raise SinkError(f"cannot write {path}: none of the codecs {', '.join(codecs)} "
-                    f"can encode {part.suffix} video with this OpenCV")
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            return next(iter(container.demux(stream))).size > 0
+    except Exception:
+        return False
 
 
 _STOP = object()
@@ -73,23 +62,27 @@ class VideoSink(SinkBase):
     """A labeled copy of the video: skeletons in AP-10K colours, boxes, track ids and optional trails.
 
     Drawing and encoding run on a writer thread fed through a bounded queue, so they overlap with
-    the pipeline (``write`` blocks only when ``queue_size`` frames are waiting). Frames whose size
-    differs from ``info`` are resized (OpenCV would silently drop them).
+    the pipeline (``write`` blocks only when ``queue_size`` frames are waiting). Each frame is shown at
+    its result's time stamp (a variable-frame-rate source stays in sync); frames whose size differs
+    from ``info`` are resized.
 
     Args:
-        path: output file; the extension picks the container and the codecs tried
-            (:data:`CODECS_BY_EXTENSION`; the first that opens is used, see :attr:`codec`).
+        path: output file; the extension picks the container and the encoders tried
+            (:data:`CODECS_BY_EXTENSION`: H.264 for .mp4/.m4v/.mov/.mkv, VP9 for .webm, Motion JPEG for
+            .avi; the first that opens is used, see :attr:`codec`).
         info: size and frame rate of the output.
         draw: what to draw.
-        codecs: FourCCs to try instead of the container's defaults (e.g. :data:`BROWSER_MP4_CODECS`).
+        codecs: encoders (FFmpeg names) to try instead of the container's defaults.
         queue_size: frames waiting for the writer thread.
+        hardware: try NVIDIA's NVENC before libx264; None: when this process computes on CUDA
+            (:func:`app.sinks.encoder.cuda_in_use`).
 
     Raises:
-        SinkError: the folder is not writable, or no codec can be opened.
+        SinkError: the folder is not writable, or no encoder opens.
     """
 
     def __init__(self, path: str | Path, info: VideoInfo, draw: DrawSettings | None = None,
-                 codecs: Sequence[str] | None = None, queue_size: int = 8) -> None:
+                 codecs: Sequence[str] | None = None, queue_size: int = 8, hardware: bool | None = None) -> None:
         self.path = Path(path)
         self.info = info
         self.draw = draw or DrawSettings()
@@ -98,21 +91,21 @@ class VideoSink(SinkBase):
             if suffix not in CODECS_BY_EXTENSION:
                 raise SinkError(f"cannot write {self.path}: unknown video extension {suffix!r}; "
                                 f"use one of {', '.join(CODECS_BY_EXTENSION)}")
-            codecs = CODECS_BY_EXTENSION[suffix]
+            codecs = codecs_for(self.path, cuda_in_use() if hardware is None else hardware)
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         prepare_folder(self.path)
         self.part = part_path(self.path)
         try:
-            self.part.touch()
-        except OSError as exc:
-            raise sink_error(self.path, exc) from None
-        try:
-            self._writer, self.codec = _open_writer(self.part, self.path, info, list(codecs))
-        except SinkError:
+            self._encoder = VideoEncoder(self.part, info.size, info.fps, list(codecs))
+        except EncoderError as exc:
             self.part.unlink(missing_ok=True)
-            raise
-        self._log_codec()
+            raise SinkError(f"cannot write {self.path}: {exc}") from None
+        except OSError as exc:
+            self.part.unlink(missing_ok=True)
+            raise sink_error(self.path, exc) from None
+        self.codec = self._encoder.codec
+        logger.info("writing %s with the %s encoder", self.path, self.codec)
         self._trails = TrailHistory(self.draw.trail_length, self.draw.trail_keypoint, self.draw.kpt_thr) \
             if self.draw.trail_length else None
         self._queue: queue.Queue[object] = queue.Queue(queue_size)
@@ -122,15 +115,6 @@ class VideoSink(SinkBase):
         self._done = False
         self._thread = threading.Thread(target=self._run, name=f"write {self.path.name}", daemon=True)
         self._thread.start()
-
-    def _log_codec(self) -> None:
-        global _warned_not_browser_playable
-        if self.codec in BROWSER_PLAYABLE or _warned_not_browser_playable:
-            logger.info("writing %s with the %r codec", self.path, self.codec)
-            return
-        _warned_not_browser_playable = True
-        logger.warning("writing %s with the %r codec: web browsers will not play it (this OpenCV has no H.264 "
-                       "encoder; write .webm for a browser-playable video)", self.path, self.codec)
 
     @property
     def frames_written(self) -> int:
@@ -145,10 +129,10 @@ class VideoSink(SinkBase):
                                *self.info.size)
                 self._warned_size = True
             canvas = cv2.resize(canvas, self.info.size, interpolation=cv2.INTER_AREA)
-        self._writer.write(canvas)
+        self._encoder.encode(canvas, result.timestamp_s)
         self._frames_written += 1
         if self._frames_written % DISK_CHECK_EVERY == 0 and shutil.disk_usage(self.part.parent).free == 0:
-            # OpenCV's writer reports failed writes only on stderr; a full disk is found here instead
+            # the muxer buffers its writes: a full disk is found here before the end of the video
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     def _run(self) -> None:
@@ -182,18 +166,21 @@ class VideoSink(SinkBase):
         self._queue.put((result, image))
 
     def _stop_writer(self) -> None:
+        """Encode what is queued and finalise the file (its index written: it plays however the run ended)."""
         self._done = True
         self._queue.put(_STOP)
         self._thread.join()
-        self._writer.release()
+        if self._error is not None:
+            self._encoder.release()
+            return
+        try:
+            self._encoder.close()
+        except BaseException as exc:
+            self._error = exc
 
     def _check_written(self) -> None:
-        """Read the finished file's header back: a full disk shows up as missing frames."""
-        with quiet_opencv():
-            capture = cv2.VideoCapture(str(self.part), cv2.CAP_FFMPEG)
-            count = capture.get(cv2.CAP_PROP_FRAME_COUNT) if capture.isOpened() else 0.0
-            capture.release()
-        if self._frames_written and not count > 0:
+        """Read the finished file back: a full disk can leave a file without its index."""
+        if self._frames_written and not video_is_readable(self.part):
             reason = "no space left on device" if shutil.disk_usage(self.part.parent).free == 0 \
                 else "the encoder produced an unreadable file"
             raise SinkError(f"cannot write {self.path}: {reason}")
@@ -201,7 +188,7 @@ class VideoSink(SinkBase):
     def close(self) -> None:
         """Finish encoding, check the file and rename it to its final name.
 
-        On failure what was encoded is left as :func:`partial_path` (or removed when unreadable).
+        On failure what was encoded is left as :func:`partial_path` when it plays (else removed).
         """
         if self._done:
             return
@@ -218,7 +205,7 @@ class VideoSink(SinkBase):
     def _leave_partial(self) -> None:
         if not self.part.exists():
             return
-        if self._frames_written == 0:
+        if self._frames_written == 0 or not video_is_readable(self.part):
             self.part.unlink(missing_ok=True)
             return
         target = keep_partial(self.part, self.path)
@@ -232,5 +219,3 @@ class VideoSink(SinkBase):
             return
         self._stop_writer()
         self._leave_partial()
-
-

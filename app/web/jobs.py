@@ -124,7 +124,7 @@ class VideoResult:
     """One tracked video.
 
     Attributes:
-        video: the labeled video (WebM, VP8: plays in browsers).
+        video: the labeled video (H.264 MP4, as ``animalpose track`` writes it: plays in every browser).
         json, csv: the results (``animalpose track --json/--csv`` layouts).
         frames: frames analysed; fps: analysis speed in frames per second.
         duration_s: length of the video in seconds.
@@ -369,7 +369,8 @@ class WebJobs:
         models = self.load(options)
         stem = _safe_stem(path.name)
         folder = self.new_job_dir()
-        outputs = OutputPaths(video=folder / f"{stem}_labeled.webm", json=folder / f"{stem}.json",
+        # H.264 MP4, the file `animalpose track --out x.mp4` writes: every browser plays it
+        outputs = OutputPaths(video=folder / f"{stem}_labeled.mp4", json=folder / f"{stem}.json",
                               jsonl=folder / f"{stem}.jsonl", csv=folder / f"{stem}.csv")
         settings = track_settings(options, options.smoothing)
         outcome: dict[str, object] = {}

@@ -269,3 +269,82 @@ def test_the_detector_runs_ahead_only_on_a_gpu(small_estimator, device, live, ah
     pipeline = make_pipeline(Models(OnDevice(), small_estimator), TrackSettings(smoothing=SmoothingMode.CAUSAL),
                              live=live)
     assert pipeline.settings.detect_ahead == ahead
+
+
+# --------------------------------------------------------------------------------------------------
+# The pose files of the field, from the same run as the JSON
+
+
+def test_outputs_in_folder_names_the_pose_files(tmp_path):
+    outputs = outputs_in_folder("clip", tmp_path, ["dlc", "dlc-csv", "sleap", "slp", "nwb", "json"], ".mp4")
+    assert outputs == OutputPaths(json=tmp_path / "clip.json", jsonl=tmp_path / "clip.jsonl",
+                                  dlc=tmp_path / "clip.dlc.h5", dlc_csv=tmp_path / "clip.dlc.csv",
+                                  sleap=tmp_path / "clip.sleap.h5", slp=tmp_path / "clip.slp",
+                                  nwb=tmp_path / "clip.nwb")
+    with pytest.raises(ValueError, match="unknown outputs"):
+        outputs_in_folder("clip", tmp_path, ["mat"], ".mp4")
+
+
+def test_the_save_choices_of_the_cli_and_the_api_are_the_runs_ones():
+    import animalpose.model
+    from app.cli import video
+    from app.runs import SAVE_CHOICES, SAVE_SUFFIXES
+
+    assert video.SAVE_CHOICES == SAVE_CHOICES == animalpose.model.SAVE_CHOICES == tuple(SAVE_SUFFIXES)
+
+
+def _pose_files(folder: Path) -> OutputPaths:
+    return OutputPaths(json=folder / "r.json", jsonl=folder / "r.jsonl", dlc=folder / "r.dlc.h5",
+                       dlc_csv=folder / "r.dlc.csv", sleap=folder / "r.sleap.h5", slp=folder / "r.slp",
+                       nwb=folder / "r.nwb")
+
+
+@pytest.mark.parametrize("smoothing", [SmoothingMode.OFFLINE, SmoothingMode.CAUSAL])
+def test_every_pose_file_holds_what_the_json_holds(synthetic_clip, small_estimator, tmp_path, smoothing):
+    from pose_file_support import assert_movement_matches, json_arrays, movement_dataset
+
+    path, gt = synthetic_clip
+    outputs = _pose_files(tmp_path)
+    models = Models(GroundTruthDetector(gt, auto_advance=True), small_estimator)
+    process_source(str(path), outputs, models, TrackSettings(smoothing=smoothing, progress_bar=False))
+    expected = json_arrays(outputs.json)
+    assert len(expected.individuals) == 2 and expected.keypoints.shape[0] == len(gt["frames"])
+    for file, software in [(outputs.dlc, "DeepLabCut"), (outputs.dlc_csv, "DeepLabCut"), (outputs.sleap, "SLEAP"),
+                           (outputs.slp, "SLEAP")]:
+        assert_movement_matches(movement_dataset(file, software, fps=expected.fps), expected)
+    for name in expected.individuals:
+        dataset = movement_dataset(outputs.nwb, "NWB", pose_estimation_key=name)
+        assert dataset.attrs["fps"] == pytest.approx(expected.fps)
+        assert_movement_matches(dataset, expected, individuals=[name])
+
+
+def test_an_interrupted_run_leaves_partial_pose_files(synthetic_clip, small_estimator, tmp_path):
+    from pose_file_support import movement_dataset
+
+    path, gt = synthetic_clip
+    outputs = _pose_files(tmp_path / "out")
+    models = Models(GroundTruthDetector(gt, auto_advance=True), small_estimator)
+    with pytest.raises(KeyboardInterrupt):
+        process_source(str(path), outputs, models, TrackSettings(progress_bar=False), progress=_StopAt(10, False))
+    folder = outputs.json.parent
+    assert sorted(p.name for p in folder.iterdir()) == ["r.dlc.partial.csv", "r.dlc.partial.h5", "r.jsonl",
+                                                        "r.partial.json", "r.partial.nwb", "r.partial.slp",
+                                                        "r.sleap.partial.h5"]
+    assert movement_dataset(folder / "r.dlc.partial.h5", "DeepLabCut").sizes["time"] == 10
+
+
+def test_a_pose_format_without_its_packages_is_refused_before_any_work(synthetic_clip, small_estimator, tmp_path,
+                                                                      monkeypatch):
+    import importlib.util
+
+    import app.sinks.base
+
+    path, gt = synthetic_clip
+    real = importlib.util.find_spec
+    monkeypatch.setattr(app.sinks.base.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pynwb" else real(name, *a))
+    models = Models(GroundTruthDetector(gt, auto_advance=True), small_estimator)
+    with pytest.raises(SinkError, match=r"r\.nwb: the NWB format needs pynwb, installed with "
+                                        r"pip install 'animalpose\[formats\]'$"):
+        process_source(str(path), OutputPaths(json=tmp_path / "r.json", nwb=tmp_path / "r.nwb"), models)
+    assert list(tmp_path.iterdir()) == []

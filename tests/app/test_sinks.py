@@ -100,7 +100,8 @@ def leftovers(folder: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "name, codecs", [("out.mp4", ("avc1", "mp4v")), ("out.avi", ("MJPG",)), ("out.webm", ("VP80",))]
+    "name, codecs", [("out.mp4", ("libx264", "h264_nvenc")), ("out.mkv", ("libx264", "h264_nvenc")),
+                     ("out.avi", ("mjpeg",)), ("out.webm", ("libvpx-vp9",))]
 )
 def test_video_sink_writes_every_frame(name, codecs, tmp_path, results, background):
     path = tmp_path / "labeled" / name
@@ -122,16 +123,17 @@ def test_video_sink_resizes_frames_of_another_size(tmp_path, results, background
     assert "resizing 320x240 frames to 160x120" in caplog.text
 
 
-def test_video_sink_leaves_a_partial_video_on_exception(tmp_path, results, background):
-    path = tmp_path / "out.avi"
+@pytest.mark.parametrize("name", ["out.mp4", "out.avi"])
+def test_video_sink_leaves_a_partial_video_on_exception(name, tmp_path, results, background):
+    path = tmp_path / name
     with pytest.raises(RuntimeError, match="pipeline broke"):
         with VideoSink(path, INFO) as sink:
             for result in results[:3]:
                 sink.write(result, background)
             raise RuntimeError("pipeline broke")
     assert not path.exists() and not part_path(path).exists()
-    assert partial_path(path) == tmp_path / "out.partial.avi"
-    assert read_video(partial_path(path))[0] == 3  # the partial video is finalised and plays
+    assert partial_path(path) == tmp_path / f"out.partial{path.suffix}"
+    assert read_video(partial_path(path))[0] == 3  # the partial video is finalised (its index written) and plays
 
 
 def test_sinks_that_received_nothing_leave_nothing_on_exception(tmp_path):
@@ -145,7 +147,7 @@ def test_sinks_that_received_nothing_leave_nothing_on_exception(tmp_path):
 
 @pytest.mark.parametrize(
     "name, codecs, expected",
-    [("out.gif", None, "unknown video extension '.gif'"), ("out.mp4", ("ZZZZ",), "none of the codecs ZZZZ")],
+    [("out.gif", None, "unknown video extension '.gif'"), ("out.mp4", ("zzzz",), "none of the encoders zzzz opens")],
 )
 def test_video_sink_codec_errors(name, codecs, expected, tmp_path):
     with pytest.raises(SinkError, match=expected):
@@ -161,6 +163,19 @@ def test_video_sink_reports_a_full_disk(tmp_path, results, background, monkeypat
             for n in range(video_sink.DISK_CHECK_EVERY + 3):
                 sink.write(results[n % len(results)], background)
     assert not (tmp_path / "out.avi").exists()
+
+
+def test_video_sink_reports_a_failed_write_in_one_line_and_keeps_no_broken_file(tmp_path, results, background,
+                                                                               monkeypatch):
+    def full(self, image, timestamp_s):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(video_sink.VideoEncoder, "encode", full)
+    with pytest.raises(SinkError, match=r"^cannot write .*out\.mp4: no space left on device$"):
+        with VideoSink(tmp_path / "out.mp4", INFO, queue_size=1) as sink:
+            for n in range(5):
+                sink.write(results[n % len(results)], background)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_draw_frame_draws_skeleton_boxes_and_trails(results, background):

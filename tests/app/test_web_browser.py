@@ -24,6 +24,17 @@ CHROMIUM_ARGS = [
 ]
 
 
+#: Resolves, once a <video> has loaded its first frame or failed, to what the page knows of it.
+PLAYABLE = """v => new Promise(done => {
+    const report = () => done({readyState: v.readyState, duration: v.duration, width: v.videoWidth,
+                               error: v.error && (v.error.message || String(v.error.code))});
+    if (v.readyState >= 2 || v.error) { report(); return; }
+    v.addEventListener("loadeddata", report);
+    v.addEventListener("error", report);
+    setTimeout(report, 20000);
+})"""
+
+
 def _missing(what: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"the browser tests need {what}; CI must install it (see .ci/run)")
@@ -113,12 +124,10 @@ def test_a_video_is_uploaded_tracked_and_played(page, web_clip, screenshots):
     page.click("#video-button")
     texts = _wait_for(lambda: page.locator("#video-output video[src]").count() and page.inner_text("#video-summary"))
     assert "24 frames (2.0 s of video), 2 animals tracked" in texts[-1]
-    playable = page.eval_on_selector(
-        "#video-output video", "v => new Promise(done => v.readyState >= 2 ? done(true) : "
-        "(v.onloadeddata = () => done(true), v.onerror = () => done(false)))")
-    assert playable, "the browser cannot play the labeled video"
-    width = page.eval_on_selector("#video-output video", "v => v.videoWidth")
-    assert width == 320
+    state = page.eval_on_selector("#video-output video", PLAYABLE)
+    assert state["error"] is None and state["readyState"] >= 2, f"the browser cannot play the labeled video: {state}"
+    assert state["width"] == 320 and state["duration"] == pytest.approx(2.0, abs=0.1)
+    assert page.eval_on_selector("#video-output video", "v => v.currentSrc").split("?")[0].endswith(".mp4")
     downloads = page.inner_text("#video-files").replace("\n", "")  # the page splits name and extension
     assert "walk.json" in downloads and "walk.csv" in downloads
     assert _visible(page, "#video-files button") == 0, "the results to download show remove buttons"
@@ -231,3 +240,38 @@ def test_one_click_starts_the_webcam_stream(page, screenshots):
     page.screenshot(path=str(screenshots / "webcam_tab.png"), full_page=True)
     page.click("#webcam-input .capture-button")
     _wait_for(lambda: page.inner_text("#webcam-input .capture-button").strip() == "Start")  # not "Record"
+
+
+@pytest.mark.parametrize("name, interrupted", [("labeled.mp4", False), ("labeled.webm", False), ("labeled.mp4", True)])
+def test_chromium_plays_the_video_that_track_writes(browser, synthetic_clip, small_estimator, tmp_path, name,
+                                                    interrupted):
+    """What ``animalpose track clip.mp4 --out labeled.mp4`` writes (and the partial MP4 of an interrupted run)
+    plays in the browser: first frame loaded, its duration known, no error."""
+    from app.runs import Models, OutputPaths, TrackProgress, TrackSettings, process_source
+    from app.sinks import partial_path
+    from train.e2e import GroundTruthDetector
+
+    clip, gt = synthetic_clip
+    out = tmp_path / name
+
+    def stop_half_way(where: TrackProgress) -> None:
+        if interrupted and where.writing and where.done == 18:
+            raise KeyboardInterrupt
+
+    models = Models(GroundTruthDetector(gt, auto_advance=True), small_estimator)
+    try:
+        process_source(str(clip), OutputPaths(video=out), models, TrackSettings(progress_bar=False),
+                       progress=stop_half_way)
+    except KeyboardInterrupt:
+        out = partial_path(out)
+    (tmp_path / "page.html").write_text(f'<video id="v" src="{out.name}" muted></video>')
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto((tmp_path / "page.html").as_uri())
+        state = page.eval_on_selector("#v", PLAYABLE)
+    finally:
+        context.close()
+    assert state["error"] is None and state["readyState"] >= 2, state
+    frames = 17 if interrupted else len(gt["frames"])
+    assert state["width"] == 320 and state["duration"] == pytest.approx(frames / 12, abs=0.15)

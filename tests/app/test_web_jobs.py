@@ -148,7 +148,7 @@ def test_only_the_servers_choices_are_used(jobs, changes, message):
 def test_video_job_writes_outputs_and_reports_progress(jobs, web_clip, smoothing):
     reports: list[VideoProgress] = []
     result = jobs.video(web_clip, _options(jobs, smoothing=smoothing), reports.append, poll_s=0.05)
-    assert result.video.suffix == ".webm" and result.video.stat().st_size > 0
+    assert result.video.suffix == ".mp4" and result.video.stat().st_size > 0
     assert result.frames == 24 and result.duration_s == pytest.approx(2.0) and result.tracks == [1, 2]
     document = json.loads(result.json.read_text())
     statuses = {s for f in document["frames"] for a in f["animals"] for s in a["status"]}
