@@ -236,6 +236,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     if args.show and not show:
         logger.warning("no screen here (DISPLAY is not set): not showing a window; use --out to save the video")
     latencies = LatencyHistogram()
+    window = {"show": show}
     stop = {"now": False}
     lost: SourceError | None = None
 
@@ -244,12 +245,16 @@ def cmd_live(args: argparse.Namespace) -> int:
 
     def on_result(frame, result) -> None:
         latencies.add(time.monotonic() - frame.captured_at)
-        if show:
+        if window["show"]:
             import cv2
 
-            cv2.imshow("animalpose", draw_frame(frame.image, result, settings.draw))
-            if cv2.waitKey(1) & 0xFF in (27, ord("q")):
-                stop["now"] = True
+            try:
+                cv2.imshow("animalpose", draw_frame(frame.image, result, settings.draw))
+                if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+                    stop["now"] = True
+            except cv2.error as exc:  # an OpenCV built without a window system (opencv-python-headless)
+                logger.warning("cannot show a window (%s); going on without it", str(exc).strip().splitlines()[-1])
+                window["show"] = False
 
     def should_stop() -> bool:
         return stop["now"] or bool(args.max_frames and latencies.count >= args.max_frames)
