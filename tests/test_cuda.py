@@ -294,3 +294,24 @@ def test_detector_graphs_give_the_boxes_of_ultralytics_predict(calibrated_yolo: 
         found += len(expected)
     assert found > 0
     assert graphed.path is DetectorPath.GRAPHS  # no capture failed
+
+
+def test_the_labeled_video_is_encoded_by_nvenc_on_a_gpu_and_plays_back(tmp_path):
+    """On a GPU machine whose FFmpeg (PyAV's wheels) has NVENC, the H.264 MP4 is encoded there; where the
+    encoder does not open, libx264 takes over. Either way the file reads back with every frame."""
+    import av
+
+    from app.sinks.video import VideoSink
+    from app.sources import VideoInfo
+    from pose.structures import FrameResult
+
+    torch.zeros(1, device="cuda")  # CUDA in use in this process, as in a run on the GPU
+    info = VideoInfo(640, 360, 25.0, 10, "synthetic")
+    with VideoSink(tmp_path / "v.mp4", info, hardware=True) as sink:
+        for n in range(10):
+            sink.write(FrameResult.empty(n, n / 25.0), np.full((360, 640, 3), 20 * n, np.uint8))
+    print(f"encoder used: {sink.codec}")  # in the log of bench/gpu_run.sh: h264_nvenc or libx264
+    assert sink.codec in ("h264_nvenc", "libx264")
+    with av.open(str(tmp_path / "v.mp4")) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert sum(1 for _ in container.decode(video=0)) == 10
