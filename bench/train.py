@@ -31,11 +31,10 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from bench.report import write_section
-from pose.model import ARCHITECTURES
 from train.dataset import AP10KDataset, worker_init
 from train.engine import JointsMSELoss, train_one_epoch
 from train.synthetic import DatasetSettings, write_dataset
-from train.train_pose import PoseTrainSettings, build_training_model
+from train.train_pose import HEATMAP_ARCHITECTURES, PoseTrainSettings, build_training_model
 
 logger = logging.getLogger("bench.train")
 
@@ -152,7 +151,7 @@ def render(args: argparse.Namespace, device: torch.device, model_rates: dict[tup
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", default="hrnet_w32", choices=sorted(ARCHITECTURES))
+    parser.add_argument("--arch", default="hrnet_w32", choices=sorted(HEATMAP_ARCHITECTURES))
     parser.add_argument("--batch", type=int, default=8, help="images per training step and per loader batch")
     parser.add_argument("--input-size", type=int, default=256, help="model input width = height in pixels")
     parser.add_argument("--steps", type=int, default=2, help="timed training steps per precision")

@@ -10,7 +10,9 @@ is wrong with it.
 Accepted layouts: a bare state dict, or one under ``'state_dict'`` or
 ``'model'``; keys with a DataParallel ``module.`` prefix; mmpose 1.x keys
 (``head.*`` instead of ``keypoint_head.*``; a 1.x head with extra
-``conv_layers`` is not supported and its keys are reported as unexpected).
+``conv_layers`` is not supported and its keys are reported as unexpected);
+mmpose 1.x RTMPose (CSPNeXt + RTMCC head, ``head.*`` kept as it is), whose
+published files keep numpy arrays in ``meta['dataset_meta']``.
 """
 
 from __future__ import annotations
@@ -27,11 +29,21 @@ import torch
 from torch import Tensor, nn
 
 from pose.keypoints import NUM_KEYPOINTS
-from pose.model import BackboneKind, PoseArchitecture, TopDownModel, build_model
+from pose.model import (
+    CSPNEXT_STRIDE,
+    Architecture,
+    BackboneKind,
+    PoseArchitecture,
+    PoseModel,
+    RTMPoseArchitecture,
+    build_model,
+)
 
 __all__ = [
+    "Architecture",
     "CheckpointError",
     "PoseArchitecture",
+    "RTMPoseArchitecture",
     "build_model",
     "filter_state_dict",
     "infer_architecture",
@@ -45,23 +57,31 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _WRAPPER_KEYS = ("state_dict", "model")
+#: The key that marks an RTMCC (SimCC) head.
+_RTMCC_KEY = "head.cls_x.weight"
 _MAX_LISTED = 5
 
 def _numpy_scalar_globals() -> list[Any]:
-    """What unpickling a numpy scalar needs: its reconstructor (under numpy 1.x's and 2.x's
-    module names) and the dtypes. Rebuilding a scalar runs no user code.
+    """What unpickling numpy scalars and arrays needs: their reconstructors (under numpy 1.x's and 2.x's
+    module names), ``ndarray`` and the dtypes. Rebuilding them runs no user code.
 
     mmcv keeps evaluation scores as numpy scalars in a checkpoint's ``meta``
-    (``hook_msgs.best_score``), which ``weights_only`` loading refuses by default.
+    (``hook_msgs.best_score``) and mmengine the dataset's metadata with numpy arrays (sigmas, colours:
+    ``meta['dataset_meta']``), which ``weights_only`` loading refuses by default.
     """
     scalar = np.float64(0).__reduce__()[0]
+    array = np.zeros(1).__reduce__()[0]
     dtypes = [
         type(np.dtype(name))
         for name in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
                      "float16", "float32", "float64")
     ]
-    aliases = [(scalar, f"{module}.multiarray.scalar") for module in ("numpy.core", "numpy._core")]
-    return [np.dtype, *dtypes, *aliases]
+    aliases = [
+        (function, f"{module}.multiarray.{name}")
+        for module in ("numpy.core", "numpy._core")
+        for function, name in ((scalar, "scalar"), (array, "_reconstruct"))
+    ]
+    return [np.dtype, np.ndarray, *dtypes, *aliases]
 
 
 class CheckpointError(ValueError):
@@ -75,11 +95,13 @@ def _listing(keys: list[str]) -> str:
 
 
 def filter_state_dict(obj: Any) -> dict[str, Tensor]:
-    """Turn a loaded checkpoint object into a state dict in our (mmpose 0.x) key layout.
+    """Turn a loaded checkpoint object into a state dict in our key layout.
 
     Unwraps ``{'state_dict': ...}`` or ``{'model': ...}``, strips a DataParallel
-    ``module.`` prefix, renames mmpose 1.x ``head.*`` to ``keypoint_head.*`` and
-    drops entries that are not tensors. The input is not modified.
+    ``module.`` prefix, renames the ``head.*`` of an mmpose 1.x heatmap model to
+    0.x's ``keypoint_head.*`` (an RTMCC head, ``head.cls_x``, keeps ``head.*``: it is
+    our :class:`~pose.model.RTMPoseModel`'s layout) and drops entries that are not
+    tensors. The input is not modified.
 
     Raises:
         CheckpointError: if ``obj`` holds no tensors under string keys.
@@ -95,13 +117,15 @@ def filter_state_dict(obj: Any) -> dict[str, Tensor]:
         raise CheckpointError(f"no tensors found; top-level keys: {_listing([str(k) for k in obj])}")
     if all(key.startswith("module.") for key in tensors):
         tensors = {key.removeprefix("module."): value for key, value in tensors.items()}
+    if _RTMCC_KEY in tensors:
+        return tensors
     return {re.sub(r"^head\.", "keypoint_head.", key): value for key, value in tensors.items()}
 
 
-def _count_indices(state_dict: Mapping[str, Tensor], pattern: str, step: int = 1) -> int:
-    """How many consecutive ``i = 0, 1, ...`` have ``pattern.format(i * step)`` in ``state_dict``."""
+def _count_indices(state_dict: Mapping[str, Tensor], pattern: str, step: int = 1, start: int = 0) -> int:
+    """How many consecutive ``i = 0, 1, ...`` have ``pattern.format(start + i * step)`` in ``state_dict``."""
     count = 0
-    while pattern.format(count * step) in state_dict:
+    while pattern.format(start + count * step) in state_dict:
         count += 1
     return count
 
@@ -165,17 +189,69 @@ def _infer_head(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
     return head
 
 
-def infer_architecture(state_dict: Mapping[str, Tensor]) -> PoseArchitecture:
+def _infer_cspnext(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
+    def tensor(key: str) -> Tensor:
+        return _require(state_dict, "backbone." + key, "a CSPNeXt")
+
+    num_stages = _count_indices(state_dict, "backbone.stage{}.0.conv.weight", start=1)
+    if not num_stages:
+        tensor("stage1.0.conv.weight")  # raises: no CSPNeXt stage
+    # Each stage is a stride-2 conv then a CSP layer; the last has an SPP block in between.
+    csp = [f"stage{i}.{2 if i == num_stages else 1}" for i in range(1, num_stages + 1)]
+    widths = tuple(tensor(f"stage{i}.0.conv.weight").shape[0] for i in range(1, num_stages + 1))
+    return {
+        "widths": widths,
+        "depths": tuple(_count_indices(state_dict, f"backbone.{layer}.blocks.{{}}.conv1.conv.weight") for layer in csp),
+        "stem_width": tensor("stem.2.conv.weight").shape[0],
+        "expand_ratio": tensor(f"{csp[0]}.main_conv.conv.weight").shape[0] / widths[0],
+        "block_kernel": tensor(f"{csp[0]}.blocks.0.conv2.depthwise_conv.conv.weight").shape[-1],
+        "channel_attention": f"backbone.{csp[0]}.attention.fc.weight" in state_dict,
+    }
+
+
+def _infer_rtmcc(state_dict: Mapping[str, Tensor], split_ratio: float = 2.0) -> dict[str, Any]:
+    def tensor(key: str) -> Tensor:
+        return _require(state_dict, "head." + key, "an RTMCC head")
+
+    final, embed, out = tensor("final_layer.weight"), tensor("mlp.1.weight"), tensor("gau.o.weight")
+    bins = (tensor("cls_x.weight").shape[0], tensor("cls_y.weight").shape[0])
+    input_size = tuple(round(b / split_ratio) for b in bins)
+    tokens = (input_size[0] // CSPNEXT_STRIDE) * (input_size[1] // CSPNEXT_STRIDE)
+    if embed.shape[1] != tokens:
+        raise CheckpointError(
+            f"the RTMCC head has {bins[0]}x{bins[1]} SimCC bins, i.e. a {input_size[0]}x{input_size[1]} input at "
+            f"split ratio {split_ratio:g}, whose 1/32 feature map has {tokens} cells, but 'head.mlp.1.weight' "
+            f"takes {embed.shape[1]}"
+        )
+    return {
+        "num_keypoints": final.shape[0],
+        "final_kernel": final.shape[-1],
+        "input_size": input_size,
+        "hidden_dims": embed.shape[0],
+        "attention_dims": tensor("gau.gamma").shape[1],
+        "expansion_factor": out.shape[1] // out.shape[0],
+        "split_ratio": split_ratio,
+    }
+
+
+def infer_architecture(state_dict: Mapping[str, Tensor]) -> Architecture:
     """Read the model's architecture off the key names and tensor shapes of a state dict.
 
     ``state_dict`` is in our layout (see :func:`filter_state_dict`). Only the
     keys that define the architecture are read; :func:`load_pose_model` then
-    checks every key and shape with a strict load.
+    checks every key and shape with a strict load. An RTMCC head (``head.cls_x``)
+    makes an :class:`~pose.model.RTMPoseArchitecture` (its split ratio, not in the
+    keys, is RTMPose's 2.0); otherwise a :class:`~pose.model.PoseArchitecture`.
 
     Raises:
         CheckpointError: if the keys fit neither an HRNet nor a ResNet
-            top-down heatmap model.
+            top-down heatmap model, nor a CSPNeXt with an RTMCC head.
     """
+    if _RTMCC_KEY in state_dict:
+        try:
+            return RTMPoseArchitecture(**_infer_rtmcc(state_dict), **_infer_cspnext(state_dict))
+        except ValueError as err:
+            raise CheckpointError(f"unsupported RTMPose architecture: {err}") from err
     head = _infer_head(state_dict)
     if "backbone.stage4.0.branches.0.0.conv1.weight" in state_dict:
         kind, backbone = BackboneKind.HRNET, _infer_hrnet(state_dict)
@@ -243,7 +319,7 @@ def _describe(err: BaseException) -> str:
 
 def load_pose_model(
     path: str | Path, map_location: str | torch.device = "cpu"
-) -> tuple[TopDownModel, PoseArchitecture]:
+) -> tuple[PoseModel, Architecture]:
     """Build the model a checkpoint describes, load its weights strictly, return it in eval mode.
 
     Args:
@@ -262,9 +338,10 @@ def load_pose_model(
 
 def load_pose_checkpoint(
     path: str | Path, map_location: str | torch.device = "cpu"
-) -> tuple[TopDownModel, PoseArchitecture, tuple[int, int] | None]:
-    """:func:`load_pose_model`, plus the network input ``(width, height)`` the checkpoint was trained
-    at when it records one (:func:`recorded_input_size`), else None."""
+) -> tuple[PoseModel, Architecture, tuple[int, int] | None]:
+    """:func:`load_pose_model`, plus the network input ``(width, height)``: the one its architecture is
+    built for (an RTMPose head's, :attr:`~pose.model.RTMPoseArchitecture.fixed_input_size`), else the one
+    the checkpoint was trained at when it records one (:func:`recorded_input_size`), else None."""
     path = Path(path)
     obj = _read(path, map_location)
     try:
@@ -275,7 +352,7 @@ def load_pose_checkpoint(
         model.load_state_dict(state_dict, strict=True)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from err
-    input_size = recorded_input_size(obj)
+    input_size = arch.fixed_input_size or recorded_input_size(obj)
     logger.debug("loaded %s: %s, input size %s", path, arch, input_size)
     return model.to(map_location).eval(), arch, input_size
 

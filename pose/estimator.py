@@ -1,9 +1,14 @@
-"""``PoseEstimator(image, boxes) -> Poses``: mmpose 0.x's top-down test path, batched.
+"""``PoseEstimator(image, boxes) -> Poses``: mmpose's top-down test path, batched.
 
-For every box of a frame: clean it (ground-truth boxes, as the AP-10K evaluation does), take
-center/scale (padding 1.25, square), warp the crop, normalise, run the network on all crops (and
-their mirror images for the flip test) in one batch, merge the flipped heatmaps, decode and map
-back to image pixels.
+For every box of a frame: take center/scale (padding 1.25, the input's aspect ratio), warp the crop,
+normalise, run the network on all crops (and their mirror images for the flip test) in one batch,
+merge the flipped outputs, decode and map back to image pixels. How each step is done is the
+model's recipe (``model.codec``, :mod:`pose.topdown`), read off its checkpoint with the architecture:
+
+* mmpose 0.x heatmap models (the HRNets, SimpleBaselines): ground-truth boxes cleaned as its AP-10K
+  evaluation does, detector boxes ``w = x2 - x1 + 1``, the heatmap flip test and decoding;
+* mmpose 1.x SimCC models (RTMPose): boxes as its ``inference_topdown`` takes them, its crops and
+  normalisation, the SimCC flip test and argmax decoding.
 
 Where the network runs (:class:`Execution`, chosen by :func:`resolve_execution`):
 
@@ -12,7 +17,7 @@ Where the network runs (:class:`Execution`, chosen by :func:`resolve_execution`)
 * torch on CUDA (``DEVICE_GRAPHS``, or ``DEVICE_EAGER`` with ``cuda_graphs=False`` or after a failed
   capture): the crops go to the GPU once through pinned memory, their mirror images are made there,
   the network runs on both (replayed from a CUDA graph per batch bucket, :mod:`pose.graphs`), the
-  flip merge runs there (:mod:`pose.device_flip`) and only the merged heatmaps come back.
+  flip merge runs there and only the merged outputs come back.
 
 The precision switch (:class:`pose.precision.Precision`) picks float32 without TF32 (EXACT) or
 float16 (FAST) on CUDA; on the CPU both run float32.
@@ -32,23 +37,15 @@ import torch
 from torch import nn
 
 from pose.checkpoint import load_pose_checkpoint
-from pose.codec import PostProcess, decode_heatmaps, flip_back
-from pose.device_flip import merge_flip_tensor, with_mirrored
+from pose.codec import PostProcess
+from pose.device_flip import with_mirrored
 from pose.devices import AUTO, check_device_name, resolve_device
 from pose.export import export_onnx, onnx_session, run_onnx
 from pose.graphs import Capture, Forward, GraphedForward, batch_buckets, capture_cuda_graph, to_device, to_host
 from pose.keypoints import FLIP_INDEX
 from pose.precision import ComputePlan, Precision, as_precision, compute_plan, cudnn_tf32
 from pose.structures import Poses
-from pose.transforms import (
-    boxes_to_center_scale,
-    clean_boxes_xywh,
-    get_affine_matrices,
-    get_udp_warp_matrices,
-    normalize_crops,
-    warp_crops,
-    xyxy_to_xywh,
-)
+from pose.topdown import Codec, HeatmapCodec, PreparedBatch, codec_of, prepare_inputs
 from pose.weights import resolve_pose_weights
 
 logger = logging.getLogger(__name__)
@@ -106,10 +103,12 @@ class PoseSettings:
     """How the pose model is run.
 
     Attributes:
-        input_size: network input (width, height) in pixels; AP-10K models use 256x256.
-        flip_test: also run the mirrored crop and average the heatmaps (mmpose's AP-10K default).
-        shift_heatmap: shift the flipped-back heatmap one column right (mmpose's default).
-        post_process: heatmap decoding: DEFAULT (quarter-pixel shift), DARK, UDP or NONE.
+        input_size: network input (width, height) in pixels; AP-10K models use 256x256 (an RTMPose
+            model takes only the size its head was built for; :meth:`PoseEstimator.from_weights` sets it).
+        flip_test: also run the mirrored crop and average the outputs (mmpose's AP-10K default, both
+            generations).
+        shift_heatmap: shift the flipped-back heatmap one column right (mmpose's default). Heatmap models only.
+        post_process: heatmap decoding: DEFAULT (quarter-pixel shift), DARK, UDP or NONE. Heatmap models only.
         kernel: Gaussian kernel size used by DARK and UDP.
         padding: box enlargement factor before cropping.
         device: "auto" (the default: CUDA when torch sees a GPU), "cpu", "cuda" or "cuda:N"
@@ -177,54 +176,8 @@ class PoseSettings:
                             tf32=self.tf32, channels_last=self.channels_last)
 
 
-@dataclass(frozen=True)
-class PreparedBatch:
-    """Network inputs for N boxes and what is needed to map the outputs back.
-
-    Attributes:
-        inputs: (N, 3, H, W) float32 normalised RGB crops.
-        center: (N, 2) float32 box centres in image pixels.
-        scale: (N, 2) float32 box sizes in units of 200 pixels (padded, square).
-    """
-
-    inputs: np.ndarray
-    center: np.ndarray
-    scale: np.ndarray
-
-
-def prepare_inputs(
-    image_bgr: np.ndarray, boxes_xywh: np.ndarray, settings: PoseSettings, clean: bool = True
-) -> PreparedBatch:
-    """Crops and normalises the boxes of one BGR uint8 frame exactly as mmpose 0.x does.
-
-    ``boxes_xywh`` are (N, 4) COCO boxes (x, y, width, height) in pixels. With ``clean`` they first
-    go through the AP-10K dataset's box cleaning (clip to the image, effective width w-1), as
-    mmpose's evaluation does with ground-truth boxes; rows that cleaning empties are kept as given.
-    """
-    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
-        raise ValueError(f"image must be an (H, W, 3) uint8 BGR array, got {image_bgr.shape} {image_bgr.dtype}")
-    height, width = image_bgr.shape[:2]
-    boxes = np.asarray(boxes_xywh, np.float64).reshape(-1, 4)
-    if clean:
-        cleaned, valid = clean_boxes_xywh(boxes, width, height)
-        boxes = np.where(valid[:, None], cleaned, boxes)
-    # A box of zero size has no crop: give it one pixel so that the affine matrix stays invertible.
-    boxes = np.concatenate([boxes[:, :2], np.maximum(boxes[:, 2:], 1.0)], axis=1)
-    aspect = settings.input_size[0] / settings.input_size[1]
-    center, scale = boxes_to_center_scale(boxes, aspect_ratio=aspect, padding=settings.padding)
-    if settings.use_udp:
-        matrices = get_udp_warp_matrices(center, scale, settings.input_size)
-    else:
-        matrices = get_affine_matrices(center, scale, settings.input_size)
-    crops = warp_crops(image_bgr, matrices, settings.input_size)
-    # The warp acts on each channel alone, so BGR->RGB on the small crops equals mmpose's
-    # conversion of the whole frame, at a fraction of the cost.
-    inputs = normalize_crops(crops[..., ::-1])
-    return PreparedBatch(inputs=inputs, center=center, scale=scale)
-
-
 def network_forward(model: nn.Module, plan: ComputePlan) -> Forward:
-    """``model`` as one function of float32 (N, 3, H, W) crops on its device -> float32 heatmaps, with the
+    """``model`` as one function of float32 (N, 3, H, W) crops on its device -> its float32 output, with the
     input conversion of ``plan`` (dtype, memory format) inside: what is captured in a CUDA graph and
     what runs eagerly are the same operations."""
 
@@ -243,8 +196,8 @@ class DeviceNetwork:
 
     The crops go up through pinned memory (non-blocking); with the flip test their mirror images are
     made on the device, the network runs on both in one batch (:class:`pose.graphs.GraphedForward`:
-    CUDA graphs per batch bucket, or eagerly), the flipped heatmaps are merged there, and only the
-    merged float32 heatmaps come back. In float32 the merge equals the numpy one bit for bit.
+    CUDA graphs per batch bucket, or eagerly), the mirrored outputs are merged there by the codec, and
+    only the merged float32 outputs come back. In float32 the merge equals the numpy one bit for bit.
 
     Args:
         forward: the network (:func:`network_forward`).
@@ -252,11 +205,15 @@ class DeviceNetwork:
         buckets: batch sizes with a graph (:func:`pose.graphs.batch_buckets`); also the chunk size.
         capture: :func:`pose.graphs.capture_cuda_graph`, a stand-in, or None to run eagerly.
         tf32: cuDNN's TF32 flag while the network runs (None: leave it as it is, e.g. on the CPU).
+        codec: the model's recipe (:mod:`pose.topdown`), which merges the flip test (default: mmpose 0.x
+            heatmaps with the shift).
     """
 
     def __init__(self, forward: Forward, device: str | torch.device, buckets: tuple[int, ...],
-                 capture: Capture | None = capture_cuda_graph, tf32: bool | None = None) -> None:
+                 capture: Capture | None = capture_cuda_graph, tf32: bool | None = None,
+                 codec: Codec | None = None) -> None:
         self.device = torch.device(device)
+        self.codec = codec or HeatmapCodec()
         self.runner = GraphedForward(forward, self.device, buckets, capture=capture, name="pose network")
         self._precision = (lambda: cudnn_tf32(tf32)) if tf32 is not None else nullcontext
         self._flip_index = torch.tensor(np.asarray(FLIP_INDEX), dtype=torch.long, device=self.device)
@@ -265,13 +222,13 @@ class DeviceNetwork:
     def uses_graphs(self) -> bool:
         return self.runner.uses_graphs
 
-    def heatmaps(self, inputs: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W) float32 crops -> (N, K, h, w) float32 heatmaps."""
+    def outputs(self, inputs: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) float32 crops -> the network's float32 outputs (heatmaps, or SimCC logits)."""
         with torch.inference_mode(), self._precision():
             return to_host(self.runner(to_device(inputs, self.device)))
 
-    def heatmaps_with_flip(self, inputs: np.ndarray, shift: bool = True) -> np.ndarray:
-        """(N, 3, H, W) float32 crops -> (N, K, h, w) float32 flip-test heatmaps (AP-10K flip pairs)."""
+    def outputs_with_flip(self, inputs: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) float32 crops -> the float32 flip-test outputs (AP-10K flip pairs)."""
         with torch.inference_mode(), self._precision():
             both = self.runner(with_mirrored(to_device(inputs, self.device)))
             if both.shape[1] != len(self._flip_index):
@@ -279,7 +236,10 @@ class DeviceNetwork:
                     f"flip test needs the AP-10K flip pairs but the model has {both.shape[1]} keypoints; "
                     "turn flip_test off"
                 )
-            return to_host(merge_flip_tensor(both, self._flip_index, shift=shift))
+            return to_host(self.codec.merge_flip_tensor(both, self._flip_index))
+
+    heatmaps = outputs
+    heatmaps_with_flip = outputs_with_flip
 
 
 class PoseEstimator:
@@ -291,11 +251,18 @@ class PoseEstimator:
         poses = estimator(frame_bgr, detections.xyxy)
 
     ``execution`` says which path runs the network (:class:`Execution`); on CUDA, ``uses_graphs``
-    whether it is (still) replayed from CUDA graphs.
+    whether it is (still) replayed from CUDA graphs. ``codec`` is the model's recipe
+    (:mod:`pose.topdown`: mmpose 0.x heatmaps or mmpose 1.x SimCC), configured by the settings; a
+    network without ``model.codec`` is taken for a heatmap model.
     """
 
     def __init__(self, model: nn.Module, settings: PoseSettings = PoseSettings(), onnx_path: Path | None = None):
         settings = replace(settings, device=resolve_device(settings.device))  # "auto" -> "cuda" or "cpu"
+        self.codec: Codec = codec_of(model).configured(settings)
+        fixed = self.codec.fixed_input_size
+        if fixed is not None and tuple(settings.input_size) != tuple(fixed):
+            raise ValueError(f"input_size must be {fixed[0]}x{fixed[1]} for this model (its head is built for it), "
+                             f"got {settings.input_size[0]}x{settings.input_size[1]}")
         self.settings = settings
         self.device = torch.device(settings.device)
         if settings.flush_denormal and self.device.type == "cpu":
@@ -326,7 +293,7 @@ class PoseEstimator:
             capture = capture_cuda_graph if self.execution is Execution.DEVICE_GRAPHS else None
             self._device_network = DeviceNetwork(network_forward(self.model, self.plan), self.device,
                                                  batch_buckets(settings.max_batch), capture=capture,
-                                                 tf32=self.plan.tf32)
+                                                 tf32=self.plan.tf32, codec=self.codec)
             logger.info("pose model on %s: %s, %s%s", self.device, "float16" if self.half else "float32",
                         "TF32 allowed" if self.plan.tf32 else "no TF32",
                         ", CUDA graphs" if capture is not None else ", eager")
@@ -338,16 +305,19 @@ class PoseEstimator:
 
     @classmethod
     def from_weights(cls, weights: str | Path, settings: PoseSettings = PoseSettings(),
-                     checkpoint_input_size: bool = True) -> "PoseEstimator":
+                     checkpoint_input_size: bool = True) -> PoseEstimator:
         """Load a checkpoint (a path or an official model name) with its architecture read off the file.
 
         With ``checkpoint_input_size`` (the default) a checkpoint that records the input size it was
         trained at (our training does) runs at that size instead of ``settings.input_size``: a model
         fed crops at another scale than it learned places its keypoints wrongly. Official AP-10K
-        checkpoints record none and run at ``settings.input_size`` (256x256 by default, theirs).
+        heatmap checkpoints record none and run at ``settings.input_size`` (256x256 by default, theirs);
+        an RTMPose checkpoint always runs at the size its head is built for.
         """
         path = resolve_pose_weights(weights)
         model, arch, input_size = load_pose_checkpoint(path)
+        if arch.fixed_input_size is not None:
+            input_size, checkpoint_input_size = arch.fixed_input_size, True
         if checkpoint_input_size and input_size is not None and input_size != tuple(settings.input_size):
             logger.info("Pose model %s was trained at %dx%d input; running it at that size", path, *input_size)
             settings = replace(settings, input_size=input_size)
@@ -355,7 +325,7 @@ class PoseEstimator:
         return cls(model, settings)
 
     def _probe_num_keypoints(self) -> int:
-        head = getattr(self.model, "keypoint_head", None)
+        head = getattr(self.model, "keypoint_head", None) or getattr(self.model, "head", None)
         final = getattr(head, "final_layer", None)
         if isinstance(final, nn.Conv2d):
             return final.out_channels
@@ -365,11 +335,12 @@ class PoseEstimator:
             out = self.model(torch.zeros(1, 3, height, width, device=self.device, dtype=dtype))
         return out.shape[1]
 
-    def infer_heatmaps(self, inputs: np.ndarray) -> np.ndarray:
-        """Run the network: (N, 3, H, W) float32 -> (N, K, H/s, W/s) float32 heatmaps (s: the model's output
-        stride, 4 for the official models), in chunks of max_batch."""
+    def infer(self, inputs: np.ndarray) -> np.ndarray:
+        """Run the network on (N, 3, H, W) float32 crops, in chunks of max_batch: float32 (N, K, H/s, W/s)
+        heatmaps (s: the model's output stride, 4 for the official models), or (N, K, Wx + Wy) SimCC logits
+        (:func:`pose.simcc.split_simcc`)."""
         if self._device_network is not None:
-            return self._device_network.heatmaps(inputs)
+            return self._device_network.outputs(inputs)
         outputs = []
         for start in range(0, len(inputs), self.settings.max_batch):
             chunk = inputs[start : start + self.settings.max_batch]
@@ -381,49 +352,55 @@ class PoseEstimator:
                 outputs.append(self.model(x).float().cpu().numpy())
         return np.concatenate(outputs, axis=0)
 
-    def heatmaps_with_flip(self, inputs: np.ndarray) -> np.ndarray:
-        """Heatmaps of ``inputs``, flip-test averaged when the settings ask for it (on the device on CUDA)."""
+    def infer_with_flip(self, inputs: np.ndarray) -> np.ndarray:
+        """:meth:`infer`, flip-test merged by the model's codec when the settings ask for it (on the device
+        on CUDA)."""
         n = len(inputs)
         if not self.settings.flip_test:
-            return self.infer_heatmaps(inputs)
+            return self.infer(inputs)
         if self.num_keypoints != len(FLIP_INDEX):
             raise ValueError(
                 f"flip test needs the AP-10K flip pairs but the model has {self.num_keypoints} keypoints; "
                 "turn flip_test off"
             )
         if self._device_network is not None:
-            return self._device_network.heatmaps_with_flip(inputs, shift=self.settings.shift_heatmap)
-        both = np.concatenate([inputs, inputs[..., ::-1]], axis=0)
-        heatmaps = self.infer_heatmaps(both)
-        flipped = flip_back(heatmaps[n:], FLIP_INDEX, shift=self.settings.shift_heatmap)
-        return (heatmaps[:n] + flipped) * np.float32(0.5)
+            return self._device_network.outputs_with_flip(inputs)
+        both = self.infer(np.concatenate([inputs, inputs[..., ::-1]], axis=0))
+        return self.codec.merge_flip(both[:n], both[n:])
 
-    def estimate_xywh(self, image_bgr: np.ndarray, boxes_xywh: np.ndarray, clean: bool = True) -> Poses:
+    #: The names from before SimCC models (the outputs of a heatmap model are heatmaps).
+    infer_heatmaps = infer
+    heatmaps_with_flip = infer_with_flip
+
+    def _poses(self, batch: PreparedBatch, boxes_xyxy: np.ndarray) -> Poses:
+        keypoints, scores = self.codec.decode(self.infer_with_flip(batch.inputs), batch)
+        return Poses(np.concatenate([keypoints, scores[..., None]], axis=2), boxes_xyxy)
+
+    def estimate_xywh(self, image_bgr: np.ndarray, boxes_xywh: np.ndarray, clean: bool | None = None) -> Poses:
         """Poses for COCO (x, y, w, h) boxes of one BGR frame; keypoints in image pixels.
 
-        With ``clean`` (the default) boxes are cleaned as mmpose's AP-10K evaluation cleans
-        ground-truth boxes, which reproduces mmpose's test numbers exactly.
+        ``clean`` (None: the model's generation decides) says whether the boxes are ground truth, to be
+        cleaned as that mmpose's AP-10K loader cleans them, which reproduces its test numbers. An mmpose
+        0.x heatmap model cleans by default (clip, effective width ``w - 1``); an mmpose 1.x model does
+        not: the box ``[x, y, x + w, y + h]`` goes in as ``inference_topdown`` takes it (with ``clean``,
+        clipped to the image as its loader does).
         """
         boxes_xywh = np.asarray(boxes_xywh, np.float64).reshape(-1, 4)
         xyxy = np.concatenate([boxes_xywh[:, :2], boxes_xywh[:, :2] + boxes_xywh[:, 2:]], axis=1)
         if len(boxes_xywh) == 0:
             return Poses(np.zeros((0, self.num_keypoints, 3), np.float32), xyxy)
-        batch = prepare_inputs(image_bgr, boxes_xywh, self.settings, clean=clean)
-        heatmaps = self.heatmaps_with_flip(batch.inputs)
-        keypoints, scores = decode_heatmaps(
-            heatmaps, batch.center, batch.scale, post_process=self.settings.post_process, kernel=self.settings.kernel
-        )
-        return Poses(np.concatenate([keypoints, scores[..., None]], axis=2), xyxy)
+        clean = self.codec.cleans_boxes if clean is None else clean
+        return self._poses(self.codec.prepare_xywh(image_bgr, boxes_xywh, self.settings, clean), xyxy)
 
     def __call__(self, image_bgr: np.ndarray, boxes_xyxy: np.ndarray) -> Poses:
         """Poses for (N, 4) detector boxes ``xyxy`` of one BGR uint8 frame: keypoints (N, K, 3) = (x, y, score).
 
-        Detector boxes follow mmpose 0.x's inference path for ``bbox_format='xyxy'``: width and
-        height are ``x2 - x1 + 1`` and ``y2 - y1 + 1`` (inclusive pixel boxes) and there is no
-        cleaning.
+        Detector boxes follow the inference path of the model's mmpose for ``bbox_format='xyxy'``, with
+        no cleaning: for a 0.x heatmap model width and height are ``x2 - x1 + 1`` and ``y2 - y1 + 1``
+        (inclusive pixel boxes); for a 1.x model (RTMPose) they are ``x2 - x1`` and ``y2 - y1``, in
+        float32 as mmdet's boxes reach mmpose.
         """
         boxes_xyxy = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
-        boxes_xywh = xyxy_to_xywh(boxes_xyxy.astype(np.float64))
-        boxes_xywh[:, 2:] += 1.0
-        poses = self.estimate_xywh(image_bgr, boxes_xywh, clean=False)
-        return Poses(poses.keypoints, boxes_xyxy)
+        if len(boxes_xyxy) == 0:
+            return Poses(np.zeros((0, self.num_keypoints, 3), np.float32), boxes_xyxy)
+        return self._poses(self.codec.prepare_xyxy(image_bgr, boxes_xyxy, self.settings), boxes_xyxy)

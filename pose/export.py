@@ -1,4 +1,9 @@
-"""ONNX export of a top-down pose model and an ONNX Runtime session to run it."""
+"""ONNX export of a top-down pose model and an ONNX Runtime session to run it.
+
+A heatmap model exports one output, ``heatmaps`` (N, K, h, w). An RTMPose model exports its SimCC logits
+as two outputs, ``simcc_x`` (N, K, Wx) and ``simcc_y`` (N, K, Wy), as mmdeploy's RTMPose files have
+them; :func:`run_onnx` returns them side by side on the last axis, the model's own output.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+from pose.topdown import codec_of
 
 logger = logging.getLogger(__name__)
 
 INPUT_NAME = "input"
+#: The output of a heatmap model's export (a SimCC model's are its codec's ``output_names``).
 OUTPUT_NAME = "heatmaps"
+
+
+class _SplitOutputs(nn.Module):
+    """``model``'s one output split on the last axis into ``sizes`` (the SimCC x and y logits)."""
+
+    def __init__(self, model: nn.Module, sizes: tuple[int, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self.sizes = list(sizes)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        return tuple(torch.split(self.model(x), self.sizes, dim=-1))
 
 
 def export_onnx(
@@ -24,7 +44,8 @@ def export_onnx(
     opset: int = 17,
     dynamic_batch: bool = True,
 ) -> Path:
-    """Write ``model`` (images (N, 3, H, W) -> heatmaps (N, K, H/4, W/4)) as ONNX with a dynamic batch axis.
+    """Write ``model`` (images (N, 3, H, W) -> heatmaps (N, K, H/4, W/4), or the SimCC logits of an RTMPose
+    model as ``simcc_x`` and ``simcc_y``) as ONNX with a dynamic batch axis.
 
     ``input_size`` is (width, height) in pixels. The file is written to a temporary name and renamed
     when complete. Uses the TorchScript-based exporter, which needs no extra package.
@@ -37,17 +58,20 @@ def export_onnx(
     was_training = model.training
     model.eval()
     tmp = path.with_name(path.name + ".part")
-    dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    codec = codec_of(model)
+    names = list(codec.output_names)
+    exported = model if len(names) == 1 else _SplitOutputs(model, codec.bins)
+    dynamic_axes = {name: {0: "batch"} for name in [INPUT_NAME, *names]} if dynamic_batch else None
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
-                model,
+                exported,
                 (example,),
                 str(tmp),
                 dynamo=False,
                 input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
+                output_names=names,
                 dynamic_axes=dynamic_axes,
                 opset_version=opset,
                 do_constant_folding=True,
@@ -88,5 +112,7 @@ def onnx_session(path: str | Path, device: str = "cpu", threads: int | None = No
 
 
 def run_onnx(session, images: np.ndarray) -> np.ndarray:
-    """Run an exported pose model: images (N, 3, H, W) float32 -> heatmaps (N, K, h, w) float32."""
-    return session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(images, dtype=np.float32)})[0]
+    """Run an exported pose model: images (N, 3, H, W) float32 -> heatmaps (N, K, h, w) float32, or the
+    outputs of a SimCC export concatenated on the last axis (N, K, Wx + Wy), as the torch model gives them."""
+    outputs = session.run(None, {INPUT_NAME: np.ascontiguousarray(images, dtype=np.float32)})
+    return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=-1)

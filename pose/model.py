@@ -1,12 +1,18 @@
-"""Top-down pose model (backbone + heatmap head) and its constructors.
+"""Top-down pose models and their constructors.
 
-``TopDownModel`` has the attribute names of mmpose 0.x's ``TopDown`` (``backbone``,
-``keypoint_head``), so its ``state_dict`` is the official checkpoint layout.
-:class:`PoseArchitecture` describes a model completely; ``build_model`` turns
-it into modules, and :func:`pose.checkpoint.infer_architecture` reads it off a
-checkpoint. The constructors are the four official AP-10K models:
+Two families, each with the attribute names of its official checkpoints so that ``state_dict`` is
+their key layout:
 
-    hrnet_w32()  hrnet_w48()  res50()  res101()
+* :class:`TopDownModel` (backbone + heatmap head), mmpose 0.x's ``TopDown`` (``backbone``,
+  ``keypoint_head``), described by :class:`PoseArchitecture`;
+* :class:`RTMPoseModel` (CSPNeXt + RTMCC SimCC head), mmpose 1.x's ``TopdownPoseEstimator``
+  (``backbone``, ``head``), described by :class:`RTMPoseArchitecture`.
+
+``build_model`` turns an architecture into modules, and :func:`pose.checkpoint.infer_architecture`
+reads it off a checkpoint. Each model carries its ``codec`` (:mod:`pose.topdown`): how its crops are
+made, its flip test merged and its outputs decoded. The constructors are the official AP-10K models:
+
+    hrnet_w32()  hrnet_w48()  res50()  res101()  rtmpose_m()
 """
 
 from __future__ import annotations
@@ -14,22 +20,32 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
+import torch
 from torch import Tensor, nn
 
+from pose.cspnext import CSPNeXt
 from pose.heads import HeatmapHead
 from pose.hrnet import HRNet
 from pose.keypoints import NUM_KEYPOINTS
 from pose.resnet import ResNet
+from pose.rtmcc import RTMCCHead
+from pose.topdown import HeatmapCodec, SimCCCodec
 
 __all__ = [
+    "ARCHITECTURES",
+    "Architecture",
     "BackboneKind",
     "PoseArchitecture",
+    "PoseModel",
+    "RTMPoseArchitecture",
+    "RTMPoseModel",
     "TopDownModel",
     "build_model",
     "hrnet_w32",
     "hrnet_w48",
     "res50",
     "res101",
+    "rtmpose_m",
 ]
 
 
@@ -48,9 +64,37 @@ class TopDownModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.keypoint_head = keypoint_head
+        self.codec = HeatmapCodec()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.keypoint_head(self.backbone(x))
+
+
+class RTMPoseModel(nn.Module):
+    """CSPNeXt backbone then RTMCC head, with the SimCC logits of both axes in one tensor.
+
+    Args:
+        backbone: maps ``(N, 3, H, W)`` images to one ``(N, C, H/32, W/32)`` feature map.
+        head: maps it to x and y logits (:class:`pose.rtmcc.RTMCCHead`).
+        codec: the :class:`~pose.topdown.SimCCCodec` the head was built for.
+
+    Input ``(N, 3, H, W)`` normalised RGB; output ``(N, K, Wx + Wy)``: the x logits then the y logits
+    (:func:`pose.simcc.split_simcc`), one tensor so that CUDA graphs, ONNX Runtime and batching treat it
+    as any pose network. :meth:`forward_xy` gives the two apart (for training).
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, codec: SimCCCodec) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.codec = codec
+
+    def forward_xy(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(N, K, Wx)`` x logits and ``(N, K, Wy)`` y logits."""
+        return self.head(self.backbone(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat(self.forward_xy(x), dim=-1)
 
 
 class BackboneKind(enum.Enum):
@@ -140,9 +184,108 @@ class PoseArchitecture:
         backbone_stride = 4 if self.kind is BackboneKind.HRNET else 32
         return backbone_stride // 2**self.num_deconv_layers
 
+    @property
+    def codec(self) -> HeatmapCodec:
+        """The recipe of the model (:mod:`pose.topdown`): mmpose 0.x heatmaps."""
+        return HeatmapCodec()
 
-def build_model(arch: PoseArchitecture) -> TopDownModel:
-    """Build an initialised (untrained) model in train mode."""
+    @property
+    def fixed_input_size(self) -> None:
+        """None: a heatmap model takes any input of multiples of 4 pixels."""
+        return None
+
+
+#: The stride of CSPNeXt's output: the stem and each of the four stages halve the input.
+CSPNEXT_STRIDE = 32
+
+
+@dataclass(frozen=True)
+class RTMPoseArchitecture:
+    """Everything needed to build an :class:`RTMPoseModel` (defaults: RTMPose-m for AP-10K at 256x256).
+
+    Attributes:
+        num_keypoints: K.
+        input_size: network input ``(width, height)``, multiples of 32; the head is built for it.
+        widths: CSPNeXt stage widths.
+        depths: blocks per CSPNeXt stage.
+        stem_width: CSPNeXt stem width.
+        expand_ratio: CSP branch width relative to the stage width.
+        block_kernel: depthwise kernel of the CSPNeXt blocks.
+        channel_attention: CSP layers with channel attention.
+        final_kernel: kernel of the head's first conv.
+        hidden_dims: the GAU's token width.
+        attention_dims: the GAU's ``s``.
+        expansion_factor: the GAU's expansion.
+        split_ratio: SimCC bins per input pixel.
+
+    The checkpoint gives all but ``split_ratio`` (2.0 in every RTMPose config; the number of bins is
+    ``input_size * split_ratio``), the SiLU activations and the SPP pool sizes (5, 9, 13).
+    """
+
+    num_keypoints: int = NUM_KEYPOINTS
+    input_size: tuple[int, int] = (256, 256)
+    widths: tuple[int, ...] = (96, 192, 384, 768)
+    depths: tuple[int, ...] = (2, 4, 4, 2)
+    stem_width: int = 48
+    expand_ratio: float = 0.5
+    block_kernel: int = 5
+    channel_attention: bool = True
+    final_kernel: int = 7
+    hidden_dims: int = 256
+    attention_dims: int = 128
+    expansion_factor: int = 2
+    split_ratio: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("input_size", "widths", "depths"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        if len(self.input_size) != 2 or min(self.input_size) < CSPNEXT_STRIDE or any(
+                s % CSPNEXT_STRIDE for s in self.input_size):
+            raise ValueError(f"input_size must be (width, height), multiples of {CSPNEXT_STRIDE}, "
+                             f"got {self.input_size}")
+        if len(self.widths) != len(self.depths) or not self.widths or min(self.widths + self.depths) < 1:
+            raise ValueError(f"widths and depths must be positive and as many, got {self.widths} and {self.depths}")
+        for name in ("num_keypoints", "stem_width", "block_kernel", "final_kernel", "hidden_dims", "attention_dims",
+                     "expansion_factor"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.expand_ratio <= 1 or self.split_ratio <= 0:
+            raise ValueError(f"expand_ratio must be in (0, 1] and split_ratio positive, got {self.expand_ratio} and "
+                             f"{self.split_ratio}")
+
+    def __str__(self) -> str:
+        return (f"CSPNeXt(widths={self.widths}, depths={self.depths}, stem={self.stem_width}) + "
+                f"RTMCCHead({self.final_kernel}x{self.final_kernel} conv, GAU {self.hidden_dims}, "
+                f"SimCC {self.codec.bins[0]}x{self.codec.bins[1]} bins -> {self.num_keypoints}) "
+                f"at {self.input_size[0]}x{self.input_size[1]}")
+
+    @property
+    def feature_size(self) -> tuple[int, int]:
+        """The backbone's output ``(width, height)``."""
+        return self.input_size[0] // CSPNEXT_STRIDE, self.input_size[1] // CSPNEXT_STRIDE
+
+    @property
+    def codec(self) -> SimCCCodec:
+        """The recipe of the model (:mod:`pose.topdown`): mmpose 1.x SimCC."""
+        return SimCCCodec(self.input_size, self.split_ratio)
+
+    @property
+    def fixed_input_size(self) -> tuple[int, int]:
+        """The only input ``(width, height)`` the model takes (its head is built for it)."""
+        return self.input_size
+
+
+#: A description of any model :func:`build_model` builds.
+Architecture = PoseArchitecture | RTMPoseArchitecture
+#: Any model :func:`build_model` builds.
+PoseModel = TopDownModel | RTMPoseModel
+
+
+def build_model(arch: Architecture) -> PoseModel:
+    """Build an initialised (untrained) model in train mode: a :class:`TopDownModel` for a
+    :class:`PoseArchitecture`, an :class:`RTMPoseModel` for an :class:`RTMPoseArchitecture`."""
+    if isinstance(arch, RTMPoseArchitecture):
+        return _build_rtmpose(arch)
     if arch.kind is BackboneKind.HRNET:
         backbone: nn.Module = HRNet(
             widths=arch.widths,
@@ -169,9 +312,21 @@ def build_model(arch: PoseArchitecture) -> TopDownModel:
     return TopDownModel(backbone, head)
 
 
+def _build_rtmpose(arch: RTMPoseArchitecture) -> RTMPoseModel:
+    backbone = CSPNeXt(widths=arch.widths, depths=arch.depths, stem_width=arch.stem_width,
+                       expand_ratio=arch.expand_ratio, kernel_size=arch.block_kernel,
+                       channel_attention=arch.channel_attention)
+    head = RTMCCHead(arch.widths[-1], num_keypoints=arch.num_keypoints, input_size=arch.input_size,
+                     feature_size=arch.feature_size, split_ratio=arch.split_ratio, final_kernel=arch.final_kernel,
+                     hidden_dims=arch.hidden_dims, attention_dims=arch.attention_dims,
+                     expansion_factor=arch.expansion_factor)
+    return RTMPoseModel(backbone, head, arch.codec)
+
+
 #: Every architecture by name: the official AP-10K models and the small ones of the tests and the synthetic
-#: benchmark (the one table; training, benchmarks and the functions below read it).
-ARCHITECTURES: dict[str, PoseArchitecture] = {
+#: benchmark (the one table; training, benchmarks and the functions below read it). ``rtmpose_m`` is the
+#: only :class:`RTMPoseArchitecture` (SimCC, no heatmaps: no ``output_stride``).
+ARCHITECTURES: dict[str, Architecture] = {
     "hrnet_w32": PoseArchitecture(BackboneKind.HRNET, widths=(32, 64, 128, 256)),
     "hrnet_w48": PoseArchitecture(BackboneKind.HRNET, widths=(48, 96, 192, 384)),
     "res50": PoseArchitecture(BackboneKind.RESNET, layers=(3, 4, 6, 3), num_deconv_layers=3),
@@ -189,6 +344,8 @@ ARCHITECTURES: dict[str, PoseArchitecture] = {
         BackboneKind.HRNET, widths=(8, 16, 32, 64), num_modules=(1, 1, 1), num_blocks=(2, 2, 2),
         stage1_blocks=1, stage1_channels=32, stem_channels=32, num_deconv_layers=1, deconv_channels=16,
     ),
+    # CSPNeXt-m (P5 with widen 0.75, deepen 0.67) + RTMCC: the official rtmpose-m_simcc-ap10k_..._256x256.
+    "rtmpose_m": RTMPoseArchitecture(),
 }
 
 
@@ -210,3 +367,8 @@ def res50(num_keypoints: int = NUM_KEYPOINTS) -> TopDownModel:
 def res101(num_keypoints: int = NUM_KEYPOINTS) -> TopDownModel:
     """SimpleBaseline ResNet-101 (three 256-filter deconvolutions): ``res101_ap10k_256x256``."""
     return build_model(replace(ARCHITECTURES["res101"], num_keypoints=num_keypoints))
+
+
+def rtmpose_m(num_keypoints: int = NUM_KEYPOINTS) -> RTMPoseModel:
+    """RTMPose-m at 256x256 (CSPNeXt-m + RTMCC, SimCC): the official ``rtmpose-m_simcc-ap10k_256x256``."""
+    return build_model(replace(ARCHITECTURES["rtmpose_m"], num_keypoints=num_keypoints))

@@ -70,6 +70,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: The architectures this heatmap training takes (RTMPose's SimCC head trains with another loss, not yet here).
+HEATMAP_ARCHITECTURES: dict[str, PoseArchitecture] = {
+    name: arch for name, arch in ARCHITECTURES.items() if isinstance(arch, PoseArchitecture)
+}
+
 METRIC_COLUMNS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 LOG_COLUMNS = ("epoch", "iteration", "loss", "lr", "seconds", "images_per_s", *METRIC_COLUMNS)
 
@@ -83,7 +88,7 @@ class PoseTrainSettings:
         image_root: folder the files' image names are relative to.
         test_ann: file for the final evaluation of the best weights (default ``val_ann``).
         output_dir: where checkpoints, the log and the plot go.
-        arch: a name of :data:`ARCHITECTURES` (ignored when ``weights`` is given).
+        arch: a name of :data:`HEATMAP_ARCHITECTURES` (ignored when ``weights`` is given).
         weights: pose checkpoint to start from (path or official name); its architecture is used.
         backbone_weights: ImageNet-style backbone checkpoint (e.g. mmpose's
             ``hrnet_w32-36af842e.pth`` or torchvision's ResNet weights) loaded into the backbone.
@@ -156,8 +161,9 @@ class PoseTrainSettings:
         for name in ("input_size", "heatmap_size", "lr_steps", "train_families", "train_species", "eval_families",
                      "eval_species"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        if self.arch not in ARCHITECTURES:
-            raise ValueError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
+        if self.arch not in HEATMAP_ARCHITECTURES:
+            raise ValueError(f"arch must be one of {', '.join(HEATMAP_ARCHITECTURES)} (heatmap models), "
+                             f"got {self.arch!r}")
         for name in ("input_size", "heatmap_size"):
             size = getattr(self, name)
             if len(size) != 2 or min(size) < 1:
@@ -256,9 +262,12 @@ def build_training_model(settings: PoseTrainSettings) -> tuple[TopDownModel, Pos
         from pose.weights import resolve_pose_weights
 
         model, arch = load_pose_model(resolve_pose_weights(settings.weights))
+        if not isinstance(arch, PoseArchitecture):
+            raise ValueError(f"{settings.weights} is a {type(arch).__name__} model (SimCC); this training takes "
+                             f"heatmap models: {', '.join(HEATMAP_ARCHITECTURES)}")
         logger.info("Starting from %s: %s", settings.weights, arch)
     else:
-        arch = ARCHITECTURES[settings.arch]
+        arch = HEATMAP_ARCHITECTURES[settings.arch]
         model = build_model(arch)
         if settings.backbone_weights is not None:
             load_backbone_weights(model.backbone, settings.backbone_weights)
@@ -540,7 +549,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     data.add_argument("--workers", type=int, default=d.workers, help="data loading processes per training process")
 
     model = parser.add_argument_group("model")
-    model.add_argument("--arch", default=d.arch, choices=list(ARCHITECTURES), help="architecture to train")
+    model.add_argument("--arch", default=d.arch, choices=list(HEATMAP_ARCHITECTURES), help="architecture to train")
     model.add_argument("--weights", help="start from this pose checkpoint (path or official name, e.g. hrnet_w32)")
     model.add_argument("--backbone-weights", type=Path, help="ImageNet-style backbone checkpoint to start from")
     model.add_argument("--input-size", type=int, nargs=2, default=list(d.input_size), metavar=("W", "H"))
@@ -585,7 +594,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 def default_heatmap_size(input_size: Sequence[int], arch: str, weights: str | Path | None = None) -> tuple[int, int]:
     """``input_size`` over the output stride of ``arch`` (4, that of every official model, when starting
     from ``weights``)."""
-    stride = 4 if weights is not None else ARCHITECTURES[arch].output_stride
+    stride = 4 if weights is not None else HEATMAP_ARCHITECTURES[arch].output_stride
     return input_size[0] // stride, input_size[1] // stride
 
 

@@ -106,7 +106,8 @@ def add_pose_model_arguments(parser: argparse.ArgumentParser) -> None:
     post = field_default(PoseSettings, "post_process").value
     group.add_argument(
         "--post-process", choices=[p.value for p in PostProcess], default=post,
-        help=f"heatmap decoding: mmpose's quarter-pixel shift (default), DARK, UDP or plain argmax (default: {post})",
+        help=f"heatmap decoding: mmpose's quarter-pixel shift (default), DARK, UDP or plain argmax (default: {post}); "
+        "SimCC models (rtmpose_m) decode by their own argmax and ignore it",
     )
 
 

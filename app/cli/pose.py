@@ -152,7 +152,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.out is None:
         return 0
     model, arch, recorded = load_pose_checkpoint(resolve_pose_weights(args.pose_weights))
-    width, height = recorded or PoseSettings().input_size
+    fixed = arch.fixed_input_size
+    asked = (args.width, args.height)
+    if fixed is not None and any(a is not None and a != f for a, f in zip(asked, fixed, strict=True)):
+        raise UserError(f"--width/--height: {args.pose_weights} takes only {fixed[0]}x{fixed[1]} input "
+                        "(its head is built for that size)")
+    width, height = fixed or recorded or PoseSettings().input_size
     width = args.width if args.width is not None else width
     height = args.height if args.height is not None else height
     out = Path(args.out)

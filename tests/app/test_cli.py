@@ -418,3 +418,14 @@ def test_no_cuda_graphs_reaches_the_settings():
     from app.cli.common import pose_settings_from_args
 
     assert not pose_settings_from_args(build_parser().parse_args(["track", "c.mp4", "--no-cuda-graphs"])).cuda_graphs
+
+
+def test_export_of_a_fixed_size_model_refuses_another_size(tmp_path, capsys):
+    import torch
+
+    from pose.model import ARCHITECTURES, build_model
+
+    path = tmp_path / "rtm.pth"
+    torch.save({"state_dict": build_model(ARCHITECTURES["rtmpose_m"]).state_dict()}, path)
+    assert main(["export", "--pose-weights", str(path), "--out", str(tmp_path / "m.onnx"), "--width", "192"]) == 2
+    assert "takes only 256x256 input" in _one_error_line(capsys)

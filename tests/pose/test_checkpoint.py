@@ -22,7 +22,15 @@ from pose.checkpoint import (
 )
 from pose.codec import flip_back, merge_flip
 from pose.keypoints import FLIP_INDEX
-from pose.model import BackboneKind, PoseArchitecture, TopDownModel, build_model
+from pose.model import (
+    ARCHITECTURES,
+    BackboneKind,
+    PoseArchitecture,
+    RTMPoseArchitecture,
+    RTMPoseModel,
+    TopDownModel,
+    build_model,
+)
 
 SMALL = ["hrnet_small", "resnet_small"]
 
@@ -122,8 +130,13 @@ OUR_KEYS = ["backbone.conv1.weight", "keypoint_head.final_layer.bias"]
             {"backbone.conv1.weight": torch.zeros(2), "head.deconv_layers.0.weight": torch.ones(1), "step": 7},
             ["backbone.conv1.weight", "keypoint_head.deconv_layers.0.weight"],
         ),
+        (
+            {"state_dict": {"backbone.stem.0.conv.weight": torch.zeros(1), "head.final_layer.bias": torch.ones(1),
+                            "head.cls_x.weight": torch.ones(1)}},
+            ["backbone.stem.0.conv.weight", "head.final_layer.bias", "head.cls_x.weight"],
+        ),
     ],
-    ids=["bare", "state_dict", "model", "dataparallel", "mmpose1", "mmpose1+non_tensor"],
+    ids=["bare", "state_dict", "model", "dataparallel", "mmpose1", "mmpose1+non_tensor", "rtmpose_keeps_head"],
 )
 def test_filter_state_dict_layouts(obj: dict, expected_keys: list[str]) -> None:
     assert list(filter_state_dict(obj)) == expected_keys
@@ -347,3 +360,104 @@ def test_missing_paths_raise_checkpoint_error(relative: str, words: str, tmp_pat
 
 def test_checkpoint_error_is_a_value_error() -> None:
     assert issubclass(CheckpointError, ValueError)
+
+
+# --- RTMPose (mmpose 1.x, CSPNeXt + RTMCC) ------------------------------------------------------------------------
+
+#: A small RTMPose for quick files: every part of RTMPose-m at a fraction of its width and depth.
+RTMPOSE_SMALL = RTMPoseArchitecture(input_size=(64, 64), widths=(8, 16, 32, 64), depths=(1, 1, 1, 1), stem_width=8,
+                                    hidden_dims=16, attention_dims=8)
+
+
+def test_infer_architecture_from_the_rtmpose_manifest(rtmpose_manifest) -> None:
+    state_dict = {key: torch.empty(shape, device="meta") for key, shape, _ in rtmpose_manifest}
+    assert infer_architecture(state_dict) == ARCHITECTURES["rtmpose_m"]
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        RTMPOSE_SMALL,
+        RTMPoseArchitecture(input_size=(96, 64), widths=(8, 16, 24), depths=(2, 1, 3), stem_width=16, hidden_dims=8,
+                            attention_dims=4, final_kernel=3, block_kernel=3, channel_attention=False,
+                            expansion_factor=3, num_keypoints=5),
+        RTMPoseArchitecture(input_size=(64, 96), widths=(8, 16, 32, 64), depths=(1, 1, 1, 1), stem_width=8,
+                            expand_ratio=0.25, hidden_dims=16, attention_dims=8),
+    ],
+    ids=["small", "three_stages", "portrait_thin_branches"],
+)
+def test_rtmpose_architectures_are_read_back(arch: RTMPoseArchitecture) -> None:
+    with torch.device("meta"):
+        state_dict = build_model(arch).state_dict()
+    assert infer_architecture(state_dict) == arch
+
+
+@pytest.fixture(scope="module")
+def small_rtmpose_file(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("rtmpose") / "small.pth"
+    save_checkpoint(build_model(RTMPOSE_SMALL), path, meta={"note": "test"})
+    return path
+
+
+def test_an_rtmpose_checkpoint_round_trips(small_rtmpose_file: Path) -> None:
+    model, arch, input_size = load_pose_checkpoint(small_rtmpose_file)
+    assert isinstance(model, RTMPoseModel) and arch == RTMPOSE_SMALL and input_size == (64, 64)
+    saved = torch.load(small_rtmpose_file, weights_only=True)["state_dict"]
+    assert list(saved) == list(model.state_dict()) and all(k.startswith(("backbone.", "head.")) for k in saved)
+    with torch.inference_mode():
+        assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 17, 256)
+
+
+def _rtm_drop(sd: dict) -> None:
+    del sd["head.gau.ln.g"]
+
+
+def _rtm_add(sd: dict) -> None:
+    sd["head.gau.w"] = torch.zeros(7)
+
+
+def _rtm_no_cls_y(sd: dict) -> None:
+    del sd["head.cls_y.weight"]
+
+
+def _rtm_tokens(sd: dict) -> None:
+    sd["head.mlp.1.weight"] = torch.zeros(16, 9)
+
+
+def _rtm_shape(sd: dict) -> None:
+    sd["backbone.stage2.1.short_conv.conv.weight"] = torch.zeros(8, 8, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (_rtm_drop, ["missing keys 1", "head.gau.ln.g"]),
+        (_rtm_add, ["unexpected keys 1", "head.gau.w"]),
+        (_rtm_no_cls_y, ["missing 'head.cls_y.weight'", "not an RTMCC head"]),
+        (_rtm_tokens, ["64x64 input", "4 cells", "takes 9"]),
+        (_rtm_shape, ["shape mismatches 1", "stage2.1.short_conv.conv.weight: file (8, 8, 1, 1), model (8, 16, 1, 1)"]),
+    ],
+    ids=["missing", "unexpected", "no_cls_y", "tokens", "shape"],
+)
+def test_wrong_rtmpose_keys_are_named(edit, words: list[str], small_rtmpose_file: Path, tmp_path: Path) -> None:
+    state_dict = dict(torch.load(small_rtmpose_file, weights_only=True)["state_dict"])
+    edit(state_dict)
+    path = tmp_path / "edited.pth"
+    torch.save({"state_dict": state_dict}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_pose_model(path)
+    message = str(info.value)
+    assert "edited.pth" in message
+    for word in words:
+        assert word in message
+
+
+def test_mmpose1_meta_with_numpy_arrays_loads_weights_only(rtmpose_dir: Path) -> None:
+    """A file as mmengine publishes it (legacy format, numpy 1.x arrays in ``meta['dataset_meta']``) reads with
+    ``weights_only``; this one holds two head tensors only, so it then fails on its keys, not on its pickle."""
+    path = rtmpose_dir / "published_meta_only.pth"
+    with pytest.raises(CheckpointError) as info:
+        load_pose_model(path)
+    message = str(info.value)
+    assert "published_meta_only.pth" in message and "Python objects" not in message and "truncated" not in message

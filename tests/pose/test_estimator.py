@@ -248,3 +248,67 @@ def test_the_cuda_wiring_falls_back_to_eager_when_capture_fails(hrnet_small, jag
         np.testing.assert_array_equal(estimator.heatmaps_with_flip(inputs), hrnet_small.heatmaps_with_flip(inputs))
     assert not estimator.uses_graphs
     assert sum("capture of the pose network failed" in r.getMessage() for r in caplog.records) == 1
+
+
+# --- an mmpose 1.x SimCC model (RTMPose): the model's codec picks the path -------------------------------------------
+
+def _small_rtmpose():
+    from pose.model import RTMPoseArchitecture, build_model
+
+    torch.manual_seed(0)
+    arch = RTMPoseArchitecture(input_size=(64, 96), widths=(8, 16, 32, 64), depths=(1, 1, 1, 1), stem_width=8,
+                               hidden_dims=16, attention_dims=8)
+    return build_model(arch).eval()
+
+
+@pytest.fixture(scope="module")
+def small_rtmpose():
+    return PoseEstimator(_small_rtmpose(), PoseSettings(backend=Backend.TORCH, input_size=(64, 96)))
+
+
+def test_an_rtmpose_model_runs_only_at_its_input_size():
+    with pytest.raises(ValueError, match="input_size must be 64x96"):
+        PoseEstimator(_small_rtmpose(), TORCH)
+
+
+def test_from_weights_runs_rtmpose_at_its_size_whatever_the_settings(tmp_path):
+    from pose.checkpoint import save_checkpoint
+
+    save_checkpoint(_small_rtmpose(), tmp_path / "rtm.pth")
+    for flag in (True, False):
+        estimator = PoseEstimator.from_weights(tmp_path / "rtm.pth", PoseSettings(input_size=(128, 128)),
+                                               checkpoint_input_size=flag)
+        assert estimator.settings.input_size == (64, 96) and estimator.codec.bins == (128, 192)
+
+
+def test_rtmpose_device_path_equals_the_host_path_on_the_cpu(small_rtmpose, jaguar):
+    batch = small_rtmpose.codec.prepare_xywh(jaguar, THREE_BOXES, small_rtmpose.settings, clean=False)
+    host_flip = small_rtmpose.infer_with_flip(batch.inputs)
+    forward = network_forward(small_rtmpose.model, small_rtmpose.plan)
+    eager = DeviceNetwork(forward, "cpu", batch_buckets(64), capture=None, codec=small_rtmpose.codec)
+    np.testing.assert_array_equal(eager.outputs_with_flip(batch.inputs), host_flip)
+    graphed = DeviceNetwork(forward, "cpu", (1, 2, 4, 8), capture=capture_eager, codec=small_rtmpose.codec)
+    np.testing.assert_allclose(graphed.outputs_with_flip(batch.inputs), host_flip, rtol=1e-6, atol=1e-6)
+
+
+def test_rtmpose_boxes_are_not_cleaned_unless_asked(small_rtmpose, jaguar):
+    off_image = np.array([[-50.5, 600.0, 400.0, 400.0]])  # leaves the 1200x867 image left and below
+    as_given = small_rtmpose.estimate_xywh(jaguar, off_image)
+    cleaned = small_rtmpose.estimate_xywh(jaguar, off_image, clean=True)
+    assert not np.array_equal(as_given.keypoints, cleaned.keypoints)
+    unclean = small_rtmpose.estimate_xywh(jaguar, off_image, clean=False)
+    np.testing.assert_array_equal(as_given.keypoints, unclean.keypoints)
+    np.testing.assert_array_equal(as_given.boxes, [[-50.5, 600.0, 349.5, 1000.0]])
+
+
+def test_rtmpose_detector_boxes_are_xyxy_as_given(small_rtmpose, jaguar):
+    xyxy = np.array([[66, 192, 1158, 704]], np.float32)
+    np.testing.assert_array_equal(small_rtmpose(jaguar, xyxy).keypoints,
+                                  small_rtmpose.estimate_xywh(jaguar, np.array([[66, 192, 1092, 512]])).keypoints)
+
+
+def test_rtmpose_no_boxes_and_degenerate_boxes(small_rtmpose, jaguar):
+    assert small_rtmpose(jaguar, np.zeros((0, 4))).keypoints.shape == (0, 17, 3)
+    assert small_rtmpose.estimate_xywh(jaguar, np.zeros((0, 4))).keypoints.shape == (0, 17, 3)
+    out = small_rtmpose.estimate_xywh(jaguar, np.array([[5000, 5000, 10, 10], [10, 10, 0, 0]]))
+    assert out.keypoints.shape == (2, 17, 3) and np.isfinite(out.keypoints).all()

@@ -13,14 +13,18 @@ from torch import nn
 from pose.heads import HeatmapHead
 from pose.hrnet import HRModule, HRNet
 from pose.model import (
+    ARCHITECTURES,
     BackboneKind,
     PoseArchitecture,
+    RTMPoseArchitecture,
+    RTMPoseModel,
     TopDownModel,
     build_model,
     hrnet_w32,
     hrnet_w48,
     res50,
     res101,
+    rtmpose_m,
 )
 from pose.resnet import ResNet
 
@@ -178,3 +182,76 @@ def test_architecture_coerces_lists_to_tuples() -> None:
     arch = PoseArchitecture(BackboneKind.HRNET, widths=[8, 16, 32, 64])  # type: ignore[arg-type]
     assert arch == HRNET_SMALL
     assert "HRNet(widths=(8, 16, 32, 64)" in str(arch)
+
+
+# --- RTMPose ---------------------------------------------------------------------------------------------------------
+
+RTMPOSE_SMALL = RTMPoseArchitecture(input_size=(64, 96), widths=(8, 16, 32, 64), depths=(1, 2, 1, 1), stem_width=8,
+                                    hidden_dims=16, attention_dims=8)
+
+
+def test_rtmpose_m_state_dict_equals_official_manifest(rtmpose_manifest) -> None:
+    with torch.device("meta"):
+        model = rtmpose_m()
+    assert _layout(model) == rtmpose_manifest
+
+
+def test_rtmpose_m_parameter_count() -> None:
+    with torch.device("meta"):
+        model = rtmpose_m()
+    assert sum(p.numel() for p in model.parameters()) == 13_624_475
+    assert sum(v.numel() for v in model.state_dict().values()) == 13_647_764  # the manifest's count
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_every_named_architecture_builds(name: str) -> None:
+    with torch.device("meta"):
+        model = build_model(ARCHITECTURES[name])
+    assert isinstance(model, RTMPoseModel if isinstance(ARCHITECTURES[name], RTMPoseArchitecture) else TopDownModel)
+
+
+def test_rtmpose_gives_x_then_y_logits() -> None:
+    model = build_model(RTMPOSE_SMALL).eval()
+    with torch.inference_mode():
+        x = torch.randn(2, 3, 96, 64)
+        logits, (simcc_x, simcc_y) = model(x), model.forward_xy(x)
+    assert simcc_x.shape == (2, 17, 128) and simcc_y.shape == (2, 17, 192)
+    assert torch.equal(logits, torch.cat([simcc_x, simcc_y], dim=-1))
+    assert model.codec.bins == (128, 192) and RTMPOSE_SMALL.feature_size == (2, 3)
+
+
+def test_rtmpose_forward_backward_smoke() -> None:
+    torch.manual_seed(0)
+    model = build_model(RTMPOSE_SMALL).train()
+    simcc_x, simcc_y = model.forward_xy(torch.randn(2, 3, 96, 64))
+    loss = -(simcc_x.log_softmax(-1)[..., 10].mean() + simcc_y.log_softmax(-1)[..., 20].mean())
+    loss.backward()
+    assert torch.isfinite(loss)
+    missing = [key for key, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert missing == []
+
+
+def test_rtmpose_m_num_keypoints_and_description() -> None:
+    with torch.device("meta"):
+        model = rtmpose_m(num_keypoints=5)
+    assert model.head.final_layer.out_channels == 5
+    assert str(ARCHITECTURES["rtmpose_m"]) == (
+        "CSPNeXt(widths=(96, 192, 384, 768), depths=(2, 4, 4, 2), stem=48) + RTMCCHead(7x7 conv, GAU 256, "
+        "SimCC 512x512 bins -> 17) at 256x256")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"input_size": (250, 256)}, "input_size"),
+        ({"input_size": (256,)}, "input_size"),
+        ({"widths": (8, 16), "depths": (1,)}, "widths and depths"),
+        ({"depths": (2, 0, 4, 2)}, "widths and depths"),
+        ({"hidden_dims": 0}, "hidden_dims"),
+        ({"expand_ratio": 1.5}, "expand_ratio"),
+        ({"split_ratio": 0.0}, "split_ratio"),
+    ],
+)
+def test_invalid_rtmpose_architectures_raise(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RTMPoseArchitecture(**kwargs)

@@ -34,11 +34,24 @@ def _publish(root: Path, payload: bytes, good_hash: bool = True) -> str:
     return name
 
 
-def test_official_names_have_hash_prefixes():
-    assert set(w.OFFICIAL_WEIGHTS) == {"hrnet_w32", "hrnet_w48", "res50", "res101"}
-    for url in w.OFFICIAL_WEIGHTS.values():
-        assert url.startswith("https://download.openmmlab.com/mmpose/animal/")
-        assert len(w.hash_prefix_from_name(url)) == 8
+@pytest.mark.parametrize(
+    ("name", "folder", "prefix"),
+    [
+        ("hrnet_w32", "mmpose/animal/hrnet/", "18aac840"),
+        ("hrnet_w48", "mmpose/animal/hrnet/", "d95ab412"),
+        ("res50", "mmpose/animal/resnet/", "35760eb8"),
+        ("res101", "mmpose/animal/resnet/", "9edfafb9"),
+        ("rtmpose_m", "mmpose/v1/projects/rtmposev1/", "7a041aa1"),  # mmpose 1.x: same naming convention
+    ],
+)
+def test_official_names_have_hash_prefixes(name, folder, prefix):
+    url = w.OFFICIAL_WEIGHTS[name]
+    assert url.startswith("https://download.openmmlab.com/" + folder)
+    assert w.hash_prefix_from_name(url) == prefix
+
+
+def test_official_names_are_these():
+    assert set(w.OFFICIAL_WEIGHTS) == {"hrnet_w32", "hrnet_w48", "res50", "res101", "rtmpose_m"}
 
 
 def test_download_verifies_and_caches(http_root, tmp_path):

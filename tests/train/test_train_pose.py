@@ -260,3 +260,13 @@ def test_two_process_gloo_ddp_run(synthetic: Path, tmp_path: Path) -> None:
     assert not any(key.startswith("module.") for key in checkpoint["model"])
     load_pose_model(out / "best.pth")
     assert json.loads((out / "metrics.json").read_text())["instances"] > 0
+
+
+def test_heatmap_training_refuses_the_simcc_model(tmp_path):
+    """RTMPose (SimCC) trains with another loss: the heatmap recipe names its own architectures only."""
+    from train.train_pose import HEATMAP_ARCHITECTURES
+
+    assert "rtmpose_m" not in HEATMAP_ARCHITECTURES and "hrnet_w32" in HEATMAP_ARCHITECTURES
+    with pytest.raises(ValueError, match="heatmap models"):
+        PoseTrainSettings(train_ann=tmp_path / "a.json", val_ann=tmp_path / "a.json", image_root=tmp_path,
+                          output_dir=tmp_path, arch="rtmpose_m")
