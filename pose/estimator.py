@@ -278,15 +278,17 @@ class PoseEstimator:
         self.model = model
         self.num_keypoints = int(self._probe_num_keypoints())
         self._session = None
-        self._tmpdir: tempfile.TemporaryDirectory | None = None
         self.backend = resolve_backend(settings.backend, self.device)
         if self.backend is Backend.ONNXRUNTIME:
             if onnx_path is None:
-                self._tmpdir = tempfile.TemporaryDirectory(prefix="animalpose-onnx-")
-                onnx_path = export_onnx(model.float(), Path(self._tmpdir.name) / "pose.onnx", settings.input_size)
+                # ONNX Runtime reads the file when the session is made: the export lives only that long.
+                with tempfile.TemporaryDirectory(prefix="animalpose-onnx-") as tmp:
+                    path = export_onnx(model.float(), Path(tmp) / "pose.onnx", settings.input_size)
+                    self._session = onnx_session(path, device=settings.device)
                 if self.half:
                     model.half()
-            self._session = onnx_session(onnx_path, device=settings.device)
+            else:
+                self._session = onnx_session(onnx_path, device=settings.device)
         self.execution = resolve_execution(self.backend, self.device, settings.cuda_graphs)
         self._device_network: DeviceNetwork | None = None
         if self.execution in (Execution.DEVICE_GRAPHS, Execution.DEVICE_EAGER):
