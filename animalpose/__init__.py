@@ -3,6 +3,7 @@
     import animalpose
 
     model = animalpose.load()                                  # hrnet_w32 + yolo11n.pt, on the GPU if any
+    model = animalpose.load(profile="realtime")                # rtmpose_m, real time on a CPU
     poses = model.pose("cat.jpg")                              # keypoints (N, 17, 3): x, y, score
     for frame in model.track("safari.mp4"):                    # a FrameResult per frame
         print(frame.frame_index, frame.track_ids, frame.keypoints.shape)
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from animalpose.model import Model, load, track_settings
 from app.drawing import DrawSettings, draw_frame
+from app.profiles import Profile, default_profile
 from app.runs import FolderSummary, OutputPaths, TrackProgress, TrackSettings, TrackSummary
 from pose.estimator import PoseSettings
 from pose.precision import Precision
@@ -32,12 +34,14 @@ __all__ = [
     "OutputPaths",
     "PoseSettings",
     "Poses",
+    "Profile",
     "Precision",
     "SmoothingMode",
     "TrackProgress",
     "TrackSettings",
     "TrackSummary",
     "__version__",
+    "default_profile",
     "draw_frame",
     "load",
     "track_settings",

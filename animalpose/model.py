@@ -17,6 +17,7 @@ from typing import Any, overload
 import numpy as np
 
 from app.pipeline import Pipeline
+from app.profiles import Profile, as_profile, profile_choices
 from app.runs import (
     SAVE_CHOICES,
     FolderSummary,
@@ -40,7 +41,6 @@ from pose.devices import AUTO
 from pose.estimator import PoseEstimator, PoseSettings
 from pose.precision import DEFAULT_PRECISION, Precision, as_precision
 from pose.structures import Detections, FrameResult, Poses
-from pose.weights import DEFAULT_POSE_WEIGHTS
 from tracking.detector import DEFAULT_DETECTOR_WEIGHTS, DetectorSettings, is_release_name
 
 __all__ = ["Model", "load", "track_settings"]
@@ -52,9 +52,10 @@ Source = str | Path | int | Iterable[np.ndarray]
 
 
 def load(
-    pose: str | Path = DEFAULT_POSE_WEIGHTS,
+    pose: str | Path | None = None,
     detector: str | Path | DetectorSettings | None = DEFAULT_DETECTOR_WEIGHTS,
     *,
+    profile: Profile | str = Profile.FULL,
     device: str = AUTO,
     precision: Precision | str = DEFAULT_PRECISION,
     pose_settings: PoseSettings | None = None,
@@ -63,11 +64,16 @@ def load(
 
     Args:
         pose: a pose checkpoint file, or an official AP-10K model name (downloaded once into the cache):
-            ``hrnet_w32`` (the default), ``hrnet_w48``, ``res50``, ``res101``.
+            ``hrnet_w32``, ``hrnet_w48``, ``res50``, ``res101`` (mmpose 0.x) or ``rtmpose_m`` (mmpose 1.x);
+            None: the profile's (``hrnet_w32``; ``rtmpose_m`` for ``realtime``).
         detector: ultralytics YOLO weights (a file, or a released name such as ``yolo11n.pt``, the default,
             which ultralytics downloads once), or :class:`~tracking.detector.DetectorSettings` for every
             detector option (confidence, NMS IoU, input size, classes); None: no detector (poses of
             given boxes only).
+        profile: ``"full"`` (the default: the most accurate keypoints) or ``"realtime"`` (real time on a
+            CPU: RTMPose-m without the flip test, the detector at a smaller input every 2nd frame when
+            tracking); see :mod:`app.profiles`. What is given explicitly (``pose``, ``detector`` as
+            :class:`~tracking.detector.DetectorSettings`, ``pose_settings``) wins over it.
         device: ``"auto"`` (CUDA when torch sees a GPU, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``,
             for both networks.
         precision: ``"exact"`` (float32, mmpose's keypoints) or ``"fast"`` (float16 on a GPU), for both
@@ -76,22 +82,26 @@ def load(
             device and precision are replaced by ``device`` and ``precision``.
 
     Raises:
-        ValueError: a bad device, precision or setting.
+        ValueError: a bad device, precision, profile or setting.
         pose.weights.WeightsError, pose.checkpoint.CheckpointError: the pose weights cannot be had or read.
         tracking.detector.DetectorError: the detector weights cannot be had or read.
     """
+    profile = as_profile(profile)
+    choices = profile_choices(profile)
     precision = as_precision(precision)
-    pose_settings = replace(pose_settings or PoseSettings(), device=device, precision=precision)
+    pose = choices.pose_weights if pose is None else pose
+    pose_settings = replace(pose_settings or PoseSettings(flip_test=choices.flip_test), device=device,
+                            precision=precision)
     if detector is None:
-        return Model(Models(None, load_estimator(pose, pose_settings)))
+        return Model(Models(None, load_estimator(pose, pose_settings)), profile)
     if isinstance(detector, DetectorSettings):
         detector_settings = replace(detector, device=device, precision=precision)
     elif isinstance(detector, (str, Path)):
-        detector_settings = DetectorSettings(weights=str(detector), device=device, precision=precision,
-                                             allow_download=is_release_name(detector))
+        detector_settings = DetectorSettings(weights=str(detector), image_size=choices.det_image_size, device=device,
+                                             precision=precision, allow_download=is_release_name(detector))
     else:
         raise ValueError(f"detector must be a weights path, a released name or DetectorSettings, got {detector!r}")
-    return Model(load_models(pose, pose_settings, detector_settings))
+    return Model(load_models(pose, pose_settings, detector_settings), profile)
 
 
 def track_settings(settings: TrackSettings | None = None, **options: Any) -> TrackSettings:
@@ -132,14 +142,19 @@ class Model:
 
         import animalpose
         model = animalpose.load()                                # hrnet_w32 + yolo11n.pt, GPU if any
+        fast = animalpose.load(profile="realtime")               # rtmpose_m, real time on a CPU
         poses = model.pose("cat.jpg")                            # Poses: keypoints (N, 17, 3)
         for frame in model.track("safari.mp4"):                  # FrameResult per frame
             print(frame.frame_index, frame.track_ids)
         model.track("safari.mp4", save=["video", "json"], out_dir="results")
     """
 
-    def __init__(self, models: Models) -> None:
+    def __init__(self, models: Models, profile: Profile | str = Profile.FULL) -> None:
         self.models = models
+        self.profile = as_profile(profile)
+        #: The tracking settings :meth:`track` and :meth:`pipeline` start from: the defaults, with the
+        #: profile's detector interval.
+        self.track_defaults = TrackSettings(det_every=profile_choices(self.profile).det_every)
 
     @property
     def estimator(self) -> PoseEstimator:
@@ -220,8 +235,9 @@ class Model:
                 names the files one by one instead.
             out_dir: the folder for ``save`` (default ``animalpose_out``).
             fps: frame rate of an image sequence or of frames in memory (default 1 and 30).
-            settings: tracking settings (:class:`~app.runs.TrackSettings`); ``options`` replace its
-                fields: ``smoothing`` ("offline", "causal", "none"), ``det_every``, ``max_lost_s``,
+            settings: tracking settings (:class:`~app.runs.TrackSettings`; None: :attr:`track_defaults`, the
+                defaults with the profile's detector interval); ``options`` replace its fields: ``smoothing``
+                ("offline", "causal", "none"), ``det_every``, ``max_lost_s``,
                 ``min_hits``, ``appearance``, ``pose_order``, ``draw``, ``csv_layout``.
             overwrite: with ``save`` on a folder of videos, redo videos whose outputs exist.
             video_suffix: the labeled video's container with ``save``: ".mp4" (H.264, plays everywhere), ".webm"
@@ -237,7 +253,7 @@ class Model:
         Raises:
             ValueError: bad options; app.sources.SourceError, app.sinks.SinkError as the CLI reports them.
         """
-        settings = track_settings(settings, **options)
+        settings = track_settings(settings or self.track_defaults, **options)
         if fps is not None:
             settings = replace(settings, fps=fps)
         if save is None and outputs is None:
@@ -276,7 +292,8 @@ class Model:
             fps: the frames' rate (default 30), for ``max_lost_s``.
             settings, options: as :meth:`track`.
         """
-        return make_pipeline(self.models, track_settings(settings, **options), live=live, fps=fps)
+        return make_pipeline(self.models, track_settings(settings or self.track_defaults, **options), live=live,
+                             fps=fps)
 
     def _stream(self, source: Source, settings: TrackSettings) -> Iterator[FrameResult]:
         if isinstance(source, (str, Path, int)):

@@ -72,6 +72,7 @@ def options_checked(flags: Mapping[str, str]) -> Iterator[None]:
 
 def add_pose_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that runs the pose model; defaults from :class:`PoseSettings`."""
+    from app.profiles import REALTIME_CHOICES
     from pose.codec import PostProcess
     from pose.estimator import Backend, PoseSettings
     from pose.precision import Precision
@@ -80,10 +81,10 @@ def add_pose_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pose model")
     group.add_argument(
         "--pose-weights",
-        default=DEFAULT_POSE_WEIGHTS,
+        default=None,
         metavar="W",
         help=f"checkpoint file, or an official AP-10K model name to download: {', '.join(OFFICIAL_WEIGHTS)} "
-        f"(default: {DEFAULT_POSE_WEIGHTS})",
+        f"(default: {DEFAULT_POSE_WEIGHTS}; {REALTIME_CHOICES.pose_weights} with --profile realtime)",
     )
     device = field_default(PoseSettings, "device")
     group.add_argument("--device", default=device,
@@ -102,7 +103,12 @@ def add_pose_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--half", action="store_true", help="the same as --precision fast")
     group.add_argument("--no-cuda-graphs", action="store_true",
                        help="on a GPU, run the networks eagerly instead of replaying CUDA graphs (for debugging)")
-    group.add_argument("--no-flip", action="store_true", help="skip the flip test (about 2x faster, less accurate)")
+    flip = group.add_mutually_exclusive_group()
+    flip.add_argument("--flip", dest="flip_test", action="store_const", const=True, default=None,
+                      help="run the flip test: the mirrored crop too, averaged in (the default, but not with "
+                      "--profile realtime)")
+    flip.add_argument("--no-flip", dest="flip_test", action="store_const", const=False,
+                      help="skip the flip test (about 2x faster, less accurate)")
     post = field_default(PoseSettings, "post_process").value
     group.add_argument(
         "--post-process", choices=[p.value for p in PostProcess], default=post,
@@ -111,17 +117,20 @@ def add_pose_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def pose_settings_from_args(args: argparse.Namespace, default_precision=None):
+def pose_settings_from_args(args: argparse.Namespace, default_precision=None, flip_test: bool | None = None):
     """Build ``PoseSettings`` from the options of :func:`add_pose_model_arguments`; ``default_precision``
     (a :class:`pose.precision.Precision`; None: :data:`pose.precision.DEFAULT_PRECISION`) applies when
-    neither ``--precision`` nor ``--half`` is given."""
+    neither ``--precision`` nor ``--half`` is given, ``flip_test`` (None: ``PoseSettings``' default) when
+    neither ``--flip`` nor ``--no-flip`` is."""
     from pose.codec import PostProcess
     from pose.estimator import Backend, PoseSettings
     from pose.precision import DEFAULT_PRECISION
 
+    if args.flip_test is not None:
+        flip_test = args.flip_test
     with options_checked({"device": "--device"}):
         return PoseSettings(
-            flip_test=not args.no_flip,
+            flip_test=PoseSettings.flip_test if flip_test is None else flip_test,
             post_process=PostProcess(args.post_process),
             device=resolve_device(args.device),
             precision=precision_from_args(args, default_precision or DEFAULT_PRECISION),

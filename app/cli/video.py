@@ -28,6 +28,7 @@ def add_detector_and_tracker_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``--det-*`` and tracking options; their defaults are those of :class:`DetectorSettings` and
     :class:`app.runs.TrackSettings`."""
     from app.pipeline import PoseOrder
+    from app.profiles import REALTIME_CHOICES
     from app.runs import TrackSettings
     from tracking.detector import DEFAULT_DETECTOR_WEIGHTS, DetectorSettings
 
@@ -49,11 +50,12 @@ def add_detector_and_tracker_arguments(parser: argparse.ArgumentParser) -> None:
                        help="IoU above which the detector's non-maximum suppression drops the weaker of two boxes "
                        f"(default {det('iou')}; lower: fewer duplicate boxes on one animal, but animals that overlap "
                        "that much lose one box)")
-    group.add_argument("--det-imgsz", type=int, default=det("image_size"),
-                       help=f"detector input size in pixels, a multiple of 32 (default {det('image_size')})")
-    group.add_argument("--det-every", type=int, default=track("det_every"), metavar="K",
+    group.add_argument("--det-imgsz", type=int, default=None,
+                       help=f"detector input size in pixels, a multiple of 32 (default {det('image_size')}; "
+                       f"{REALTIME_CHOICES.det_image_size} with --profile realtime)")
+    group.add_argument("--det-every", type=int, default=None, metavar="K",
                        help="run the detector every K frames; tracks are predicted in between "
-                       f"(default {track('det_every')})")
+                       f"(default {track('det_every')}; {REALTIME_CHOICES.det_every} with --profile realtime)")
     group = parser.add_argument_group("tracking and smoothing")
     group.add_argument("--smoothing", choices=["causal", "offline", "none"], default=None,
                        help="keypoint smoothing: causal Kalman filter, offline RTS smoother over the whole file "
@@ -82,35 +84,77 @@ OPTION_OF_FIELD: dict[str, str] = {
 }
 
 
-def detector_settings_from_args(args: argparse.Namespace, pose_settings):
-    """``tracking.detector.DetectorSettings`` for the ``--det-*`` options, on the pose model's device and in
-    its precision; a bare released name such as ``yolo11n.pt`` (no folder, no such file here) may be
-    downloaded by ultralytics."""
+def add_profile_argument(parser: argparse.ArgumentParser, live: bool) -> None:
+    """``--profile`` (:mod:`app.profiles`)."""
+    from app.profiles import FULL_CHOICES, REALTIME_CHOICES, Profile
+
+    default = ("realtime on a machine without a CUDA GPU, full with one" if live else "full")
+    parser.add_argument(
+        "--profile", choices=[p.value for p in Profile], default=None,
+        help=f"full: the most accurate keypoints ({FULL_CHOICES.describe()}); realtime: real time on a CPU "
+        f"({REALTIME_CHOICES.describe()}); options given explicitly win over the profile (default: {default})",
+    )
+
+
+def profile_from_args(args: argparse.Namespace, live: bool):
+    """The :class:`app.profiles.ProfileChoices` of ``--profile`` (or of the default profile for the device
+    and source), with the options given explicitly in place of the profile's; the choices are logged
+    when a live run starts and when the profile was asked for."""
+    from dataclasses import replace as replace_fields
+
+    from app.cli.common import resolve_device
+    from app.profiles import Profile, default_profile, profile_choices
+
+    asked = args.profile is not None
+    if asked:
+        profile = Profile(args.profile)
+    else:
+        with options_checked({"device": "--device"}):
+            profile = default_profile(live, resolve_device(args.device))
+    chosen = profile_choices(profile)
+    given = {"pose_weights": args.pose_weights, "flip_test": args.flip_test, "det_image_size": args.det_imgsz,
+             "det_every": args.det_every}
+    with options_checked(OPTION_OF_FIELD):
+        choices = replace_fields(chosen, **{name: value for name, value in given.items() if value is not None})
+    if asked or live:
+        why = "" if asked else (" (no CUDA GPU here; --profile full for the full models)"
+                                if profile is Profile.REALTIME else " (--profile realtime for a CPU)")
+        logger.info("profile %s%s: %s", profile.value, why, choices.describe())
+    return choices
+
+
+def detector_settings_from_args(args: argparse.Namespace, pose_settings, choices=None):
+    """``tracking.detector.DetectorSettings`` for the ``--det-*`` options (the input size: that of ``choices``,
+    :func:`profile_from_args`; None: those of a file source), on the pose model's device and in its precision;
+    a bare released name such as ``yolo11n.pt`` (no folder, no such file here) may be downloaded by ultralytics."""
     from tracking.detector import DetectorSettings, is_release_name
+
+    choices = choices or profile_from_args(args, live=False)
 
     with options_checked(OPTION_OF_FIELD):
         return DetectorSettings(weights=str(args.det_weights), confidence=args.det_conf, iou=args.det_iou,
-                                image_size=args.det_imgsz, device=pose_settings.device,
+                                image_size=choices.det_image_size, device=pose_settings.device,
                                 precision=pose_settings.precision, half=pose_settings.half,
                                 cuda_graphs=pose_settings.cuda_graphs, allow_download=is_release_name(args.det_weights))
 
 
-def models_from_args(args: argparse.Namespace, live: bool = False):
-    """The :class:`animalpose.Model` of the ``--pose-*`` and ``--det-*`` options (``live``: the live
-    default precision, :data:`pose.precision.LIVE_PRECISION`)."""
+def models_from_args(args: argparse.Namespace, choices, live: bool = False):
+    """The :class:`animalpose.Model` of the ``--pose-*`` and ``--det-*`` options and the profile's ``choices``
+    (:func:`profile_from_args`; ``live``: the live default precision, :data:`pose.precision.LIVE_PRECISION`)."""
     import animalpose
     from app.cli.common import pose_settings_from_args
     from pose.precision import DEFAULT_PRECISION, LIVE_PRECISION
 
-    pose_settings = pose_settings_from_args(args, LIVE_PRECISION if live else DEFAULT_PRECISION)
-    detector = detector_settings_from_args(args, pose_settings)
-    return animalpose.load(args.pose_weights, detector, device=pose_settings.device,
+    pose_settings = pose_settings_from_args(args, LIVE_PRECISION if live else DEFAULT_PRECISION, choices.flip_test)
+    detector = detector_settings_from_args(args, pose_settings, choices)
+    return animalpose.load(choices.pose_weights, detector, device=pose_settings.device,
                            precision=pose_settings.precision, pose_settings=pose_settings)
 
 
-def track_settings_from_args(args: argparse.Namespace, live: bool):
-    """:class:`app.runs.TrackSettings` for the tracking, drawing and output options (and the detector's
-    options checked at once, before any model loads)."""
+def track_settings_from_args(args: argparse.Namespace, live: bool, choices):
+    """:class:`app.runs.TrackSettings` for the tracking, drawing and output options and the profile's
+    ``choices`` (:func:`profile_from_args`); the detector's options are checked at once, before any model
+    loads."""
     from app.drawing import DrawSettings
     from app.pipeline import PoseOrder
     from app.runs import TrackSettings
@@ -122,9 +166,9 @@ def track_settings_from_args(args: argparse.Namespace, live: bool):
         raise UserError("--smoothing offline needs the whole file; live streams use causal or none")
     with options_checked(OPTION_OF_FIELD):
         DetectorSettings(weights=str(args.det_weights), confidence=args.det_conf, iou=args.det_iou,
-                         image_size=args.det_imgsz)
+                         image_size=choices.det_image_size)
         return TrackSettings(
-            det_every=args.det_every, smoothing=SmoothingMode(args.smoothing) if args.smoothing else None,
+            det_every=choices.det_every, smoothing=SmoothingMode(args.smoothing) if args.smoothing else None,
             pose_order=PoseOrder(args.pose_order), max_lost_s=args.max_lost,
             min_hits=args.min_hits, appearance=args.appearance,
             draw=DrawSettings(kpt_thr=args.kpt_thr, trail_length=args.trails), csv_layout=CsvLayout(args.csv_layout),
@@ -167,29 +211,30 @@ def cmd_track(args: argparse.Namespace) -> int:
     """``animalpose track SOURCE``: one video / image sequence, or every video of a folder or glob."""
     from app.sources import SourceKind, source_kind
 
-    settings = track_settings_from_args(args, live=False)
     kind = source_kind(args.source)
     if kind is SourceKind.LIVE:
         raise UserError(f"{args.source} is a camera or stream: use 'animalpose live {args.source}'")
+    choices = profile_from_args(args, live=False)
+    settings = track_settings_from_args(args, live=False, choices=choices)
     if kind is not SourceKind.VIDEOS:
-        return _track_one(args, settings)
-    return _track_folder(args, settings)
+        return _track_one(args, settings, choices)
+    return _track_folder(args, settings, choices)
 
 
-def _track_one(args: argparse.Namespace, settings) -> int:
+def _track_one(args: argparse.Namespace, settings, choices) -> int:
     from app.runs import check_track_outputs
 
     stem = Path(str(args.source).rstrip("/")).stem or "frames"
     outputs = _single_outputs(args, stem)
     check_track_outputs(args.source, outputs)  # before the models load: a mistake is told at once
-    summary = models_from_args(args).track(str(args.source), outputs=outputs, settings=settings)
+    summary = models_from_args(args, choices).track(str(args.source), outputs=outputs, settings=settings)
     if summary.frames_skipped:
         logger.warning("%s: %d unreadable frames were skipped (named above); the outputs hold the other %d",
                        args.source, summary.frames_skipped, summary.frames)
     return 0
 
 
-def _track_folder(args: argparse.Namespace, settings) -> int:
+def _track_folder(args: argparse.Namespace, settings, choices) -> int:
     from app.runs import check_folder_outputs, folder_plan
     from app.sources import expand_video_inputs
 
@@ -199,7 +244,7 @@ def _track_folder(args: argparse.Namespace, settings) -> int:
     # Every output of the run against every video and every other output, before the models load.
     check_folder_outputs(folder_plan(expand_video_inputs(args.source), Path(args.out_dir), args.save,
                                      args.video_suffix))
-    summary = models_from_args(args).track(args.source, save=args.save, out_dir=args.out_dir,
+    summary = models_from_args(args, choices).track(args.source, save=args.save, out_dir=args.out_dir,
                                            video_suffix=args.video_suffix, overwrite=args.overwrite,
                                            settings=settings)
     if summary.failed:
@@ -220,7 +265,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     from app.runs import OutputPaths, check_output_formats, final_sinks
     from app.sources import LiveSettings, LiveSource, SourceError
 
-    settings = track_settings_from_args(args, live=True)
+    choices = profile_from_args(args, live=True)
+    settings = track_settings_from_args(args, live=True, choices=choices)
     if args.max_frames < 0:
         raise UserError(f"--max-frames must be 0 (no limit) or more, got {args.max_frames}")
     with options_checked(OPTION_OF_FIELD):
@@ -230,7 +276,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     check_outputs([source_file] if source_file.is_file() else [], outputs.requested())
     check_output_formats(outputs)
     check_writable(outputs.requested())
-    model = models_from_args(args, live=True)
+    model = models_from_args(args, choices, live=True)
     spec = int(args.source) if str(args.source).isdigit() else str(args.source)
     show = args.show and _has_screen()
     if args.show and not show:
@@ -354,6 +400,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     track.add_argument("source", help="video file, folder or glob of videos (quote the glob), or image folder")
     _add_output_arguments(track, folder_mode=True)
+    add_profile_argument(track, live=False)
     add_detector_and_tracker_arguments(track)
     add_pose_model_arguments(track)
     track.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -374,6 +421,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     reconnect = field_default(LiveSettings, "max_reconnect_s")
     live.add_argument("--max-reconnect", type=float, default=reconnect, metavar="SECONDS",
                       help=f"give up when the stream stays down this long (default {reconnect:g})")
+    add_profile_argument(live, live=True)
     add_detector_and_tracker_arguments(live)
     add_pose_model_arguments(live)
     live.set_defaults(func=cmd_live)

@@ -19,11 +19,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from app.profiles import REALTIME_CHOICES, Profile, as_profile
 from app.web.models import (
     DETECTOR_FLOOR,
     Availability,
@@ -258,7 +259,29 @@ class WebJobs:
         if options.device not in available_devices():
             raise WebError(f"device {options.device!r} is not available here: choose {', '.join(available_devices())}")
         return ModelSpec(self._pose[options.pose].entry, self._detectors[options.detector].entry, options.device,
-                         spec_precision(options.device, live))
+                         spec_precision(options.device, live), options.det_image_size)
+
+    def realtime_pose_label(self) -> str | None:
+        """The label of the real-time profile's pose model among those offered (None: not offered here)."""
+        wanted = REALTIME_CHOICES.pose_weights
+        for label, status in self._pose.items():
+            if status.usable and (status.entry == wanted or Path(status.entry).name == Path(wanted).name):
+                return label
+        return None
+
+    def with_profile(self, options: RunOptions, profile: Profile | str) -> RunOptions:
+        """``options`` as ``profile`` runs them (:mod:`app.profiles`): the full profile keeps the visitor's
+        settings; the real-time one takes its pose model (when this server offers it; else the visitor's),
+        no flip test, its detector input size and interval. Thresholds, device and smoothing stay the visitor's."""
+        try:
+            profile = as_profile(profile)
+        except ValueError as exc:
+            raise WebError(str(exc)) from None
+        if profile is Profile.FULL:
+            return options
+        choices = REALTIME_CHOICES
+        return replace(options, pose=self.realtime_pose_label() or options.pose, flip_test=choices.flip_test,
+                       det_every=choices.det_every, det_image_size=choices.det_image_size)
 
     def load(self, options: RunOptions, live: bool = False):
         """The models for ``options`` (loaded on first use) with its detector confidence and flip test;

@@ -31,9 +31,10 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from app.profiles import REALTIME_CHOICES
 from pose.precision import DEFAULT_PRECISION, LIVE_PRECISION, Precision
 from pose.weights import DEFAULT_POSE_WEIGHTS
-from tracking.detector import DEFAULT_DETECTOR_WEIGHTS
+from tracking.detector import DEFAULT_DETECTOR_WEIGHTS, DetectorSettings
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +96,9 @@ class WebSettings:
 
     Attributes:
         pose_weights: pose checkpoints a visitor may choose from: files on the server or official
-            names (downloaded into the cache on first use). Checkpoints already in the cache are
-            offered too when ``offer_cached`` is set. A visitor never types a path.
+            names (downloaded into the cache on first use); the default offers the full profile's model and
+            the real-time profile's (:mod:`app.profiles`), which the webcam uses by default without a GPU.
+            Checkpoints already in the cache are offered too when ``offer_cached`` is set. A visitor never types a path.
         det_weights: YOLO weights files (or released names, fetched by ultralytics) to choose from.
         offer_cached: also offer the pose checkpoints found in the weights cache.
         examples: sample images offered on the Image tab; None: those shipped in the repository
@@ -112,7 +114,7 @@ class WebSettings:
         keep_results_s: results older than this are deleted when a new job starts.
     """
 
-    pose_weights: tuple[str, ...] = (DEFAULT_POSE_WEIGHTS,)
+    pose_weights: tuple[str, ...] = (DEFAULT_POSE_WEIGHTS, REALTIME_CHOICES.pose_weights)
     det_weights: tuple[str, ...] = (DEFAULT_DETECTOR_WEIGHTS,)
     offer_cached: bool = True
     examples: tuple[Path, ...] | None = None
@@ -158,6 +160,8 @@ class RunOptions:
         smoothing: "offline" (videos only; the webcam then uses "causal"), "causal" or "none".
         det_every: run the detector every this many frames (videos and webcam).
         flip_test: average the pose network over the image and its mirror (slower, more accurate).
+        det_image_size: the detector's input size in pixels (a multiple of 32; the real-time profile's is
+            smaller: :meth:`app.web.jobs.WebJobs.with_profile`).
     """
 
     pose: str
@@ -168,6 +172,7 @@ class RunOptions:
     smoothing: str = "offline"
     det_every: int = 1
     flip_test: bool = True
+    det_image_size: int = DetectorSettings.image_size
 
     def __post_init__(self) -> None:
         for name, lowest in (("det_conf", DETECTOR_FLOOR), ("kpt_thr", 0.0)):
@@ -183,19 +188,22 @@ class RunOptions:
                            f"got {self.det_every}")
         object.__setattr__(self, "det_every", det_every)
         object.__setattr__(self, "flip_test", bool(self.flip_test))
+        if not isinstance(self.det_image_size, int) or self.det_image_size < 32 or self.det_image_size % 32:
+            raise WebError(f"the detector's input size must be a multiple of 32 pixels, got {self.det_image_size}")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """What defines one loaded model pair, and the key of :class:`ModelCache`: the weights (resolved
-    to what the server knows, never a visitor's text), the device and the precision (EXACT for images
-    and videos, FAST for the webcam on a GPU: see :func:`spec_precision`). The backend is that of
-    :func:`pose_settings` for every spec; the thresholds and the flip test are per call."""
+    to what the server knows, never a visitor's text), the device, the precision (EXACT for images
+    and videos, FAST for the webcam on a GPU: see :func:`spec_precision`) and the detector's input size.
+    The backend is that of :func:`pose_settings` for every spec; the thresholds and the flip test are per call."""
 
     pose_weights: str
     det_weights: str
     device: str
     precision: Precision = DEFAULT_PRECISION
+    det_image_size: int = DetectorSettings.image_size
 
 
 def spec_precision(device: str, live: bool) -> Precision:
@@ -237,12 +245,13 @@ def pose_settings(spec: ModelSpec):
 
 def detector_settings(spec: ModelSpec):
     """The ``tracking.detector.DetectorSettings`` the detector of ``spec`` is loaded with: those of
-    ``animalpose track`` with the same weights and device (in the pose model's precision), at the
+    ``animalpose track`` with the same weights, device and input size (in the pose model's precision), at the
     confidence :data:`DETECTOR_FLOOR`."""
     from tracking.detector import DetectorSettings, is_release_name
 
     pose = pose_settings(spec)
-    return DetectorSettings(weights=spec.det_weights, confidence=DETECTOR_FLOOR, device=pose.device,
+    return DetectorSettings(weights=spec.det_weights, confidence=DETECTOR_FLOOR, image_size=spec.det_image_size,
+                            device=pose.device,
                             precision=pose.precision, half=pose.half, cuda_graphs=pose.cuda_graphs,
                             allow_download=is_release_name(spec.det_weights))
 

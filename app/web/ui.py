@@ -25,6 +25,7 @@ import gradio as gr
 import pandas as pd
 from PIL import UnidentifiedImageError
 
+from app.profiles import REALTIME_CHOICES, Profile, default_profile
 from app.web.jobs import IMAGE_UPLOAD_EXTENSIONS, VIDEO_UPLOAD_EXTENSIONS, VideoProgress, WebJobs, sample_images
 from app.web.live import LiveSession
 from app.web.models import (
@@ -340,16 +341,26 @@ def _webcam_tab(jobs: WebJobs, settings_inputs: list) -> None:
                           webcam_options=gr.WebcamOptions(mirror=False),  # shown as processed
                           interactive=jobs.ready)
         labeled = gr.Image(label="Poses", interactive=False, elem_id="webcam-output", format="jpeg")
+    default = default_profile(live=True, device=available_devices()[0])
+    if default is Profile.REALTIME:
+        logger.info("no CUDA GPU here: the webcam tab starts with the realtime profile (%s)", _realtime_words(jobs))
+    with gr.Row():
+        profile = gr.Radio([p.value for p in Profile], value=default.value, label="Profile", elem_id="webcam-profile",
+                           info=f"realtime: {_realtime_words(jobs)}; full: the Settings panel's models and options")
+    gr.Markdown(webcam_profile_notice(jobs, default), elem_id="webcam-profile-notice")
     stats = gr.Markdown(elem_id="webcam-stats")
     state = gr.State(None)
 
-    def on_frame(frame, current, pose, detector, device, det_conf, kpt_thr, smoothing, det_every, flip_test):
+    def on_frame(frame, current, chosen_profile, pose, detector, device, det_conf, kpt_thr, smoothing, det_every,
+                 flip_test):
         if frame is None:
             return gr.skip(), gr.skip(), current
         current = current or WebcamState(LiveSession(max_side=jobs.settings.webcam_max_side))
         options = None
         try:
             options = _options(pose, detector, device, det_conf, kpt_thr, smoothing, det_every, flip_test)
+            with page_errors():
+                options = jobs.with_profile(options, chosen_profile or default.value)
             if options == current.failed:
                 return gr.skip(), gr.skip(), current
             with page_errors():
@@ -361,9 +372,26 @@ def _webcam_tab(jobs: WebJobs, settings_inputs: list) -> None:
         current.failed = None
         return shown.image_rgb, shown.describe(), current
 
-    camera.stream(on_frame, [camera, state, *settings_inputs], [labeled, stats, state], api_name="webcam",
+    camera.stream(on_frame, [camera, state, profile, *settings_inputs], [labeled, stats, state], api_name="webcam",
                   stream_every=0.1, time_limit=int(jobs.settings.webcam_time_limit_s), show_progress="hidden",
                   concurrency_id="webcam", concurrency_limit=jobs.settings.webcam_streams)
+
+
+def _realtime_words(jobs: WebJobs) -> str:
+    label = jobs.realtime_pose_label()
+    model = label if label is not None else "the Settings panel's pose model (RTMPose-m is not offered here)"
+    choices = REALTIME_CHOICES
+    every = "every frame" if choices.det_every == 1 else f"every {choices.det_every} frames"
+    return f"{model}, no flip test, the detector at {choices.det_image_size} px {every}"
+
+
+def webcam_profile_notice(jobs: WebJobs, default: Profile) -> str:
+    """The webcam tab's note of the profile it starts with, and why."""
+    if default is Profile.REALTIME:
+        return (f"This server has no GPU, so the webcam starts with the **realtime** profile ({_realtime_words(jobs)}) "
+                "to keep up with the camera. Choose **full** for the Settings panel's models and options.")
+    return ("The webcam runs the Settings panel's models and options (the **full** profile) on this server's GPU; "
+            f"**realtime** runs {_realtime_words(jobs)}.")
 
 
 def build_app(settings: WebSettings = WebSettings(), model_factory: ModelFactory | None = None,

@@ -298,3 +298,52 @@ def test_a_folder_of_several_videos_is_not_streamed(gt_model, synthetic_clip, tm
         (tmp_path / name).write_bytes(clip.read_bytes())
     with pytest.raises(ValueError, match="holds several videos"):
         gt_model.track(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# profiles
+
+
+def test_the_realtime_profile_loads_its_models(monkeypatch):
+    import animalpose.model as api
+
+    loaded = {}
+
+    def fake_load(pose, pose_settings, detector_settings):
+        loaded.update(pose=pose, pose_settings=pose_settings, detector_settings=detector_settings)
+        return Models(lambda image: Detections.empty(), lambda image, boxes: None)
+
+    monkeypatch.setattr(api, "load_models", fake_load)
+    model = load(profile="realtime", device="cpu")
+    assert model.profile is animalpose.Profile.REALTIME
+    assert loaded["pose"] == "rtmpose_m" and loaded["pose_settings"].flip_test is False
+    assert loaded["detector_settings"].image_size == 320
+    assert model.track_defaults.det_every == 2
+    full = load(device="cpu")
+    assert loaded["pose"] == "hrnet_w32" and loaded["pose_settings"].flip_test is True
+    assert loaded["detector_settings"].image_size == 640 and full.track_defaults == TrackSettings()
+    # what is given explicitly wins over the profile
+    load("mine.pth", animalpose.DetectorSettings(weights="d.pt", image_size=512), profile="realtime", device="cpu",
+         pose_settings=PoseSettings(flip_test=True))
+    assert loaded["pose"] == "mine.pth" and loaded["pose_settings"].flip_test is True
+    assert loaded["detector_settings"].image_size == 512
+    with pytest.raises(ValueError, match="profile must be one of"):
+        load(profile="fast", device="cpu")
+
+
+def test_a_realtime_model_tracks_with_the_detector_every_second_frame(synthetic_clip, small_estimator):
+    clip, gt = synthetic_clip
+    calls = []
+    truth = GroundTruthDetector(gt)
+
+    def detector(image):
+        calls.append(1)
+        return truth(image)
+
+    model = Model(Models(detector, small_estimator), profile="realtime")
+    frames = list(model.track(clip, smoothing="none"))
+    assert len(calls) == (len(frames) + 1) // 2
+    calls.clear()
+    frames = list(model.track(clip, smoothing="none", det_every=1))  # an option given wins
+    assert len(calls) == len(frames)
+    assert model.pipeline(live=True).settings.det_every == 2

@@ -24,7 +24,7 @@ def models(monkeypatch, synthetic_clip, small_estimator):
     _, gt = synthetic_clip
     detector = GroundTruthDetector(gt, auto_advance=True)
     model = Model(Models(detector, small_estimator))
-    monkeypatch.setattr(cli_track, "models_from_args", lambda args, live=False: model)
+    monkeypatch.setattr(cli_track, "models_from_args", lambda args, choices=None, live=False: model)
     return detector
 
 
@@ -298,3 +298,70 @@ def test_live_that_loses_its_stream_keeps_every_processed_frame(tmp_path, models
     frames = json.loads((out / "l.json").read_text())["frames"]
     assert len(frames) == len((out / "l.jsonl").read_text().splitlines()) >= 5
     assert sorted(p.name for p in out.iterdir()) == ["l.csv", "l.json", "l.jsonl"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Profiles (app/profiles.py)
+
+
+def _choices(argv: list[str], live: bool):
+    from app.cli import build_parser
+
+    return cli_track.profile_from_args(build_parser().parse_args(argv), live=live)
+
+
+@pytest.mark.parametrize("argv, live, expected", [
+    (["track", "c.mp4"], False, ("hrnet_w32", True, 640, 1)),
+    (["track", "c.mp4", "--profile", "realtime"], False, ("rtmpose_m", False, 320, 2)),
+    (["live", "0"], True, ("rtmpose_m", False, 320, 2)),  # no CUDA GPU on this machine
+    (["live", "0", "--profile", "full"], True, ("hrnet_w32", True, 640, 1)),
+    (["track", "c.mp4", "--profile", "realtime", "--flip", "--det-imgsz", "416", "--det-every", "1",
+      "--pose-weights", "a.pth"], False, ("a.pth", True, 416, 1)),
+    (["live", "0", "--profile", "full", "--no-flip", "--det-every", "3"], True, ("hrnet_w32", False, 640, 3)),
+])
+def test_a_profile_chooses_what_was_not_given(argv, live, expected):
+    from app.profiles import ProfileChoices
+
+    assert _choices(argv, live) == ProfileChoices(*expected)
+
+
+def test_live_says_which_profile_it_runs_and_why(caplog):
+    with caplog.at_level(logging.INFO, logger="animalpose"):
+        _choices(["live", "0"], live=True)
+    assert "profile realtime (no CUDA GPU here; --profile full for the full models): rtmpose_m (no flip test), " \
+        "detector at 320 px every 2nd frame" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="animalpose"):
+        _choices(["track", "c.mp4"], live=False)  # a file with the default profile: nothing to say
+    assert "profile" not in caplog.text
+
+
+def test_the_profile_reaches_the_models_and_the_tracking(monkeypatch):
+    import animalpose
+    from app.cli import build_parser
+
+    loaded = {}
+    monkeypatch.setattr(animalpose, "load", lambda pose, detector, **kwargs: loaded.update(pose=pose, detector=detector,
+                                                                                            **kwargs))
+    args = build_parser().parse_args(["live", "0", "--det-every", "4"])
+    choices = cli_track.profile_from_args(args, live=True)
+    cli_track.models_from_args(args, choices, live=True)
+    assert loaded["pose"] == "rtmpose_m" and loaded["pose_settings"].flip_test is False
+    assert loaded["detector"].image_size == 320
+    assert cli_track.track_settings_from_args(args, live=True, choices=choices).det_every == 4
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["track", "CLIP", "--profile", "realtime", "--det-every", "0"], "--det-every must be"),
+    (["track", "CLIP", "--profile", "realtime", "--det-imgsz", "100"], "--det-imgsz must be a positive multiple of 32"),
+    (["live", "CLIP", "--device", "tpu"], "--device"),
+])
+def test_bad_options_beside_a_profile_are_one_line(argv, message, capsys, synthetic_clip, models):
+    assert main([str(synthetic_clip[0]) if a == "CLIP" else a for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_flip_and_no_flip_exclude_each_other(capsys):
+    assert main(["track", "c.mp4", "--flip", "--no-flip"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -52,7 +52,7 @@ def test_serve_options_become_settings(tmp_path):
     assert settings.max_upload_mb == 50 and settings.concurrency == 2 and not settings.offer_cached
     assert settings.work_dir == tmp_path
     defaults = settings_from_args(_parse(["serve"]))
-    assert defaults.pose_weights == ("hrnet_w32",) and defaults.det_weights == ("yolo11n.pt",)
+    assert defaults.pose_weights == ("hrnet_w32", "rtmpose_m") and defaults.det_weights == ("yolo11n.pt",)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -266,3 +266,22 @@ def test_a_bad_image_is_refused_once_ultralytics_has_patched_pil(real_client, tm
     broken.write_bytes(b"not a picture")  # PIL.Image.open would now try to install a HEIF plugin
     with pytest.raises(AppError, match="broken.png is not an image this app can read"):
         real_client.predict(handle_file(str(broken)), api_name="/image")
+
+
+def test_the_webcam_tab_says_which_profile_it_starts_with(tmp_path):
+    from app.profiles import Profile
+    from app.web.jobs import WebJobs
+    from app.web.ui import webcam_profile_notice
+
+    jobs = WebJobs(web_settings(tmp_path / "work"), fake_models)
+    text = webcam_profile_notice(jobs, Profile.REALTIME)
+    assert "no GPU" in text and "**realtime**" in text and "no flip test" in text and "320 px every 2 frames" in text
+    assert "RTMPose-m is not offered here" in text  # this server offers only the tiny model
+    full = webcam_profile_notice(jobs, Profile.FULL)
+    assert "GPU" in full and "**full**" in full
+
+
+def test_the_served_page_starts_the_webcam_in_the_realtime_profile_without_a_gpu(served_app):
+    demo, _ = served_app
+    radios = [block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "webcam-profile"]
+    assert len(radios) == 1 and radios[0].value == "realtime"  # this machine has no CUDA GPU

@@ -204,3 +204,42 @@ def test_old_results_are_removed_when_a_job_starts(jobs):
     os.utime(old, (stale, stale))
     fresh = jobs.new_job_dir()
     assert fresh.is_dir() and not old.exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Profiles (the webcam's realtime profile)
+
+
+def test_the_full_profile_keeps_the_visitors_options(jobs):
+    options = _options(jobs, flip_test=True, det_every=3)
+    assert jobs.with_profile(options, "full") is options
+
+
+def test_the_realtime_profile_runs_its_own_choices_and_keeps_the_thresholds(jobs, tmp_path):
+    from app.profiles import REALTIME_CHOICES
+
+    options = _options(jobs, flip_test=True, det_every=1, det_conf=0.5, kpt_thr=0.6)
+    realtime = jobs.with_profile(options, "realtime")
+    # RTMPose-m is not offered by this server: the visitor's pose model stays
+    assert jobs.realtime_pose_label() is None and realtime.pose == options.pose
+    assert (realtime.flip_test, realtime.det_every, realtime.det_image_size) == \
+        (False, REALTIME_CHOICES.det_every, REALTIME_CHOICES.det_image_size)
+    assert (realtime.det_conf, realtime.kpt_thr, realtime.device) == (0.5, 0.6, "cpu")
+    assert jobs.spec(realtime, live=True).det_image_size == REALTIME_CHOICES.det_image_size
+    assert jobs.spec(options).det_image_size == 640
+    with pytest.raises(WebError, match="profile must be one of"):
+        jobs.with_profile(options, "fastest")
+
+
+def test_the_realtime_profile_takes_rtmpose_when_the_server_offers_it(tmp_path):
+    import shutil
+
+    offered = tmp_path / "rtmpose_m"
+    offered.mkdir()
+    shutil.copy(SMALL_POSE, offered / "rtmpose_m")  # a file named as the official model
+    settings = web_settings(tmp_path / "work", pose_weights=(str(SMALL_POSE), str(offered / "rtmpose_m")))
+    jobs = WebJobs(settings, fake_models)
+    label = jobs.realtime_pose_label()
+    assert label is not None and jobs.weights_status()["pose"][label].entry.endswith("rtmpose_m")
+    options = _options(jobs, pose=jobs.pose_choices()[0])
+    assert jobs.with_profile(options, "realtime").pose == label

@@ -53,7 +53,7 @@ def main(argv: list[str]) -> int:
 
     video_sink.draw_frame, pose.export.run_onnx = slow_draw, slow_check
     estimator = PoseEstimator.from_weights(SMALL_POSE, PoseSettings(flip_test=False))
-    cli_track.models_from_args = lambda _args, live=False: Model(Models(slow_detector, estimator))
+    cli_track.models_from_args = lambda _args, choices=None, live=False: Model(Models(slow_detector, estimator))
     return animalpose(args)
 
 

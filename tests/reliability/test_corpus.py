@@ -302,7 +302,7 @@ def stand_ins(monkeypatch, synthetic_clip, small_estimator):
     """The ground truth as the detector and the small HRNet as the pose model of track and live."""
     _, gt = synthetic_clip
     monkeypatch.setattr(cli_track, "models_from_args",
-                        lambda args, live=False: Model(Models(GroundTruthDetector(gt, auto_advance=True),
+                        lambda args, choices=None, live=False: Model(Models(GroundTruthDetector(gt, auto_advance=True),
                                                               small_estimator)))
 
 

@@ -1,0 +1,366 @@
+"""Each choice of the real-time profile (:mod:`app.profiles`), measured: speed on a 720p clip, and what it
+changes in the results on the synthetic world.
+
+Run: ``python -m bench.profiles [--frames 60] [--animals 1 3]`` for the speed part, and add
+``--e2e-dir runs/e2e_synthetic`` (the folder of a ``python -m bench.e2e_synthetic`` run: its trained pose
+model and detector, its held-out clips) for the accuracy part.
+
+Speed: ``Model.track`` on a synthetic 1280x720 clip (1 or 3 animals) as ``animalpose track --smoothing causal
+--out V.mp4 --jsonl F.jsonl`` runs it: the reader thread, the detector, the pose model (ONNX Runtime, what
+``--backend auto`` picks on a CPU), the tracker, drawing and H.264 encoding on the writer thread. The networks
+have random weights (speed does not depend on them); the detector is YOLO11n run at the profile's input
+size for its cost, answering with the clip's true boxes (so that every step sees the same animals). The
+choices are added one at a time, from the full profile to the real-time one.
+
+Accuracy: the trained models of the e2e run (its pose architecture for both profiles: RTMPose-m is not
+trained there) track the held-out clips with causal smoothing, with each choice alone and all together;
+IDF1, OKS AP and keypoint RMSE against the truth, and the keypoint change against the full settings' own
+output (animals matched by box IoU >= 0.5, mean distance of keypoints both report above 0.3, in % of the
+box's size). The clips are small (320x256), so the detector's input is scaled as the profile scales it
+(320 / 640 of the full size).
+
+Written to the ``profiles`` section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from app.profiles import FULL_CHOICES, REALTIME_CHOICES, ProfileChoices
+from bench.report import write_section
+
+logger = logging.getLogger("bench.profiles")
+
+#: The issue's targets (2-core machine, real-time profile, 720p): frames/s with 1 and with 3 animals.
+TARGET_FPS = {1: 15.0, 3: 8.0}
+
+
+def speed_steps() -> list[tuple[str, ProfileChoices]]:
+    """The choices added one at a time, from the full profile to the real-time one (and one step past it)."""
+    rtm = replace(FULL_CHOICES, pose_weights=REALTIME_CHOICES.pose_weights)
+    no_flip = replace(rtm, flip_test=False)
+    small = replace(no_flip, det_image_size=REALTIME_CHOICES.det_image_size)
+    return [
+        ("full", FULL_CHOICES),
+        ("RTMPose-m instead of HRNet-w32", rtm),
+        ("+ no flip test", no_flip),
+        (f"+ detector at {REALTIME_CHOICES.det_image_size} px", small),
+        ("= realtime", REALTIME_CHOICES),
+        ("realtime, detector every 3rd frame", replace(REALTIME_CHOICES, det_every=3)),
+    ]
+
+
+# -- speed -----------------------------------------------------------------------------------------
+
+
+def _frame_key(image: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(image[::8, ::8]).tobytes(), digest_size=16).digest()
+
+
+class TimedTruthDetector:
+    """Runs ``yolo`` on the frame for its cost, then answers with the true boxes of that frame (found by its
+    pixels, so that it is right whichever frames the pipeline sends it)."""
+
+    def __init__(self, yolo, clip: Path, gt: dict) -> None:
+        import cv2
+
+        from train.e2e import GroundTruthDetector
+
+        self.yolo = yolo
+        self.truth = GroundTruthDetector(gt)
+        self.index: dict[bytes, int] = {}
+        capture = cv2.VideoCapture(str(clip))
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                break
+            self.index.setdefault(_frame_key(image), len(self.index))
+        capture.release()
+
+    def __call__(self, image: np.ndarray):
+        self.yolo(image)
+        self.truth.frame = self.index[_frame_key(image)]
+        return self.truth(image)
+
+
+def _random_yolo(folder: Path) -> Path:
+    from ultralytics import YOLO
+
+    path = folder / "yolo11n_random.pt"
+    if not path.is_file():
+        YOLO("yolo11n.yaml").save(str(path))
+    return path
+
+
+def _estimators(names: set[str]):
+    """A random-weight estimator per architecture (ONNX Runtime, as ``--backend auto`` runs on a CPU), and a
+    view of it with the flip test (sharing its session)."""
+    import torch
+
+    from pose.estimator import Backend, PoseEstimator, PoseSettings
+    from pose.model import ARCHITECTURES, build_model
+
+    estimators = {}
+    for name in sorted(names):
+        torch.manual_seed(0)
+        estimator = PoseEstimator(build_model(ARCHITECTURES[name]).eval(),
+                                  PoseSettings(device="cpu", flip_test=False, backend=Backend.AUTO))
+        flipped = copy.copy(estimator)
+        flipped.settings = replace(estimator.settings, flip_test=True)
+        estimators[name] = {False: estimator, True: flipped}
+    return estimators
+
+
+def _warm_up(model, clip: Path) -> None:
+    """One call of each network on the clip's first frame (sessions and allocators set up, not timed)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(clip))
+    ok, image = capture.read()
+    capture.release()
+    if ok:
+        model.pose(image)
+
+
+def measure_speed(frames: int, animals: list[int], height: int, folder: Path) -> list[dict]:
+    """Frames/s of every step of :func:`speed_steps` for each number of animals."""
+    from animalpose import Model
+    from app.runs import Models, OutputPaths
+    from tracking.detector import Detector, DetectorSettings
+    from train.synthetic import VideoSettings, render_video
+
+    steps = speed_steps()
+    estimators = _estimators({choices.pose_weights for _, choices in steps})
+    weights = _random_yolo(folder)
+    yolos = {size: Detector(DetectorSettings(weights=weights, confidence=0.5, image_size=size, device="cpu"))
+             for size in {choices.det_image_size for _, choices in steps}}
+    rows = []
+    for count in animals:
+        clip = folder / f"clip_{count}.mp4"
+        gt = render_video(clip, VideoSettings(num_animals=count, num_frames=frames, width=height * 16 // 9,
+                                              height=height, fps=30.0, seed=count))
+        for label, choices in steps:
+            detector = TimedTruthDetector(yolos[choices.det_image_size], clip, gt)
+            model = Model(Models(detector, estimators[choices.pose_weights][choices.flip_test]))
+            _warm_up(model, clip)
+            outputs = OutputPaths(video=folder / "out.mp4", jsonl=folder / "out.jsonl")
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
+            summary = model.track(clip, outputs=outputs, smoothing="causal", det_every=choices.det_every,
+                                  progress_bar=False)
+            wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+            rows.append({"animals": count, "step": label, "choices": choices, "frames": summary.frames,
+                         "fps": summary.frames / wall, "cpu_ms": 1e3 * cpu / summary.frames})
+            logger.info("%d animals, %s: %.1f frames/s (%.0f CPU ms/frame)", count, label, rows[-1]["fps"],
+                        rows[-1]["cpu_ms"])
+    return rows
+
+
+# -- accuracy --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of tracking the e2e clips: flip test, detector input size (pixels), detector interval."""
+
+    label: str
+    flip_test: bool
+    det_imgsz: int
+    det_every: int
+
+
+def accuracy_variants(native: int) -> list[Variant]:
+    """The full settings (flip test, the clips' native detector size, every frame), each real-time choice
+    alone, and all together; the detector size scaled as the profile scales it."""
+    scale = REALTIME_CHOICES.det_image_size / FULL_CHOICES.det_image_size
+    small = max(32, 32 * round(native * scale / 32))
+    every = REALTIME_CHOICES.det_every
+    return [
+        Variant("full (flip test, detector at native size, every frame)", True, native, 1),
+        Variant("no flip test", False, native, 1),
+        Variant(f"detector at {small} px (x{scale:g})", True, small, 1),
+        Variant(f"detector every {every} frames", True, native, every),
+        Variant("all three (the realtime choices)", False, small, every),
+    ]
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every [x1, y1, x2, y2] box of ``a`` with every one of ``b``."""
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
+    area = lambda boxes: np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
+
+
+def keypoint_change(reference: list[dict], frames: list[dict], threshold: float = 0.3) -> float:
+    """Mean distance between the keypoints of ``frames`` and those of ``reference`` (the JSON frames of two
+    runs on one clip), animals matched by box IoU >= 0.5 (greedy, best first), keypoints both report above
+    ``threshold``; in % of the reference box's size (square root of its area). NaN when nothing matched."""
+    by_index = {frame["frame"]: frame for frame in reference}
+    changes = []
+    for frame in frames:
+        other = by_index.get(frame["frame"])
+        if other is None or not frame["animals"] or not other["animals"]:
+            continue
+        boxes = np.array([a["bbox"] for a in frame["animals"]], float).reshape(-1, 4)
+        ref_boxes = np.array([a["bbox"] for a in other["animals"]], float).reshape(-1, 4)
+        iou = _box_iou(boxes, ref_boxes)
+        while iou.size and iou.max() >= 0.5:
+            i, j = np.unravel_index(np.argmax(iou), iou.shape)
+            iou[i, :] = iou[:, j] = -1
+            mine = np.array(frame["animals"][i]["keypoints"], float)
+            theirs = np.array(other["animals"][j]["keypoints"], float)
+            both = (mine[:, 2] > threshold) & (theirs[:, 2] > threshold)
+            if both.any():
+                size = math.sqrt(max(np.prod(ref_boxes[j, 2:] - ref_boxes[j, :2]), 1e-9))
+                changes.extend(np.linalg.norm(mine[both, :2] - theirs[both, :2], axis=1) / size)
+    return 100.0 * float(np.mean(changes)) if changes else math.nan
+
+
+def measure_accuracy(e2e_dir: Path, videos: int, folder: Path) -> tuple[list[dict], dict]:
+    """Scores of every :func:`accuracy_variants` on the e2e run's held-out clips."""
+    import animalpose
+    from app.runs import OutputPaths
+    from bench.e2e_synthetic import native_imgsz, render_clips
+    from pose.codec import PostProcess
+    from pose.estimator import PoseSettings
+    from tracking.detector import DetectorSettings
+    from train.e2e import score_clip
+
+    summary = json.loads((e2e_dir / "summary.json").read_text())
+    pose = e2e_dir / "pose" / "best.pth"
+    det = e2e_dir / "detector" / summary["detector"].get("name", "yolo11n") / "weights" / "best.pt"
+    clips = render_clips(e2e_dir / "clips", videos, summary["frames"], summary["video_size"], summary.get("seed", 0))
+    native = native_imgsz(summary["video_size"])
+    rows, reference = [], {}
+    for variant in accuracy_variants(native):
+        model = animalpose.load(pose, DetectorSettings(weights=str(det), image_size=variant.det_imgsz, iou=0.5),
+                                device="cpu", pose_settings=PoseSettings(flip_test=variant.flip_test,
+                                                                         post_process=PostProcess.DARK))
+        scores = []
+        for clip, gt in clips:
+            path = folder / f"{clip.stem}.json"
+            start = time.perf_counter()
+            model.track(clip, outputs=OutputPaths(json=path, jsonl=path.with_suffix(".jsonl")), smoothing="causal",
+                        det_every=variant.det_every, progress_bar=False)
+            seconds = time.perf_counter() - start
+            frames = json.loads(path.read_text())["frames"]
+            row = {**score_clip(gt, frames), "seconds": seconds}
+            if not reference.get(clip.stem):
+                reference[clip.stem] = frames
+                row["change"] = 0.0
+            else:
+                row["change"] = keypoint_change(reference[clip.stem], frames)
+            scores.append(row)
+        mean = {key: float(np.nanmean([s[key] for s in scores])) for key in scores[0]}
+        rows.append({"variant": variant, **mean})
+        logger.info("%s: %s", variant.label, {k: round(v, 3) for k, v in mean.items()})
+    return rows, {"clips": len(clips), "video_size": summary["video_size"], "pose_arch": summary["pose"].get("arch"),
+                  "native": native}
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+
+def speed_table(rows: list[dict]) -> str:
+    lines = ["| animals | step | pose model | flip test | detector px | detector every | frames/s | CPU ms/frame |",
+             "| ---: | --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        c = row["choices"]
+        lines.append(f"| {row['animals']} | {row['step']} | {c.pose_weights} | {'yes' if c.flip_test else 'no'} | "
+                     f"{c.det_image_size} | {c.det_every} | {row['fps']:.1f} | {row['cpu_ms']:.0f} |")
+    return "\n".join(lines)
+
+
+def speed_verdicts(rows: list[dict]) -> list[str]:
+    out = []
+    for count, target in TARGET_FPS.items():
+        got = [r["fps"] for r in rows if r["animals"] == count and r["choices"] == REALTIME_CHOICES]
+        if got:
+            full = [r["fps"] for r in rows if r["animals"] == count and r["choices"] == FULL_CHOICES]
+            gain = f", {got[0] / full[0]:.1f}x the full profile's {full[0]:.1f}" if full else ""
+            out.append(f"- realtime, {count} animal{'s' if count > 1 else ''}: {got[0]:.1f} frames/s{gain}; target "
+                       f">= {target:g}: {'met' if got[0] >= target else 'not met'} on this run.")
+    return out
+
+
+def accuracy_table(rows: list[dict]) -> str:
+    lines = ["| variant | detector px | detector every | IDF1 | OKS AP | keypoint RMSE (px) | jitter | "
+             "keypoint change vs full (% of box) | s/clip |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        v = row["variant"]
+        lines.append(f"| {v.label} | {v.det_imgsz} | {v.det_every} | {row['idf1']:.3f} | {row['oks_ap']:.3f} | "
+                     f"{row['rmse']:.2f} | {row['jitter']:.2f} | {row['change']:.2f} | {row['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def _load_average() -> str:
+    try:
+        return " / ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=60, help="frames of the speed clip")
+    parser.add_argument("--animals", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--height", type=int, default=720, help="height of the speed clip (16:9)")
+    parser.add_argument("--e2e-dir", type=Path, default=None,
+                        help="a bench.e2e_synthetic run folder: also measure the accuracy of each choice")
+    parser.add_argument("--videos", type=int, default=10, help="held-out e2e clips for the accuracy part")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    body = [f"Profiles as shipped: full = {FULL_CHOICES.describe()}; realtime = {REALTIME_CHOICES.describe()} "
+            "(app/profiles.py)."]
+    load_before = _load_average()
+    with tempfile.TemporaryDirectory(prefix="bench-profiles-") as tmp:
+        if not args.skip_speed:
+            rows = measure_speed(args.frames, args.animals, args.height, Path(tmp))
+            body += ["", "### Speed", "",
+                     f"`Model.track` on a synthetic {args.height * 16 // 9}x{args.height} clip of {args.frames} "
+                     "frames (after one warm-up call of each network) as `animalpose track --smoothing causal "
+                     "--out V.mp4 --jsonl F` runs it: reader thread, YOLO11n at the step's input size (random "
+                     "weights, answering with the true boxes), the pose model on ONNX Runtime (random weights), "
+                     "tracker, drawing and H.264 encoding on the writer thread. CPU ms/frame: the process's CPU "
+                     "time (all threads) per frame.",
+                     "", speed_table(rows), "", *speed_verdicts(rows)]
+        if args.e2e_dir is not None:
+            rows, info = measure_accuracy(args.e2e_dir, args.videos, Path(tmp))
+            body += ["", "### What each choice changes (synthetic world)", "",
+                     f"The trained models of `{args.e2e_dir}` (pose: {info['pose_arch']}, the same for every row; "
+                     f"RTMPose-m is not trained there) on {info['clips']} held-out clips of 3 animals at "
+                     f"{info['video_size'][0]}x{info['video_size'][1]}, causal smoothing, DARK decoding. The "
+                     f"detector's full size here is the clips' native {info['native']} px, scaled as the profile "
+                     "scales 640 px. Keypoint change: the mean distance to the full settings' own keypoints "
+                     "(matched animals, keypoints above 0.3 in both), in % of the box's size.",
+                     "", accuracy_table(rows)]
+    body += ["", f"Load average (1, 5, 15 min) before: {load_before}; after: {_load_average()} (2 cores: other "
+             "work on the machine slows every row alike only roughly)."]
+    text = "\n".join(body)
+    print(text)
+    if not args.no_write:
+        command = "python -m bench.profiles " + " ".join(argv if argv is not None else sys.argv[1:])
+        write_section("profiles", text, command.strip(), title="Run profiles: full and realtime")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

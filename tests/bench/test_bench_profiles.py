@@ -1,0 +1,62 @@
+"""bench.profiles: the steps from the full profile to the real-time one, the keypoint change, and a tiny run."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import bench.profiles as bench
+from app.profiles import FULL_CHOICES, REALTIME_CHOICES
+
+
+def test_the_speed_steps_go_from_full_to_realtime_one_choice_at_a_time():
+    steps = [choices for _, choices in bench.speed_steps()]
+    assert steps[0] == FULL_CHOICES and REALTIME_CHOICES in steps
+    for before, after in zip(steps, steps[1:steps.index(REALTIME_CHOICES) + 1]):
+        changed = [name for name in ("pose_weights", "flip_test", "det_image_size", "det_every")
+                   if getattr(before, name) != getattr(after, name)]
+        assert len(changed) == 1
+
+
+def test_the_accuracy_variants_scale_the_detector_as_the_profile_does():
+    variants = bench.accuracy_variants(320)
+    assert variants[0].flip_test and variants[0].det_imgsz == 320 and variants[0].det_every == 1
+    assert variants[-1] == bench.Variant(variants[-1].label, False, 160, REALTIME_CHOICES.det_every)
+    assert all(v.det_imgsz % 32 == 0 for v in variants)
+
+
+def _frame(index: int, boxes: list[list[float]], keypoints: list[np.ndarray]) -> dict:
+    return {"frame": index, "animals": [{"bbox": b, "keypoints": k.tolist()} for b, k in zip(boxes, keypoints)]}
+
+
+def test_keypoint_change_matches_animals_by_box_and_counts_confident_keypoints():
+    rng = np.random.default_rng(0)
+    a = np.column_stack([rng.uniform(0, 100, (17, 2)), np.full(17, 0.9)])
+    b = np.column_stack([rng.uniform(200, 300, (17, 2)), np.full(17, 0.9)])
+    reference = [_frame(0, [[0, 0, 100, 100], [200, 200, 300, 300]], [a, b])]
+    moved = a.copy()
+    moved[:, 0] += 5.0  # 5 px on a 100 px box: 5%
+    moved[0, 2] = 0.1  # not confident: not counted
+    moved[1, 0] += 1000.0
+    moved[1, 2] = 0.0
+    # listed in the other order: matched by the boxes, not by position in the list
+    assert bench.keypoint_change(reference, [_frame(0, [[200, 200, 300, 300], [1, 1, 101, 101]], [b, moved])]) == \
+        pytest.approx(100 * 5.0 / 100 * 15 / 32)  # 15 keypoints moved 5% beside 17 unmoved
+    assert math.isnan(bench.keypoint_change(reference, [_frame(0, [[500, 500, 600, 600]], [a])]))  # no match
+    assert math.isnan(bench.keypoint_change(reference, [_frame(3, [[0, 0, 100, 100]], [a])]))  # no such frame
+
+
+@pytest.mark.timeout(600)
+def test_a_tiny_speed_run_times_every_step(tmp_path, monkeypatch, one_torch_thread):
+    tiny = replace(FULL_CHOICES, pose_weights="hrnet_tiny", det_image_size=64)
+    steps = [("full", tiny), ("no flip", replace(tiny, flip_test=False)),
+             ("every 2nd", replace(tiny, flip_test=False, det_every=2))]
+    monkeypatch.setattr(bench, "speed_steps", lambda: steps)
+    rows = bench.measure_speed(frames=4, animals=[2], height=72, folder=tmp_path)
+    assert [row["step"] for row in rows] == ["full", "no flip", "every 2nd"]
+    assert all(row["frames"] == 4 and row["fps"] > 0 and row["cpu_ms"] > 0 for row in rows)
+    table = bench.speed_table(rows)
+    assert sum(line.startswith("| 2 | ") for line in table.splitlines()) == 3 and "hrnet_tiny" in table
