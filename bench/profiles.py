@@ -60,6 +60,8 @@ def speed_steps() -> list[tuple[str, ProfileChoices]]:
         (f"+ detector at {REALTIME_CHOICES.det_image_size} px", small),
         ("= realtime", REALTIME_CHOICES),
         ("realtime, detector every 3rd frame", replace(REALTIME_CHOICES, det_every=3)),
+        (f"realtime, detector at {REALTIME_CHOICES.det_image_size + 64} px",
+         replace(REALTIME_CHOICES, det_image_size=REALTIME_CHOICES.det_image_size + 64)),
     ]
 
 
@@ -181,19 +183,25 @@ class Variant:
     det_every: int
 
 
+def scaled_size(native: int, size: int) -> int:
+    """The detector size that is to ``native`` what ``size`` is to the full profile's (a multiple of 32)."""
+    return max(32, 32 * round(native * size / FULL_CHOICES.det_image_size / 32))
+
+
 def accuracy_variants(native: int) -> list[Variant]:
     """The full settings (flip test, the clips' native detector size, every frame), each real-time choice
-    alone, and all together; the detector size scaled as the profile scales it."""
-    scale = REALTIME_CHOICES.det_image_size / FULL_CHOICES.det_image_size
-    small = max(32, 32 * round(native * scale / 32))
+    alone (and a neighbour of each detector choice), and the real-time choices together; detector sizes
+    scaled as the profile scales them."""
+    small = scaled_size(native, REALTIME_CHOICES.det_image_size)
     every = REALTIME_CHOICES.det_every
-    return [
-        Variant("full (flip test, detector at native size, every frame)", True, native, 1),
-        Variant("no flip test", False, native, 1),
-        Variant(f"detector at {small} px (x{scale:g})", True, small, 1),
-        Variant(f"detector every {every} frames", True, native, every),
-        Variant("all three (the realtime choices)", False, small, every),
-    ]
+    sizes = sorted({small, scaled_size(native, REALTIME_CHOICES.det_image_size + 64)}, reverse=True)
+    variants = [Variant("full (flip test, detector at native size, every frame)", True, native, 1),
+                Variant("no flip test", False, native, 1)]
+    variants += [Variant(f"detector at {size} px (x{size / native:.2g})", True, size, 1) for size in sizes]
+    variants += [Variant(f"detector every {k} frames", True, native, k) for k in sorted({every, every + 1})]
+    variants.append(Variant(f"the realtime choices together (no flip, {small} px, every {every})", False, small,
+                            every))
+    return variants
 
 
 def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -234,17 +242,27 @@ def measure_accuracy(e2e_dir: Path, videos: int, folder: Path) -> tuple[list[dic
     """Scores of every :func:`accuracy_variants` on the e2e run's held-out clips."""
     import animalpose
     from app.runs import OutputPaths
+    from bench.e2e_synthetic import get_args_parser as e2e_parser
     from bench.e2e_synthetic import native_imgsz, render_clips
     from pose.codec import PostProcess
     from pose.estimator import PoseSettings
     from tracking.detector import DetectorSettings
     from train.e2e import score_clip
 
-    summary = json.loads((e2e_dir / "summary.json").read_text())
     pose = e2e_dir / "pose" / "best.pth"
-    det = e2e_dir / "detector" / summary["detector"].get("name", "yolo11n") / "weights" / "best.pt"
-    clips = render_clips(e2e_dir / "clips", videos, summary["frames"], summary["video_size"], summary.get("seed", 0))
-    native = native_imgsz(summary["video_size"])
+    found = sorted((e2e_dir / "detector").glob("*/weights/best.pt"))
+    if not pose.is_file() or not found:
+        raise FileNotFoundError(f"no trained weights in {e2e_dir} (pose/best.pth, detector/*/weights/best.pt): "
+                                "run python -m bench.e2e_synthetic first")
+    det = found[0]
+    # The run's own record when it finished; else the benchmark's defaults (a run still training its detector).
+    summary_path = e2e_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    defaults = e2e_parser().parse_args([])
+    video_size = summary.get("video_size", defaults.video_size)
+    frames = summary.get("frames", defaults.frames)
+    clips = render_clips(e2e_dir / "clips", videos, frames, video_size, summary.get("seed", defaults.seed))
+    native = native_imgsz(video_size)
     rows, reference = [], {}
     for variant in accuracy_variants(native):
         model = animalpose.load(pose, DetectorSettings(weights=str(det), image_size=variant.det_imgsz, iou=0.5),
@@ -268,8 +286,8 @@ def measure_accuracy(e2e_dir: Path, videos: int, folder: Path) -> tuple[list[dic
         mean = {key: float(np.nanmean([s[key] for s in scores])) for key in scores[0]}
         rows.append({"variant": variant, **mean})
         logger.info("%s: %s", variant.label, {k: round(v, 3) for k, v in mean.items()})
-    return rows, {"clips": len(clips), "video_size": summary["video_size"], "pose_arch": summary["pose"].get("arch"),
-                  "native": native}
+    return rows, {"clips": len(clips), "video_size": video_size, "native": native, "detector": det.parent.parent.name,
+                  "pose_arch": summary.get("pose", {}).get("arch", defaults.pose_arch)}
 
 
 # -- report ----------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ def test_the_accuracy_variants_scale_the_detector_as_the_profile_does():
     assert variants[0].flip_test and variants[0].det_imgsz == 320 and variants[0].det_every == 1
     assert variants[-1] == bench.Variant(variants[-1].label, False, 160, REALTIME_CHOICES.det_every)
     assert all(v.det_imgsz % 32 == 0 for v in variants)
+    assert {v.det_imgsz for v in variants} == {320, 160, 192} and {v.det_every for v in variants} == {1, 2, 3}
+    assert bench.scaled_size(640, 320) == 320 and bench.scaled_size(320, 384) == 192
 
 
 def _frame(index: int, boxes: list[list[float]], keypoints: list[np.ndarray]) -> dict:
