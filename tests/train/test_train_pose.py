@@ -403,3 +403,17 @@ def test_cli_trains_a_simcc_checkpoint_and_reports_a_bad_input_size(synthetic: P
     assert _run_cli(["train", "pose", "--data-root", str(synthetic), "--arch", "rtmpose_m", "--input-size", "80",
                      "80", "--output-dir", str(tmp_path / "bad"), "--workers", "0", "--device", "cpu"]) == 2
     assert "multiples of 32" in capsys.readouterr().err
+
+
+def test_rtmpose_backbone_weights_come_from_a_whole_rtmpose_checkpoint(tmp_path: Path) -> None:
+    """As the config starts from cspnext-m_udp-aic-coco_210e-256x192: another input size's RTMPose file gives
+    its ``backbone.*`` tensors (its head, of other shapes, is left)."""
+    from dataclasses import replace
+
+    source = build_model(replace(TINY_RTMPOSE, input_size=(64, 96)))
+    save_checkpoint(source, tmp_path / "coco_256x192_like.pth")
+    target = build_model(TINY_RTMPOSE)
+    assert load_backbone_weights(target.backbone, tmp_path / "coco_256x192_like.pth") == len(
+        target.backbone.state_dict())
+    for key, value in source.backbone.state_dict().items():
+        torch.testing.assert_close(target.backbone.state_dict()[key], value, rtol=0, atol=0)
