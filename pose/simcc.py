@@ -5,6 +5,12 @@ SimCC (Li et al., 2022) classifies each keypoint's x and y separately: ``(N, K, 
 in one array, x bins then y bins along the last axis, ``(N, K, Wx + Wy)`` (:func:`split_simcc`), so
 that every path that runs a network of one output (CUDA graphs, ONNX Runtime, batching) runs it too.
 
+* :func:`encode_simcc`: the training targets of mmpose's ``SimCCLabel.encode`` with Gaussian label
+  smoothing (the RTMPose configs: ``smoothing_type='gaussian'``, ``normalize=False``): each labelled
+  keypoint's bin ``round(x * split_ratio)`` (halves to even, as ``np.around``) gets an unnormalised
+  Gaussian of ``sigma`` bins over all bins of its axis; a keypoint whose Gaussian (to 3 sigma) misses
+  the bins entirely gets weight 0, an unlabelled one (visibility < 0.5) no target and its visibility as
+  weight.
 * :func:`decode_simcc`: mmpose's ``SimCCLabel.decode`` without DARK (the RTMPose configs): the argmax
   bin of each axis over the split ratio, in input pixels; the score is the smaller of the two axes'
   maximum logits; where that is <= 0 the location is bin -1 on both axes.
@@ -20,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["decode_simcc", "merge_flip_simcc", "merge_flip_simcc_tensor", "split_simcc"]
+__all__ = ["decode_simcc", "encode_simcc", "merge_flip_simcc", "merge_flip_simcc_tensor", "split_simcc"]
 
 
 def split_simcc(logits: np.ndarray, bins_x: int) -> tuple[np.ndarray, np.ndarray]:
@@ -29,6 +35,53 @@ def split_simcc(logits: np.ndarray, bins_x: int) -> tuple[np.ndarray, np.ndarray
     if logits.ndim != 3 or not 0 < bins_x < logits.shape[-1]:
         raise ValueError(f"SimCC logits must have shape (N, K, {bins_x} + Wy), got {logits.shape}")
     return logits[..., :bins_x], logits[..., bins_x:]
+
+
+def encode_simcc(
+    keypoints: np.ndarray,
+    visible: np.ndarray,
+    input_size: tuple[int, int],
+    sigma: tuple[float, float] = (5.66, 5.66),
+    split_ratio: float = 2.0,
+    normalize: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SimCC targets of keypoints in input (crop) pixels (mmpose 1.x ``SimCCLabel.encode``, Gaussian smoothing).
+
+    Args:
+        keypoints: (N, K, 2) ``(x, y)`` in input pixels.
+        visible: (N, K) visibilities; under 0.5 a keypoint is unlabelled.
+        input_size: network input ``(width, height)`` in pixels.
+        sigma: Gaussian sigma ``(x, y)`` in bins (RTMPose AP-10K at 256x256: 5.66 both).
+        split_ratio: bins per input pixel.
+        normalize: divide the Gaussians by ``sigma * sqrt(2 pi)`` (RTMPose: no).
+
+    Returns:
+        ``target_x`` (N, K, Wx) and ``target_y`` (N, K, Wy) float32, ``Wx = round(width * split_ratio)``,
+        and ``weights`` (N, K) float32: the visibility, 0 where the Gaussian misses the bins.
+    """
+    keypoints = np.asarray(keypoints, np.float32)
+    visible = np.asarray(visible, np.float32)
+    if keypoints.ndim != 3 or keypoints.shape[-1] != 2 or visible.shape != keypoints.shape[:2]:
+        raise ValueError(f"keypoints must be (N, K, 2) and visible (N, K), got {keypoints.shape} and {visible.shape}")
+    sigma_xy = np.asarray(sigma, np.float64)
+    if sigma_xy.shape != (2,) or (sigma_xy <= 0).any() or split_ratio <= 0:
+        raise ValueError(f"sigma must be two positive values and split_ratio positive, got {sigma} and {split_ratio}")
+    bins = np.around(np.asarray(input_size, np.float64) * split_ratio).astype(np.int64)
+    centers = np.around(keypoints * np.float32(split_ratio)).astype(np.int64)  # (N, K, 2)
+    radius = 3 * sigma_xy
+    overlaps = ((centers - radius < bins) & (centers + radius + 1 >= 0)).all(axis=-1)
+    labelled = visible >= 0.5
+    weights = np.where(labelled & ~overlaps, np.float32(0), visible).astype(np.float32)
+    kept = (labelled & overlaps)[..., None]
+    targets = []
+    for axis in (0, 1):
+        # float32 throughout, as mmpose's arrays are: (bin - center)^2 / (2 sigma^2), then exp.
+        distance = np.arange(bins[axis], dtype=np.float32) - centers[..., axis, None].astype(np.float32)
+        target = np.exp(-np.square(distance) / np.float32(2 * sigma_xy[axis] ** 2))
+        if normalize:
+            target = target / np.float32(sigma_xy[axis] * np.sqrt(2 * np.pi))
+        targets.append(np.where(kept, target, np.float32(0)).astype(np.float32))
+    return targets[0], targets[1], weights
 
 
 def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray, split_ratio: float = 2.0

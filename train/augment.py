@@ -27,6 +27,7 @@ __all__ = [
     "Crop",
     "crop_matrix",
     "flip_crop_keypoints",
+    "fold_flip",
     "half_body_box",
     "random_scale_rotation",
     "sample_crop",
@@ -223,9 +224,13 @@ def flip_crop_keypoints(
 def crop_matrix(crop: Crop, image_width: int, input_size: tuple[int, int]) -> np.ndarray:
     """(2, 3) float64 matrix from the *unflipped* image to the crop, the flip folded in."""
     matrix = get_affine_matrices(crop.center[None], crop.scale[None], input_size, crop.rotation)[0]
-    if crop.flipped:
-        # x_flipped = W - 1 - x: negate the x column and move the offset.
-        matrix = matrix.copy()
-        matrix[:, 2] += matrix[:, 0] * (image_width - 1)
-        matrix[:, 0] = -matrix[:, 0]
+    return fold_flip(matrix, image_width) if crop.flipped else matrix
+
+
+def fold_flip(matrix: np.ndarray, image_width: int) -> np.ndarray:
+    """A (2, 3) matrix from the mirrored image (``x -> W - 1 - x``) as one from the unflipped image (a copy)."""
+    # x_flipped = W - 1 - x: negate the x column and move the offset.
+    matrix = np.array(matrix, np.float64)
+    matrix[:, 2] += matrix[:, 0] * (image_width - 1)
+    matrix[:, 0] = -matrix[:, 0]
     return matrix

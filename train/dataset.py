@@ -8,8 +8,10 @@ Layout of the AP-10K release::
 Instances are read as mmpose 0.x's ``AnimalAP10KDataset`` reads them: crowd annotations and
 annotations without a labelled keypoint (``max(keypoints) == 0`` or ``num_keypoints == 0``)
 are skipped, boxes are cleaned with :func:`pose.transforms.clean_boxes_xywh` and dropped when
-empty or of zero ``area``. Species are the categories' ``name``, families their
-``supercategory``; ``families`` / ``species`` keep the categories that match either list.
+empty or of zero ``area``. What a sample is (its crop geometry, normalisation and targets) follows
+the model's codec through a :mod:`train.targets` recipe: 0.x heatmaps by default, 1.x SimCC for
+RTMPose (its ground-truth boxes clipped as 1.x's loader clips them). Species are the categories'
+``name``, families their ``supercategory``; ``families`` / ``species`` keep the categories that match either list.
 
 A training sample is augmented (:mod:`train.augment`) from a generator seeded with
 ``(seed, epoch, index)``, so it does not depend on the worker that draws it and a resumed
@@ -31,17 +33,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pose.codec import encode_heatmaps
 from pose.keypoints import FLIP_INDEX, NUM_KEYPOINTS
-from pose.transforms import (
-    apply_affine,
-    boxes_to_center_scale,
-    clean_boxes_xywh,
-    get_affine_matrices,
-    normalize_crops,
-    warp_crops,
-)
-from train.augment import AugmentSettings, Crop, crop_matrix, sample_crop
+from pose.transforms import PIXEL_STD, apply_affine, clean_boxes_xywh, warp_crops
+from train.augment import AugmentSettings, Crop, fold_flip, sample_crop
+from train.targets import HeatmapTargets, Targets
 
 __all__ = ["AP10KDataset", "Sample", "ap10k_paths", "select_categories", "worker_init"]
 
@@ -94,9 +89,10 @@ class Sample:
         image: (H, W, 3) uint8 RGB crop of the model input size.
         keypoints: (K, 2) keypoints in crop pixels (relabelled when the crop is mirrored).
         visible: (K,) float32 labelled flags, relabelled likewise.
-        target: (K, h, w) float32 Gaussian heatmaps.
+        target: (K, h, w) float32 Gaussian heatmaps, or (K, Wx + Wy) SimCC targets (the recipe's).
         target_weight: (K,) float32 loss weights (0 for unlabelled or far-outside keypoints).
-        crop: where the crop was cut (:class:`train.augment.Crop`).
+        crop: where the crop was cut (:class:`train.augment.Crop`; ``scale`` in the recipe's unit:
+            200 pixels for heatmap models, pixels for SimCC models).
         matrix: (2, 3) image -> crop matrix (the flip folded in).
     """
 
@@ -122,9 +118,12 @@ class AP10KDataset(Dataset):
         augment: augmentation settings, used when ``train``.
         families, species: keep only these categories (either list matching).
         seed: seed of the augmentation.
+        targets: the recipe of the model to train (:func:`train.targets.training_targets`); when given,
+            ``input_size``, ``heatmap_size`` and ``sigma`` are its own. Default: heatmaps of those three.
 
-    ``dataset[i]`` is ``(image (3, H, W) float32, target (K, h, w), target_weight (K,), meta)``
-    with ``meta`` holding ``center`` (2,), ``scale`` (2,), ``rotation``, ``flipped``, ``image_id``,
+    ``dataset[i]`` is ``(image (3, H, W) float32, target, target_weight (K,), meta)``, the target
+    (K, h, w) heatmaps or (K, Wx + Wy) SimCC targets, with ``meta`` holding ``center`` (2,), ``scale``
+    (2,) (in the recipe's unit, as the model's codec decodes with them), ``rotation``, ``flipped``, ``image_id``,
     ``category_id``, ``annotation_id``, ``bbox_score`` and ``index``.
     """
 
@@ -140,7 +139,12 @@ class AP10KDataset(Dataset):
         families: Sequence[str] | None = None,
         species: Sequence[str] | None = None,
         seed: int = 0,
+        targets: Targets | None = None,
     ) -> None:
+        if targets is not None:
+            input_size = targets.input_size
+            if isinstance(targets, HeatmapTargets):
+                heatmap_size, sigma = targets.heatmap_size, targets.sigma
         if len(input_size) != 2 or min(input_size) < 8:
             raise ValueError(f"input_size must be (width, height) >= 8 pixels, got {input_size}")
         if len(heatmap_size) != 2 or min(heatmap_size) < 1:
@@ -152,6 +156,7 @@ class AP10KDataset(Dataset):
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
         self.sigma = float(sigma)
+        self.targets: Targets = targets or HeatmapTargets(self.input_size, self.heatmap_size, self.sigma)
         self.train = train
         self.augment = augment
         self.seed = int(seed)
@@ -202,8 +207,7 @@ class AP10KDataset(Dataset):
         self.categories = np.array([int(a["category_id"]) for a in kept], np.int64)
         self.files = [self.image_root / images[int(a["image_id"])]["file_name"] for a in kept]
         self.image_widths = sizes[rows, 0].astype(np.int64)
-        aspect = self.input_size[0] / self.input_size[1]
-        self.centers, self.scales = boxes_to_center_scale(self.boxes, aspect_ratio=aspect)
+        self.centers, self.scales = self.targets.centers_scales(boxes[rows], self.boxes, sizes[rows])
 
     def _check_images(self) -> None:
         missing = sorted({str(f) for f in self.files if not f.is_file()})
@@ -257,7 +261,7 @@ class AP10KDataset(Dataset):
         return image
 
     def sample(self, index: int) -> Sample:
-        """Instance ``index`` cropped, augmented when training, with its heatmap targets."""
+        """Instance ``index`` cropped, augmented when training, with its targets."""
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} instances")
         image_bgr = self.read_image(index)
@@ -265,30 +269,38 @@ class AP10KDataset(Dataset):
         visible = np.minimum(self.keypoints[index, :, 2], 1.0)
         width = int(image_bgr.shape[1])
         if self.train:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            aspect = self.input_size[0] / self.input_size[1]
-            crop = sample_crop(rng, self.centers[index], self.scales[index], self.boxes[index, 2:], keypoints,
-                               visible, width, aspect, self.augment)
+            crop = self._augmented_crop(index, keypoints, visible, width)
         else:
             crop = Crop(center=self.centers[index], scale=self.scales[index])
         # Pixels as mmpose cuts them: mirror the image, then warp (bit-exact); keypoints go
         # straight from the unflipped image through the matrix with the flip folded in.
         source = np.ascontiguousarray(image_bgr[:, ::-1]) if crop.flipped else image_bgr
-        warp = get_affine_matrices(crop.center[None], crop.scale[None], self.input_size, crop.rotation)
-        image = warp_crops(source, warp, self.input_size)[0, :, :, ::-1]
-        matrix = crop_matrix(crop, width, self.input_size)
+        warp = self.targets.warp_matrix(crop.center, crop.scale, crop.rotation)
+        image = warp_crops(source, warp[None], self.input_size)[0, :, :, ::-1]
+        matrix = fold_flip(warp, width) if crop.flipped else warp
         crop_keypoints = apply_affine(keypoints[None], matrix[None])[0].astype(np.float32)
         if crop.flipped:
             crop_keypoints, visible = crop_keypoints[FLIP_INDEX], visible[FLIP_INDEX]
-        target, weight = encode_heatmaps(
-            crop_keypoints[None], visible[None], self.input_size, self.heatmap_size, self.sigma
-        )
+        target, weight = self.targets.encode(crop_keypoints[None], visible[None])
         return Sample(np.ascontiguousarray(image), crop_keypoints, visible.astype(np.float32), target[0], weight[0],
                       crop, matrix)
 
+    def _augmented_crop(self, index: int, keypoints: np.ndarray, visible: np.ndarray, width: int) -> Crop:
+        """A random training crop (:func:`train.augment.sample_crop`, drawn in units of 200 pixels), its
+        ``scale`` in the recipe's unit."""
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        aspect = self.input_size[0] / self.input_size[1]
+        to_200 = self.targets.scale_unit / PIXEL_STD
+        scale = self.scales[index] if to_200 == 1 else (self.scales[index] * to_200).astype(np.float32)
+        crop = sample_crop(rng, self.centers[index], scale, self.boxes[index, 2:], keypoints, visible, width,
+                           aspect, self.augment)
+        if to_200 == 1:
+            return crop
+        return Crop(crop.center, (crop.scale / to_200).astype(np.float32), crop.rotation, crop.flipped)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         sample = self.sample(index)
-        inputs = normalize_crops(sample.image[None])[0]
+        inputs = self.targets.normalize(sample.image[None])[0]
         meta = {
             "center": sample.crop.center.astype(np.float32),
             "scale": sample.crop.scale.astype(np.float32),

@@ -28,8 +28,8 @@ from pose.structures import Detections
 from train.metrics import evaluate_keypoints
 from train.tracking_metrics import FrameOutput, ideal_identities, identity_metrics, keypoint_metrics, match_to_truth
 
-__all__ = ["ClipTruth", "GroundTruthDetector", "clip_truth", "frame_coco", "load_track_json", "score_clip", "track_outputs",
-           "track_predictions"]
+__all__ = ["ClipTruth", "GroundTruthDetector", "clip_truth", "frame_coco", "load_track_json", "score_clip",
+           "track_outputs", "track_predictions"]
 
 NUM_KEYPOINTS = len(SIGMAS)
 _CATEGORY = {"id": 1, "name": "animal", "supercategory": "animal"}

@@ -1,11 +1,14 @@
 """The training loop's parts, in the manner of torchvision's ``references/detection/engine.py``.
 
 * :class:`JointsMSELoss`: mmpose's heatmap MSE with target weights.
+* :class:`KLDiscretLoss`: mmpose 1.x's SimCC loss (RTMPose), KL divergence to label-softened targets.
 * :class:`WarmupMultiStep`: the per-iteration learning-rate factor (linear warm-up, step decay
-  by epoch) for ``torch.optim.lr_scheduler.LambdaLR``.
+  by epoch) for ``torch.optim.lr_scheduler.LambdaLR``; :class:`WarmupFlatCosine` the same for
+  RTMPose's schedule (linear warm-up, flat, then cosine to a floor over the second half).
 * :func:`train_one_epoch`: one pass over the loader.
-* :func:`predict` / :func:`evaluate`: flip-tested keypoints on ground-truth boxes, COCO
-  keypoint AP through :func:`train.metrics.evaluate_keypoints`.
+* :func:`predict` / :func:`evaluate`: flip-tested keypoints on ground-truth boxes, merged and
+  decoded by the model's codec (heatmaps or SimCC, :mod:`pose.topdown`), COCO keypoint AP
+  through :func:`train.metrics.evaluate_keypoints`.
 * Distributed helpers: :func:`init_distributed`, :func:`is_main_process`, :func:`reduce_mean`.
 
 Losses and learning rates are per process; under DDP each process sees its share of a
@@ -16,19 +19,22 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from pose.codec import PostProcess, decode_heatmaps, flip_back, merge_flip
-from pose.keypoints import FLIP_INDEX
+from pose.codec import PostProcess
+from pose.topdown import HeatmapCodec, PreparedBatch, SimCCCodec, codec_of
+from pose.transforms import PIXEL_STD
 from train.metrics import GroundTruth, KeypointMetrics, evaluate_keypoints
 
 __all__ = [
@@ -36,6 +42,8 @@ __all__ = [
     "EpochStats",
     "Evaluation",
     "JointsMSELoss",
+    "KLDiscretLoss",
+    "WarmupFlatCosine",
     "WarmupMultiStep",
     "evaluate",
     "init_distributed",
@@ -75,6 +83,53 @@ class JointsMSELoss(nn.Module):
         return difference.pow(2).mean() * self.loss_weight
 
 
+class KLDiscretLoss(nn.Module):
+    """mmpose 1.x's ``KLDiscretLoss`` on SimCC logits, as RTMPose's configs set it up.
+
+    For each axis and each (instance, keypoint): the mean over the bins of
+    ``KL(softmax(label_beta * target) || softmax(beta * logits))`` (the target softened when
+    ``label_softmax``, else taken as it is), times the keypoint's target weight; summed over
+    instances, keypoints and both axes, then divided by K. So the loss grows with the batch
+    (mmpose sums over it).
+
+    Args:
+        bins_x: x bins ``Wx``; the last axis of the outputs and targets is ``Wx + Wy``
+            (:func:`pose.simcc.split_simcc`).
+        beta: temperature of the logits (RTMPose: 10).
+        label_softmax: soften the targets with a softmax (RTMPose: yes).
+        label_beta: temperature of that softmax (mmpose's default 10).
+        use_target_weight: weight each keypoint by its target weight (RTMPose: yes).
+    """
+
+    def __init__(self, bins_x: int, beta: float = 10.0, label_softmax: bool = True, label_beta: float = 10.0,
+                 use_target_weight: bool = True) -> None:
+        super().__init__()
+        if bins_x < 1:
+            raise ValueError(f"bins_x must be positive, got {bins_x}")
+        self.bins_x = int(bins_x)
+        self.beta = float(beta)
+        self.label_softmax = label_softmax
+        self.label_beta = float(label_beta)
+        self.use_target_weight = use_target_weight
+
+    def _axis(self, logits: Tensor, target: Tensor) -> Tensor:
+        """(N, K) mean KL divergence over the bins of one axis."""
+        log_p = F.log_softmax(logits * self.beta, dim=-1)
+        labels = F.softmax(target * self.label_beta, dim=-1) if self.label_softmax else target
+        return F.kl_div(log_p, labels, reduction="none").mean(dim=-1)
+
+    def forward(self, output: Tensor, target: Tensor, target_weight: Tensor) -> Tensor:
+        """``output``, ``target``: (N, K, Wx + Wy); ``target_weight``: (N, K) or (N, K, 1)."""
+        if output.shape != target.shape or output.ndim != 3 or not 0 < self.bins_x < output.shape[-1]:
+            raise ValueError(f"output {tuple(output.shape)} and target {tuple(target.shape)} must both be "
+                             f"(N, K, {self.bins_x} + Wy)")
+        per_keypoint = (self._axis(output[..., : self.bins_x], target[..., : self.bins_x])
+                        + self._axis(output[..., self.bins_x :], target[..., self.bins_x :]))
+        if self.use_target_weight:
+            per_keypoint = per_keypoint * target_weight.reshape(per_keypoint.shape)
+        return per_keypoint.sum() / output.shape[1]
+
+
 @dataclass(frozen=True)
 class WarmupMultiStep:
     """Learning-rate factor of iteration ``i`` (0-based): mmcv's ``step`` policy with linear warm-up.
@@ -103,6 +158,49 @@ class WarmupMultiStep:
     def __call__(self, iteration: int) -> float:
         epoch = iteration // self.iters_per_epoch
         factor = self.gamma ** bisect.bisect_right(self.milestones, epoch)
+        if iteration < self.warmup_iters:
+            factor *= 1 - (1 - iteration / self.warmup_iters) * (1 - self.warmup_ratio)
+        return factor
+
+
+@dataclass(frozen=True)
+class WarmupFlatCosine:
+    """Learning-rate factor of iteration ``i`` (0-based): RTMPose's schedule (mmengine ``LinearLR`` then
+    ``CosineAnnealingLR`` converted to iterations).
+
+    1 until epoch ``flat_epochs``, then ``min_ratio + (1 - min_ratio) * (1 + cos(pi t / T)) / 2`` with
+    ``t`` the iterations since then and ``T`` those of the remaining ``epochs - flat_epochs`` epochs
+    (``min_ratio`` after); times ``1 - (1 - i / warmup_iters) * (1 - warmup_ratio)`` during the first
+    ``warmup_iters`` iterations. The RTMPose configs: flat for half the epochs, floor 0.05, warm-up
+    1000 iterations from 1e-5. Use with ``LambdaLR`` stepped once per iteration.
+    """
+
+    iters_per_epoch: int
+    epochs: int
+    flat_epochs: int
+    min_ratio: float = 0.05
+    warmup_iters: int = 1000
+    warmup_ratio: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.iters_per_epoch < 1 or self.epochs < 1:
+            raise ValueError(f"iters_per_epoch and epochs must be >= 1, got {self.iters_per_epoch}, {self.epochs}")
+        if not 0 <= self.flat_epochs <= self.epochs:
+            raise ValueError(f"flat_epochs must be in [0, epochs={self.epochs}], got {self.flat_epochs}")
+        if not 0 <= self.min_ratio <= 1:
+            raise ValueError(f"min_ratio must be in [0, 1], got {self.min_ratio}")
+        if self.warmup_iters < 0 or not 0 < self.warmup_ratio <= 1:
+            raise ValueError(
+                f"warmup_iters must be >= 0 and warmup_ratio in (0, 1], got {self.warmup_iters}, {self.warmup_ratio}"
+            )
+
+    def __call__(self, iteration: int) -> float:
+        start = self.flat_epochs * self.iters_per_epoch
+        length = (self.epochs - self.flat_epochs) * self.iters_per_epoch
+        factor = 1.0
+        if iteration >= start and length > 0:
+            progress = min(iteration - start, length) / length
+            factor = self.min_ratio + (1 - self.min_ratio) * (1 + math.cos(math.pi * progress)) / 2
         if iteration < self.warmup_iters:
             factor *= 1 - (1 - iteration / self.warmup_iters) * (1 - self.warmup_ratio)
         return factor
@@ -282,21 +380,31 @@ def predict(
 ) -> list[dict]:
     """COCO keypoint results for every instance of ``loader`` (test-time crops of GT boxes).
 
+    The model's codec (:func:`pose.topdown.codec_of`) merges the flip test and decodes: heatmaps with
+    ``post_process``, SimCC logits by their argmax (``post_process`` does not apply). The loader's
+    ``meta`` ``center`` and ``scale`` are in that codec's unit.
+
     Each record has ``image_id``, ``category_id``, ``keypoints`` (17 x (x, y, confidence)
     in image pixels, flat), ``score`` (mean confidence), ``bbox_score``, ``center``,
-    ``scale`` and the dataset ``index``, in loader order.
+    ``scale`` (units of 200 pixels, as mmpose 0.x's OKS-NMS takes it, for either codec)
+    and the dataset ``index``, in loader order.
     """
     model.eval()
+    codec = codec_of(getattr(model, "module", model))
+    if isinstance(codec, HeatmapCodec):
+        codec = replace(codec, post_process=post_process)
+    to_200 = 1 / PIXEL_STD if isinstance(codec, SimCCCodec) else 1.0
     records: list[dict] = []
     bar = tqdm(loader, desc="eval", unit="batch", disable=not (progress and is_main_process()), leave=False)
     for images, _, _, meta in bar:
         n = len(images)
         batch = torch.cat([images, images.flip(3)]) if flip_test else images
-        heatmaps = model(batch.to(device, non_blocking=True)).float().cpu().numpy()
+        outputs = model(batch.to(device, non_blocking=True)).float().cpu().numpy()
         if flip_test:
-            heatmaps = merge_flip(heatmaps[:n], flip_back(heatmaps[n:], FLIP_INDEX))
+            outputs = codec.merge_flip(outputs[:n], outputs[n:])
         center, scale = meta["center"].numpy(), meta["scale"].numpy()
-        keypoints, scores = decode_heatmaps(heatmaps, center, scale, post_process=post_process)
+        keypoints, scores = codec.decode(outputs, PreparedBatch(images.numpy(), center, scale))
+        scale = scale * to_200
         for i in range(n):
             records.append({
                 "image_id": int(meta["image_id"][i]),
@@ -331,8 +439,9 @@ def evaluate(
 ) -> Evaluation | None:
     """Predict on ``loader`` and score against ``ground_truth`` (AP-10K sigmas, pycocotools).
 
-    ``post_process`` is the heatmap decoding (mmpose's default, DARK or UDP). With ``mmpose_nms`` predictions are rescored and OKS-NMS'd as mmpose's AP-10K evaluation
-    does. Under DDP every process predicts its shard of the data; the predictions are
+    ``post_process`` is the heatmap decoding (mmpose's default, DARK or UDP; a SimCC model decodes by
+    its argmax). With ``mmpose_nms`` predictions are rescored and OKS-NMS'd as mmpose's AP-10K
+    evaluation does. Under DDP every process predicts its shard of the data; the predictions are
     gathered on rank 0, which alone returns the result (the others return None).
     """
     records = predict(model, loader, device, flip_test=flip_test, post_process=post_process, progress=progress)

@@ -6,6 +6,16 @@ and 200, linear warm-up over 500 iterations from 0.001 x lr, batch 64 per proces
 input, 64x64 heatmaps with sigma 2, flip / half-body / scale 0.5 / rotation 40 augmentation,
 JointsMSE with target weights, flip-test evaluation every 10 epochs keeping the best AP.
 
+``--arch rtmpose_m`` (or ``--weights rtmpose_m``, or any RTMPose checkpoint) trains the SimCC model
+of mmpose 1.x with its config's loss and optimisation (``rtmpose-m_8xb64-210e_ap10k-256x256.py``):
+SimCC targets with Gaussian label smoothing (sigma 5.66 bins, split ratio 2), KLDiscretLoss
+(beta 10, label softmax, target weights), AdamW lr 4e-3 with weight decay 0.05 off biases and
+norm layers, linear warm-up over 1000 iterations from 1e-5 x lr, flat for half the epochs then
+cosine down to 0.05 x lr (:data:`SIMCC_RECIPE`; each can be overridden). Its crops, normalisation
+and decoding are mmpose 1.x's (:mod:`train.targets`); the augmentation is the one above, not the
+1.x config's (no HSV, blur or coarse dropout, no EMA of the weights, no stage-2 pipeline switch).
+The loss, targets, crops and decoding follow the model's codec, never the architecture's name.
+
     python -m train.train_pose --data-root data/ap10k --output-dir runs/w32
     torchrun --nproc_per_node 8 -m train.train_pose --data-root data/ap10k --output-dir runs/w32
     python -m train.train_pose ... --train-families Felidae Canidae --eval-families Ursidae
@@ -21,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import enum
 import json
 import logging
 import sys
@@ -42,38 +53,64 @@ from pose.checkpoint import (
     portable_state_dict,
     save_checkpoint,
 )
-from pose.model import ARCHITECTURES, PoseArchitecture, TopDownModel, build_model
+from pose.model import ARCHITECTURES, Architecture, PoseArchitecture, PoseModel, RTMPoseArchitecture, build_model
+from pose.topdown import SimCCCodec, codec_of
 from train.augment import AugmentSettings
 from train.dataset import AP10KDataset, ap10k_paths, worker_init
 from train.engine import (
     DistributedContext,
     EpochStats,
-    JointsMSELoss,
+    WarmupFlatCosine,
     WarmupMultiStep,
     evaluate,
     init_distributed,
     train_one_epoch,
 )
 from train.metrics import Grouping, per_group_ap
+from train.targets import Targets, training_targets
 
 __all__ = [
+    "HEATMAP_ARCHITECTURES",
+    "LRSchedule",
+    "Optimizer",
     "PoseTrainSettings",
+    "SIMCC_RECIPE",
     "TrainResult",
+    "build_optimizer",
+    "build_schedule",
     "build_training_model",
     "default_heatmap_size",
     "get_args_parser",
     "load_backbone_weights",
     "main",
+    "recipe_defaults",
     "settings_from_args",
     "train",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: The architectures this heatmap training takes (RTMPose's SimCC head trains with another loss, not yet here).
+#: The heatmap architectures (the others, ``rtmpose_m``, are SimCC models); every name of
+#: :data:`pose.model.ARCHITECTURES` trains.
 HEATMAP_ARCHITECTURES: dict[str, PoseArchitecture] = {
     name: arch for name, arch in ARCHITECTURES.items() if isinstance(arch, PoseArchitecture)
 }
+
+
+class Optimizer(enum.Enum):
+    """``adam``: Adam, ``weight_decay`` on every parameter (the HRNet recipe: none). ``adamw``: AdamW
+    with no decay on biases and norm layers (mmpose's ``norm_decay_mult=0, bias_decay_mult=0``)."""
+
+    ADAM = "adam"
+    ADAMW = "adamw"
+
+
+class LRSchedule(enum.Enum):
+    """``step``: :class:`train.engine.WarmupMultiStep`. ``flat-cosine``: :class:`train.engine.WarmupFlatCosine`
+    (flat for the first half of the epochs)."""
+
+    STEP = "step"
+    FLAT_COSINE = "flat-cosine"
 
 METRIC_COLUMNS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 LOG_COLUMNS = ("epoch", "iteration", "loss", "lr", "seconds", "images_per_s", *METRIC_COLUMNS)
@@ -88,16 +125,24 @@ class PoseTrainSettings:
         image_root: folder the files' image names are relative to.
         test_ann: file for the final evaluation of the best weights (default ``val_ann``).
         output_dir: where checkpoints, the log and the plot go.
-        arch: a name of :data:`HEATMAP_ARCHITECTURES` (ignored when ``weights`` is given).
+        arch: a name of :data:`pose.model.ARCHITECTURES` (ignored when ``weights`` is given); an
+            RTMPose architecture is built for ``input_size`` (multiples of 32).
         weights: pose checkpoint to start from (path or official name); its architecture is used.
         backbone_weights: ImageNet-style backbone checkpoint (e.g. mmpose's
             ``hrnet_w32-36af842e.pth`` or torchvision's ResNet weights) loaded into the backbone.
-        input_size, heatmap_size: ``(width, height)`` in pixels; their ratio is the model stride.
-        sigma: target Gaussian sigma in heatmap pixels.
+        input_size, heatmap_size: ``(width, height)`` in pixels; their ratio is the model stride
+            (heatmap models; a SimCC model ignores ``heatmap_size``).
+        sigma: target Gaussian sigma in heatmap pixels (heatmap models).
+        simcc_sigma: SimCC label smoothing ``(x, y)`` in bins (SimCC models; RTMPose AP-10K: 5.66).
         epochs, batch_size: schedule length; batch size per process.
-        lr, lr_steps, lr_gamma: Adam learning rate and its decay epochs / factor.
+        optimizer: :class:`Optimizer`.
+        lr, lr_steps, lr_gamma: learning rate and, for the ``step`` schedule, its decay epochs / factor.
+        lr_schedule: :class:`LRSchedule`.
+        schedule_epochs: the epochs the ``flat-cosine`` schedule spans (default ``epochs``; more for a run
+            that stops early and is resumed later).
+        min_lr_ratio: the ``flat-cosine`` schedule's floor, times ``lr``.
         warmup_iters, warmup_ratio: linear warm-up from ``warmup_ratio * lr``.
-        weight_decay: Adam weight decay (the recipe has none).
+        weight_decay: weight decay (the HRNet recipe has none; RTMPose's 0.05).
         clip_grad_norm: clip the gradient norm to this value (None: no clipping).
         amp: mixed precision (CUDA only).
         channels_last: train in channels-last memory order (on this project's 2-core CPU, 1.4x more
@@ -126,11 +171,16 @@ class PoseTrainSettings:
     input_size: tuple[int, int] = (256, 256)
     heatmap_size: tuple[int, int] = (64, 64)
     sigma: float = 2.0
+    simcc_sigma: tuple[float, float] = (5.66, 5.66)
     epochs: int = 210
     batch_size: int = 64
+    optimizer: Optimizer = Optimizer.ADAM
     lr: float = 5e-4
+    lr_schedule: LRSchedule = LRSchedule.STEP
+    schedule_epochs: int | None = None
     lr_steps: tuple[int, ...] = (170, 200)
     lr_gamma: float = 0.1
+    min_lr_ratio: float = 0.05
     warmup_iters: int = 500
     warmup_ratio: float = 0.001
     weight_decay: float = 0.0
@@ -159,11 +209,16 @@ class PoseTrainSettings:
             if value is not None:
                 object.__setattr__(self, name, Path(value))
         for name in ("input_size", "heatmap_size", "lr_steps", "train_families", "train_species", "eval_families",
-                     "eval_species"):
+                     "eval_species", "simcc_sigma"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        if self.arch not in HEATMAP_ARCHITECTURES:
-            raise ValueError(f"arch must be one of {', '.join(HEATMAP_ARCHITECTURES)} (heatmap models), "
-                             f"got {self.arch!r}")
+        object.__setattr__(self, "optimizer", Optimizer(self.optimizer))
+        object.__setattr__(self, "lr_schedule", LRSchedule(self.lr_schedule))
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
+        if len(self.simcc_sigma) != 2 or min(self.simcc_sigma) <= 0:
+            raise ValueError(f"simcc_sigma must be two positive values, got {self.simcc_sigma}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         for name in ("input_size", "heatmap_size"):
             size = getattr(self, name)
             if len(size) != 2 or min(size) < 1:
@@ -180,6 +235,8 @@ class PoseTrainSettings:
             raise ValueError(f"workers and weight_decay must be >= 0, got {self.workers} and {self.weight_decay}")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
             raise ValueError(f"clip_grad_norm must be positive, got {self.clip_grad_norm}")
+        if self.schedule_epochs is not None and self.schedule_epochs < self.epochs:
+            raise ValueError(f"schedule_epochs must be >= epochs ({self.epochs}), got {self.schedule_epochs}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ValueError(f"max_steps_per_epoch must be >= 1, got {self.max_steps_per_epoch}")
         if self.weights is not None and self.backbone_weights is not None:
@@ -196,10 +253,35 @@ class PoseTrainSettings:
                 return str(value)
             if isinstance(value, tuple):
                 return list(value)
+            if isinstance(value, enum.Enum):
+                return value.value
             return value
 
         values = {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "augment"}
         return {**values, "augment": dataclasses.asdict(self.augment)}
+
+
+#: The optimisation of the RTMPose AP-10K config (``rtmpose-m_8xb64-210e_ap10k-256x256.py``), which SimCC
+#: models train with unless told otherwise (:func:`recipe_defaults`); the others have
+#: :class:`PoseTrainSettings`'s defaults, the HRNet recipe.
+SIMCC_RECIPE: dict[str, Any] = {
+    "optimizer": Optimizer.ADAMW,
+    "lr": 4e-3,
+    "weight_decay": 0.05,
+    "lr_schedule": LRSchedule.FLAT_COSINE,
+    "min_lr_ratio": 0.05,
+    "warmup_iters": 1000,
+    "warmup_ratio": 1e-5,
+}
+
+
+def recipe_defaults(arch: Architecture) -> dict[str, Any]:
+    """The optimisation settings an architecture trains with by default: :data:`SIMCC_RECIPE` for a SimCC
+    model (RTMPose), :class:`PoseTrainSettings`'s defaults (the HRNet recipe) for a heatmap model."""
+    if isinstance(arch.codec, SimCCCodec):
+        return dict(SIMCC_RECIPE)
+    fields = {f.name: f.default for f in dataclasses.fields(PoseTrainSettings)}
+    return {name: fields[name] for name in SIMCC_RECIPE}
 
 
 @dataclass(frozen=True)
@@ -256,25 +338,29 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> int:
     return len(matched)
 
 
-def build_training_model(settings: PoseTrainSettings) -> tuple[TopDownModel, PoseArchitecture]:
-    """The model to train: from ``weights``, or ``arch`` with optional backbone weights."""
+def build_training_model(settings: PoseTrainSettings) -> tuple[PoseModel, Architecture]:
+    """The model to train: from ``weights``, or ``arch`` with optional backbone weights (an RTMPose
+    architecture built for ``input_size``)."""
     if settings.weights is not None:
         from pose.weights import resolve_pose_weights
 
         model, arch = load_pose_model(resolve_pose_weights(settings.weights))
-        if not isinstance(arch, PoseArchitecture):
-            raise ValueError(f"{settings.weights} is a {type(arch).__name__} model (SimCC); this training takes "
-                             f"heatmap models: {', '.join(HEATMAP_ARCHITECTURES)}")
         logger.info("Starting from %s: %s", settings.weights, arch)
     else:
-        arch = HEATMAP_ARCHITECTURES[settings.arch]
+        arch = ARCHITECTURES[settings.arch]
+        if isinstance(arch, RTMPoseArchitecture):
+            arch = dataclasses.replace(arch, input_size=settings.input_size)
         model = build_model(arch)
         if settings.backbone_weights is not None:
             load_backbone_weights(model.backbone, settings.backbone_weights)
         else:
             logger.info("Training %s from scratch (the official recipe starts from ImageNet backbone weights)",
                         settings.arch)
-    if arch.output_stride != settings.stride:
+    if isinstance(arch, RTMPoseArchitecture):
+        if arch.input_size != settings.input_size:
+            raise ValueError(f"{settings.weights} is built for {arch.input_size[0]}x{arch.input_size[1]} inputs, "
+                             f"not input_size {settings.input_size}")
+    elif arch.output_stride != settings.stride:
         raise ValueError(
             f"the model's output stride is {arch.output_stride} but input_size {settings.input_size} / "
             f"heatmap_size {settings.heatmap_size} is {settings.stride:g}"
@@ -282,14 +368,42 @@ def build_training_model(settings: PoseTrainSettings) -> tuple[TopDownModel, Pos
     return model.train(), arch
 
 
+def build_optimizer(model: nn.Module, settings: PoseTrainSettings) -> torch.optim.Optimizer:
+    """Adam over every parameter, or AdamW with no weight decay on biases and on norm layers' parameters."""
+    if settings.optimizer is Optimizer.ADAM:
+        return torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    norms = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+    no_decay = {id(p) for m in model.modules() if isinstance(m, norms) for p in m.parameters(recurse=False)}
+    no_decay |= {id(p) for name, p in model.named_parameters() if name.endswith(".bias")}
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if id(p) not in no_decay], "weight_decay": settings.weight_decay},
+              {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=settings.lr)
+
+
+def build_schedule(settings: PoseTrainSettings, iters_per_epoch: int) -> WarmupMultiStep | WarmupFlatCosine:
+    """The learning-rate factor per iteration (for ``LambdaLR``)."""
+    if settings.lr_schedule is LRSchedule.FLAT_COSINE:
+        epochs = settings.schedule_epochs or settings.epochs
+        return WarmupFlatCosine(iters_per_epoch, epochs, epochs // 2, settings.min_lr_ratio, settings.warmup_iters,
+                                settings.warmup_ratio)
+    return WarmupMultiStep(iters_per_epoch, settings.lr_steps, settings.lr_gamma, settings.warmup_iters,
+                           settings.warmup_ratio)
+
+
 # ---------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------
 
 
-def _datasets(settings: PoseTrainSettings) -> tuple[AP10KDataset, AP10KDataset]:
-    common = dict(image_root=settings.image_root, input_size=settings.input_size,
-                  heatmap_size=settings.heatmap_size, sigma=settings.sigma)
+def _targets(model: nn.Module, settings: PoseTrainSettings) -> Targets:
+    """What ``model`` trains and is evaluated on, by its codec (:mod:`train.targets`)."""
+    return training_targets(codec_of(model), settings.input_size, settings.heatmap_size, settings.sigma,
+                            settings.simcc_sigma)
+
+
+def _datasets(settings: PoseTrainSettings, targets: Targets) -> tuple[AP10KDataset, AP10KDataset]:
+    common = dict(image_root=settings.image_root, targets=targets)
     train_set = AP10KDataset(settings.train_ann, train=True, augment=settings.augment, seed=settings.seed,
                              families=settings.train_families, species=settings.train_species, **common)
     val_set = AP10KDataset(settings.val_ann, train=False, **common, **_eval_filter(settings))
@@ -381,7 +495,7 @@ def plot_history(path: Path, history: list[dict[str, float]]) -> Path:
     evaluated = [row for row in history if row.get("AP") not in (None, "")]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(epochs, [row["loss"] for row in history], marker=".")
-    left.set(xlabel="epoch", ylabel="training loss (JointsMSE)", yscale="log", title="loss")
+    left.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
     right.plot([row["epoch"] for row in evaluated], [row["AP"] for row in evaluated], marker="o")
     right.set(xlabel="epoch", ylabel="keypoint AP (val)", title="AP", ylim=(0, 1))
     for axis in (left, right):
@@ -423,7 +537,9 @@ def _train(settings: PoseTrainSettings, ctx: DistributedContext) -> TrainResult 
     if settings.amp and not amp:
         logger.warning("AMP needs CUDA; training in float32 on %s", ctx.device)
 
-    train_set, val_set = _datasets(settings)
+    model, arch = build_training_model(settings)
+    targets = _targets(model, settings)
+    train_set, val_set = _datasets(settings, targets)
     sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                  seed=settings.seed)
     train_loader = DataLoader(train_set, batch_size=settings.batch_size, sampler=sampler,
@@ -432,12 +548,9 @@ def _train(settings: PoseTrainSettings, ctx: DistributedContext) -> TrainResult 
     val_loader = _eval_loader(val_set, settings, ctx)
     iters_per_epoch = min(len(train_loader), settings.max_steps_per_epoch or len(train_loader))
 
-    model, arch = build_training_model(settings)
     model.to(ctx.device, memory_format=torch.channels_last if settings.channels_last else torch.contiguous_format)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    schedule = WarmupMultiStep(iters_per_epoch, settings.lr_steps, settings.lr_gamma, settings.warmup_iters,
-                               settings.warmup_ratio)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    optimizer = build_optimizer(model, settings)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, build_schedule(settings, iters_per_epoch))
     scaler = torch.amp.GradScaler("cuda") if amp else None
     state = _load_last(settings.resume, model, optimizer, scheduler, scaler) if settings.resume else _State()
     net: nn.Module = model
@@ -448,7 +561,7 @@ def _train(settings: PoseTrainSettings, ctx: DistributedContext) -> TrainResult 
                 "%d iterations per epoch, epochs %d..%d", arch, len(train_set), settings.batch_size,
                 ctx.world_size, len(val_set), iters_per_epoch, state.next_epoch + 1, settings.epochs)
 
-    criterion = JointsMSELoss(use_target_weight=True)
+    criterion = targets.criterion()
     for epoch in range(state.next_epoch, settings.epochs):
         sampler.set_epoch(epoch)
         train_set.set_epoch(epoch)
@@ -502,8 +615,8 @@ def _final_evaluation(settings: PoseTrainSettings, ctx: DistributedContext, best
     if ctx.distributed:
         torch.distributed.barrier()  # rank 0 has written best.pth
     model, _ = load_pose_model(best, map_location=ctx.device)
-    test_set = AP10KDataset(settings.test_ann or settings.val_ann, settings.image_root, settings.input_size,
-                            settings.heatmap_size, settings.sigma, train=False, **_eval_filter(settings))
+    test_set = AP10KDataset(settings.test_ann or settings.val_ann, settings.image_root, train=False,
+                            targets=_targets(model, settings), **_eval_filter(settings))
     result = evaluate(model, _eval_loader(test_set, settings, ctx), ctx.device, test_set.ground_truth(),
                       settings.flip_test, settings.mmpose_nms, settings.progress)
     if result is None:
@@ -549,7 +662,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     data.add_argument("--workers", type=int, default=d.workers, help="data loading processes per training process")
 
     model = parser.add_argument_group("model")
-    model.add_argument("--arch", default=d.arch, choices=list(HEATMAP_ARCHITECTURES), help="architecture to train")
+    model.add_argument("--arch", default=d.arch, choices=list(ARCHITECTURES),
+                       help="architecture to train (rtmpose_m: the SimCC model of mmpose 1.x, trained with its "
+                       "config's loss and optimisation)")
     model.add_argument("--weights", help="start from this pose checkpoint (path or official name, e.g. hrnet_w32)")
     model.add_argument("--backbone-weights", type=Path, help="ImageNet-style backbone checkpoint to start from")
     model.add_argument("--input-size", type=int, nargs=2, default=list(d.input_size), metavar=("W", "H"))
@@ -557,16 +672,28 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                        help="default: the input size over --arch's output stride (64x64 for hrnet_w32 at "
                        "256x256); with --weights, over 4 (give it for a checkpoint of another stride)")
     model.add_argument("--sigma", type=float, default=d.sigma, help="target Gaussian sigma (heatmap pixels)")
+    model.add_argument("--simcc-sigma", type=float, nargs=2, default=list(d.simcc_sigma), metavar=("X", "Y"),
+                       help="SimCC label smoothing in bins (SimCC models; default %(default)s, RTMPose AP-10K's)")
 
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=int, default=d.epochs)
     optim.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
-    optim.add_argument("--lr", type=float, default=d.lr)
-    optim.add_argument("--lr-steps", type=int, nargs="+", default=list(d.lr_steps), help="decay epochs")
-    optim.add_argument("--lr-gamma", type=float, default=d.lr_gamma)
-    optim.add_argument("--warmup-iters", type=int, default=d.warmup_iters)
-    optim.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio)
-    optim.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    simcc = SIMCC_RECIPE
+
+    def recipe(name: str) -> str:
+        heatmap, sim = getattr(d, name), simcc[name]
+        heatmap, sim = (v.value if isinstance(v, enum.Enum) else v for v in (heatmap, sim))
+        return f"default: {heatmap} for heatmap models, {sim} for SimCC models (rtmpose_m)"
+
+    optim.add_argument("--optimizer", choices=[o.value for o in Optimizer], help=recipe("optimizer"))
+    optim.add_argument("--lr", type=float, help=recipe("lr"))
+    optim.add_argument("--lr-schedule", choices=[s.value for s in LRSchedule], help=recipe("lr_schedule"))
+    optim.add_argument("--lr-steps", type=int, nargs="+", default=list(d.lr_steps), help="decay epochs (step)")
+    optim.add_argument("--lr-gamma", type=float, default=d.lr_gamma, help="decay factor (step)")
+    optim.add_argument("--min-lr-ratio", type=float, help=recipe("min_lr_ratio") + "; the floor of flat-cosine")
+    optim.add_argument("--warmup-iters", type=int, help=recipe("warmup_iters"))
+    optim.add_argument("--warmup-ratio", type=float, help=recipe("warmup_ratio"))
+    optim.add_argument("--weight-decay", type=float, help=recipe("weight_decay"))
     optim.add_argument("--clip-grad", type=float, default=None, metavar="NORM", help="clip the gradient norm")
     optim.add_argument("--amp", action="store_true", help="mixed precision (CUDA)")
     optim.add_argument("--max-steps-per-epoch", type=int, default=None, help="cut epochs short (quick checks)")
@@ -593,13 +720,28 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def default_heatmap_size(input_size: Sequence[int], arch: str, weights: str | Path | None = None) -> tuple[int, int]:
     """``input_size`` over the output stride of ``arch`` (4, that of every official model, when starting
-    from ``weights``)."""
-    stride = 4 if weights is not None else HEATMAP_ARCHITECTURES[arch].output_stride
+    from ``weights``, and for a SimCC model, which has no heatmaps)."""
+    model = ARCHITECTURES[arch]
+    stride = 4 if weights is not None or not isinstance(model, PoseArchitecture) else model.output_stride
     return input_size[0] // stride, input_size[1] // stride
 
 
+def _recipe_architecture(args: argparse.Namespace) -> Architecture:
+    """The architecture whose recipe fills the optimisation options not given: ``--weights``' (an official
+    name's, or read off the file), else ``--arch``'s."""
+    if args.weights is None or (args.weights not in ARCHITECTURES and not Path(args.weights).is_file()):
+        return ARCHITECTURES[args.arch]  # a weights name that is neither fails later, with its message
+    if args.weights in ARCHITECTURES:
+        return ARCHITECTURES[args.weights]
+    return load_pose_model(args.weights)[1]
+
+
 def settings_from_args(args: argparse.Namespace) -> PoseTrainSettings:
-    """Turn parsed options into settings (paths of the AP-10K split unless given)."""
+    """Turn parsed options into settings (paths of the AP-10K split unless given; the optimisation options
+    not given from the architecture's recipe, :func:`recipe_defaults`)."""
+    recipe = recipe_defaults(_recipe_architecture(args))
+    given = {name: getattr(args, name) for name in recipe if getattr(args, name) is not None}
+    optimisation = {**recipe, **given}
     train_ann, image_root = ap10k_paths(args.data_root, "train", args.split)
     val_ann, _ = ap10k_paths(args.data_root, "val", args.split)
     augment = AugmentSettings.disabled() if args.no_augment else AugmentSettings(
@@ -611,9 +753,8 @@ def settings_from_args(args: argparse.Namespace) -> PoseTrainSettings:
         image_root=args.image_root or image_root, output_dir=args.output_dir, arch=args.arch, weights=args.weights,
         backbone_weights=args.backbone_weights, input_size=tuple(args.input_size),
         heatmap_size=tuple(args.heatmap_size or default_heatmap_size(args.input_size, args.arch, args.weights)),
-        sigma=args.sigma, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, lr_steps=tuple(args.lr_steps), lr_gamma=args.lr_gamma, warmup_iters=args.warmup_iters,
-        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, clip_grad_norm=args.clip_grad,
+        sigma=args.sigma, simcc_sigma=tuple(args.simcc_sigma), epochs=args.epochs, batch_size=args.batch_size,
+        lr_steps=tuple(args.lr_steps), lr_gamma=args.lr_gamma, **optimisation, clip_grad_norm=args.clip_grad,
         amp=args.amp, eval_interval=args.eval_interval, flip_test=not args.no_flip_test,
         mmpose_nms=not args.no_mmpose_nms, eval_batch_size=args.eval_batch_size, workers=args.workers,
         device=args.device, seed=args.seed, resume=args.resume, train_families=tuple(args.train_families),

@@ -2,12 +2,16 @@
 
     animalpose train pose --data-root data/ap10k --output-dir runs/w32            # official recipe
     animalpose train pose --weights hrnet_w32 --epochs 20 --lr 5e-5 ...            # fine-tune
+    animalpose train pose --arch rtmpose_m --data-root data/ap10k                 # RTMPose-m, its config's recipe
+    animalpose train pose --weights rtmpose_m --epochs 20 --lr 4e-4 ...            # fine-tune RTMPose-m (SimCC)
     animalpose train pose --train-families Felidae Canidae --eval-families Ursidae  # held-out families
     animalpose train detector --data-root data/ap10k --model yolo11n.pt --epochs 50
 
 The options are those of ``python -m train.train_pose`` and ``python -m train.train_detector``
 (multi-GPU: ``torchrun --nproc_per_node N -m train.train_pose ...``). A missing or malformed
-input exits with status 2 and one line on stderr.
+input exits with status 2 and one line on stderr. Heatmap models (the HRNets, SimpleBaselines) train
+with heatmap targets and JointsMSE, SimCC models (RTMPose) with SimCC targets and KLDiscretLoss, as
+their codecs say; the optimisation options not given come from the model's recipe.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pose = which.add_parser(
         "pose",
         parents=[pose_parser(add_help=False)],
-        help="train a pose model (official AP-10K HRNet recipe by default)",
+        help="train a pose model (official AP-10K HRNet recipe by default; --arch rtmpose_m: RTMPose's)",
         description=pose_parser().description,
     )
     pose.set_defaults(func=run_pose)

@@ -132,3 +132,20 @@ def test_epochs_trained_counts_the_rows_of_ultralytics_results(tmp_path):
     assert epochs_trained(tmp_path) == 0  # no results yet
     (tmp_path / "results.csv").write_text("epoch,time\n1,2.5\n2,5.1\n")
     assert epochs_trained(tmp_path) == 2
+
+
+def test_pose_settings_of_a_simcc_model_take_its_recipe(tmp_path):
+    from bench.e2e_synthetic import pose_settings
+    from train.train_pose import LRSchedule, Optimizer
+
+    args = get_args_parser().parse_args(["--pose-arch", "rtmpose_m", "--pose-epochs", "40"])
+    simcc = pose_settings(tmp_path, tmp_path / "pose", args, epochs=10)
+    assert (simcc.arch, simcc.input_size, simcc.optimizer, simcc.lr, simcc.weight_decay) == (
+        "rtmpose_m", (96, 96), Optimizer.ADAMW, 4e-3, 0.05)
+    assert (simcc.lr_schedule, simcc.epochs, simcc.schedule_epochs) == (LRSchedule.FLAT_COSINE, 10, 40)
+    heatmap = pose_settings(tmp_path, tmp_path / "pose", get_args_parser().parse_args([]), epochs=88)
+    assert (heatmap.arch, heatmap.optimizer, heatmap.lr, heatmap.weight_decay, heatmap.lr_schedule) == (
+        "hrnet_tiny_s2", Optimizer.ADAM, 2e-3, 0.0, LRSchedule.STEP)
+    assert heatmap.heatmap_size == (48, 48) and heatmap.lr_steps == (71,)
+    given = get_args_parser().parse_args(["--pose-arch", "rtmpose_m", "--pose-lr", "1e-3"])
+    assert pose_settings(tmp_path, tmp_path / "pose", given, epochs=1).lr == 1e-3

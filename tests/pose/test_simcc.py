@@ -1,15 +1,19 @@
-"""SimCC decoding and flip test (pose.simcc) against mmpose 1.x's rules and its reference logits."""
+"""SimCC encoding, decoding and flip test (pose.simcc) against mmpose 1.x's rules, its reference logits and
+its ``SimCCLabel`` targets (tests/data/reference/simcc_training, made with mmpose 1.3.2)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from pose.keypoints import FLIP_INDEX
-from pose.simcc import decode_simcc, merge_flip_simcc, merge_flip_simcc_tensor, split_simcc
+from pose.simcc import decode_simcc, encode_simcc, merge_flip_simcc, merge_flip_simcc_tensor, split_simcc
 
 K = len(FLIP_INDEX)
+SIMCC_REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference" / "simcc_training" / "simcc_reference.npz"
 
 
 def logits(n: int, bins: int = 12, seed: int = 0) -> np.ndarray:
@@ -85,3 +89,58 @@ def test_split_gives_x_then_y():
 def test_bad_shapes_raise(call):
     with pytest.raises(ValueError):
         call()
+
+
+@pytest.mark.parametrize(
+    ("case", "input_size", "sigma"),
+    [("square", (256, 256), (5.66, 5.66)),  # the RTMPose AP-10K config
+     ("tall", (192, 256), (4.9, 5.66))],    # the 256x192 configs' sigma, a non-square input
+)
+def test_encoding_equals_mmposes_simcc_label(case, input_size, sigma):
+    reference = np.load(SIMCC_REFERENCE)
+    keypoints = reference[f"{case}_keypoints"]
+    target_x, target_y, weights = encode_simcc(keypoints[None, :, :2], keypoints[None, :, 2], input_size, sigma, 2.0)
+    assert target_x.shape == reference[f"{case}_x"].shape == (1, len(keypoints), input_size[0] * 2)
+    assert target_y.shape == reference[f"{case}_y"].shape == (1, len(keypoints), input_size[1] * 2)
+    assert target_x.dtype == target_y.dtype == weights.dtype == np.float32
+    np.testing.assert_allclose(target_x, reference[f"{case}_x"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(target_y, reference[f"{case}_y"], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(weights, reference[f"{case}_weights"])
+
+
+def test_encoding_rounds_to_bins_and_handles_the_border():
+    # The square reference's keypoints: its peaks, weights and empty rows, stated.
+    keypoints = np.load(SIMCC_REFERENCE)["square_keypoints"]
+    target_x, target_y, weights = encode_simcc(keypoints[None, :, :2], keypoints[None, :, 2], (256, 256))
+    np.testing.assert_array_equal(weights[0], [1, 1, 1, 0, 1, 0, 0, 0, np.float32(0.4)])
+    assert (target_x[0, 0].argmax(), target_y[0, 0].argmax()) == (201, 116)  # round(100.3 * 2), round(57.8 * 2)
+    assert (target_x[0, 1].argmax(), target_y[0, 1].argmax()) == (20, 402)  # 20.5 and 401.5: halves to even
+    assert target_x[0, 0].max() == 1.0  # unnormalised
+    assert target_x[0, 2, 0] == pytest.approx(np.exp(-100 / (2 * 5.66**2)), rel=1e-6)  # centred on bin -10
+    assert not target_x[0, [3, 5, 6, 7, 8]].any() and not target_y[0, [3, 5, 6, 7, 8]].any()
+    normalised = encode_simcc(keypoints[None, :1, :2], np.ones((1, 1)), (256, 256), normalize=True)[0]
+    assert normalised.max() == pytest.approx(1 / (5.66 * np.sqrt(2 * np.pi)), rel=1e-6)
+
+
+def test_decoding_the_encoding_gives_the_bins_back():
+    rng = np.random.default_rng(3)
+    keypoints = rng.uniform(0, 63.5, (4, K, 2)).astype(np.float32)
+    target_x, target_y, _ = encode_simcc(keypoints, np.ones((4, K)), (64, 64), (1.5, 1.5))
+    decoded, scores = decode_simcc(target_x, target_y, 2.0)
+    np.testing.assert_allclose(decoded, np.around(keypoints * 2) / 2, atol=0)
+    assert (scores == 1).all()
+
+
+@pytest.mark.parametrize(
+    ("keypoints", "visible", "kwargs", "match"),
+    [
+        (np.zeros((2, 3)), np.ones((2,)), {}, "keypoints must be"),
+        (np.zeros((1, 3, 2)), np.ones((1, 2)), {}, "keypoints must be"),
+        (np.zeros((1, 3, 2)), np.ones((1, 3)), {"sigma": (0.0, 1.0)}, "sigma"),
+        (np.zeros((1, 3, 2)), np.ones((1, 3)), {"sigma": (1.0,)}, "sigma"),
+        (np.zeros((1, 3, 2)), np.ones((1, 3)), {"split_ratio": 0.0}, "split_ratio"),
+    ],
+)
+def test_encoding_rejects_bad_input(keypoints, visible, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        encode_simcc(keypoints, visible, (64, 64), **kwargs)

@@ -1,4 +1,5 @@
-"""Loss, learning-rate schedule, train_one_epoch and evaluate (a small HRNet learns synthetic animals)."""
+"""Losses (heatmap MSE; SimCC KL against mmpose 1.3.2's values), learning-rate schedules, train_one_epoch and
+evaluate (a small HRNet learns synthetic animals; a SimCC model is evaluated as it runs at inference)."""
 
 from __future__ import annotations
 
@@ -14,15 +15,26 @@ from torch.utils.data import DataLoader
 
 from pose.checkpoint import load_pose_model
 from pose.estimator import Backend, PoseEstimator, PoseSettings
-from pose.model import ARCHITECTURES, build_model
+from pose.model import ARCHITECTURES, RTMPoseArchitecture, build_model
+from pose.topdown import SimCCCodec
 from train.augment import AugmentSettings
 from train.dataset import AP10KDataset, ap10k_paths
-from train.engine import JointsMSELoss, WarmupMultiStep, evaluate, predict, train_one_epoch
+from train.engine import (
+    JointsMSELoss,
+    KLDiscretLoss,
+    WarmupFlatCosine,
+    WarmupMultiStep,
+    evaluate,
+    predict,
+    train_one_epoch,
+)
 from train.synthetic import DatasetSettings, write_dataset
+from train.targets import SimCCTargets
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SAMPLES = DATA / "samples" / "ap10k"
 SMALL_CHECKPOINT = DATA / "reference" / "hrnet_small" / "hrnet_small_ap10k.pth"
+SIMCC_REFERENCE = DATA / "reference" / "simcc_training" / "simcc_reference.npz"
 CPU = torch.device("cpu")
 
 
@@ -51,6 +63,55 @@ def test_joints_mse_matches_the_per_joint_definition() -> None:
 def test_joints_mse_rejects_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="shape"):
         JointsMSELoss()(torch.zeros(1, 17, 8, 8), torch.zeros(1, 17, 4, 4), torch.ones(1, 17))
+
+
+def test_kl_discret_loss_equals_mmposes_value_and_gradient() -> None:
+    """KLDiscretLoss(beta=10, label_softmax=True, use_target_weight=True), as the RTMPose config, on the
+    logits, targets and weights mmpose 1.3.2 was given (tests/data/reference/simcc_training)."""
+    reference = np.load(SIMCC_REFERENCE)
+    logits = torch.from_numpy(np.concatenate([reference["loss_logits_x"], reference["loss_logits_y"]], -1))
+    logits.requires_grad_()
+    target = torch.from_numpy(np.concatenate([reference["loss_target_x"], reference["loss_target_y"]], -1))
+    loss = KLDiscretLoss(24)(logits, target, torch.from_numpy(reference["loss_weights"]))
+    loss.backward()
+    assert loss.item() == pytest.approx(float(reference["loss"]), rel=1e-6, abs=1e-6)
+    np.testing.assert_allclose(logits.grad[..., :24].numpy(), reference["loss_grad_x"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(logits.grad[..., 24:].numpy(), reference["loss_grad_y"], rtol=0, atol=1e-6)
+    # Weighted per keypoint, summed over the batch (not averaged), divided by K.
+    weights = torch.from_numpy(reference["loss_weights"])
+    assert KLDiscretLoss(24)(logits, target, torch.zeros_like(weights)) == 0
+    doubled = KLDiscretLoss(24)(torch.cat([logits, logits]), torch.cat([target, target]), torch.cat([weights] * 2))
+    assert doubled.item() == pytest.approx(2 * loss.item(), rel=1e-6)
+    assert KLDiscretLoss(24)(logits, target, weights[..., None]) == loss
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [(lambda: KLDiscretLoss(0), "bins_x"),
+     (lambda: KLDiscretLoss(24)(torch.zeros(1, 2, 44), torch.zeros(1, 2, 40), torch.ones(1, 2)), "must both be"),
+     (lambda: KLDiscretLoss(44)(torch.zeros(1, 2, 44), torch.zeros(1, 2, 44), torch.ones(1, 2)), "must both be")],
+)
+def test_kl_discret_loss_rejects_bad_shapes(make, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+@pytest.mark.parametrize(
+    ("iteration", "factor"),
+    [(0, 1e-5), (500, 0.500005), (999, 1 - 0.001 * (1 - 1e-5)), (1000, 1.0), (1049, 1.0), (1050, 1.0),
+     (1050 + 525, 0.525), (1050 + 1050, 0.05), (3000, 0.05)],
+)
+def test_warmup_flat_cosine_factor(iteration: int, factor: float) -> None:
+    """RTMPose's schedule for 210 epochs of 10 iterations: flat to epoch 105, cosine to 0.05 at epoch 210."""
+    schedule = WarmupFlatCosine(iters_per_epoch=10, epochs=210, flat_epochs=105)
+    assert schedule(iteration) == pytest.approx(factor)
+
+
+@pytest.mark.parametrize("field", [{"iters_per_epoch": 0}, {"flat_epochs": 211}, {"min_ratio": 1.5},
+                                   {"warmup_ratio": 0.0}])
+def test_warmup_flat_cosine_validates(field: dict) -> None:
+    with pytest.raises(ValueError, match=next(iter(field))):
+        WarmupFlatCosine(**{"iters_per_epoch": 10, "epochs": 210, "flat_epochs": 105, **field})
 
 
 @pytest.mark.parametrize(
@@ -131,6 +192,35 @@ def test_predictions_equal_the_pose_estimator_on_real_images() -> None:
         expected = estimator.estimate_xywh(image, np.array([annotation["bbox"]], np.float64)).keypoints[0]
         np.testing.assert_allclose(np.reshape(record["keypoints"], (17, 3)), expected, atol=1e-4)
         assert record["category_id"] == annotation["category_id"]
+    result = evaluate(model, DataLoader(dataset, batch_size=2), CPU, dataset.ground_truth(), progress=False)
+    assert 0.0 <= result.metrics.AP <= 1.0 and len(result.predictions) == 2
+
+
+TINY_RTMPOSE = RTMPoseArchitecture(input_size=(64, 64), widths=(16, 32, 64, 128), depths=(1, 1, 1, 1), stem_width=8,
+                                   hidden_dims=32, attention_dims=16, final_kernel=3)
+
+
+def test_simcc_predictions_equal_the_pose_estimator_on_real_images() -> None:
+    """A SimCC model's evaluation (1.x crops of ground-truth boxes, SimCC flip test and decoding) gives the
+    keypoints of its inference path."""
+    torch.manual_seed(0)
+    model = build_model(TINY_RTMPOSE).eval()
+    with torch.no_grad():  # logits far apart, so that no argmax hangs on rounding
+        model.head.cls_x.weight.mul_(300)
+        model.head.cls_y.weight.mul_(300)
+    dataset = AP10KDataset(SAMPLES / "test_ap10k.json", SAMPLES, train=False, targets=SimCCTargets(model.codec))
+    records = predict(model, DataLoader(dataset, batch_size=2), CPU, progress=False)
+    estimator = PoseEstimator(model, PoseSettings(input_size=(64, 64), backend=Backend.TORCH, device="cpu",
+                                                  flush_denormal=False))
+    gt = json.loads((SAMPLES / "test_ap10k.json").read_text())
+    for record in records:
+        annotation = next(a for a in gt["annotations"] if a["image_id"] == record["image_id"])
+        image = dataset.read_image(record["index"])
+        expected = estimator.estimate_xywh(image, np.array([annotation["bbox"]], np.float64), clean=True)
+        np.testing.assert_allclose(np.reshape(record["keypoints"], (17, 3)), expected.keypoints[0], atol=1e-4)
+        # The record's scale is in units of 200 pixels whichever codec, for the OKS-NMS areas.
+        np.testing.assert_allclose(record["scale"], dataset.scales[record["index"]] / 200, rtol=1e-6)
+    assert isinstance(model.codec, SimCCCodec)
     result = evaluate(model, DataLoader(dataset, batch_size=2), CPU, dataset.ground_truth(), progress=False)
     assert 0.0 <= result.metrics.AP <= 1.0 and len(result.predictions) == 2
 

@@ -1,4 +1,5 @@
-"""The training script: settings, a whole run, resume, held-out families, DDP (gloo) and the CLI."""
+"""The training script: settings, a whole run, resume, held-out families, DDP (gloo), the CLI, and SimCC
+(RTMPose) models with their own recipe, trained, reloaded, run and exported."""
 
 from __future__ import annotations
 
@@ -15,12 +16,19 @@ import pytest
 import torch
 
 import app.cli.training as cli_train
-from pose.checkpoint import CheckpointError, load_pose_checkpoint, load_pose_model
-from pose.model import ARCHITECTURES, build_model
+from pose.checkpoint import CheckpointError, load_pose_checkpoint, load_pose_model, save_checkpoint
+from pose.model import ARCHITECTURES, RTMPoseArchitecture, build_model
+from pose.topdown import SimCCCodec
+from train.augment import AugmentSettings
 from train.engine import JointsMSELoss
 from train.synthetic import DatasetSettings, write_dataset
 from train.train_pose import (
+    SIMCC_RECIPE,
+    LRSchedule,
+    Optimizer,
     PoseTrainSettings,
+    build_optimizer,
+    build_schedule,
     build_training_model,
     default_heatmap_size,
     get_args_parser,
@@ -79,6 +87,11 @@ def test_defaults_are_the_official_recipe() -> None:
         ({"clip_grad_norm": 0.0}, "clip_grad_norm"),
         ({"weights": "hrnet_w32", "backbone_weights": Path("x.pth")}, "either"),
         ({"max_steps_per_epoch": 0}, "max_steps_per_epoch"),
+        ({"simcc_sigma": (0.0, 5.66)}, "simcc_sigma"),
+        ({"min_lr_ratio": 1.5}, "min_lr_ratio"),
+        ({"schedule_epochs": 100}, "schedule_epochs"),
+        ({"optimizer": "sgd"}, "Optimizer"),
+        ({"lr_schedule": "poly"}, "LRSchedule"),
     ],
 )
 def test_settings_are_validated(overrides: dict, match: str) -> None:
@@ -262,11 +275,145 @@ def test_two_process_gloo_ddp_run(synthetic: Path, tmp_path: Path) -> None:
     assert json.loads((out / "metrics.json").read_text())["instances"] > 0
 
 
-def test_heatmap_training_refuses_the_simcc_model(tmp_path):
-    """RTMPose (SimCC) trains with another loss: the heatmap recipe names its own architectures only."""
-    from train.train_pose import HEATMAP_ARCHITECTURES
+# ---------------------------------------------------------------------------
+# SimCC (RTMPose)
+# ---------------------------------------------------------------------------
 
-    assert "rtmpose_m" not in HEATMAP_ARCHITECTURES and "hrnet_w32" in HEATMAP_ARCHITECTURES
-    with pytest.raises(ValueError, match="heatmap models"):
-        PoseTrainSettings(train_ann=tmp_path / "a.json", val_ann=tmp_path / "a.json", image_root=tmp_path,
-                          output_dir=tmp_path, arch="rtmpose_m")
+#: CSPNeXt + RTMCC at 64x64 with 0.3 M parameters: the tests' RTMPose.
+TINY_RTMPOSE = RTMPoseArchitecture(input_size=(64, 64), widths=(16, 32, 64, 128), depths=(1, 1, 1, 1), stem_width=8,
+                                   hidden_dims=32, attention_dims=16, final_kernel=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_rtmpose(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny RTMPose saved as a checkpoint (its architecture is read off the keys)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("rtmpose") / "tiny_rtmpose.pth"
+    save_checkpoint(build_model(TINY_RTMPOSE), path)
+    return path
+
+
+def test_rtmpose_m_takes_its_configs_recipe_from_the_command_line(tiny_rtmpose: Path) -> None:
+    s = settings_from_args(get_args_parser().parse_args(["--arch", "rtmpose_m"]))
+    assert (s.arch, s.optimizer, s.lr, s.weight_decay, s.lr_schedule) == (
+        "rtmpose_m", Optimizer.ADAMW, 4e-3, 0.05, LRSchedule.FLAT_COSINE)
+    assert (s.warmup_iters, s.warmup_ratio, s.min_lr_ratio, s.simcc_sigma, s.input_size) == (
+        1000, 1e-5, 0.05, (5.66, 5.66), (256, 256))
+    assert {name: getattr(s, name) for name in SIMCC_RECIPE} == SIMCC_RECIPE
+    given = settings_from_args(get_args_parser().parse_args(
+        ["--arch", "rtmpose_m", "--lr", "1e-3", "--optimizer", "adam", "--lr-schedule", "step", "--simcc-sigma",
+         "4.9", "5.66"]))
+    assert (given.lr, given.optimizer, given.lr_schedule, given.weight_decay, given.simcc_sigma) == (
+        1e-3, Optimizer.ADAM, LRSchedule.STEP, 0.05, (4.9, 5.66))
+    # Starting from an RTMPose checkpoint (an official name or a file) takes the same recipe.
+    for weights in ("rtmpose_m", str(tiny_rtmpose)):
+        tuned = settings_from_args(get_args_parser().parse_args(["--weights", weights]))
+        assert (tuned.optimizer, tuned.lr, tuned.lr_schedule) == (Optimizer.ADAMW, 4e-3, LRSchedule.FLAT_COSINE)
+    heatmap = settings_from_args(get_args_parser().parse_args(["--weights", str(SMALL_CHECKPOINT)]))
+    assert (heatmap.optimizer, heatmap.lr, heatmap.weight_decay) == (Optimizer.ADAM, 5e-4, 0.0)
+
+
+def test_rtmpose_m_is_built_for_the_input_size(tmp_path: Path) -> None:
+    model, arch = build_training_model(_quick(tmp_path, tmp_path, arch="rtmpose_m"))
+    assert arch == RTMPoseArchitecture(input_size=(64, 64)) and model.codec == SimCCCodec((64, 64))
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 17, 256)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        build_training_model(_quick(tmp_path, tmp_path, arch="rtmpose_m", input_size=(80, 80),
+                                    heatmap_size=(20, 20)))
+
+
+def test_rtmpose_checkpoint_must_fit_the_input_size(tiny_rtmpose: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="built for 64x64"):
+        build_training_model(_quick(tmp_path, tmp_path, weights=str(tiny_rtmpose), input_size=(96, 96),
+                                    heatmap_size=(24, 24)))
+
+
+def test_adamw_spares_biases_and_norm_layers_from_weight_decay(tmp_path: Path) -> None:
+    model = build_model(TINY_RTMPOSE)
+    optimizer = build_optimizer(model, _quick(tmp_path, tmp_path, optimizer=Optimizer.ADAMW, weight_decay=0.05))
+    assert isinstance(optimizer, torch.optim.AdamW)
+    decayed, spared = optimizer.param_groups
+    assert (decayed["weight_decay"], spared["weight_decay"]) == (0.05, 0.0)
+    names = {id(p): n for n, p in model.named_parameters()}
+    spared_names = {names[id(p)] for p in spared["params"]}
+    norms = {f"{m}.{p}" for m, module in model.named_modules() if isinstance(module, torch.nn.BatchNorm2d)
+             for p in ("weight", "bias")}
+    biases = {n for n in names.values() if n.endswith(".bias")}
+    assert norms and spared_names == norms | biases
+    assert "head.gau.gamma" in {names[id(p)] for p in decayed["params"]}
+    assert len(decayed["params"]) + len(spared["params"]) == len(names)
+    adam = build_optimizer(model, _quick(tmp_path, tmp_path))
+    assert type(adam) is torch.optim.Adam and len(adam.param_groups) == 1
+
+
+def test_the_schedule_spans_schedule_epochs(tmp_path: Path) -> None:
+    settings = _quick(tmp_path, tmp_path, lr_schedule=LRSchedule.FLAT_COSINE, epochs=2, schedule_epochs=10,
+                      warmup_iters=3, warmup_ratio=0.01, min_lr_ratio=0.1)
+    schedule = build_schedule(settings, iters_per_epoch=4)
+    assert (schedule.epochs, schedule.flat_epochs, schedule.min_ratio) == (10, 5, 0.1)
+    assert (schedule.warmup_iters, schedule.warmup_ratio) == (3, 0.01)
+    assert build_schedule(_quick(tmp_path, tmp_path), 4).milestones == (170, 200)
+
+
+def test_a_simcc_model_trains_reloads_runs_and_exports(synthetic: Path, tiny_rtmpose: Path, tmp_path: Path) -> None:
+    """RTMPose's recipe end to end: SimCC targets and KL loss (the loss falls), evaluation by SimCC decoding,
+    best.pth in the official 1.x key layout back into PoseEstimator, and ONNX export of the trained model."""
+    from pose.estimator import PoseEstimator, PoseSettings
+    from pose.export import export_onnx, onnx_session, run_onnx
+
+    settings = _quick(synthetic, tmp_path / "run", weights=str(tiny_rtmpose), epochs=6, max_steps_per_epoch=4,
+                      optimizer=Optimizer.ADAMW, lr=4e-3, weight_decay=0.05, lr_schedule=LRSchedule.FLAT_COSINE,
+                      warmup_iters=2, warmup_ratio=1e-3, augment=AugmentSettings.disabled(), eval_interval=3)
+    result = train(settings)
+    rows = _history(result.log_csv)
+    losses = [float(r["loss"]) for r in rows]
+    assert len(rows) == 6 and [r["AP"] != "" for r in rows] == [False, False, True, False, False, True]
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert 0.0 <= result.final_metrics["AP"] <= 1.0 and result.final_metrics["per_family"]
+    saved = torch.load(result.best_checkpoint, weights_only=True)
+    assert set(saved) == {"state_dict", "meta"} and any(k.startswith("head.cls_x") for k in saved["state_dict"])
+    model, arch = load_pose_model(result.best_checkpoint)
+    assert arch == TINY_RTMPOSE
+
+    estimator = PoseEstimator.from_weights(result.best_checkpoint, PoseSettings(device="cpu", flush_denormal=False))
+    assert estimator.settings.input_size == (64, 64)
+    poses = estimator(np.full((120, 160, 3), 90, np.uint8), np.array([[20, 30, 100, 90]], np.float32))
+    assert poses.keypoints.shape == (1, 17, 3) and np.isfinite(poses.keypoints).all()
+
+    crops = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    onnx_path = export_onnx(model, tmp_path / "tiny_rtmpose.onnx", input_size=(64, 64))
+    exported = run_onnx(onnx_session(onnx_path, threads=1), crops)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(crops)).numpy()
+    assert exported.shape == expected.shape == (2, 17, 256)
+    np.testing.assert_allclose(exported, expected, rtol=0, atol=1e-4 * float(np.ptp(expected)))
+
+
+def test_cli_trains_a_simcc_checkpoint_and_reports_a_bad_input_size(synthetic: Path, tiny_rtmpose: Path,
+                                                                     tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cli"
+    argv = ["train", "pose", "--data-root", str(synthetic), "--output-dir", str(out), "--weights", str(tiny_rtmpose),
+            "--input-size", "64", "64", "--epochs", "1", "--batch-size", "8", "--max-steps-per-epoch", "1",
+            "--workers", "0", "--no-progress", "--device", "cpu", "--no-augment"]
+    assert _run_cli(argv) == 0
+    assert load_pose_model(out / "best.pth")[1] == TINY_RTMPOSE
+    saved = torch.load(out / "last.pth", weights_only=True)["settings"]
+    assert (saved["optimizer"], saved["lr"], saved["lr_schedule"]) == ("adamw", 4e-3, "flat-cosine")
+    capsys.readouterr()
+    assert _run_cli(["train", "pose", "--data-root", str(synthetic), "--arch", "rtmpose_m", "--input-size", "80",
+                     "80", "--output-dir", str(tmp_path / "bad"), "--workers", "0", "--device", "cpu"]) == 2
+    assert "multiples of 32" in capsys.readouterr().err
+
+
+def test_rtmpose_backbone_weights_come_from_a_whole_rtmpose_checkpoint(tmp_path: Path) -> None:
+    """As the config starts from cspnext-m_udp-aic-coco_210e-256x192: another input size's RTMPose file gives
+    its ``backbone.*`` tensors (its head, of other shapes, is left)."""
+    from dataclasses import replace
+
+    source = build_model(replace(TINY_RTMPOSE, input_size=(64, 96)))
+    save_checkpoint(source, tmp_path / "coco_256x192_like.pth")
+    target = build_model(TINY_RTMPOSE)
+    assert load_backbone_weights(target.backbone, tmp_path / "coco_256x192_like.pth") == len(
+        target.backbone.state_dict())
+    for key, value in source.backbone.state_dict().items():
+        torch.testing.assert_close(target.backbone.state_dict()[key], value, rtol=0, atol=0)
