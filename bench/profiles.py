@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from app.profiles import FULL_CHOICES, REALTIME_CHOICES, ProfileChoices
-from bench.report import write_section
+from bench.report import markdown_table, write_section
 
 logger = logging.getLogger("bench.profiles")
 
@@ -294,13 +294,12 @@ def measure_accuracy(e2e_dir: Path, videos: int, folder: Path) -> tuple[list[dic
 
 
 def speed_table(rows: list[dict]) -> str:
-    lines = ["| animals | step | pose model | flip test | detector px | detector every | frames/s | CPU ms/frame |",
-             "| ---: | --- | --- | --- | ---: | ---: | ---: | ---: |"]
-    for row in rows:
-        c = row["choices"]
-        lines.append(f"| {row['animals']} | {row['step']} | {c.pose_weights} | {'yes' if c.flip_test else 'no'} | "
-                     f"{c.det_image_size} | {c.det_every} | {row['fps']:.1f} | {row['cpu_ms']:.0f} |")
-    return "\n".join(lines)
+    columns = ["animals", "step", "pose model", "flip test", "detector px", "detector every", "frames/s",
+               "CPU ms/frame"]
+    cells = [[row["animals"], row["step"], row["choices"].pose_weights, "yes" if row["choices"].flip_test else "no",
+              row["choices"].det_image_size, row["choices"].det_every, f"{row['fps']:.1f}", f"{row['cpu_ms']:.0f}"]
+             for row in rows]
+    return markdown_table(columns, cells, numeric={0, 4, 5, 6, 7})
 
 
 def speed_verdicts(rows: list[dict]) -> list[str]:
@@ -316,14 +315,12 @@ def speed_verdicts(rows: list[dict]) -> list[str]:
 
 
 def accuracy_table(rows: list[dict]) -> str:
-    lines = ["| variant | detector px | detector every | IDF1 | OKS AP | keypoint RMSE (px) | jitter | "
-             "keypoint change vs full (% of box) | s/clip |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for row in rows:
-        v = row["variant"]
-        lines.append(f"| {v.label} | {v.det_imgsz} | {v.det_every} | {row['idf1']:.3f} | {row['oks_ap']:.3f} | "
-                     f"{row['rmse']:.2f} | {row['jitter']:.2f} | {row['change']:.2f} | {row['seconds']:.1f} |")
-    return "\n".join(lines)
+    columns = ["variant", "detector px", "detector every", "IDF1", "OKS AP", "keypoint RMSE (px)", "jitter",
+               "keypoint change vs full (% of box)", "s/clip"]
+    cells = [[row["variant"].label, row["variant"].det_imgsz, row["variant"].det_every, f"{row['idf1']:.3f}",
+              f"{row['oks_ap']:.3f}", f"{row['rmse']:.2f}", f"{row['jitter']:.2f}", f"{row['change']:.2f}",
+              f"{row['seconds']:.1f}"] for row in rows]
+    return markdown_table(columns, cells, numeric=set(range(1, 9)))
 
 
 def _load_average() -> str:

@@ -52,3 +52,12 @@ def write_section(name: str, body: str, command: str, title: str | None = None, 
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text, encoding="utf-8")
+
+
+def markdown_table(columns: list[str], rows: list[list[object]], numeric: set[int] = frozenset()) -> str:
+    """A Markdown table: ``columns`` as the header, one line per row (cells as given, ``str()``'d); the
+    columns whose index is in ``numeric`` are right-aligned."""
+    lines = ["| " + " | ".join(columns) + " |",
+             "| " + " | ".join("---:" if i in numeric else "---" for i in range(len(columns))) + " |"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
