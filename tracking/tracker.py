@@ -23,10 +23,12 @@ such tracks best take them over, keeping their identities, and one that no lost 
 new animal after ``hold_hits`` hits. An animal is left unlabelled a few frames rather than given a
 neighbour's identity.
 
-With the poses after tracking (``attach_poses``), the confirmed tracks matched in this frame to
-overlapping detections are reviewed once their poses arrive: if the keypoints show that two of them took
-each other's animal (the cost of stage 1 with keypoint similarity, as when the poses come first, is lower
-for another assignment by more than ``review_margin``), the detections and poses change hands.
+With the poses after tracking (``attach_poses``), the confirmed tracks matched in this frame to crowded
+detections (overlapping another matched detection, or the predicted box of a track missed in this frame
+and still reported) are reviewed once their poses arrive, together with those missed tracks: if the
+keypoints show that a track took another's animal (the cost of stage 1 with keypoint similarity, as when
+the poses come first, is lower for another assignment by more than ``review_margin``), the detections and
+poses change hands; a track left without a detection is lost for this frame, with no pose.
 
 With ``appearance_weight`` > 0 and appearance features given with the detections (colour
 histograms, :mod:`tracking.appearance`), stages 1, 3 and 4 blend into their cost the distance between
@@ -155,7 +157,8 @@ class TrackerSettings:
             ``box_max_boost`` (a start, a stop, a turn).
         box_max_boost: upper bound of that factor.
         review_iou: with the poses after tracking, confirmed tracks matched to detections that overlap another
-            matched detection by this IoU are reviewed with their poses (see the module docstring).
+            matched detection, or a missed track's predicted box, by this IoU are reviewed with their poses (see the
+            module docstring).
         review_margin: the reviewed assignment changes when another one costs less by more than this.
         relink_delay: a track lost for more than this many frames takes an animal back only through a held
             tentative track (module docstring).
@@ -319,8 +322,10 @@ class TrackHistory:
 
 @dataclass(frozen=True)
 class _Review:
-    """Confirmed tracks matched in this frame to overlapping detections (boxes, scores, original indices), with
-    the box cost and IoU of every track against every one of those detections, kept for :meth:`Tracker._settle`."""
+    """Confirmed tracks matched in this frame to crowded detections (boxes, scores, original indices: the first
+    ``len(boxes)`` of ``tracks``, in the order of the detections), the tracks missed in this frame that overlap
+    them (the rest of ``tracks``), and the box cost and IoU of every track against every one of those detections,
+    kept for :meth:`Tracker._settle`."""
 
     tracks: list
     boxes: np.ndarray
@@ -404,7 +409,7 @@ class _LiveTrack:
 
     def update(self, box: np.ndarray, score: float, detection_index: int) -> None:
         self._undo = (self.box_filter.mean.copy(), self.box_filter.cov.copy(), self.maneuver.copy(), self.score,
-                      self.last_box)
+                      self.last_box, self.frames_since_update)
         scale = _scale(box)
         std = self.settings.box_measurement_noise * scale
         measured = _xyxy_to_points(box[None])[0]
@@ -438,11 +443,19 @@ class _LiveTrack:
 
     def take_over(self, box: np.ndarray, score: float, detection_index: int) -> None:
         """Undo this frame's :meth:`update` and update with another detection instead."""
-        mean, cov, maneuver, score_before, last_box = self._undo
-        self.box_filter.mean, self.box_filter.cov, self.maneuver = mean, cov, maneuver
-        self.score, self.last_box = score_before, last_box
-        self.hits -= 1
+        self.unmatch()
         self.update(box, score, detection_index)
+
+    def unmatch(self) -> None:
+        """Undo this frame's :meth:`update`: the track is predicted, as if it had been missed (its state is the
+        caller's to set)."""
+        mean, cov, maneuver, score_before, last_box, unseen = self._undo
+        self.box_filter.mean, self.box_filter.cov, self.maneuver = mean, cov, maneuver
+        self.box = _points_to_xyxy(self.box_filter.positions)
+        self.score, self.last_box, self.frames_since_update = score_before, last_box, unseen
+        self.hits -= 1
+        self.detection_index = -1
+        self.raw_box = None
 
     def update_appearance(self, feature: np.ndarray) -> None:
         """Blend a detection's appearance features (finite) into the running average."""
@@ -572,7 +585,7 @@ class Tracker:
             _clear_of_others(boxes) & np.isfinite(features).all(axis=1))
         pairs, unmatched_tentative, unmatched_established, unmatched_detections = self._match(
             boxes, scores, keypoints, features, own)
-        self._review = self._crowded(pairs, boxes, scores, index) if keypoints is None else None
+        self._review = self._crowded(pairs, unmatched_established, boxes, scores, index) if keypoints is None else None
         for track, j in pairs:
             track.update(boxes[j], float(scores[j]), int(index[j]))
             if keypoints is not None:
@@ -707,20 +720,32 @@ class Tracker:
             by_id[track_id].attach_pose(pose)
         return [by_id[i].snapshot(self._frame) for i in track_ids]
 
-    def _crowded(self, pairs: list[tuple[_LiveTrack, int]], boxes: np.ndarray, scores: np.ndarray,
-                 index: np.ndarray) -> _Review | None:
-        """The confirmed tracks matched in this frame whose detections overlap each other, for :meth:`_settle`:
-        with the poses after tracking, their keypoints may show that two of them took each other's animal."""
+    def _crowded(self, pairs: list[tuple[_LiveTrack, int]], missed: list[_LiveTrack], boxes: np.ndarray,
+                 scores: np.ndarray, index: np.ndarray) -> _Review | None:
+        """The confirmed tracks matched in this frame to crowded detections, and the tracks missed in this frame
+        that could have taken one of them, for :meth:`_settle`: with the poses after tracking, their keypoints may
+        show that a track took another's animal.
+
+        A detection is crowded when it overlaps another matched detection, or the predicted box of a track missed
+        in this frame (still reported: ``report_lost_frames``), by ``review_iou``.
+        """
         pairs = [(t, j) for t, j in pairs if t.state is TrackState.CONFIRMED]
-        if len(pairs) < 2 or self.settings.oks_weight == 0:
+        if not pairs or self.settings.oks_weight == 0:
             return None
         detections = np.array([j for _, j in pairs])
         overlap = box_iou(boxes[detections], boxes[detections])
         np.fill_diagonal(overlap, 0.0)
         crowded = overlap.max(axis=1) >= self.settings.review_iou
-        if crowded.sum() < 2:
+        missed = [t for t in missed if t.state is not TrackState.TENTATIVE
+                  and t.frames_since_update <= self.settings.report_lost_frames]
+        near = np.zeros(len(missed), bool)
+        if missed:
+            reach = box_iou(np.stack([t.box for t in missed]), boxes[detections]) >= self.settings.review_iou
+            near = reach.any(axis=1)
+            crowded |= reach.any(axis=0)
+        if crowded.sum() + near.sum() < 2:
             return None
-        tracks = [t for (t, _), c in zip(pairs, crowded) if c]
+        tracks = [t for (t, _), c in zip(pairs, crowded) if c] + [t for t, n in zip(missed, near) if n]
         detections = detections[crowded]
         cost, iou = self._box_cost(tracks, boxes[detections])
         return _Review(tracks, boxes[detections], scores[detections], index[detections], cost, iou)
@@ -728,33 +753,43 @@ class Tracker:
     def _settle(self, track_ids: list[int], keypoints: np.ndarray, by_id: dict[int, _LiveTrack]) -> np.ndarray:
         """Re-assign the reviewed detections among their tracks with the poses found in them (the stage-1 cost
         with keypoint similarity, as when the poses come first); returns ``keypoints`` re-ordered to follow the
-        detections to their new tracks."""
+        detections to their new tracks (a track left without one gets no pose: NaN)."""
         review, self._review = self._review, None
         position = {track_id: i for i, track_id in enumerate(track_ids)}
         if any(t.track_id not in position for t in review.tracks):
             return keypoints
+        m = len(review.boxes)  # the matched tracks: track i holds detection i
         rows = [position[t.track_id] for t in review.tracks]
-        det_kpts = keypoints[rows]
+        det_kpts = keypoints[rows[:m]]
         track_kpts = np.stack([t.keypoints.positions() for t in review.tracks])
         valid = det_kpts[:, :, 2] >= self.settings.keypoint_threshold
         areas = np.prod(review.boxes[:, 2:] - review.boxes[:, :2], axis=1)
         oks = keypoint_similarity(track_kpts, det_kpts, areas, valid_b=valid, sigmas=SIGMAS)
         cost = review.cost - self.settings.oks_weight * np.where(np.isnan(oks), review.iou, oks - review.iou)
-        n = len(review.tracks)
         assignment = linear_assignment(np.where(np.isfinite(cost), cost, _NO_LIMIT), _NO_LIMIT)
-        if len(assignment.matches) < n:
+        if len(assignment.matches) < m:
             return keypoints
-        order = np.empty(n, np.int64)
-        order[assignment.matches[:, 0]] = assignment.matches[:, 1]
-        now = cost[np.arange(n), np.arange(n)].sum()
-        better = cost[np.arange(n), order].sum()
-        if (order == np.arange(n)).all() or not better < now - self.settings.review_margin:
+        owner = np.empty(m, np.int64)
+        owner[assignment.matches[:, 1]] = assignment.matches[:, 0]
+        now = cost[np.arange(m), np.arange(m)].sum()
+        better = cost[owner, np.arange(m)].sum()
+        if (owner == np.arange(m)).all() or not better < now - self.settings.review_margin:
             return keypoints
         keypoints = keypoints.copy()
-        for i, j in enumerate(order):
-            if i != j:
-                review.tracks[i].take_over(review.boxes[j], float(review.scores[j]), int(review.index[j]))
-                keypoints[rows[i]] = det_kpts[j]
+        for i in set(range(m)) - set(owner.tolist()):  # matched tracks left without a detection
+            review.tracks[i].unmatch()
+            review.tracks[i].state = TrackState.LOST
+            keypoints[rows[i]] = np.nan
+        for j, i in enumerate(owner):
+            if i == j:
+                continue
+            track = review.tracks[i]
+            if i < m:
+                track.take_over(review.boxes[j], float(review.scores[j]), int(review.index[j]))
+            else:
+                track.update(review.boxes[j], float(review.scores[j]), int(review.index[j]))
+                track.state = TrackState.CONFIRMED
+            keypoints[rows[i]] = det_kpts[j]
         return keypoints
 
     def tracks(self) -> list[Track]:

@@ -695,3 +695,28 @@ def _crossing(review_iou: float) -> dict[int, float]:
 def test_poses_after_tracking_undo_a_swap_at_a_crossing():
     assert _crossing(review_iou=1.0) == {1: -1.0, 2: 1.0}  # boxes alone swap the two
     assert _crossing(review_iou=0.3) == {1: 1.0, 2: -1.0}  # their poses give each its own back
+
+
+def _one_box_at_a_crossing(review_iou: float) -> dict[int, tuple[str, int]]:
+    """As :func:`_crossing`, but in the frame they meet only the left-walker is detected, its box where the
+    right-walker's track expects one. Returns {track id: (state, detection index)} after the poses."""
+    tracker = Tracker(TrackerSettings(review_iou=review_iou))
+    for t in range(8):
+        right, left = box_at(20.0 + 10 * t, 100.0), box_at(180.0 - 10 * t, 108.0)
+        tracks = tracker.update(dets(right, left))
+        if tracks:
+            tracker.attach_poses([tr.track_id for tr in tracks],
+                                 poses_for(dets(right, left)[[tr.detection_index for tr in tracks]],
+                                           [1.0 if tr.detection_index == 0 else -1.0 for tr in tracks]))
+    tracks = tracker.update(dets(box_at(101.0, 100.0)))
+    # The pose model on each reported box: the detection's own pose for the matched track, the left-walker's pose
+    # in the missed track's predicted box (it is there too).
+    poses = Poses(np.stack([pose_in(box_at(101.0, 100.0) if tr.detection_index == 0 else tr.box, -1.0)
+                            for tr in tracks]).astype(np.float32), np.stack([tr.box for tr in tracks]))
+    after = tracker.attach_poses([tr.track_id for tr in tracks], poses)
+    return {tr.track_id: (tr.state.value, tr.detection_index) for tr in after}
+
+
+def test_poses_after_tracking_give_a_lone_box_to_the_missed_track_whose_pose_it_is():
+    assert _one_box_at_a_crossing(review_iou=1.0) == {1: ("confirmed", 0), 2: ("lost", -1)}  # by boxes alone
+    assert _one_box_at_a_crossing(review_iou=0.3) == {1: ("lost", -1), 2: ("confirmed", 0)}  # by its pose
