@@ -594,9 +594,12 @@ class KeypointSmoother:
         if self.settings.pose_surprise > 0 and observed.sum() >= 3:
             fresh = observed & self.ever_observed
             if fresh.sum() >= 3 and np.median(nis[fresh]) > self.settings.pose_surprise:
-                if trusted:  # a turn, the head going down: follow it now
+                if trusted:  # a turn, the head going down, another animal taken over: follow it now
                     jump = np.minimum(np.sum(innovation**2, axis=-1), (2.0 * scale) ** 2)
-                    self.filter.kick(np.where(fresh, jump, 0.0))
+                    # The keypoints not seen now are no longer where they were predicted: forgotten until seen.
+                    stale = ~observed & self.ever_observed
+                    self.filter.kick(np.where(fresh, jump, np.where(stale, (2.0 * scale) ** 2, 0.0)))
+                    self.frames_since_observed[stale] = self.settings.max_predicted_frames + 1
                 else:
                     observed = np.zeros_like(observed)
         if self.settings.adaptation > 0:

@@ -459,3 +459,29 @@ def test_rows_grow_by_blocks():
     assert rows.size == 10 and rows.nbytes == 3 * 4 * 3 * 4
     np.testing.assert_array_equal(rows.array[:, 0], np.arange(10))
     assert Rows((2,), bool).array.shape == (0, 2)
+
+
+@pytest.mark.parametrize(("pose_surprise", "forgotten"), [(3.0, True), (0.0, False)])
+def test_keypoints_unseen_when_the_pose_jumps_are_forgotten(pose_surprise, forgotten):
+    """The track took another animal 150 px away, half of whose keypoints are hidden: those are not reported where
+    the first animal's were."""
+    smoother = KeypointSmoother(SmoothingSettings(pose_surprise=pose_surprise))
+    pose = _turning_pose(0, 100)
+    for t in range(10):
+        if t:
+            smoother.predict(100.0, np.zeros(2))
+        smoother.update(pose, 100.0)
+    other = pose.copy()
+    other[:, 0] += 150.0
+    other[K // 2:, 2] = 0.1  # hidden: below the threshold
+    smoother.predict(100.0, np.zeros(2))
+    smoother.update(other, 100.0)
+    keypoints, status = smoother.output()
+    hidden = np.arange(K) >= K // 2
+    assert (status[hidden] == KeypointStatus.MISSING).all() == forgotten
+    assert np.isnan(keypoints[hidden, 0]).all() == forgotten
+    assert np.abs(keypoints[~hidden, 0] - other[~hidden, 0]).max() < (10.0 if forgotten else 200.0)
+    # Seen again, they are taken where they are now.
+    smoother.predict(100.0, np.zeros(2))
+    smoother.update(np.concatenate([other[:, :2], np.full((K, 1), 0.9)], 1), 100.0)
+    assert (np.abs(smoother.output()[0][hidden, 0] - other[hidden, 0]).max() < 10.0) == forgotten
