@@ -120,7 +120,8 @@ class TrackerSettings:
         oks_weight: weight of keypoint similarity against box IoU (0: boxes only).
         keypoint_threshold: keypoints at or above it count in the OKS.
         min_hits: consecutive matches that confirm a tentative track.
-        max_lost_frames: frames a lost track waits to be re-linked before it is removed.
+        max_lost_frames: frames a lost track waits to be re-linked before it is removed (150: 5 s at 30 fps, as
+            ``animalpose track``'s default ``--max-lost 5``).
         report_lost_frames: a lost track is still reported, on its predicted box and with state LOST,
             for this many frames after its last match (a missed detection then costs no pose).
         relink_gate: squared normalised distance of the geometric fit (3 dof, :func:`_geometry`) within which a
@@ -177,7 +178,7 @@ class TrackerSettings:
     oks_weight: float = 0.5
     keypoint_threshold: float = 0.3
     min_hits: int = 2
-    max_lost_frames: int = 30
+    max_lost_frames: int = 150
     report_lost_frames: int = 2
     relink_gate: float = _CHI2_3DOF_99
     relink_noise: float = 0.15
