@@ -18,6 +18,7 @@ from bench.track_scenes import (
     results_table,
     run_scenes,
     run_tracker,
+    section_body,
     shipped_settings,
     targets_table,
 )
@@ -94,3 +95,11 @@ def test_parser_defaults():
     args = get_args_parser().parse_args([])
     assert args.split == "validation" and args.max_lost_s is None and args.pose_order is None
     assert set(args.scenes) == set(SCENES)
+
+
+def test_section_body_holds_both_splits_and_the_targets(short):
+    results = run_scenes(["close-crossing"], [1], sequences={("close-crossing", 1): short})
+    everything = {scene: results["close-crossing"] for scene in SCENES} | {"all": results["all"]}
+    body = section_body(everything, everything)
+    assert body.index("### Validation seeds") < body.index("### Held-out seeds") < body.index("### Targets of #22")
+    assert "pose model after tracking" in body and "| target | measured | met |" in body
