@@ -144,7 +144,7 @@ class SmoothingSettings:
     adaptation: float = 0.3
     max_noise_boost: float = 25.0
     outlier_nis: float = 0.0
-    pose_surprise: float = 3.0
+    pose_surprise: float = 2.0
     still_noise: float = 0.2
     walking_speed: float = 0.03
     max_predicted_frames: int = 2
