@@ -311,8 +311,9 @@ def section_body(validation: dict[str, dict[str, dict[str, float]]],
         f"seeds {VALIDATION_SEEDS[0]}-{VALIDATION_SEEDS[-1]} (validation: every setting was chosen on these) and "
         f"{HELD_OUT_SEEDS[0]}-{HELD_OUT_SEEDS[-1]} (held out: reported only). The tracker at the settings "
         f"`animalpose track` ships with for a 30 fps video (pose model {order}), driven from boxes and keypoints "
-        "alone. IDF1 and switches from py-motmetrics at IoU 0.5; 'perfect identities' scores the same boxes with "
-        "each given the animal it covers (the ceiling that misses and false boxes leave); RMSE in % of the true "
+        "alone (no images: the colour cue, `--appearance`, plays no part). IDF1 and switches from py-motmetrics "
+        "at IoU 0.5; 'perfect identities' scores the same boxes with each given the animal it covers (the "
+        "ceiling that misses and false boxes leave); RMSE in % of the true "
         "box's sqrt(w·h) on the entries where raw, causal and offline output all give a keypoint; jitter is the "
         "mean |x(t+1) − 2x(t) + x(t−1)| over the truth's at the same entries; lag is the shift of the truth that "
         "best explains the estimates (positive: late); CPU time of `Tracker.update` + `attach_poses`.")

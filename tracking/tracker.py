@@ -186,7 +186,7 @@ class TrackerSettings:
     box_process_noise: float = 0.01
     box_size_noise: float = 0.01
     box_size_damping: float = 0.6
-    appearance_weight: float = 0.0
+    appearance_weight: float = 0.6
     relink_max_appearance: float = 0.5
     match_max_appearance: float = 0.4
     appearance_momentum: float = 0.1

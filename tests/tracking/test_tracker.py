@@ -542,7 +542,7 @@ def test_track_refuses_a_box_whose_colours_are_clearly_another_tracks():
 
 
 def test_features_are_ignored_without_appearance_weight():
-    tracker = Tracker(TrackerSettings(min_hits=1))
+    tracker = Tracker(TrackerSettings(min_hits=1, appearance_weight=0.0))
     (track,) = tracker.update(dets(box_at(0.0)), features=np.ones((5, 2)))  # not even checked
     assert track.track_id == 1
 
