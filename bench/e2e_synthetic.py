@@ -97,18 +97,18 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--track-imgsz", type=int, default=None,
                         help="detector input size when tracking the clips (default: the clips' own size, rounded up "
                         "to a multiple of 32: better than the training size on the validation clips with either data)")
-    parser.add_argument("--max-lost", type=float, default=5.0,
+    parser.add_argument("--max-lost", type=float, default=None,
                         help="seconds an unseen animal keeps its identity when tracking (animalpose track --max-lost; "
-                        "default 5: the clips' animals stay out of the frame for up to 3.5 s)")
-    parser.add_argument("--appearance", type=float, default=0.6,
+                        "default: animalpose track's)")
+    parser.add_argument("--appearance", type=float, default=None,
                         help="weight of the colour-histogram appearance cue when tracking (animalpose track "
-                        "--appearance; default 0.6, chosen on validation clips; 0: boxes and motion only)")
-    parser.add_argument("--min-hits", type=int, default=4,
+                        "--appearance; default: animalpose track's; 0: boxes and motion only)")
+    parser.add_argument("--min-hits", type=int, default=None,
                         help="consecutive detections before an animal gets an identity (animalpose track --min-hits; "
-                        "default 4, chosen on validation clips)")
-    parser.add_argument("--det-iou", type=float, default=0.5,
+                        "default: animalpose track's)")
+    parser.add_argument("--det-iou", type=float, default=None,
                         help="IoU of the detector's non-maximum suppression when tracking (animalpose track --det-iou; "
-                        "default 0.5, chosen on validation clips with two detectors: fewer duplicate boxes)")
+                        "default: animalpose track's)")
     parser.add_argument("--videos", type=int, default=30,
                         help="held-out 3-animal clips (default 30: one clip's IDF1 ranges from about 0.3 to 0.95, "
                         "so the mean of a few clips says little)")
@@ -435,8 +435,20 @@ def rescore(args: argparse.Namespace) -> dict:
 
 
 def track_options(args: argparse.Namespace, video_size: list[int] | tuple[int, int]) -> TrackOptions:
-    return TrackOptions(det_imgsz=args.track_imgsz or native_imgsz(video_size), max_lost=args.max_lost,
-                        min_hits=args.min_hits, appearance=args.appearance, det_iou=args.det_iou)
+    """The tracking options of ``args``; those not given are what ``animalpose track`` ships with."""
+    from app.runs import TrackSettings
+    from tracking.detector import DetectorSettings
+
+    shipped = TrackSettings()
+
+    def given(value, default):
+        return default if value is None else value
+
+    return TrackOptions(det_imgsz=args.track_imgsz or native_imgsz(video_size),
+                        max_lost=given(args.max_lost, shipped.max_lost_s),
+                        min_hits=given(args.min_hits, shipped.min_hits),
+                        appearance=given(args.appearance, shipped.appearance),
+                        det_iou=given(args.det_iou, DetectorSettings.iou))
 
 
 def tracking_summary(options: TrackOptions) -> dict:

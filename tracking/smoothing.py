@@ -18,11 +18,19 @@ The keypoint model, per keypoint (:class:`SmoothingSettings`):
   or not finite, is predicted, not updated;
 * the keypoint's velocity decays towards the box velocity (limbs swing about the moving body), so a
   keypoint that goes unseen drifts with the animal instead of flying off along its last swing;
-* process noise is larger for elbows, knees and paws, and is raised while the keypoint's
-  innovations are larger than the filter expects (a turn, a start, a stop), then falls back.
+* process noise is larger for elbows, knees and paws, lower while the body stands still (the
+  keypoints of a grazing animal hardly move: less jitter there, none of the lag of a stiff filter
+  while it walks), and raised while the keypoint's innovations are larger than the filter expects
+  (a turn, a start, a stop), then falls back;
+* a pose that moved as a whole unlike the filter expects (the animal turned round) is followed at
+  once, its keypoints' position variance raised by their squared innovations; optionally, a single
+  keypoint far from its prediction is dropped once as an outlier (``outlier_nis``).
 
-The offline mode records the forward pass and runs ``filterpy.kalman.rts_smoother`` over the whole
-track (the batch becomes one block-diagonal state).
+The offline mode records the forward pass compactly (float32, the covariances' upper triangles, the
+process noise as one variance per point: about 0.6 KiB per tracked animal and frame) and runs
+``filterpy.kalman.rts_smoother`` over the whole track (the batch becomes one block-diagonal state).
+The recorded forward pass is the causal filter's, frame for frame: frames of a track before its first
+pose are logged, not run through the filter.
 """
 
 from __future__ import annotations
@@ -108,6 +116,18 @@ class SmoothingSettings:
             is manoeuvring (turning, starting, stopping) and its process variance is raised by the
             same factor, at most ``max_noise_boost``; steady motion keeps the base noise.
         max_noise_boost: upper bound of that factor on the process variance.
+        outlier_nis: a keypoint whose squared innovation, over its expected variance per coordinate, passes this
+            is not used the first time (an outlier: a left/right swap, a misplaced keypoint); the second time in a
+            row its uncertainty is raised so that the filter jumps to it (a manoeuvre: a turn; another animal's
+            pose). 0: off.
+        pose_surprise: when the median of that normalised squared innovation over a pose's observed keypoints passes
+            this, the whole pose moved as the filter did not expect (the animal turned round, put its head down):
+            each keypoint's position variance grows by its squared innovation and the filter follows the pose at
+            once. 0: off.
+        still_noise: factor on the process noise while the body (the box centre) stands still (1: the same as
+            walking); it rises linearly to 1 at ``walking_speed``.
+        walking_speed: body speed, as a fraction of the box scale per frame, from which a keypoint has its full
+            process noise.
         max_predicted_frames: a keypoint unobserved for longer is reported MISSING.
         confidence_decay: a predicted keypoint's confidence is its last observed confidence times
             ``confidence_decay ** frames_since_observed``.
@@ -123,7 +143,11 @@ class SmoothingSettings:
     velocity_damping: float = 0.6
     adaptation: float = 0.3
     max_noise_boost: float = 25.0
-    max_predicted_frames: int = 5
+    outlier_nis: float = 0.0
+    pose_surprise: float = 2.0
+    still_noise: float = 0.2
+    walking_speed: float = 0.03
+    max_predicted_frames: int = 2
     confidence_decay: float = 0.9
 
     def __post_init__(self) -> None:
@@ -143,6 +167,14 @@ class SmoothingSettings:
             raise ValueError(f"adaptation must be in [0, 1], got {self.adaptation}")
         if not (np.isfinite(self.max_noise_boost) and self.max_noise_boost >= 1.0):
             raise ValueError(f"max_noise_boost must be a number >= 1, got {self.max_noise_boost}")
+        for name in ("outlier_nis", "pose_surprise"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0.0):
+                raise ValueError(f"{name} must be a number >= 0, got {value}")
+        if not 0.0 < self.still_noise <= 1.0:
+            raise ValueError(f"still_noise must be in (0, 1], got {self.still_noise}")
+        if not (np.isfinite(self.walking_speed) and self.walking_speed > 0):
+            raise ValueError(f"walking_speed must be a positive number, got {self.walking_speed}")
         if not 0.0 <= self.velocity_damping <= 1.0:
             raise ValueError(f"velocity_damping must be in [0, 1], got {self.velocity_damping}")
         if self.max_predicted_frames < 0:
@@ -237,11 +269,7 @@ class PointFilter:
         variances[:, 1:] = (np.asarray(velocity_std, dtype=np.float64) ** 2 * np.ones(n))[:, None]
         self.cov = variances[:, :, None] * np.eye(d)[None]
         self._unit_noise = np.asarray(Q_discrete_white_noise(dim=d, dt=1.0, var=1.0), dtype=np.float64)
-        self._record = record
-        self._means: list[np.ndarray] = []
-        self._covs: list[np.ndarray] = []
-        self._noises: list[np.ndarray] = []
-        self._drifts: list[np.ndarray] = []
+        self._log = _ForwardLog(n, d) if record else None
 
     def __len__(self) -> int:
         return len(self.mean)
@@ -266,20 +294,40 @@ class PointFilter:
 
         Args:
             process_std: per-frame random acceleration (CV) or jerk (CA) std, scalar or (n,).
-            reference_velocity: (2,) or (n, 2) velocity the damped derivatives decay towards
-                (None: zero).
+            reference_velocity: (2,) velocity, in pixels per frame, that the damped derivatives of every
+                point decay towards (None: zero).
         """
         variance = np.asarray(process_std, dtype=np.float64) ** 2 * np.ones(len(self))
         noise = self._unit_noise * variance[:, None, None]
         drift = np.zeros_like(self.mean)
         if reference_velocity is not None:
+            reference_velocity = np.asarray(reference_velocity, dtype=np.float64).reshape(2)
             drift[:, 1, :] = self._pull[:, None] * reference_velocity
-        if self._record:
-            self._means.append(self.mean)
-            self._covs.append(self.cov)
-            self._noises.append(noise)
-            self._drifts.append(drift)
+        if self._log is not None:
+            self._log.append(self.mean, self.cov, variance, reference_velocity)
         self.mean, self.cov = kalman_predict(self.mean, self.cov, self.transition, noise, drift)
+
+    def kick(self, variance: np.ndarray) -> None:
+        """Add ``variance`` (n,) pixels^2 to the predicted position variance (a jump that the process noise of the last
+        prediction did not foresee); the record counts it as part of that prediction's noise."""
+        variance = np.asarray(variance, dtype=np.float64) * np.ones(len(self))
+        self.cov = self.cov.copy()
+        self.cov[:, 0, 0] += variance
+        if self._log is not None and self._log.size:
+            self._log.kick(variance)
+
+    def pad(self, frames: int, process_std: np.ndarray | float) -> None:
+        """Record ``frames`` frames before this filter's first one (a track seen before its points were), the
+        filter itself unchanged: each holds the initial state, and ``process_std`` took it to the next.
+
+        RTS smoothing then extrapolates the first estimates back over those frames, while the forward pass
+        from the first frame on stays exactly what an unrecorded filter computes.
+        """
+        if self._log is None:
+            raise RuntimeError("this PointFilter was created with record=False and has no history")
+        variance = np.asarray(process_std, dtype=np.float64) ** 2 * np.ones(len(self))
+        for _ in range(frames):
+            self._log.append(self.mean, self.cov, variance, None)
 
     def update(self, measured: np.ndarray, measurement_std: np.ndarray | float, observed: np.ndarray) -> None:
         """Correct the ``observed`` points with (n, 2) measured positions of std ``measurement_std`` pixels."""
@@ -288,15 +336,94 @@ class PointFilter:
 
     def history(self) -> FilterHistory:
         """The recorded forward pass, the current posterior as its last frame."""
-        if not self._record:
+        if self._log is None:
             raise RuntimeError("this PointFilter was created with record=False and has no history")
-        return FilterHistory(
-            means=np.stack([*self._means, self.mean]),
-            covs=np.stack([*self._covs, self.cov]),
-            noises=np.stack([*self._noises, np.zeros_like(self.cov)]),
-            drifts=np.stack([*self._drifts, np.zeros_like(self.mean)]),
-            transitions=self.transition.copy(),
-        )
+        return self._log.history(self.mean, self.cov, self._unit_noise, self._pull, self.transition)
+
+    @property
+    def recorded_bytes(self) -> int:
+        """Bytes held by the recorded forward pass (0 when not recording)."""
+        return 0 if self._log is None else self._log.nbytes
+
+
+class Rows:
+    """Rows of one shape and dtype appended one at a time (a per-frame log), kept in blocks of ``block`` rows so
+    that appending never copies what is already there and at most one block is allocated ahead."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: type, block: int = 256) -> None:
+        self._shape, self._dtype, self._block = shape, dtype, block
+        self._blocks: list[np.ndarray] = []
+        self.size = 0
+
+    def append(self, row) -> None:
+        """Add one row (broadcast to the row shape)."""
+        if self.size == len(self._blocks) * self._block:
+            self._blocks.append(np.empty((self._block, *self._shape), self._dtype))
+        self._blocks[-1][self.size % self._block] = row
+        self.size += 1
+
+    @property
+    def array(self) -> np.ndarray:
+        """(size, *shape) a copy of the rows so far."""
+        if not self._blocks:
+            return np.empty((0, *self._shape), self._dtype)
+        return np.concatenate(self._blocks)[:self.size]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes allocated, the block being filled included."""
+        return sum(b.nbytes for b in self._blocks)
+
+
+class _ForwardLog:
+    """The recorded forward pass of a :class:`PointFilter`, compactly: per frame the posterior mean and the upper
+    triangle of its covariance, the process variance of each point and the reference velocity, all float32. The
+    process noise and the control term are rebuilt from them (``Q = unit_noise * variance``,
+    ``B u = pull * reference``) by :meth:`history`."""
+
+    def __init__(self, n: int, d: int) -> None:
+        self._upper = np.triu_indices(d)
+        self._means = Rows((n, d, 2), np.float32)
+        self._covs = Rows((n, len(self._upper[0])), np.float32)
+        self._variances = Rows((n,), np.float32)
+        self._references = Rows((2,), np.float32)
+        self._kicks: list[tuple[int, np.ndarray]] = []
+
+    @property
+    def nbytes(self) -> int:
+        return (sum(r.nbytes for r in (self._means, self._covs, self._variances, self._references))
+                + sum(k.nbytes + 8 for _, k in self._kicks))
+
+    @property
+    def size(self) -> int:
+        return self._means.size
+
+    def kick(self, variance: np.ndarray) -> None:
+        """Position variances (n,) added to the noise of the last step (rare: kept apart, sparse)."""
+        self._kicks.append((self.size - 1, variance.astype(np.float32)))
+
+    def append(self, mean: np.ndarray, cov: np.ndarray, variance: np.ndarray, reference: np.ndarray | None) -> None:
+        self._means.append(mean)
+        self._covs.append(cov[:, self._upper[0], self._upper[1]])
+        self._variances.append(variance)
+        self._references.append(0.0 if reference is None else reference)
+
+    def history(self, mean: np.ndarray, cov: np.ndarray, unit_noise: np.ndarray, pull: np.ndarray,
+                transition: np.ndarray) -> FilterHistory:
+        """The log with the current posterior (``mean``, ``cov``) as its last frame, in float64."""
+        rows, cols = self._upper
+        means = np.concatenate([self._means.array, mean[None]]).astype(np.float64)
+        covs = np.empty((len(means), *cov.shape))
+        covs[:-1, :, rows, cols] = self._covs.array
+        covs[:-1, :, cols, rows] = self._covs.array
+        covs[-1] = cov
+        variances = np.concatenate([self._variances.array.astype(np.float64), np.zeros((1, len(mean)))])
+        drifts = np.zeros_like(means)
+        drifts[:-1, :, 1, :] = pull[None, :, None] * self._references.array[:, None, :]
+        noises = unit_noise[None, None] * variances[:, :, None, None]
+        for t, kick in self._kicks:
+            noises[t, :, 0, 0] += kick
+        return FilterHistory(means=means, covs=covs, noises=noises, drifts=drifts, transitions=transition.copy())
 
 
 @dataclass(frozen=True)
@@ -394,13 +521,14 @@ class KeypointSmoother:
         self._record = record
         self._process_weights = np.asarray(settings.process_weights, dtype=np.float64)
         self.maneuver = np.ones(num_keypoints)
+        self.strikes = np.zeros(num_keypoints, np.int64)
         self.ever_observed = np.zeros(num_keypoints, bool)
         self.frames_since_observed = np.zeros(num_keypoints, np.int64)
         self.last_confidence = np.zeros(num_keypoints)
         self.observed_now = np.zeros(num_keypoints, bool)
         self.raw_now: np.ndarray | None = None
-        self._observed_log: list[np.ndarray] = []
-        self._confidence_log: list[np.ndarray] = []
+        self._observed_log = Rows((num_keypoints,), bool)
+        self._confidence_log = Rows((num_keypoints,), np.float32)
         self._frames = 0
 
     def _start(self, keypoints: np.ndarray, scale: float) -> None:
@@ -409,9 +537,9 @@ class KeypointSmoother:
         self.filter = PointFilter(positions, 10.0 * scale, 0.1 * scale, self.settings.motion,
                                   damping=self.settings.velocity_damping, record=self._record)
         if self._record:
-            # Frames before the first pose are padded so the record lines up with the track's frames.
-            for _ in range(self._frames):
-                self.filter.predict(0.0)
+            # The record lines up with the track's frames: the frames before the first pose are logged, not run
+            # through the filter, so that its forward pass is the causal filter's.
+            self.filter.pad(self._frames, self._process_std(scale))
 
     def predict(self, scale: float, body_velocity: np.ndarray | None = None) -> None:
         """Advance one frame.
@@ -422,18 +550,35 @@ class KeypointSmoother:
                 keypoint velocities decay towards.
         """
         if self._record:
-            self._observed_log.append(self.observed_now.copy())
+            self._observed_log.append(self.observed_now)
             self._confidence_log.append(np.where(self.observed_now, self.last_confidence, 0.0))
         self._frames += 1
         self.observed_now = np.zeros(self.num_keypoints, bool)
         self.raw_now = None
         self.frames_since_observed += 1
         if self.filter is not None:
-            boost = np.sqrt(np.clip(self.maneuver, 1.0, self.settings.max_noise_boost))
-            self.filter.predict(self.settings.process_noise * scale * self._process_weights * boost, body_velocity)
+            self.filter.predict(self._process_std(scale, body_velocity), body_velocity)
 
-    def update(self, keypoints: np.ndarray, scale: float) -> None:
-        """Correct with one pose (K, 3) of this frame; keypoints below threshold or not finite are only predicted."""
+    def _process_std(self, scale: float, body_velocity: np.ndarray | None = None) -> np.ndarray:
+        """(K,) std of each keypoint's random acceleration this frame, in pixels: the base noise, lowered to
+        ``still_noise`` of it while the body stands (keypoints of a standing animal hardly move), raised while the
+        keypoint manoeuvres."""
+        boost = np.sqrt(np.clip(self.maneuver, 1.0, self.settings.max_noise_boost))
+        motion = 1.0
+        if body_velocity is not None and self.settings.still_noise < 1.0:
+            speed = float(np.linalg.norm(body_velocity)) / max(scale, 1.0)
+            still = self.settings.still_noise
+            motion = still + (1.0 - still) * min(speed / self.settings.walking_speed, 1.0)
+        return self.settings.process_noise * scale * self._process_weights * boost * motion
+
+    def update(self, keypoints: np.ndarray, scale: float, trusted: bool = True) -> None:
+        """Correct with one pose (K, 3) of this frame; keypoints below threshold or not finite are only predicted, and
+        so is a keypoint far from where it was expected the first time (see ``SmoothingSettings.outlier_nis``).
+
+        A pose that moved as a whole unlike the filter expects (``SmoothingSettings.pose_surprise``) is followed at
+        once when ``trusted`` (found in the box of this frame's detection of the animal), and dropped when not (found
+        in a predicted box, where the animal may not be: the box may hold another animal or none).
+        """
         keypoints = np.asarray(keypoints, dtype=np.float64).reshape(self.num_keypoints, 3)
         finite = np.isfinite(keypoints).all(-1)
         if self.filter is None:
@@ -442,8 +587,24 @@ class KeypointSmoother:
         observed = confidence >= self.settings.keypoint_threshold
         std = keypoint_measurement_std(confidence, scale, self.settings)
         measured = np.where(finite[:, None], keypoints[:, :2], 0.0)
+        innovation = measured - self.filter.positions
+        nis = np.sum(innovation**2, axis=-1) / (self.filter.position_variance + std**2) / 2.0
+        if self.settings.outlier_nis > 0:
+            observed = self._screen(observed, nis, innovation, scale)
+        if self.settings.pose_surprise > 0 and observed.sum() >= 3:
+            fresh = observed & self.ever_observed
+            if fresh.sum() >= 3 and np.median(nis[fresh]) > self.settings.pose_surprise:
+                if trusted:  # a turn, the head going down, another animal taken over: follow it now
+                    jump = np.minimum(np.sum(innovation**2, axis=-1), (2.0 * scale) ** 2)
+                    # The keypoints not seen now are no longer where they were predicted: forgotten until seen.
+                    stale = ~observed & self.ever_observed
+                    self.filter.kick(np.where(fresh, jump, np.where(stale, (2.0 * scale) ** 2, 0.0)))
+                    self.frames_since_observed[stale] = self.settings.max_predicted_frames + 1
+                else:
+                    observed = np.zeros_like(observed)
         if self.settings.adaptation > 0:
-            self._adapt(measured, std, observed)
+            rate = self.settings.adaptation
+            self.maneuver = np.where(observed, (1 - rate) * self.maneuver + rate * nis, self.maneuver)
         self.filter.update(measured, std, observed)
         self.raw_now = keypoints
         self.observed_now |= observed
@@ -451,12 +612,21 @@ class KeypointSmoother:
         self.frames_since_observed[observed] = 0
         self.last_confidence[observed] = confidence[observed]
 
-    def _adapt(self, measured: np.ndarray, std: np.ndarray, observed: np.ndarray) -> None:
-        """Track each keypoint's normalised innovation; a surprise (a turn, a sudden start) raises its process noise."""
-        innovation = measured - self.filter.positions
-        nis = np.sum(innovation**2, axis=-1) / (self.filter.position_variance + std**2) / 2.0
-        rate = self.settings.adaptation
-        self.maneuver = np.where(observed, (1 - rate) * self.maneuver + rate * nis, self.maneuver)
+    def _screen(self, observed: np.ndarray, nis: np.ndarray, innovation: np.ndarray, scale: float) -> np.ndarray:
+        """The keypoints to update: a fresh keypoint (observed within ``max_predicted_frames``) whose normalised
+        innovation passes ``outlier_nis`` is an outlier the first time (a swapped or misplaced keypoint: predicted,
+        not updated); the second time in a row it is a manoeuvre (the animal turned round, the pose is another
+        animal's): its position variance grows by the squared innovation, so the update all but takes the
+        measurement."""
+        fresh = self.ever_observed & (self.frames_since_observed <= self.settings.max_predicted_frames)
+        surprise = observed & fresh & (nis > self.settings.outlier_nis)
+        first = surprise & (self.strikes == 0)
+        again = surprise & ~first
+        self.strikes = np.where(observed & first, 1, np.where(observed, 0, self.strikes))
+        if again.any():
+            jump = np.minimum(np.sum(innovation**2, axis=-1), (2.0 * scale) ** 2)  # at most twice the box
+            self.filter.kick(np.where(again, jump, 0.0))
+        return observed & ~first
 
     def valid(self) -> np.ndarray:
         """(K,) keypoints with an estimate: observed once and not predicted longer than allowed."""
@@ -483,8 +653,9 @@ class KeypointSmoother:
             raise RuntimeError("this KeypointSmoother was created with record=False and has no history")
         if self.filter is None:
             return None
-        observed = np.stack([*self._observed_log, self.observed_now])
-        confidence = np.stack([*self._confidence_log, np.where(self.observed_now, self.last_confidence, 0.0)])
+        observed = np.concatenate([self._observed_log.array, self.observed_now[None]])
+        confidence = np.concatenate([self._confidence_log.array.astype(np.float64),
+                                     np.where(self.observed_now, self.last_confidence, 0.0)[None]])
         return KeypointHistory(self.filter.history(), observed, confidence)
 
 

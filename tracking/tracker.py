@@ -1,17 +1,34 @@
 """Identity tracking of animals: ``Tracker.update(detections, poses) -> list[Track]``.
 
-Each frame, every track's box (centre and size, Kalman filters) and keypoints
-(see :mod:`tracking.smoothing`) are predicted, then detections are assigned in stages, after
-ByteTrack:
+Each frame, every track's box (centre and size, Kalman filters whose process noise grows while the box
+manoeuvres: a start, a stop, a turn) and keypoints (see :mod:`tracking.smoothing`) are predicted, then
+detections are assigned in stages, after ByteTrack:
 
 1. confirmed and lost tracks vs confident detections, by a cost mixing box IoU and keypoint
-   similarity (OKS with the AP-10K sigmas);
-2. those still unmatched vs low-score detections, by IoU alone;
-3. those still unmatched vs the confident detections left, by a Mahalanobis distance of the box
-   centre (to the path from where the track was last seen to where it is predicted) under the
-   track's own growing uncertainty: this re-links an animal hidden for up to ``max_lost_frames``
-   frames, or one that turned or stopped, even when its predicted box no longer overlaps;
+   similarity (OKS with the AP-10K sigmas) with the box's geometric fit (:func:`_geometry`: where the
+   animal stands, across the image and in depth, and its height, against where the track's animal
+   may be), gated by that fit (a lost track by the stricter re-link gate);
+2. those still unmatched vs low-score detections, by IoU and fit alone;
+3. those still unmatched, and unseen for at most ``relink_delay`` frames, vs the confident detections
+   left, by the likelihood of the geometric fit: this re-links an animal missed for a while, or one
+   that turned or stopped, even when its predicted box no longer overlaps; a track seen recently, with
+   a tight prediction, wins over one that may be anywhere by now;
 4. tentative tracks vs the confident detections left, by the cost of stage 1.
+
+A track lost for longer is not re-linked in stage 3 to a detection at once (an animal back after a long
+absence, away from where it was lost, competes with animals coming in and with false boxes; one back
+where it stood, its box overlapping, is matched in stage 1): a detection where it may be starts a tentative
+track that is held back, unreported, until it has ``relink_hits`` hits; then the lost tracks that fit
+such tracks best take them over, keeping their identities, and one that no lost track takes becomes a
+new animal after ``hold_hits`` hits. An animal is left unlabelled a few frames rather than given a
+neighbour's identity.
+
+With the poses after tracking (``attach_poses``), the confirmed tracks matched in this frame to crowded
+detections (overlapping another matched detection, or the predicted box of a track missed in this frame
+and still reported) are reviewed once their poses arrive, together with those missed tracks: if the
+keypoints show that a track took another's animal (the cost of stage 1 with keypoint similarity, as when
+the poses come first, is lower for another assignment by more than ``review_margin``), the detections and
+poses change hands; a track left without a detection is lost for this frame, with no pose.
 
 With ``appearance_weight`` > 0 and appearance features given with the detections (colour
 histograms, :mod:`tracking.appearance`), stages 1, 3 and 4 blend into their cost the distance between
@@ -29,7 +46,7 @@ of it (a track that took another animal's box for a while does not take its colo
 boxes that overlap no other are judged by their colours.
 
 Confident detections left over start tentative tracks, confirmed after ``min_hits`` consecutive
-matches. Association ignores the detector's class (a dog called a cat for one frame keeps its
+matches (or ``hold_hits``, above). Association ignores the detector's class (a dog called a cat for one frame keeps its
 track); a track keeps the class of its first detection. Every tracker owns its ID counter; IDs
 start at 1.
 
@@ -63,6 +80,7 @@ from tracking.smoothing import (
     KeypointHistory,
     KeypointSmoother,
     PointFilter,
+    Rows,
     SmoothingMode,
     SmoothingSettings,
     raw_output,
@@ -72,14 +90,21 @@ from tracking.smoothing import (
 
 logger = logging.getLogger(__name__)
 
-#: 99th percentile of a chi-square with 2 degrees of freedom: the re-link gate on the centre.
-_CHI2_2DOF_99 = 9.21
+#: 99th and 99.9th percentiles of a chi-square with 3 degrees of freedom: the gates on the geometric fit.
+_CHI2_3DOF_99 = 11.34
+_CHI2_3DOF_999 = 16.27
+#: A cost limit no gated pair reaches (the gate decides).
+_NO_LIMIT = 1e9
 
 
 class TrackState(Enum):
     TENTATIVE = "tentative"
     CONFIRMED = "confirmed"
     LOST = "lost"
+
+
+_STATES = tuple(TrackState)
+_STATE_CODES = {state: code for code, state in enumerate(_STATES)}
 
 
 @dataclass(frozen=True)
@@ -95,12 +120,14 @@ class TrackerSettings:
         oks_weight: weight of keypoint similarity against box IoU (0: boxes only).
         keypoint_threshold: keypoints at or above it count in the OKS.
         min_hits: consecutive matches that confirm a tentative track.
-        max_lost_frames: frames a lost track waits to be re-linked before it is removed.
+        max_lost_frames: frames a lost track waits to be re-linked before it is removed (150: 5 s at 30 fps, as
+            ``animalpose track``'s default ``--max-lost 5``).
         report_lost_frames: a lost track is still reported, on its predicted box and with state LOST,
             for this many frames after its last match (a missed detection then costs no pose).
-        relink_gate: squared Mahalanobis distance (2 dof) within which a lost track may be re-linked.
-        relink_noise: std of the box centre added to the track's own uncertainty when re-linking,
-            fraction of the box scale (boxes cut by the frame edge or by an occluder move their centre).
+        relink_gate: squared normalised distance of the geometric fit (3 dof, :func:`_geometry`) within which a
+            lost track may take a detection (99% of a chi-square).
+        relink_noise: std of the box's bottom centre added to the track's own uncertainty once it is unseen,
+            fraction of its height (boxes cut by the frame edge or by an occluder move).
         box_measurement_noise: std of a detected box's centre and size, as a fraction of its scale.
         box_process_noise: std of the box centre's random acceleration per frame, fraction of scale.
         box_size_noise: std of the box size's random change rate per frame, fraction of scale.
@@ -118,6 +145,26 @@ class TrackerSettings:
             (1: never).
         appearance_update_max: a detection updates a track's running average only within this
             appearance distance of it (1: always).
+        match_gate: the geometric fit's gate for a track seen in the last frame (99.9% of a chi-square, 3 dof).
+        geometry_weight: weight of the geometric fit (over its gate, at most 1) in the costs of stages 1, 2 and 4.
+        vertical_ratio: std of where a box stands in depth (its bottom row) against across the image, for the
+            track's own motion uncertainty (animals walk across the view more than towards it).
+        height_noise: std of the log ratio of a detection's height to its track's.
+        height_drift: growth of that std per frame the track is unseen (the animal walks nearer or away).
+        reach_speed: an unseen animal may have walked this fraction of its height per frame in any direction
+            (or as fast as it was going, if faster).
+        box_adaptation: weight of the newest frame in the running mean of the box's normalised innovation
+            (0: off); above its expected value, the box's process variance grows by as much, up to
+            ``box_max_boost`` (a start, a stop, a turn).
+        box_max_boost: upper bound of that factor.
+        review_iou: with the poses after tracking, confirmed tracks matched to detections that overlap another
+            matched detection, or a missed track's predicted box, by this IoU are reviewed with their poses (see the
+            module docstring).
+        review_margin: the reviewed assignment changes when another one costs less by more than this.
+        relink_delay: a track lost for more than this many frames takes an animal back only through a held
+            tentative track (module docstring).
+        relink_hits: hits of such a tentative track before a lost track may take it over.
+        hold_hits: hits after which such a tentative track that no lost track took is confirmed.
         record_history: keep every track's forward pass for :func:`smooth_tracks_offline`
             (always on when ``smoothing.mode`` is OFFLINE).
         smoothing: keypoint smoothing settings.
@@ -131,20 +178,33 @@ class TrackerSettings:
     oks_weight: float = 0.5
     keypoint_threshold: float = 0.3
     min_hits: int = 2
-    max_lost_frames: int = 30
+    max_lost_frames: int = 150
     report_lost_frames: int = 2
-    relink_gate: float = _CHI2_2DOF_99
+    relink_gate: float = _CHI2_3DOF_99
     relink_noise: float = 0.15
     box_measurement_noise: float = 0.05
     box_process_noise: float = 0.01
     box_size_noise: float = 0.01
     box_size_damping: float = 0.6
-    appearance_weight: float = 0.0
+    appearance_weight: float = 0.6
     relink_max_appearance: float = 0.5
     match_max_appearance: float = 0.4
     appearance_momentum: float = 0.1
     appearance_margin: float = 0.1
     appearance_update_max: float = 0.3
+    match_gate: float = _CHI2_3DOF_999
+    geometry_weight: float = 0.3
+    vertical_ratio: float = 0.3
+    height_noise: float = 0.1
+    height_drift: float = 0.005
+    reach_speed: float = 0.05
+    box_adaptation: float = 0.3
+    box_max_boost: float = 25.0
+    review_iou: float = 0.3
+    review_margin: float = 0.1
+    relink_delay: int = 8
+    relink_hits: int = 3
+    hold_hits: int = 6
     record_history: bool = False
     smoothing: SmoothingSettings = field(default_factory=SmoothingSettings)
 
@@ -169,6 +229,20 @@ class TrackerSettings:
                 raise ValueError(f"{name} must be a positive number, got {value}")
         if not 0.0 <= self.box_size_damping <= 1.0:
             raise ValueError(f"box_size_damping must be in [0, 1], got {self.box_size_damping}")
+        for name in ("match_gate", "vertical_ratio", "height_noise", "reach_speed", "review_iou"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value}")
+        for name in ("geometry_weight", "height_drift", "box_adaptation", "review_margin"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number >= 0, got {value}")
+        if not (np.isfinite(self.box_max_boost) and self.box_max_boost >= 1.0):
+            raise ValueError(f"box_max_boost must be a number >= 1, got {self.box_max_boost}")
+        if self.relink_delay < 0:
+            raise ValueError(f"relink_delay must be >= 0, got {self.relink_delay}")
+        if not 1 <= self.relink_hits <= self.hold_hits:
+            raise ValueError(f"relink_hits must be >= 1 and <= hold_hits, got {self.relink_hits} and {self.hold_hits}")
         if not isinstance(self.smoothing, SmoothingSettings):
             raise ValueError(f"smoothing must be a SmoothingSettings, got {self.smoothing!r}")
 
@@ -247,6 +321,21 @@ class TrackHistory:
     settings: TrackerSettings
 
 
+@dataclass(frozen=True)
+class _Review:
+    """Confirmed tracks matched in this frame to crowded detections (boxes, scores, original indices: the first
+    ``len(boxes)`` of ``tracks``, in the order of the detections), the tracks missed in this frame that overlap
+    them (the rest of ``tracks``), and the box cost and IoU of every track against every one of those detections,
+    kept for :meth:`Tracker._settle`."""
+
+    tracks: list
+    boxes: np.ndarray
+    scores: np.ndarray
+    index: np.ndarray
+    cost: np.ndarray
+    iou: np.ndarray
+
+
 def _xyxy_to_points(boxes: np.ndarray) -> np.ndarray:
     """(N, 4) xyxy -> (N, 2, 2) rows of (centre, size)."""
     centre = 0.5 * (boxes[:, :2] + boxes[:, 2:])
@@ -280,6 +369,7 @@ class _LiveTrack:
                                       np.array([0.1, 0.05]) * scale, damping=np.array([1.0, settings.box_size_damping]),
                                       record=settings.records)
         self._box_noise = np.array([settings.box_process_noise, settings.box_size_noise])
+        self.maneuver = np.ones(2)  # running mean of the normalised innovation of centre and size
         self.box = _points_to_xyxy(self.box_filter.positions)
         self.keypoints = KeypointSmoother(settings.smoothing, record=settings.records)
         self.state = TrackState.TENTATIVE
@@ -289,14 +379,15 @@ class _LiveTrack:
         self.frames_since_update = 0
         self.detection_index = -1
         self.raw_box: np.ndarray | None = box
-        self.last_centre = _xyxy_to_points(box[None])[0, 0]
+        self.last_box = box
         self.pose_attached = False
         self.appearance: np.ndarray | None = None
         self.reported_now = False
-        self.reported: list[bool] = []
-        self.detection_log: list[int] = []
-        self.score_log: list[float] = []
-        self.state_log: list[TrackState] = []
+        # Per-frame logs for offline smoothing (settings.records), compact: see Rows.
+        self.reported = Rows((), bool)
+        self.detection_log = Rows((), np.int32)
+        self.score_log = Rows((), np.float32)
+        self.state_log = Rows((), np.int8)
 
     @property
     def scale(self) -> float:
@@ -306,7 +397,8 @@ class _LiveTrack:
         if self.settings.records:
             self._log(reported=self.reported_now)
         scale = self.scale
-        self.box_filter.predict(self._box_noise * scale)
+        boost = np.sqrt(np.clip(self.maneuver, 1.0, self.settings.box_max_boost))
+        self.box_filter.predict(self._box_noise * scale * boost)
         self.box = _points_to_xyxy(self.box_filter.positions)
         self.keypoints.predict(scale, self.box_filter.velocities[0])
         self.age += 1
@@ -317,16 +409,54 @@ class _LiveTrack:
         self.reported_now = False
 
     def update(self, box: np.ndarray, score: float, detection_index: int) -> None:
+        self._undo = (self.box_filter.mean.copy(), self.box_filter.cov.copy(), self.maneuver.copy(), self.score,
+                      self.last_box, self.frames_since_update)
         scale = _scale(box)
         std = self.settings.box_measurement_noise * scale
-        self.box_filter.update(_xyxy_to_points(box[None])[0], std, np.ones(2, bool))
+        measured = _xyxy_to_points(box[None])[0]
+        if self.settings.box_adaptation > 0:
+            # A start, a stop or a turn: the innovations outgrow what the filter expects; its process noise grows
+            # by as much until they fall back (as the keypoints', tracking.smoothing).
+            innovation = measured - self.box_filter.positions
+            nis = np.sum(innovation**2, axis=-1) / (self.box_filter.position_variance + std**2) / 2.0
+            rate = self.settings.box_adaptation
+            self.maneuver = (1 - rate) * self.maneuver + rate * nis
+        self.box_filter.update(measured, std, np.ones(2, bool))
         self.box = _points_to_xyxy(self.box_filter.positions)
         self.score = score
         self.hits += 1
         self.frames_since_update = 0
         self.detection_index = detection_index
         self.raw_box = box
-        self.last_centre = _xyxy_to_points(box[None])[0, 0]
+        self.last_box = box
+
+    def absorb(self, other: _LiveTrack) -> None:
+        """Take over the box and the detection of ``other``, a tentative track of this track's animal come back."""
+        self.box_filter.mean, self.box_filter.cov = other.box_filter.mean.copy(), other.box_filter.cov.copy()
+        self.maneuver = other.maneuver.copy()
+        self.box, self.raw_box, self.last_box = other.box, other.raw_box, other.last_box
+        self.score, self.detection_index = other.score, other.detection_index
+        self.hits += other.hits
+        self.frames_since_update = 0
+        self.state = TrackState.CONFIRMED
+        if self.appearance is None:
+            self.appearance = other.appearance
+
+    def take_over(self, box: np.ndarray, score: float, detection_index: int) -> None:
+        """Undo this frame's :meth:`update` and update with another detection instead."""
+        self.unmatch()
+        self.update(box, score, detection_index)
+
+    def unmatch(self) -> None:
+        """Undo this frame's :meth:`update`: the track is predicted, as if it had been missed (its state is the
+        caller's to set)."""
+        mean, cov, maneuver, score_before, last_box, unseen = self._undo
+        self.box_filter.mean, self.box_filter.cov, self.maneuver = mean, cov, maneuver
+        self.box = _points_to_xyxy(self.box_filter.positions)
+        self.score, self.last_box, self.frames_since_update = score_before, last_box, unseen
+        self.hits -= 1
+        self.detection_index = -1
+        self.raw_box = None
 
     def update_appearance(self, feature: np.ndarray) -> None:
         """Blend a detection's appearance features (finite) into the running average."""
@@ -339,14 +469,15 @@ class _LiveTrack:
     def attach_pose(self, keypoints: np.ndarray) -> None:
         if self.pose_attached:
             raise ValueError(f"track {self.track_id} already has a pose in this frame")
-        self.keypoints.update(keypoints, self.scale)
+        # A pose found in a predicted box (no detection of the animal in this frame) is trusted less.
+        self.keypoints.update(keypoints, self.scale, trusted=self.frames_since_update == 0)
         self.pose_attached = True
 
     def _log(self, reported: bool) -> None:
         self.reported.append(reported)
         self.detection_log.append(self.detection_index)
         self.score_log.append(self.score)
-        self.state_log.append(self.state)
+        self.state_log.append(_STATE_CODES[self.state])
 
     def snapshot(self, frame: int) -> Track:
         if self.settings.smoothing.mode is SmoothingMode.NONE and self.raw_box is not None:
@@ -362,18 +493,17 @@ class _LiveTrack:
         ))
 
     def record(self) -> TrackRecord:
-        reported = [*self.reported, self.reported_now]
-        confirmed_at = next((i for i, s in enumerate([*self.state_log, self.state]) if s is not TrackState.TENTATIVE),
-                            None)
-        detections = np.array([*self.detection_log, self.detection_index], np.int64)
-        reported_arr = np.array(reported, bool)
+        states = tuple(_STATES[int(code)] for code in self.state_log.array) + (self.state,)
+        reported = np.append(self.reported.array, self.reported_now)
+        detections = np.append(self.detection_log.array, self.detection_index).astype(np.int64)
+        confirmed_at = next((i for i, s in enumerate(states) if s is not TrackState.TENTATIVE), None)
         if confirmed_at is not None:
-            reported_arr[:confirmed_at] |= detections[:confirmed_at] >= 0
+            reported[:confirmed_at] |= detections[:confirmed_at] >= 0
         return TrackRecord(
             track_id=self.track_id, class_id=self.class_id, first_frame=self.first_frame,
             box=self.box_filter.history(), keypoints=self.keypoints.history(),
-            detection_index=detections, scores=np.array([*self.score_log, self.score]), reported=reported_arr,
-            states=(*self.state_log, self.state),
+            detection_index=detections, scores=np.append(self.score_log.array, self.score).astype(np.float64),
+            reported=reported, states=states,
         )
 
 
@@ -418,8 +548,9 @@ class Tracker:
             raise ValueError(f"settings must be a TrackerSettings, got {settings!r}")
         self._ids = itertools.count(1)
         self._tracks: list[_LiveTrack] = []
-        self._ended: list[TrackRecord] = []
+        self._ended: list[_LiveTrack] = []  # their compact logs; expanded into TrackRecords by history()
         self._frame = -1
+        self._review: _Review | None = None
 
     @property
     def frame_index(self) -> int:
@@ -455,25 +586,79 @@ class Tracker:
             _clear_of_others(boxes) & np.isfinite(features).all(axis=1))
         pairs, unmatched_tentative, unmatched_established, unmatched_detections = self._match(
             boxes, scores, keypoints, features, own)
+        self._review = self._crowded(pairs, unmatched_established, boxes, scores, index) if keypoints is None else None
         for track, j in pairs:
             track.update(boxes[j], float(scores[j]), int(index[j]))
             if keypoints is not None:
                 track.attach_pose(keypoints[j])
             if own[j] and self._fits(track, features[j]):
                 track.update_appearance(features[j])
-            if track.state is not TrackState.TENTATIVE or track.hits >= self.settings.min_hits:
+            if track.state is not TrackState.TENTATIVE:
                 track.state = TrackState.CONFIRMED
         for track in unmatched_established:
             track.state = TrackState.LOST
+        self._settle_newcomers([t for t, _ in pairs if t.state is TrackState.TENTATIVE], unmatched_established,
+                               keypoints, {t.track_id: j for t, j in pairs})
         self._end(unmatched_tentative + [t for t in unmatched_established
                                          if t.frames_since_update > self.settings.max_lost_frames])
-        for j in unmatched_detections:
-            if scores[j] >= self.settings.new_track_score:
+        awaited = self._awaited(boxes[unmatched_detections])
+        for j, back in zip(unmatched_detections, awaited):
+            # A detection where an animal lost for long may be back starts a (held) track at a lower score.
+            if scores[j] >= (self.settings.high_score if back else self.settings.new_track_score):
                 self._start(boxes[j], float(scores[j]), int(detections.class_ids[index[j]]), int(index[j]),
                             None if keypoints is None else keypoints[j])
                 if own[j]:
                     self._tracks[-1].update_appearance(features[j])
         return self._report(self._reported_after_update)
+
+    def _awaited(self, boxes: np.ndarray) -> np.ndarray:
+        """(D,) bool, the boxes that a track lost for more than ``relink_delay`` frames could be."""
+        waiting = [t for t in self._tracks
+                   if t.state is TrackState.LOST and t.frames_since_update > self.settings.relink_delay]
+        if not waiting or len(boxes) == 0:
+            return np.zeros(len(boxes), bool)
+        d2, _ = _geometry(waiting, boxes, self.settings, relinking=True)
+        return (d2 <= self.settings.relink_gate).any(axis=0)
+
+    def _settle_newcomers(self, newcomers: list[_LiveTrack], lost: list[_LiveTrack], keypoints: np.ndarray | None,
+                          detection_of: dict[int, int]) -> None:
+        """Confirm the tentative tracks matched in this frame, or hand them to the tracks lost for long.
+
+        A track lost for more than ``relink_delay`` frames is not re-linked to a detection at once: the animal
+        it lost may come back, or another may come in or a false box appear where it could be. A tentative
+        track that such a lost track could be (its box within the re-link gate) is held back, unreported, and
+        once it has ``relink_hits`` hits (a false box rarely lasts) the lost tracks that fit it best (by position
+        and, when used, colours) take their own back (:meth:`_LiveTrack.absorb`); one that none takes is
+        confirmed after ``hold_hits`` hits. The others are confirmed after ``min_hits`` hits.
+        """
+        s = self.settings
+        waiting = [t for t in lost if t.frames_since_update > s.relink_delay]
+        claimable = np.zeros(len(newcomers), bool)
+        if newcomers and waiting:
+            d2, log_det = _geometry(waiting, np.stack([t.last_box for t in newcomers]), s, relinking=True)
+            gated = d2 <= s.relink_gate
+            claimable = gated.any(axis=0)
+            ready = np.array([t.hits >= s.relink_hits for t in newcomers])
+            cost = np.where(gated & ready[None, :], d2 + log_det[:, None], np.inf)
+            colours = [t.appearance for t in newcomers]
+            if s.appearance_weight > 0 and any(c is not None for c in colours):
+                width = next(len(c) for c in colours if c is not None)
+                features = np.stack([c if c is not None else np.full(width, np.nan) for c in colours])
+                appearance = self._appearance(waiting, features)
+                weighted = cost + s.appearance_weight * s.relink_gate * np.nan_to_num(appearance)
+                cost = np.where(appearance > s.relink_max_appearance, np.inf, weighted)
+            for i, j in linear_assignment(cost, _NO_LIMIT).matches:
+                newcomer = newcomers[j]
+                waiting[i].absorb(newcomer)
+                if keypoints is not None:
+                    waiting[i].attach_pose(keypoints[detection_of[newcomer.track_id]])
+                self._tracks.remove(newcomer)
+                claimable[j] = False
+                newcomer.state = TrackState.LOST  # absorbed: neither confirmed nor recorded
+        for newcomer, held in zip(newcomers, claimable):
+            if newcomer.state is TrackState.TENTATIVE and newcomer.hits >= (max(s.hold_hits, s.min_hits) if held
+                                                                             else s.min_hits):
+                newcomer.state = TrackState.CONFIRMED
 
     def _fits(self, track: _LiveTrack, feature: np.ndarray) -> bool:
         """Whether ``feature`` may update ``track``'s colours: it has none yet, or they are within
@@ -529,9 +714,84 @@ class Tracker:
         missing = [i for i in track_ids if i not in by_id]
         if missing:
             raise ValueError(f"track_ids {missing} are not live tracks of this tracker")
-        for track_id, keypoints in zip(track_ids, poses.keypoints.astype(np.float64)):
-            by_id[track_id].attach_pose(keypoints)
+        keypoints = poses.keypoints.astype(np.float64)
+        if self._review is not None:
+            keypoints = self._settle(track_ids, keypoints, by_id)
+        for track_id, pose in zip(track_ids, keypoints):
+            by_id[track_id].attach_pose(pose)
         return [by_id[i].snapshot(self._frame) for i in track_ids]
+
+    def _crowded(self, pairs: list[tuple[_LiveTrack, int]], missed: list[_LiveTrack], boxes: np.ndarray,
+                 scores: np.ndarray, index: np.ndarray) -> _Review | None:
+        """The confirmed tracks matched in this frame to crowded detections, and the tracks missed in this frame
+        that could have taken one of them, for :meth:`_settle`: with the poses after tracking, their keypoints may
+        show that a track took another's animal.
+
+        A detection is crowded when it overlaps another matched detection, or the predicted box of a track missed
+        in this frame (still reported: ``report_lost_frames``), by ``review_iou``.
+        """
+        pairs = [(t, j) for t, j in pairs if t.state is TrackState.CONFIRMED]
+        if not pairs or self.settings.oks_weight == 0:
+            return None
+        detections = np.array([j for _, j in pairs])
+        overlap = box_iou(boxes[detections], boxes[detections])
+        np.fill_diagonal(overlap, 0.0)
+        crowded = overlap.max(axis=1) >= self.settings.review_iou
+        missed = [t for t in missed if t.state is not TrackState.TENTATIVE
+                  and t.frames_since_update <= self.settings.report_lost_frames]
+        near = np.zeros(len(missed), bool)
+        if missed:
+            reach = box_iou(np.stack([t.box for t in missed]), boxes[detections]) >= self.settings.review_iou
+            near = reach.any(axis=1)
+            crowded |= reach.any(axis=0)
+        if crowded.sum() + near.sum() < 2:
+            return None
+        tracks = [t for (t, _), c in zip(pairs, crowded) if c] + [t for t, n in zip(missed, near) if n]
+        detections = detections[crowded]
+        cost, iou = self._box_cost(tracks, boxes[detections])
+        return _Review(tracks, boxes[detections], scores[detections], index[detections], cost, iou)
+
+    def _settle(self, track_ids: list[int], keypoints: np.ndarray, by_id: dict[int, _LiveTrack]) -> np.ndarray:
+        """Re-assign the reviewed detections among their tracks with the poses found in them (the stage-1 cost
+        with keypoint similarity, as when the poses come first); returns ``keypoints`` re-ordered to follow the
+        detections to their new tracks (a track left without one gets no pose: NaN)."""
+        review, self._review = self._review, None
+        position = {track_id: i for i, track_id in enumerate(track_ids)}
+        if any(t.track_id not in position for t in review.tracks):
+            return keypoints
+        m = len(review.boxes)  # the matched tracks: track i holds detection i
+        rows = [position[t.track_id] for t in review.tracks]
+        det_kpts = keypoints[rows[:m]]
+        track_kpts = np.stack([t.keypoints.positions() for t in review.tracks])
+        valid = det_kpts[:, :, 2] >= self.settings.keypoint_threshold
+        areas = np.prod(review.boxes[:, 2:] - review.boxes[:, :2], axis=1)
+        oks = keypoint_similarity(track_kpts, det_kpts, areas, valid_b=valid, sigmas=SIGMAS)
+        cost = review.cost - self.settings.oks_weight * np.where(np.isnan(oks), review.iou, oks - review.iou)
+        assignment = linear_assignment(np.where(np.isfinite(cost), cost, _NO_LIMIT), _NO_LIMIT)
+        if len(assignment.matches) < m:
+            return keypoints
+        owner = np.empty(m, np.int64)
+        owner[assignment.matches[:, 1]] = assignment.matches[:, 0]
+        now = cost[np.arange(m), np.arange(m)].sum()
+        better = cost[owner, np.arange(m)].sum()
+        if (owner == np.arange(m)).all() or not better < now - self.settings.review_margin:
+            return keypoints
+        keypoints = keypoints.copy()
+        for i in set(range(m)) - set(owner.tolist()):  # matched tracks left without a detection
+            review.tracks[i].unmatch()
+            review.tracks[i].state = TrackState.LOST
+            keypoints[rows[i]] = np.nan
+        for j, i in enumerate(owner):
+            if i == j:
+                continue
+            track = review.tracks[i]
+            if i < m:
+                track.take_over(review.boxes[j], float(review.scores[j]), int(review.index[j]))
+            else:
+                track.update(review.boxes[j], float(review.scores[j]), int(review.index[j]))
+                track.state = TrackState.CONFIRMED
+            keypoints[rows[i]] = det_kpts[j]
+        return keypoints
 
     def tracks(self) -> list[Track]:
         """Snapshots of every live track (tentative, confirmed and lost), in ID order."""
@@ -541,7 +801,7 @@ class Tracker:
         """The recorded forward pass of every track so far (needs ``record_history`` or OFFLINE mode)."""
         if not self.settings.records:
             raise RuntimeError("history needs TrackerSettings(record_history=True) or SmoothingMode.OFFLINE")
-        records = [*self._ended, *(t.record() for t in self._tracks)]
+        records = [t.record() for t in (*self._ended, *self._tracks)]
         return TrackHistory(self._frame + 1, tuple(sorted(records, key=lambda r: r.track_id)), self.settings)
 
     # -- internals ---------------------------------------------------------------------------------
@@ -571,6 +831,7 @@ class Tracker:
 
     def _advance(self) -> None:
         self._frame += 1
+        self._review = None
         for track in self._tracks:
             track.predict()
 
@@ -588,7 +849,7 @@ class Tracker:
         for track in tracks:
             self._tracks.remove(track)
             if self.settings.records and track.hits >= self.settings.min_hits:
-                self._ended.append(track.record())
+                self._ended.append(track)
 
     def _report(self, keep, mark: bool = True) -> list[Track]:
         out = []
@@ -625,8 +886,7 @@ class Tracker:
         appearance) cost."""
         if not tracks or len(candidates) == 0:
             return [], list(tracks), candidates
-        predicted = np.stack([t.box for t in tracks])
-        iou = box_iou(predicted, boxes[candidates])
+        box_cost, iou = self._box_cost(tracks, boxes[candidates])
         cost = 1.0 - iou
         if keypoints is not None and self.settings.oks_weight > 0:
             track_kpts = np.stack([t.keypoints.positions() for t in tracks])
@@ -650,11 +910,24 @@ class Tracker:
                 closest = np.min(np.where(np.isnan(everyone), np.inf, everyone), axis=0, initial=np.inf)
                 other = appearance > closest[None, :] + self.settings.appearance_margin
                 cost = np.where(own[candidates][None, :] & other, np.inf, cost)
-        # A pair with no box overlap at all is never matched here (re-linking handles lost tracks).
-        cost = np.where(iou > 0, cost, np.inf)
+        cost = cost + (box_cost - (1.0 - iou))  # the geometry term and the gates
         assignment = linear_assignment(cost, max_cost)
         pairs = [(tracks[i], int(candidates[j])) for i, j in assignment.matches]
         return pairs, [tracks[i] for i in assignment.unmatched_rows], candidates[assignment.unmatched_cols]
+
+    def _box_cost(self, tracks: list[_LiveTrack], boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(T, D) cost of matching ``tracks`` to ``boxes`` by their boxes alone (``1 - IoU`` with the predicted box,
+        plus the geometric fit, :func:`_geometry`), and the IoU.
+
+        A pair with no box overlap at all is never matched by it (re-linking handles lost tracks), nor one whose box
+        is not where the track's animal can be (infinite cost); among the others, the nearer counts.
+        """
+        iou = box_iou(np.stack([t.box for t in tracks]), boxes)
+        geometry, _ = _geometry(tracks, boxes, self.settings)
+        lost = np.array([t.state is TrackState.LOST for t in tracks])
+        gate = np.where(lost, self.settings.relink_gate, self.settings.match_gate)[:, None]
+        cost = 1.0 - iou + self.settings.geometry_weight * np.minimum(geometry / gate, 1.0)
+        return np.where((iou > 0) & (geometry <= gate), cost, np.inf), iou
 
     def _relink(self, tracks: list[_LiveTrack], candidates: np.ndarray, boxes: np.ndarray,
                 features: np.ndarray | None):
@@ -665,27 +938,72 @@ class Tracker:
         taken to the nearest point of the segment from where the track was last seen to where it is
         predicted, under the track's position uncertainty plus ``relink_noise``.
         """
+        waiting = [t for t in tracks if t.frames_since_update > self.settings.relink_delay]
+        tracks = [t for t in tracks if t.frames_since_update <= self.settings.relink_delay]
         if not tracks or len(candidates) == 0:
-            return [], list(tracks), candidates
-        det_points = _xyxy_to_points(boxes[candidates])
-        offsets = _distance_to_segments(det_points[:, 0], np.stack([t.last_centre for t in tracks]),
-                                        np.stack([t.box_filter.positions[0] for t in tracks]))
-        sizes = np.stack([np.maximum(t.box_filter.positions[1], 1.0) for t in tracks])
-        det_scale = np.sqrt(np.prod(np.maximum(det_points[:, 1], 1.0), axis=1))
-        track_scale = np.array([t.scale for t in tracks])
-        variance = (np.array([t.box_filter.position_variance[0] for t in tracks])[:, None]
-                    + (self.settings.relink_noise * np.maximum(track_scale[:, None], det_scale[None, :])) ** 2)
-        d2 = offsets**2 / variance
-        # Widths change a lot when an animal turns; heights hardly.
-        height_ratio = np.abs(np.log(det_points[None, :, 1, 1] / sizes[:, None, 1]))
-        gated = (height_ratio < np.log(2.0)) & (d2 <= self.settings.relink_gate)
-        cost = np.where(gated, d2 / self.settings.relink_gate, np.inf)
+            return [], tracks + waiting, candidates
+        d2, log_det = _geometry(tracks, boxes[candidates], self.settings, relinking=True)
+        # Negative log-likelihood (up to a constant): a track seen recently, with a tight prediction, wins over one
+        # that may be anywhere by now.
+        nll = d2 + log_det[:, None]
+        cost = np.where(d2 <= self.settings.relink_gate, nll - nll[np.isfinite(nll)].min(initial=0.0), np.inf)
         appearance = self._appearance(tracks, None if features is None else features[candidates])
         if appearance is not None:
-            cost = np.where(appearance > self.settings.relink_max_appearance, np.inf, self._blend(cost, appearance))
-        assignment = linear_assignment(cost, 1.0)
+            # Colours count as much against position as the whole gate.
+            weighted = cost + self.settings.appearance_weight * self.settings.relink_gate * np.nan_to_num(appearance)
+            cost = np.where(appearance > self.settings.relink_max_appearance, np.inf, weighted)
+        assignment = linear_assignment(cost, _NO_LIMIT)
         pairs = [(tracks[i], int(candidates[j])) for i, j in assignment.matches]
-        return pairs, [tracks[i] for i in assignment.unmatched_rows], candidates[assignment.unmatched_cols]
+        return pairs, [tracks[i] for i in assignment.unmatched_rows] + waiting, candidates[assignment.unmatched_cols]
+
+
+def _geometry(tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSettings,
+              relinking: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """How well ``boxes`` (D, 4) fit where each track's animal may be now.
+
+    The fit is taken at the bottom centre of the box (where the animal stands: across the image and in depth)
+    and on the logarithm of its height (its size and depth), in units of the track's height (an animal's box
+    narrows while it turns, its height hardly changes): the bottom centre's offset from the path between where
+    the track was last seen and where it is predicted, across (x) under the track's position uncertainty and in
+    depth (y) under ``vertical_ratio`` of it (animals walk across the view more than towards it), each plus the
+    measurement noise and, once unseen, ``relink_noise`` and as far as the animal may have walked since
+    (``reach_speed`` of its height per frame, or its own speed if faster, in any direction: it may have turned);
+    the height ratio under ``height_noise``, growing by ``height_drift`` per frame unseen.
+
+    Returns:
+        (T, D) squared normalised distances (3 dof) and (T,) log-determinants of the three variances (a track
+        that may be anywhere fits every box a little).
+    """
+    last = np.stack([t.last_box for t in tracks])
+    predicted = np.stack([t.box for t in tracks])
+    start = np.stack([0.5 * (last[:, 0] + last[:, 2]), last[:, 3]], axis=1)
+    end = np.stack([0.5 * (predicted[:, 0] + predicted[:, 2]), predicted[:, 3]], axis=1)
+    points = np.stack([0.5 * (boxes[:, 0] + boxes[:, 2]), boxes[:, 3]], axis=1)
+    offset = _offsets_to_segments(points, start, end)  # (T, D, 2)
+    height = np.maximum(predicted[:, 3] - predicted[:, 1], 1.0)
+    unseen = np.array([t.frames_since_update for t in tracks], float)
+    variance = np.array([t.box_filter.position_variance[0] for t in tracks])
+    speed = np.array([np.linalg.norm(t.box_filter.velocities[0]) for t in tracks])
+    walked = np.maximum(settings.reach_speed * height, speed) * np.maximum(unseen - 1, 0.0)
+    lost = (unseen > 1) | relinking
+    noise = (settings.box_measurement_noise * height) ** 2 + np.where(lost, (settings.relink_noise * height) ** 2, 0.0)
+    across = variance + noise + walked**2
+    depth = settings.vertical_ratio**2 * (variance + walked**2) + noise
+    det_height = np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
+    log_ratio = np.log(det_height[None, :] / height[:, None])
+    height_var = settings.height_noise**2 + (settings.height_drift * unseen) ** 2
+    d2 = (offset[..., 0] ** 2 / across[:, None] + offset[..., 1] ** 2 / depth[:, None]
+          + log_ratio**2 / height_var[:, None])
+    return d2, np.log(across * depth * height_var)
+
+
+def _offsets_to_segments(points: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """(T, D, 2) offsets of D points (D, 2) from their nearest points on T segments from ``starts`` to ``ends``."""
+    direction = ends - starts
+    length2 = np.maximum(np.sum(direction**2, axis=-1), 1e-12)
+    along = np.sum((points[None] - starts[:, None]) * direction[:, None], axis=-1) / length2[:, None]
+    nearest = starts[:, None] + np.clip(along, 0.0, 1.0)[..., None] * direction[:, None]
+    return points[None] - nearest
 
 
 def _clear_of_others(boxes: np.ndarray, max_iou: float = 0.1) -> np.ndarray:
@@ -695,15 +1013,6 @@ def _clear_of_others(boxes: np.ndarray, max_iou: float = 0.1) -> np.ndarray:
     iou = box_iou(boxes, boxes)
     np.fill_diagonal(iou, 0.0)
     return iou.max(axis=1) <= max_iou
-
-
-def _distance_to_segments(points: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """(T, D) distances from D points (D, 2) to T segments from ``starts`` (T, 2) to ``ends`` (T, 2)."""
-    direction = ends - starts
-    length2 = np.maximum(np.sum(direction**2, axis=-1), 1e-12)
-    along = np.sum((points[None] - starts[:, None]) * direction[:, None], axis=-1) / length2[:, None]
-    nearest = starts[:, None] + np.clip(along, 0.0, 1.0)[..., None] * direction[:, None]
-    return np.linalg.norm(points[None] - nearest, axis=-1)
 
 
 def smooth_tracks_offline(history: TrackHistory, fill_gaps: int = 0) -> list[list[Track]]:

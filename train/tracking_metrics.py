@@ -120,24 +120,30 @@ def keypoint_metrics(sequence: SimulatedSequence, keypoints: np.ndarray, ids: np
         max_lag: lags searched, in frames, on both sides.
 
     Returns:
-        rmse (pixels, per coordinate pair: sqrt of the mean squared distance), jitter (mean
-        |x(t+1) - 2 x(t) + x(t-1)| in pixels/frame^2 over runs of three frames with the same
-        identity), truth_jitter (the same on the true keypoints at those entries), lag (frames, the
-        shift of the truth that best explains the estimates; positive = estimates late) and count.
+        rmse (pixels, per coordinate pair: sqrt of the mean squared distance), rmse_box (the same with
+        each distance divided by the true box's scale ``sqrt(w * h)``: a fraction of the box size),
+        jitter (mean |x(t+1) - 2 x(t) + x(t-1)| in pixels/frame^2 over runs of three frames with the
+        same identity), truth_jitter (the same on the true keypoints at those entries), runs (how many
+        such entries), lag (frames, the shift of the truth that best explains the estimates; positive =
+        estimates late) and count.
     """
     truth = sequence.keypoints
     mask = mask & np.isfinite(keypoints).all(-1)
     if not mask.any():
-        return {"rmse": math.nan, "jitter": math.nan, "truth_jitter": math.nan, "lag": math.nan, "count": 0}
+        return {"rmse": math.nan, "rmse_box": math.nan, "jitter": math.nan, "truth_jitter": math.nan, "runs": 0,
+                "lag": math.nan, "count": 0}
     error = np.linalg.norm(keypoints - truth, axis=-1)
     rmse = float(np.sqrt(np.mean(error[mask] ** 2)))
+    size = np.maximum(sequence.boxes[..., 2:] - sequence.boxes[..., :2], 1.0)
+    scale = np.sqrt(size[..., 0] * size[..., 1])[..., None]
+    rmse_box = float(np.sqrt(np.mean((error / scale)[mask] ** 2)))
     same = (ids[1:-1] >= 0) & (ids[:-2] == ids[1:-1]) & (ids[2:] == ids[1:-1])
     run = mask[:-2] & mask[1:-1] & mask[2:] & same[..., None]
     accel = np.linalg.norm(keypoints[2:] - 2 * keypoints[1:-1] + keypoints[:-2], axis=-1)
     true_accel = np.linalg.norm(truth[2:] - 2 * truth[1:-1] + truth[:-2], axis=-1)
     jitter = float(accel[run].mean()) if run.any() else math.nan
     truth_jitter = float(true_accel[run].mean()) if run.any() else math.nan
-    return {"rmse": rmse, "jitter": jitter, "truth_jitter": truth_jitter,
+    return {"rmse": rmse, "rmse_box": rmse_box, "jitter": jitter, "truth_jitter": truth_jitter, "runs": int(run.sum()),
             "lag": estimate_lag(truth, keypoints, mask, max_lag), "count": int(mask.sum())}
 
 

@@ -208,7 +208,7 @@ def test_appearance_features_reach_the_tracker(synthetic_clip, order):
 
 def test_no_features_without_appearance(synthetic_clip):
     path, gt = synthetic_clip
-    tracker = _tracker()
+    tracker = Tracker(TrackerSettings(min_hits=1, appearance_weight=0.0))
     calls = []
     update = tracker.update
     tracker.update = lambda d, p=None, f=None: calls.append(f) or update(d, p, f)

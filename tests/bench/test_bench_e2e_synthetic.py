@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import torch
 
+from app.runs import TrackSettings
 from bench.e2e_synthetic import (
     detector_name,
     detector_seed,
@@ -21,6 +22,7 @@ from bench.e2e_synthetic import (
     track_options,
     tracking_summary,
 )
+from tracking.detector import DetectorSettings
 
 
 def _summary(det: dict) -> dict:
@@ -44,7 +46,7 @@ def test_tracking_runs_the_detector_at_the_clips_own_size():
 def test_detector_trains_on_clip_frames_by_default():
     args = get_args_parser().parse_args([])
     assert args.det_data == "frames" and (args.det_clips, args.det_frames_per_clip) == (200, 10)
-    assert args.max_lost == 5.0 and args.videos == 30
+    assert args.max_lost is None and args.videos == 30  # None: animalpose track's
     assert get_args_parser().parse_args(["--det-data", "images"]).det_data == "images"
 
 
@@ -80,7 +82,9 @@ def test_tracking_options_and_their_record():
     assert (options.det_imgsz, options.max_lost, options.min_hits, options.appearance, options.det_iou) == (
         320, 4.0, 4, 0.5, 0.6)
     assert track_options(get_args_parser().parse_args(["--track-imgsz", "256"]), (320, 256)).det_imgsz == 256
-    assert track_options(get_args_parser().parse_args([]), (320, 256)).det_iou == 0.5  # the table's setting
+    shipped = track_options(get_args_parser().parse_args([]), (320, 256))  # what animalpose track ships with
+    assert (shipped.max_lost, shipped.min_hits, shipped.appearance, shipped.det_iou) == (
+        TrackSettings().max_lost_s, TrackSettings().min_hits, TrackSettings().appearance, DetectorSettings.iou)
     record = tracking_summary(options)
     assert record == {"tracking_imgsz": 320, "max_lost_s": 4.0, "min_hits": 4, "appearance": 0.5, "det_iou": 0.6}
     table = render_table({**_summary({}), **record})

@@ -54,6 +54,19 @@ def poses_for(detections: Detections, facings=None) -> Poses:
         ("appearance_margin", -0.1, "appearance_margin"),
         ("appearance_update_max", 1.5, "appearance_update_max"),
         ("smoothing", "causal", "smoothing"),
+        ("match_gate", 0.0, "match_gate"),
+        ("vertical_ratio", float("nan"), "vertical_ratio"),
+        ("height_noise", -0.1, "height_noise"),
+        ("reach_speed", 0.0, "reach_speed"),
+        ("review_iou", 0.0, "review_iou"),
+        ("geometry_weight", -1.0, "geometry_weight"),
+        ("height_drift", float("inf"), "height_drift"),
+        ("box_adaptation", -0.1, "box_adaptation"),
+        ("review_margin", -0.1, "review_margin"),
+        ("box_max_boost", 0.5, "box_max_boost"),
+        ("relink_delay", -1, "relink_delay"),
+        ("relink_hits", 0, "relink_hits"),
+        ("hold_hits", 1, "relink_hits"),
     ],
 )
 def test_settings_reject_bad_values(field, value, message):
@@ -124,17 +137,23 @@ def test_relinks_an_animal_hidden_while_walking(gap):
     assert track.track_id == 1
 
 
-def test_relinks_an_animal_that_stopped_while_hidden():
-    """Its prediction walks on and no longer overlaps: the Mahalanobis stage still finds it."""
-    tracker = Tracker()
+@pytest.mark.parametrize("hidden", [5, 10])
+def test_relinks_an_animal_that_stopped_while_hidden(hidden):
+    """Its prediction walks on and no longer overlaps: the re-link stage still finds it, at once after a short
+    absence, after ``relink_hits`` frames unlabelled after a long one (longer than ``relink_delay``)."""
+    settings = TrackerSettings()
+    tracker = Tracker(settings)
     x = 0.0
     for _ in range(10):
         x += 15.0
         tracker.update(dets(box_at(x)))
-    for _ in range(10):
+    for _ in range(hidden):
         tracker.update(Detections.empty())  # hidden, and standing still at x
     predicted = tracker.tracks()[0].box
-    assert predicted[0] > x + 120  # no overlap with where it stands
+    assert predicted[0] > x + 60  # no overlap with where it stands
+    long = hidden > settings.relink_delay
+    for _ in range(settings.relink_hits - 1 if long else 0):
+        assert tracker.update(dets(box_at(x))) == []  # held back, unlabelled
     (track,) = tracker.update(dets(box_at(x)))
     assert track.track_id == 1
 
@@ -426,7 +445,8 @@ def _swap_while_hidden(appearance_weight: float) -> dict[int, int]:
         tracker.update(dets(box_at(0.0), box_at(150.0)), features=features)
     for _ in range(25):
         tracker.update(Detections.empty(), features=np.zeros((0, 3)))
-    back = tracker.update(dets(box_at(150.0), box_at(0.0)), features=features)  # FA now at 150
+    for _ in range(tracker.settings.relink_hits):  # back after a long absence: unlabelled a few frames, maybe
+        back = tracker.update(dets(box_at(150.0), box_at(0.0)), features=features)  # FA now at 150
     assert len(back) == 2
     return {t.track_id: t.detection_index for t in back}
 
@@ -522,7 +542,7 @@ def test_track_refuses_a_box_whose_colours_are_clearly_another_tracks():
 
 
 def test_features_are_ignored_without_appearance_weight():
-    tracker = Tracker(TrackerSettings(min_hits=1))
+    tracker = Tracker(TrackerSettings(min_hits=1, appearance_weight=0.0))
     (track,) = tracker.update(dets(box_at(0.0)), features=np.ones((5, 2)))  # not even checked
     assert track.track_id == 1
 
@@ -543,3 +563,160 @@ def test_detections_without_features_still_match():
         tracker.update(dets(box_at(5.0 * i)), features=FA[None])
     (track,) = tracker.update(dets(box_at(25.0)), features=np.full((1, 3), np.nan))
     assert track.track_id == 1
+
+
+def _track_walking_animal(mode: SmoothingMode) -> list[list[Track]]:
+    """One animal walking right with noisy poses given after tracking (the pipeline's default order)."""
+    rng = np.random.default_rng(7)
+    tracker = Tracker(TrackerSettings(smoothing=SmoothingSettings(mode=mode)))
+    frames = []
+    for t in range(40):
+        box = box_at(10.0 + 6.0 * t, 100.0 + 0.5 * t)
+        tracks = tracker.update(dets(box))
+        if tracks:
+            pose = pose_in(box)
+            pose[:, :2] += rng.normal(0, 2.0, (K, 2))
+            tracks = tracker.attach_poses([t.track_id for t in tracks], Poses(pose[None], dets(box).xyxy))
+        frames.append(tracks)
+    return frames
+
+
+def test_offline_forward_pass_is_the_causal_pass():
+    causal = _track_walking_animal(SmoothingMode.CAUSAL)
+    offline = _track_walking_animal(SmoothingMode.OFFLINE)
+    assert sum(map(len, causal)) >= 38
+    for a, b in zip(causal, offline):
+        assert [t.track_id for t in a] == [t.track_id for t in b]
+        for ta, tb in zip(a, b):
+            np.testing.assert_array_equal(ta.keypoints, tb.keypoints)
+            np.testing.assert_array_equal(ta.box, tb.box)
+
+
+
+# -- geometry, re-identification and the pose review ------------------------------------------------------------
+
+
+def _tracks_at(*boxes) -> tuple[Tracker, list]:
+    """A tracker that has followed standing animals at ``boxes`` for 10 frames, and its live tracks."""
+    tracker = Tracker()
+    for _ in range(10):
+        tracker.update(dets(*boxes))
+    return tracker, tracker._tracks
+
+
+def test_geometry_is_stricter_in_depth_and_size_than_across():
+    """Unseen a while, an animal may have walked on across the view, less likely nearer or away."""
+    from tracking.tracker import _geometry
+
+    tracker = Tracker()
+    box = np.array([400.0, 100.0, 700.0, 300.0])  # 300 x 200 pixels
+    for t in range(10):
+        tracker.update(dets(box + [5.0 * t, 0, 5.0 * t, 0]))
+    for _ in range(5):
+        tracker.update(Detections.empty())
+    tracker._advance()
+    expected = tracker._tracks[0].box
+    moved = {name: expected + offset for name, offset in (("across", [60.0, 0, 60.0, 0]),
+                                                          ("deeper", [0, -60.0, 0, -60.0]))}
+    taller = expected.copy()
+    taller[1] -= 0.6 * (expected[3] - expected[1])
+    d2, _ = _geometry(tracker._tracks, np.stack([moved["across"], moved["deeper"], taller]), tracker.settings)
+    across, deeper, bigger = d2[0]
+    assert across < tracker.settings.relink_gate / 4
+    assert deeper > 3 * across
+    assert bigger > tracker.settings.match_gate
+
+
+def test_uncertainty_grows_while_unseen():
+    from tracking.tracker import _geometry
+
+    tracker, tracks = _tracks_at(box_at(100.0))
+    log_dets = []
+    for _ in range(5):
+        tracker.update(Detections.empty())
+        log_dets.append(_geometry(tracks, np.array([box_at(100.0)]), tracker.settings)[1][0])
+    assert np.all(np.diff(log_dets) > 0)
+
+
+def test_a_box_at_another_depth_is_not_taken_even_if_it_overlaps():
+    tracker, _ = _tracks_at(box_at(100.0))
+    # A nearer, bigger animal: its box covers the track's, its feet are lower; the tracked one is hidden.
+    (track,) = [t for t in tracker.update(dets([90.0, 80.0, 240.0, 260.0])) if t.detection_index == 0] or [None]
+    assert track is None or track.track_id != 1
+    assert tracker.tracks()[0].state is TrackState.LOST
+
+
+def test_a_false_box_does_not_take_a_long_lost_identity():
+    settings = TrackerSettings()
+    tracker, _ = _tracks_at(box_at(300.0))
+    for _ in range(settings.relink_delay + 5):
+        tracker.update(Detections.empty())  # hidden
+    assert tracker.update(dets(box_at(440.0))) == []  # a false box, once, where the animal may have walked
+    for _ in range(settings.relink_hits - 1):
+        assert tracker.update(dets(box_at(170.0))) == []  # the animal back on the other side: unlabelled a while
+    (track,) = tracker.update(dets(box_at(170.0)))
+    assert track.track_id == 1
+
+
+def test_a_newcomer_no_lost_track_wants_is_confirmed_after_hold_hits():
+    settings = TrackerSettings()
+    tracker, _ = _tracks_at(box_at(300.0))
+    for _ in range(settings.relink_delay + 5):
+        tracker.update(Detections.empty())
+    far = dets(box_at(300.0), box_at(900.0, 100.0, 120.0, 80.0))
+    reported = [tracker.update(far) for _ in range(settings.hold_hits + 1)]
+    ids = sorted({t.track_id for frame in reported for t in frame})
+    assert ids == [1, 2]
+    first_frame_of_2 = next(i for i, frame in enumerate(reported) if any(t.track_id == 2 for t in frame))
+    assert first_frame_of_2 == settings.min_hits - 1  # far from the lost track: not held
+
+
+def _crossing(review_iou: float) -> dict[int, float]:
+    """Two animals walking at each other, one facing right, one left, poses given after tracking. In the frame they
+    meet, each detection is nearer the other's prediction. Returns {track id: facing of the pose it ends with}."""
+    tracker = Tracker(TrackerSettings(review_iou=review_iou))
+    for t in range(8):
+        right, left = box_at(20.0 + 10 * t, 100.0), box_at(180.0 - 10 * t, 108.0)
+        tracks = tracker.update(dets(right, left))
+        if tracks:
+            tracker.attach_poses([tr.track_id for tr in tracks],
+                                 poses_for(dets(right, left)[[tr.detection_index for tr in tracks]],
+                                           [1.0 if tr.detection_index == 0 else -1.0 for tr in tracks]))
+    # They meet at x = 100; the boxes came out swapped in height (the right-walker's box a little lower).
+    right, left = box_at(101.0, 108.0), box_at(99.0, 100.0)
+    tracks = tracker.update(dets(right, left))
+    facing = {0: 1.0, 1: -1.0}
+    poses = poses_for(dets(right, left)[[tr.detection_index for tr in tracks]],
+                      [facing[tr.detection_index] for tr in tracks])
+    after = tracker.attach_poses([tr.track_id for tr in tracks], poses)
+    return {tr.track_id: facing[tr.detection_index] for tr in after}
+
+
+def test_poses_after_tracking_undo_a_swap_at_a_crossing():
+    assert _crossing(review_iou=1.0) == {1: -1.0, 2: 1.0}  # boxes alone swap the two
+    assert _crossing(review_iou=0.3) == {1: 1.0, 2: -1.0}  # their poses give each its own back
+
+
+def _one_box_at_a_crossing(review_iou: float) -> dict[int, tuple[str, int]]:
+    """As :func:`_crossing`, but in the frame they meet only the left-walker is detected, its box where the
+    right-walker's track expects one. Returns {track id: (state, detection index)} after the poses."""
+    tracker = Tracker(TrackerSettings(review_iou=review_iou))
+    for t in range(8):
+        right, left = box_at(20.0 + 10 * t, 100.0), box_at(180.0 - 10 * t, 108.0)
+        tracks = tracker.update(dets(right, left))
+        if tracks:
+            tracker.attach_poses([tr.track_id for tr in tracks],
+                                 poses_for(dets(right, left)[[tr.detection_index for tr in tracks]],
+                                           [1.0 if tr.detection_index == 0 else -1.0 for tr in tracks]))
+    tracks = tracker.update(dets(box_at(101.0, 100.0)))
+    # The pose model on each reported box: the detection's own pose for the matched track, the left-walker's pose
+    # in the missed track's predicted box (it is there too).
+    poses = Poses(np.stack([pose_in(box_at(101.0, 100.0) if tr.detection_index == 0 else tr.box, -1.0)
+                            for tr in tracks]).astype(np.float32), np.stack([tr.box for tr in tracks]))
+    after = tracker.attach_poses([tr.track_id for tr in tracks], poses)
+    return {tr.track_id: (tr.state.value, tr.detection_index) for tr in after}
+
+
+def test_poses_after_tracking_give_a_lone_box_to_the_missed_track_whose_pose_it_is():
+    assert _one_box_at_a_crossing(review_iou=1.0) == {1: ("confirmed", 0), 2: ("lost", -1)}  # by boxes alone
+    assert _one_box_at_a_crossing(review_iou=0.3) == {1: ("lost", -1), 2: ("confirmed", 0)}  # by its pose

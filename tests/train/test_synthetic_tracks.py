@@ -4,7 +4,19 @@ import numpy as np
 import pytest
 
 from pose.keypoints import NUM_KEYPOINTS
-from train.synthetic.tracks import SCENARIOS, NoiseModel, Scenario, body_keypoints, simulate_sequence
+from train.synthetic.tracks import (
+    SCENARIOS,
+    SCENE_NOISE,
+    SCENES,
+    SCRIPTED_LAYOUTS,
+    NoiseModel,
+    Scenario,
+    body_keypoints,
+    ground_row,
+    pixel_length,
+    pose_in_boxes,
+    simulate_sequence,
+)
 from train.tracking_metrics import (
     FrameOutput,
     estimate_lag,
@@ -193,3 +205,110 @@ def test_estimate_lag_of_a_ramp():
 def test_frame_output_checks_lengths():
     with pytest.raises(ValueError, match="same length"):
         FrameOutput(np.arange(2), np.zeros((3, 4)), np.zeros((2, K, 2)))
+
+
+# -- the scripted scenes -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("depth", (0.0, 5.0), "depth"),
+        ("depth", (1.0, 5.0), "depth"),  # scripted layouts need 2 m or more
+        ("body_size", (2.0, 1.0), "body_size"),
+        ("absence", 0, "absence"),
+        ("miss_bursts", 1.0, "miss_bursts"),
+    ],
+)
+def test_scripted_scenario_rejects_bad_values(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        Scenario("x", layout="depths", **{field: value})
+
+
+@pytest.mark.parametrize(("field", "value"), [("low_confidence_error", -1.0), ("detection_ramp", 0.0)])
+def test_noise_model_rejects_bad_new_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        NoiseModel(**{field: value})
+
+
+def test_every_scripted_layout_has_a_scene():
+    assert {s.layout for s in SCENES.values()} == set(SCRIPTED_LAYOUTS)
+    for scene in SCENES.values():
+        assert scene.num_frames == 300 and scene.frame_size == (1280, 720) and 2 <= scene.num_animals <= 5
+
+
+def test_camera_puts_far_animals_higher_and_smaller():
+    size = (1280, 720)
+    assert ground_row(11.0, size) < ground_row(5.0, size) < 720
+    assert pixel_length(1.5, 11.0, size) < pixel_length(1.5, 5.0, size)
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return {name: [simulate_sequence(scenario, SCENE_NOISE, seed=seed) for seed in (0, 1)]
+            for name, scenario in SCENES.items()}
+
+
+def _longest_absence(present: np.ndarray) -> int:
+    seen = np.flatnonzero(present)
+    return int((np.diff(seen) - 1).max()) if len(seen) > 1 else 0
+
+
+def test_scenes_are_deterministic_and_well_formed(scenes):
+    again = simulate_sequence(SCENES["depths"], SCENE_NOISE, seed=0)
+    np.testing.assert_array_equal(again.keypoints, scenes["depths"][0].keypoints)
+    for name, sequences in scenes.items():
+        for seq in sequences:
+            assert seq.keypoints.shape == (300, SCENES[name].num_animals, K, 2)
+            assert np.isfinite(seq.keypoints).all() and seq.present.mean() > 0.7
+
+
+def test_depths_scene_hides_animals_behind_nearer_ones(scenes):
+    for seq in scenes["depths"]:
+        rows = seq.boxes[0, :, 3]
+        assert rows.max() - rows.min() > 100  # from 5 to 11 m
+        assert (seq.visibility < 0.25).any(axis=0).sum() >= 2  # several animals hidden for a while
+
+
+def test_hidden_scene_hides_the_small_animal_about_twenty_frames(scenes):
+    for seq in scenes["hidden"]:
+        height = seq.boxes[..., 3] - seq.boxes[..., 1]
+        assert height[:, 1].max() < 0.35 * height[:, 0].min()  # small far, large near
+        assert 15 <= _longest_absence(seq.present[:, 1]) <= 28
+
+
+def test_exit_scene_has_an_animal_out_of_the_frame_about_forty_frames(scenes):
+    for seq in scenes["exit"]:
+        assert 30 <= _longest_absence(seq.present[:, 0]) <= 55
+        out = seq.visibility[:, 0] == 0
+        assert out.sum() >= 20
+
+
+def test_runner_is_fast_and_turns(scenes):
+    for seq in scenes["runner"]:
+        centre = 0.5 * (seq.boxes[:, 0, 0] + seq.boxes[:, 0, 2])
+        length = seq.boxes[:, 0, 2] - seq.boxes[:, 0, 0]
+        step = np.diff(centre)
+        assert np.percentile(np.abs(step) / np.median(length), 90) > 0.05  # runs
+        assert (np.sign(step[np.abs(step) > 2.0])[1:] != np.sign(step[np.abs(step) > 2.0])[:-1]).any()  # reverses
+
+
+def test_miss_bursts_take_detections_away():
+    scenario = dataclasses.replace(SCENES["runner"], num_frames=120)
+    found = [sum(len(f.detections) - (f.animal_index < 0).sum()
+                 for f in simulate_sequence(dataclasses.replace(scenario, miss_bursts=rate), SCENE_NOISE, 3).frames)
+             for rate in (0.0, 0.1)]
+    assert found[1] < 0.85 * found[0]
+
+
+def test_pose_in_boxes_finds_the_animal_in_its_box_and_nothing_elsewhere(scenes):
+    seq = scenes["close-crossing"][0]
+    t = int(np.flatnonzero(seq.present[:, 0])[10])
+    rng = np.random.default_rng(0)
+    poses = pose_in_boxes(seq, t, np.stack([seq.boxes[t, 0], [0.0, 0.0, 40.0, 30.0]]), rng)
+    assert poses.keypoints.shape == (2, K, 3)
+    confident = poses.keypoints[0, :, 2] >= 0.3
+    error = np.linalg.norm(poses.keypoints[0, confident, :2] - seq.keypoints[t, 0, confident], axis=-1)
+    size = np.sqrt(np.prod(seq.boxes[t, 0, 2:] - seq.boxes[t, 0, :2]))
+    assert confident.sum() >= 8 and np.median(error) < 0.1 * size
+    assert (poses.keypoints[1, :, 2] < 0.3).all()

@@ -50,12 +50,24 @@ class Scenario:
         num_frames: sequence length in frames.
         frame_size: (width, height) in pixels.
         layout: "crossing" (pairs walking at each other), "herd" (same direction, different speeds)
-            or "occluder" (animals walking behind static occluders). Animals turn round at the
-            frame edges, so paths cross again.
-        body_length: range of body lengths in pixels at the bottom of the frame.
+            or "occluder" (animals walking behind static occluders); or one of the scripted layouts
+            (:data:`SCRIPTED_LAYOUTS`, seen by a camera 1.3 m above flat ground, sizes from depths in
+            metres): "close-crossing" (pairs at nearly the same depth walking through each other, one of
+            a pair sometimes stopping in the middle), "tight-herd" (animals walking together, boxes
+            overlapping heavily), "depths" (animals spread over ``depth`` hiding each other, with
+            grazing stops, head down), "runner" (a fast runner with abrupt starts, stops and reversals
+            among walkers), "exit" (an animal leaves the frame for ``absence`` frames and comes back),
+            "hidden" (a small far animal fully hidden about ``absence`` frames behind a large near one
+            that grazes). Animals turn round at the frame edges, so paths cross again.
+        body_length: range of body lengths in pixels at the bottom of the frame (the first three layouts).
         speed: range of cruising speeds in body lengths per frame (0.03 = a walk at 30 fps).
         stop_rate: chance per frame that a walking animal stops for a while.
         occluders: static occluder boxes as fractions of the frame (x1, y1, x2, y2).
+        depth: range of the animals' distances to the camera in metres (scripted layouts).
+        body_size: range of body lengths in metres (scripted layouts).
+        absence: frames out of the frame ("exit") or fully hidden ("hidden").
+        miss_bursts: chance per animal and frame that the detector starts missing it for 2 to 5 frames
+            (motion blur, an odd pose), on top of the noise model's independent misses.
     """
 
     name: str
@@ -67,10 +79,15 @@ class Scenario:
     speed: tuple[float, float] = (0.02, 0.08)
     stop_rate: float = 0.005
     occluders: tuple[tuple[float, float, float, float], ...] = ()
+    depth: tuple[float, float] = (5.0, 11.0)
+    body_size: tuple[float, float] = (1.2, 2.0)
+    absence: int = 40
+    miss_bursts: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.layout not in ("crossing", "herd", "occluder"):
-            raise ValueError(f"layout must be 'crossing', 'herd' or 'occluder', got {self.layout!r}")
+        if self.layout not in ("crossing", "herd", "occluder", *SCRIPTED_LAYOUTS):
+            raise ValueError(f"layout must be 'crossing', 'herd', 'occluder' or one of {SCRIPTED_LAYOUTS}, "
+                             f"got {self.layout!r}")
         if self.num_animals < 1:
             raise ValueError(f"num_animals must be >= 1, got {self.num_animals}")
         if self.num_frames < 2:
@@ -83,7 +100,20 @@ class Scenario:
             raise ValueError(f"speed must be an increasing non-negative range, got {self.speed}")
         if not 0 <= self.stop_rate < 1:
             raise ValueError(f"stop_rate must be in [0, 1), got {self.stop_rate}")
+        for name in ("depth", "body_size"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"{name} must be an increasing positive range, got {getattr(self, name)}")
+        if self.layout in SCRIPTED_LAYOUTS and self.depth[0] < 2.0:
+            raise ValueError(f"depth must start at 2 m or more (nearer animals leave the frame), got {self.depth}")
+        if self.absence < 1:
+            raise ValueError(f"absence must be >= 1 frame, got {self.absence}")
+        if not 0 <= self.miss_bursts < 1:
+            raise ValueError(f"miss_bursts must be in [0, 1), got {self.miss_bursts}")
 
+
+#: Layouts whose motion is scripted per animal (:func:`_scripted_walk`).
+SCRIPTED_LAYOUTS: tuple[str, ...] = ("close-crossing", "tight-herd", "depths", "runner", "exit", "hidden")
 
 #: Scenarios of the benchmark.
 SCENARIOS: dict[str, Scenario] = {
@@ -93,7 +123,6 @@ SCENARIOS: dict[str, Scenario] = {
     "occluder": Scenario("occluder", num_animals=3, layout="occluder",
                          occluders=((0.3, 0.0, 0.4, 1.0), (0.62, 0.35, 0.7, 1.0))),
 }
-
 
 @dataclass(frozen=True)
 class NoiseModel:
@@ -106,8 +135,12 @@ class NoiseModel:
         false_positives: expected false detections per frame.
         low_confidence_rate: chance that a visible keypoint comes out with low confidence and a
             large error (a confused heatmap).
+        low_confidence_error: std of such a keypoint's error (and of a hidden one's), in units of
+            ``keypoint_jitter``.
         outlier_rate: chance that a keypoint is confidently wrong (swapped with its left/right partner).
         min_visibility: animals less visible than this are neither detected nor counted as truth.
+        detection_ramp: the chance of detecting an animal rises linearly from 0 at ``min_visibility`` to
+            ``1 - miss_rate`` at ``min_visibility + detection_ramp``.
     """
 
     keypoint_jitter: float = 0.03
@@ -115,18 +148,41 @@ class NoiseModel:
     miss_rate: float = 0.05
     false_positives: float = 0.3
     low_confidence_rate: float = 0.1
+    low_confidence_error: float = 5.0
     outlier_rate: float = 0.01
     min_visibility: float = 0.25
+    detection_ramp: float = 0.35
 
     def __post_init__(self) -> None:
-        for name in ("keypoint_jitter", "box_jitter", "false_positives"):
+        for name in ("keypoint_jitter", "box_jitter", "false_positives", "low_confidence_error"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a non-negative number, got {value}")
+        if not 0.0 < self.detection_ramp <= 1.0:
+            raise ValueError(f"detection_ramp must be in (0, 1], got {self.detection_ramp}")
         for name in ("miss_rate", "low_confidence_rate", "outlier_rate", "min_visibility"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
+
+
+#: Noise of the scenes below: fewer and smaller gross keypoint errors than :class:`NoiseModel`'s defaults (raw
+#: keypoints off by some 7% of the box size rather than 10%), and animals half hidden found more often.
+SCENE_NOISE = NoiseModel(low_confidence_rate=0.05, low_confidence_error=3.5, detection_ramp=0.15)
+
+#: Scenes of the identity and smoothing benchmark (``bench.track_scenes``): six kinds of trouble for a tracker,
+#: 300 frames at 1280x720 and 30 fps each.
+SCENES: dict[str, Scenario] = {
+    "close-crossing": Scenario("close-crossing", num_animals=4, layout="close-crossing", speed=(0.02, 0.06),
+                               depth=(5.0, 9.0)),
+    "tight-herd": Scenario("tight-herd", num_animals=3, layout="tight-herd", speed=(0.02, 0.05), depth=(5.0, 8.0)),
+    "depths": Scenario("depths", num_animals=5, layout="depths", speed=(0.015, 0.04), depth=(5.0, 11.0)),
+    "runner": Scenario("runner", num_animals=3, layout="runner", speed=(0.02, 0.05), depth=(5.0, 10.0),
+                       miss_bursts=0.02),
+    "exit": Scenario("exit", num_animals=3, layout="exit", speed=(0.02, 0.05), depth=(5.0, 10.0), absence=40),
+    "hidden": Scenario("hidden", num_animals=2, layout="hidden", speed=(0.02, 0.04), depth=(5.0, 10.0),
+                       absence=20),
+}
 
 
 @dataclass(frozen=True)
@@ -252,6 +308,249 @@ def _walk(scenario: Scenario, rng: np.random.Generator) -> tuple[np.ndarray, np.
     return ground, facings, lengths, phases
 
 
+# -- scripted scenes -------------------------------------------------------------------------------
+
+#: Camera of the scripted layouts: focal length (fraction of the frame width), height above the ground
+#: (metres) and the horizon's row (fraction of the frame height).
+_FOCAL, _CAMERA_HEIGHT, _HORIZON = 0.9, 1.3, 0.25
+
+
+def ground_row(depth: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
+    """Image row (pixels) of the ground at ``depth`` metres from the camera of the scripted layouts."""
+    width, height = frame_size
+    return _HORIZON * height + _FOCAL * width * _CAMERA_HEIGHT / np.asarray(depth)
+
+
+def pixel_length(size: np.ndarray, depth: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
+    """Length in pixels of ``size`` metres seen at ``depth`` metres by the camera of the scripted layouts."""
+    return _FOCAL * frame_size[0] * np.asarray(size) / np.asarray(depth)
+
+
+@dataclass
+class _Plan:
+    """What each of A animals does over T frames in a scripted layout.
+
+    Attributes:
+        x: (A,) start position along the ground, pixels.
+        depth: (A,) start distance to the camera, metres.
+        size: (A,) body length, metres.
+        direction: (A,) +1 walking right, -1 left.
+        cruise: (A,) cruising speed, body lengths per frame.
+        drift: (A,) bool, the speed drifts about the cruising speed.
+        abrupt: (A,) bool, starts and stops take some five frames, not ten, and turns half as long.
+        stop: (T, A) bool, the animal wants to stand still.
+        graze: (T, A) bool, standing with the head down.
+        flip: (T, A) bool, the animal turns round in that frame.
+        exit_wait: (A,) frames the animal stays out once it has left the frame (0: it turns at the edges).
+        wander: (A,) std of the per-frame change of depth, metres.
+    """
+
+    x: np.ndarray
+    depth: np.ndarray
+    size: np.ndarray
+    direction: np.ndarray
+    cruise: np.ndarray
+    drift: np.ndarray
+    abrupt: np.ndarray
+    stop: np.ndarray
+    graze: np.ndarray
+    flip: np.ndarray
+    exit_wait: np.ndarray
+    wander: np.ndarray
+
+
+def _base_plan(scenario: Scenario, rng: np.random.Generator) -> _Plan:
+    """Walkers spread over the frame and ``scenario.depth``, with random stops."""
+    a, t_count = scenario.num_animals, scenario.num_frames
+    stop = np.zeros((t_count, a), bool)
+    for i in range(a):
+        t = 0
+        while t < t_count:
+            if rng.random() < scenario.stop_rate:
+                length = int(rng.integers(15, 60))
+                stop[t:t + length, i] = True
+                t += length
+            t += 1
+    # Depths spread over the range (two animals do not walk through each other), in random order.
+    depth = np.linspace(*scenario.depth, a) + rng.uniform(-0.25, 0.25, a) * (scenario.depth[1] - scenario.depth[0]) / a
+    return _Plan(
+        x=rng.uniform(0.1, 0.9, a) * scenario.frame_size[0], depth=rng.permutation(depth),
+        size=rng.uniform(*scenario.body_size, a), direction=rng.choice([-1.0, 1.0], a),
+        cruise=rng.uniform(*scenario.speed, a), drift=np.ones(a, bool), abrupt=np.zeros(a, bool), stop=stop,
+        graze=np.zeros((t_count, a), bool), flip=np.zeros((t_count, a), bool), exit_wait=np.zeros(a, np.int64),
+        wander=np.full(a, 0.005),
+    )
+
+
+def _speed_px(plan: _Plan, i: int, frame_size: tuple[int, int]) -> float:
+    return float(plan.cruise[i] * pixel_length(plan.size[i], plan.depth[i], frame_size))
+
+
+def _meet(plan: _Plan, i: int, x_meet: float, t_meet: float, frame_size: tuple[int, int]) -> None:
+    """Start animal ``i`` where, walking at its cruising speed, it reaches ``x_meet`` at frame ``t_meet``."""
+    plan.x[i] = np.clip(x_meet - plan.direction[i] * _speed_px(plan, i, frame_size) * t_meet,
+                        0.05 * frame_size[0], 0.95 * frame_size[0])
+
+
+def _plan_close_crossing(scenario: Scenario, rng: np.random.Generator) -> _Plan:
+    plan = _base_plan(scenario, rng)
+    a, t_count, width = scenario.num_animals, scenario.num_frames, scenario.frame_size[0]
+    for first in range(0, a - 1, 2):
+        pair = [first, first + 1]
+        plan.depth[first + 1] = min(plan.depth[first] + rng.uniform(0.2, 0.8), scenario.depth[1] + 0.8)
+        plan.direction[pair] = [1.0, -1.0]
+        x_meet, t_meet = rng.uniform(0.3, 0.7) * width, rng.uniform(0.25, 0.65) * t_count
+        for i in pair:
+            _meet(plan, i, x_meet, t_meet, scenario.frame_size)
+        if rng.random() < 0.5:  # one of them stops in the middle of the crossing
+            start = int(t_meet + rng.integers(-5, 5))
+            plan.stop[max(start, 0):start + int(rng.integers(10, 40)), pair[rng.integers(2)]] = True
+    return plan
+
+
+def _plan_tight_herd(scenario: Scenario, rng: np.random.Generator) -> _Plan:
+    plan = _base_plan(scenario, rng)
+    a = scenario.num_animals
+    plan.depth = plan.depth[0] + rng.uniform(-0.5, 0.5, a)
+    plan.direction[:] = plan.direction[0]
+    plan.cruise = plan.cruise[0] * (1 + rng.uniform(-0.15, 0.15, a))
+    plan.x = plan.x[0] + rng.uniform(-0.5, 0.5, a) * pixel_length(plan.size, plan.depth, scenario.frame_size)
+    return plan
+
+
+def _plan_depths(scenario: Scenario, rng: np.random.Generator) -> _Plan:
+    plan = _base_plan(scenario, rng)
+    a, t_count = scenario.num_animals, scenario.num_frames
+    far = plan.depth > np.mean(scenario.depth)
+    for i in range(a):
+        for _ in range(int(rng.integers(1, 3)) + int(far[i])):
+            start, length = int(rng.integers(0, t_count)), int(rng.integers(30, 90))
+            plan.graze[start:start + length, i] = True
+    plan.stop |= plan.graze
+    return plan
+
+
+def _plan_runner(scenario: Scenario, rng: np.random.Generator) -> _Plan:
+    plan = _base_plan(scenario, rng)
+    t_count = scenario.num_frames
+    nearest = int(np.argmin(plan.depth))
+    plan.depth[[0, nearest]] = plan.depth[[nearest, 0]]  # the runner in front
+    plan.cruise[0] = rng.uniform(0.08, 0.14)
+    plan.size[0] = rng.uniform(0.8, 1.3)  # a dog, not a horse
+    plan.drift[0], plan.abrupt[0] = False, True
+    plan.stop[:, 0] = False
+    t = int(rng.integers(0, 20))
+    while t < t_count:
+        t += int(rng.integers(15, 50))  # a run
+        if rng.random() < 0.25:
+            plan.flip[min(t, t_count - 1), 0] = True  # a reversal at full speed
+            continue
+        pause = int(rng.integers(4, 20))
+        plan.stop[t:t + pause, 0] = True
+        if rng.random() < 0.5:
+            plan.flip[min(t + pause - 1, t_count - 1), 0] = True
+        t += pause
+    return plan
+
+
+def _plan_exit(scenario: Scenario, rng: np.random.Generator) -> _Plan:
+    plan = _base_plan(scenario, rng)
+    width = scenario.frame_size[0]
+    plan.direction[0] = rng.choice([-1.0, 1.0])
+    plan.x[0] = width / 2 - plan.direction[0] * rng.uniform(0.15, 0.3) * width
+    plan.cruise[0] = rng.uniform(0.03, 0.06)
+    nearest = int(np.argmin(plan.depth))
+    plan.depth[[0, nearest]] = plan.depth[[nearest, 0]]  # in front, in view
+    plan.stop[:, 0] = False
+    # Going from a quarter in view to fully out, and back, takes about a body length; turning some 5 frames.
+    plan.exit_wait[0] = max(scenario.absence - round(0.9 / plan.cruise[0]) - 5, 1)
+    return plan
+
+
+def _plan_hidden(scenario: Scenario, rng: np.random.Generator) -> _Plan:
+    """A small animal far from the camera stands, trots past behind a large one near the camera, fully hidden for
+    about ``absence`` frames, and stands again on the other side; the large one grazes, walks slowly the other way
+    while the small one passes, and grazes again. Any other animal walks in front of the large one."""
+    plan = _base_plan(scenario, rng)
+    t_count, width, frame_size = scenario.num_frames, scenario.frame_size[0], scenario.frame_size
+    big, small = 0, 1
+    plan.size[big], plan.depth[big] = rng.uniform(1.8, 2.2), rng.uniform(4.5, 5.5)
+    plan.size[small], plan.depth[small] = rng.uniform(0.5, 0.7), plan.depth[big] * rng.uniform(2.0, 2.2)
+    plan.depth[2:] = rng.uniform(3.2, 4.2, scenario.num_animals - 2)
+    plan.drift[[big, small]] = plan.abrupt[[big, small]] = False
+    plan.wander[[big, small]] = 0.0
+    t_meet, x_meet = rng.uniform(0.35, 0.65) * t_count, rng.uniform(0.45, 0.55) * width
+    plan.direction[small] = rng.choice([-1.0, 1.0])
+    plan.direction[big] = -plan.direction[small]
+    # The large one walks for 2 * absence frames about the meeting, at its cruising speed.
+    plan.cruise[big] = rng.uniform(0.015, 0.025)
+    walk = scenario.absence
+    plan.stop[:, big] = True
+    plan.stop[max(int(t_meet) - walk, 0):int(t_meet) + walk, big] = False
+    plan.graze[:, big] = plan.stop[:, big]
+    big_speed = _speed_px(plan, big, frame_size)
+    plan.x[big] = x_meet - plan.direction[big] * big_speed * walk
+    # Fully hidden while the small box is inside the large one's (about their lengths apart), hidden enough not to
+    # be detected a little longer: the small one's speed past the large one sets how long.
+    big_px, small_px = (pixel_length(plan.size[i], plan.depth[i], frame_size) for i in (big, small))
+    speed = max(1.25 * (big_px - small_px) / scenario.absence - big_speed, 0.05 * small_px)
+    plan.cruise[small] = speed / small_px
+    run = int((0.6 * big_px + small_px + rng.uniform(30, 120)) / speed)  # frames from where it stands to the middle
+    plan.x[small] = x_meet - plan.direction[small] * speed * run
+    plan.stop[:, small] = True
+    plan.stop[max(int(t_meet) - run, 0):int(t_meet) + run, small] = False
+    return plan
+
+
+_PLANS = {"close-crossing": _plan_close_crossing, "tight-herd": _plan_tight_herd, "depths": _plan_depths,
+          "runner": _plan_runner, "exit": _plan_exit, "hidden": _plan_hidden}
+
+
+def _scripted_walk(scenario: Scenario, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Ground points (T, A, 2), facing, body lengths in pixels, gait phase and head pitch (T, A) of a scripted
+    layout (:func:`_walk`'s outputs and the head pitch: 0 level, about 1 radian grazing)."""
+    plan = _PLANS[scenario.layout](scenario, rng)
+    t_count, a = scenario.num_frames, scenario.num_animals
+    width, _ = scenario.frame_size
+    x, depth, direction = plan.x.astype(float), plan.depth.astype(float), plan.direction.astype(float)
+    facing = direction.copy()
+    speed_factor, gait = np.ones(a), np.where(plan.stop[0], 0.0, 1.0)
+    phase, pitch = rng.uniform(0, 2 * np.pi, a), np.zeros(a)
+    waiting, exited = np.zeros(a, np.int64), np.zeros(a, bool)
+    turn_rate = np.where(plan.abrupt, 0.15, 0.08)  # a turn round takes some 13 or 25 frames
+    gait_rate = np.where(plan.abrupt, 0.35, 0.2)
+    ground, facings, lengths, phases, pitches = (np.zeros((t_count, a)) for _ in range(5))
+    ground = np.zeros((t_count, a, 2))
+    for t in range(t_count):
+        length = pixel_length(plan.size, depth, scenario.frame_size)
+        ground[t, :, 0], ground[t, :, 1] = x, ground_row(depth, scenario.frame_size)
+        facings[t], lengths[t], phases[t], pitches[t] = facing, length, phase, pitch
+        drift = np.where(plan.drift, 0.05 * (1.0 - speed_factor) + rng.normal(0, 0.06, a), 0.0)
+        speed_factor = np.clip(speed_factor + drift, 0.3, 1.8)
+        # An exiting animal waits out of the frame, then turns and comes back.
+        outside = (x < -0.7 * length) | (x > width + 0.7 * length)
+        leaving = (plan.exit_wait > 0) & ~exited & outside
+        waiting = np.where(leaving & (waiting == 0), plan.exit_wait, waiting)
+        exited |= leaving
+        back = waiting == 1
+        waiting = np.maximum(waiting - 1, 0)
+        moving = ~plan.stop[t] & (waiting == 0)
+        gait += gait_rate * (moving - gait)
+        at_edge = ((x < 0.06 * width) & (direction < 0)) | ((x > 0.94 * width) & (direction > 0))
+        turn = plan.flip[t] | back | (at_edge & ((plan.exit_wait == 0) | exited) & ~outside)
+        direction = np.where(turn, -direction, direction)
+        facing += np.clip(direction - facing, -turn_rate, turn_rate)
+        facing = np.where(np.abs(facing) < 0.05, 0.05 * direction, facing)  # never exactly edge-on
+        speed = plan.cruise * speed_factor * gait * length
+        x = x + speed * facing
+        depth = np.clip(depth + rng.normal(0, 1, a) * plan.wander * gait, 0.9 * scenario.depth[0],
+                        1.1 * scenario.depth[1] + 1.0)
+        phase = phase + 2 * np.pi * speed / (_STRIDE * length)
+        pitch += 0.15 * (np.where(plan.graze[t], 1.0, 0.0) - pitch)
+    return ground, facings, lengths, phases, pitches
+
+
 def _leg(root: np.ndarray, swing: np.ndarray, bend: float) -> tuple[np.ndarray, np.ndarray]:
     """Elbow/knee and paw of legs hanging from ``root`` (..., 2) with swing angles (...,), body-length units."""
     upper = np.stack([np.sin(swing), np.cos(swing)], -1) * _UPPER_LEG
@@ -371,12 +670,33 @@ def _visibility(boxes: np.ndarray, keypoints: np.ndarray, depth: np.ndarray, occ
 # -- observations ----------------------------------------------------------------------------------
 
 
+def _observe_keypoints(truth: np.ndarray, visible: np.ndarray, box_size: np.ndarray, noise: NoiseModel,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """What the pose model reports of n animals: keypoints (n, K, 2) and confidences (n, K), from the true
+    keypoints (n, K, 2), which of them are ``visible`` (n, K) and the boxes' (width, height) (n, 2)."""
+    n = len(truth)
+    scale = np.sqrt(np.prod(np.maximum(box_size, 1), 1))
+    weight = np.clip(SIGMAS / SIGMAS.mean(), 0.5, 1.5)
+    conf = np.clip(rng.beta(6, 2, (n, NUM_KEYPOINTS)), 0.35, 0.99)
+    error_std = noise.keypoint_jitter * scale[:, None] * weight[None] * 0.75 / conf
+    low = ~visible | (rng.random((n, NUM_KEYPOINTS)) < noise.low_confidence_rate)
+    conf = np.where(low, rng.uniform(0.0, 0.3, (n, NUM_KEYPOINTS)), conf)
+    error_std = np.where(low, noise.low_confidence_error * noise.keypoint_jitter * scale[:, None] * weight[None],
+                         error_std)
+    observed = truth + rng.normal(0, 1, (n, NUM_KEYPOINTS, 2)) * error_std[..., None]
+    swapped = (rng.random((n, NUM_KEYPOINTS)) < noise.outlier_rate) & (FLIP_INDEX != np.arange(NUM_KEYPOINTS))
+    return np.where(swapped[..., None], truth[:, FLIP_INDEX] + (observed - truth), observed), conf
+
+
 def _observe(boxes: np.ndarray, keypoints: np.ndarray, visibility: np.ndarray, keypoint_visible: np.ndarray,
-             scenario: Scenario, noise: NoiseModel, rng: np.random.Generator) -> SimulatedFrame:
-    """Noisy detections and poses of one frame."""
+             scenario: Scenario, noise: NoiseModel, rng: np.random.Generator,
+             missed: np.ndarray | None = None) -> SimulatedFrame:
+    """Noisy detections and poses of one frame; animals ``missed`` (A,) bool are not detected."""
     width, height = scenario.frame_size
     detectable = visibility >= noise.min_visibility
-    p_detect = (1 - noise.miss_rate) * np.clip((visibility - noise.min_visibility) / 0.35, 0.0, 1.0)
+    if missed is not None:
+        detectable = detectable & ~missed
+    p_detect = (1 - noise.miss_rate) * np.clip((visibility - noise.min_visibility) / noise.detection_ramp, 0.0, 1.0)
     found = np.flatnonzero(detectable & (rng.random(len(boxes)) < p_detect))
     n = len(found)
     vis = visibility[found]
@@ -385,18 +705,7 @@ def _observe(boxes: np.ndarray, keypoints: np.ndarray, visibility: np.ndarray, k
     det_boxes = boxes[found] + rng.normal(0, 1, (n, 4)) * jitter
     scores = np.clip(rng.normal(0.82, 0.08, n), 0.3, 0.99) * (0.35 + 0.65 * vis)
 
-    scale = np.sqrt(np.prod(np.maximum(wh, 1), 1))
-    weight = np.clip(SIGMAS / SIGMAS.mean(), 0.5, 1.5)
-    kp_true = keypoints[found]
-    visible = keypoint_visible[found]
-    conf = np.clip(rng.beta(6, 2, (n, NUM_KEYPOINTS)), 0.35, 0.99)
-    error_std = noise.keypoint_jitter * scale[:, None] * weight[None] * 0.75 / conf
-    low = ~visible | (rng.random((n, NUM_KEYPOINTS)) < noise.low_confidence_rate)
-    conf = np.where(low, rng.uniform(0.0, 0.3, (n, NUM_KEYPOINTS)), conf)
-    error_std = np.where(low, 5 * noise.keypoint_jitter * scale[:, None] * weight[None], error_std)
-    kp_obs = kp_true + rng.normal(0, 1, (n, NUM_KEYPOINTS, 2)) * error_std[..., None]
-    swapped = (rng.random((n, NUM_KEYPOINTS)) < noise.outlier_rate) & (FLIP_INDEX != np.arange(NUM_KEYPOINTS))
-    kp_obs = np.where(swapped[..., None], kp_true[:, FLIP_INDEX] + (kp_obs - kp_true), kp_obs)
+    kp_obs, conf = _observe_keypoints(keypoints[found], keypoint_visible[found], wh, noise, rng)
 
     n_fp = rng.poisson(noise.false_positives)
     fp_size = rng.uniform(*scenario.body_length, n_fp) * rng.uniform(0.6, 1.0, n_fp)
@@ -428,11 +737,16 @@ def simulate_sequence(scenario: Scenario, noise: NoiseModel | None = None, seed:
     """
     noise = noise if noise is not None else NoiseModel()
     rng = np.random.default_rng(seed)
-    ground, facing, length, phase = _walk(scenario, rng)
+    if scenario.layout in SCRIPTED_LAYOUTS:
+        ground, facing, length, phase, head_down = _scripted_walk(scenario, rng)
+    else:
+        ground, facing, length, phase = _walk(scenario, rng)
+        head_down = np.zeros_like(phase)
     pitch = np.zeros_like(phase)
     drift = rng.normal(0, 0.04, phase.shape)
     for t in range(1, len(pitch)):
         pitch[t] = 0.95 * pitch[t - 1] + drift[t]
+    pitch += head_down
     keypoints = body_keypoints(ground, facing, length, phase, pitch)
     boxes = _boxes_from_keypoints(keypoints, length)
     width, height = scenario.frame_size
@@ -444,14 +758,48 @@ def simulate_sequence(scenario: Scenario, noise: NoiseModel | None = None, seed:
     visibility = np.zeros((t_count, a))
     keypoint_visible = np.zeros((t_count, a, NUM_KEYPOINTS), bool)
     frames = []
+    missing = np.zeros(a, np.int64)  # frames left of each animal's burst of misses
     for t in range(t_count):
         visibility[t], keypoint_visible[t] = _visibility(boxes[t], keypoints[t], ground[t, :, 1], occluders,
                                                          scenario.frame_size)
-        frames.append(_observe(clipped[t], keypoints[t], visibility[t], keypoint_visible[t], scenario, noise, rng))
+        if scenario.miss_bursts > 0:
+            starting = (missing == 0) & (rng.random(a) < scenario.miss_bursts)
+            missing = np.where(starting, rng.integers(2, 6, a), missing)
+        frames.append(_observe(clipped[t], keypoints[t], visibility[t], keypoint_visible[t], scenario, noise, rng,
+                               missed=missing > 0))
+        missing = np.maximum(missing - 1, 0)
     return SimulatedSequence(
         scenario=scenario, noise=noise, seed=seed, keypoints=keypoints, boxes=clipped, visibility=visibility,
         present=visibility >= noise.min_visibility, keypoint_visible=keypoint_visible, frames=tuple(frames),
     )
 
 
-# -- scoring ---------------------------------------------------------------------------------------
+def pose_in_boxes(sequence: SimulatedSequence, frame: int, boxes: np.ndarray, rng: np.random.Generator,
+                  min_iou: float = 0.3) -> Poses:
+    """What the simulated pose model finds in ``boxes`` (B, 4) of ``frame`` that the detector did not give (a
+    tracker's predicted boxes, when the pose model runs after tracking).
+
+    In each box, the animal it overlaps most (IoU >= ``min_iou``, at least ``min_visibility`` visible) is observed
+    as the detections' poses are, its keypoints hidden or outside the box coming out with low confidence; a box
+    on no animal gets keypoints scattered over it, all with confidences below 0.3.
+    """
+    from tracking.matching import box_iou
+
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    keypoints = np.zeros((len(boxes), NUM_KEYPOINTS, 3))
+    iou = box_iou(boxes, sequence.boxes[frame]) * sequence.present[frame][None, :]
+    animal = iou.argmax(1) if iou.size else np.zeros(len(boxes), np.int64)
+    for i, box in enumerate(boxes):
+        wh = np.maximum(box[2:] - box[:2], 1.0)
+        if iou.size and iou[i, animal[i]] >= min_iou:
+            truth = sequence.keypoints[frame, animal[i]]
+            inside = ((truth >= box[:2]) & (truth <= box[2:])).all(-1)
+            visible = sequence.keypoint_visible[frame, animal[i]] & inside
+            true_box = sequence.boxes[frame, animal[i]]
+            xy, conf = _observe_keypoints(truth[None], visible[None], (true_box[2:] - true_box[:2])[None],
+                                          sequence.noise, rng)
+            keypoints[i, :, :2], keypoints[i, :, 2] = xy[0], conf[0]
+        else:
+            keypoints[i, :, :2] = box[:2] + rng.random((NUM_KEYPOINTS, 2)) * wh
+            keypoints[i, :, 2] = rng.uniform(0.0, 0.3, NUM_KEYPOINTS)
+    return Poses(keypoints.astype(np.float32), boxes.astype(np.float32))
