@@ -9,6 +9,10 @@ A profile chooses four things, each measured in ``python -m bench.profiles`` (do
 - the detector's input size in pixels (the longer side of the letterboxed frame);
 - how often the detector runs: every frame, or every k-th frame with the tracks predicted in between.
 
+The real-time profile keeps the detector's input size: a smaller input was measured to cost identities and
+keypoints (IDF1 -0.08 at 0.8x the size, -0.27 at 0.5x on the synthetic clips) while running the detector on
+every 2nd frame cost 0.03 at most; see docs/benchmarks.md, "Run profiles".
+
 Anything a user gives explicitly (``--pose-weights``, ``--flip``/``--no-flip``, ``--det-imgsz``,
 ``--det-every``; :func:`animalpose.load`'s ``pose``, ``detector`` or ``pose_settings``) wins over the
 profile. ``animalpose live`` and the web app's webcam tab take ``realtime`` by default on a machine
@@ -33,7 +37,7 @@ class Profile(enum.Enum):
     """What a run is tuned for."""
 
     FULL = "full"  # the most accurate keypoints: HRNet-w32 with the flip test, the detector on every frame
-    REALTIME = "realtime"  # real time on a CPU: RTMPose-m without the flip test, a smaller detector input, less often
+    REALTIME = "realtime"  # real time on a CPU: RTMPose-m without the flip test, the detector on every 2nd frame
 
 
 @dataclass(frozen=True)
@@ -77,11 +81,12 @@ FULL_CHOICES = ProfileChoices(
     det_every=PipelineSettings.det_every,
 )
 
-#: The real-time profile (each choice measured by ``python -m bench.profiles``; docs/benchmarks.md, "Run profiles").
+#: The real-time profile (each choice measured by ``python -m bench.profiles``; docs/benchmarks.md, "Run profiles"):
+#: a 3x cheaper pose model, no flip test and the detector on every 2nd frame, at its full input size.
 REALTIME_CHOICES = ProfileChoices(
     pose_weights="rtmpose_m",
     flip_test=False,
-    det_image_size=320,
+    det_image_size=DetectorSettings.image_size,
     det_every=2,
 )
 

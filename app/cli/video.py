@@ -50,9 +50,11 @@ def add_detector_and_tracker_arguments(parser: argparse.ArgumentParser) -> None:
                        help="IoU above which the detector's non-maximum suppression drops the weaker of two boxes "
                        f"(default {det('iou')}; lower: fewer duplicate boxes on one animal, but animals that overlap "
                        "that much lose one box)")
+    realtime_size = ("" if REALTIME_CHOICES.det_image_size == det("image_size")
+                     else f"; {REALTIME_CHOICES.det_image_size} with --profile realtime")
     group.add_argument("--det-imgsz", type=int, default=None,
-                       help=f"detector input size in pixels, a multiple of 32 (default {det('image_size')}; "
-                       f"{REALTIME_CHOICES.det_image_size} with --profile realtime)")
+                       help=f"detector input size in pixels, a multiple of 32 (default {det('image_size')}"
+                       f"{realtime_size})")
     group.add_argument("--det-every", type=int, default=None, metavar="K",
                        help="run the detector every K frames; tracks are predicted in between "
                        f"(default {track('det_every')}; {REALTIME_CHOICES.det_every} with --profile realtime)")

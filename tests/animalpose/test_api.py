@@ -317,7 +317,7 @@ def test_the_realtime_profile_loads_its_models(monkeypatch):
     model = load(profile="realtime", device="cpu")
     assert model.profile is animalpose.Profile.REALTIME
     assert loaded["pose"] == "rtmpose_m" and loaded["pose_settings"].flip_test is False
-    assert loaded["detector_settings"].image_size == 320
+    assert loaded["detector_settings"].image_size == 640
     assert model.track_defaults.det_every == 2
     full = load(device="cpu")
     assert loaded["pose"] == "hrnet_w32" and loaded["pose_settings"].flip_test is True

@@ -312,8 +312,8 @@ def _choices(argv: list[str], live: bool):
 
 @pytest.mark.parametrize("argv, live, expected", [
     (["track", "c.mp4"], False, ("hrnet_w32", True, 640, 1)),
-    (["track", "c.mp4", "--profile", "realtime"], False, ("rtmpose_m", False, 320, 2)),
-    (["live", "0"], True, ("rtmpose_m", False, 320, 2)),  # no CUDA GPU on this machine
+    (["track", "c.mp4", "--profile", "realtime"], False, ("rtmpose_m", False, 640, 2)),
+    (["live", "0"], True, ("rtmpose_m", False, 640, 2)),  # no CUDA GPU on this machine
     (["live", "0", "--profile", "full"], True, ("hrnet_w32", True, 640, 1)),
     (["track", "c.mp4", "--profile", "realtime", "--flip", "--det-imgsz", "416", "--det-every", "1",
       "--pose-weights", "a.pth"], False, ("a.pth", True, 416, 1)),
@@ -329,7 +329,7 @@ def test_live_says_which_profile_it_runs_and_why(caplog):
     with caplog.at_level(logging.INFO, logger="animalpose"):
         _choices(["live", "0"], live=True)
     assert "profile realtime (no CUDA GPU here; --profile full for the full models): rtmpose_m (no flip test), " \
-        "detector at 320 px every 2nd frame" in caplog.text
+        "detector at 640 px every 2nd frame" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="animalpose"):
         _choices(["track", "c.mp4"], live=False)  # a file with the default profile: nothing to say
@@ -343,11 +343,11 @@ def test_the_profile_reaches_the_models_and_the_tracking(monkeypatch):
     loaded = {}
     monkeypatch.setattr(animalpose, "load", lambda pose, detector, **kwargs: loaded.update(pose=pose, detector=detector,
                                                                                             **kwargs))
-    args = build_parser().parse_args(["live", "0", "--det-every", "4"])
+    args = build_parser().parse_args(["live", "0", "--det-every", "4", "--det-imgsz", "480"])
     choices = cli_track.profile_from_args(args, live=True)
     cli_track.models_from_args(args, choices, live=True)
     assert loaded["pose"] == "rtmpose_m" and loaded["pose_settings"].flip_test is False
-    assert loaded["detector"].image_size == 320
+    assert loaded["detector"].image_size == 480
     assert cli_track.track_settings_from_args(args, live=True, choices=choices).det_every == 4
 
 

@@ -22,7 +22,7 @@ def test_the_realtime_profile_runs_less():
     choices = profiles.profile_choices(Profile.REALTIME)
     assert choices.pose_weights in OFFICIAL_WEIGHTS and choices.pose_weights != FULL_CHOICES.pose_weights
     assert not choices.flip_test
-    assert choices.det_image_size < FULL_CHOICES.det_image_size and choices.det_image_size % 32 == 0
+    assert choices.det_image_size == FULL_CHOICES.det_image_size  # a smaller input cost identities (bench.profiles)
     assert choices.det_every > FULL_CHOICES.det_every
 
 

@@ -275,7 +275,7 @@ def test_the_webcam_tab_says_which_profile_it_starts_with(tmp_path):
 
     jobs = WebJobs(web_settings(tmp_path / "work"), fake_models)
     text = webcam_profile_notice(jobs, Profile.REALTIME)
-    assert "no GPU" in text and "**realtime**" in text and "no flip test" in text and "320 px every 2 frames" in text
+    assert "no GPU" in text and "**realtime**" in text and "no flip test" in text and "640 px every 2 frames" in text
     assert "RTMPose-m is not offered here" in text  # this server offers only the tiny model
     full = webcam_profile_notice(jobs, Profile.FULL)
     assert "GPU" in full and "**full**" in full

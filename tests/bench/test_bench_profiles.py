@@ -19,14 +19,16 @@ def test_the_speed_steps_go_from_full_to_realtime_one_choice_at_a_time():
         changed = [name for name in ("pose_weights", "flip_test", "det_image_size", "det_every")
                    if getattr(before, name) != getattr(after, name)]
         assert len(changed) == 1
+    assert {c.det_image_size for c in steps[steps.index(REALTIME_CHOICES) + 1:]} >= set(bench.SMALLER_DETECTOR_SIZES)
 
 
 def test_the_accuracy_variants_scale_the_detector_as_the_profile_does():
     variants = bench.accuracy_variants(320)
     assert variants[0].flip_test and variants[0].det_imgsz == 320 and variants[0].det_every == 1
-    assert variants[-1] == bench.Variant(variants[-1].label, False, 160, REALTIME_CHOICES.det_every)
+    realtime = bench.scaled_size(320, REALTIME_CHOICES.det_image_size)
+    assert variants[-1] == bench.Variant(variants[-1].label, False, realtime, REALTIME_CHOICES.det_every)
     assert all(v.det_imgsz % 32 == 0 for v in variants)
-    assert {v.det_imgsz for v in variants} == {320, 160, 192} and {v.det_every for v in variants} == {1, 2, 3}
+    assert {v.det_imgsz for v in variants} == {320, 160, 256} and {v.det_every for v in variants} == {1, 2, 3}
     assert bench.scaled_size(640, 320) == 320 and bench.scaled_size(320, 384) == 192
 
 
