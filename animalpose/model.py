@@ -71,7 +71,7 @@ def load(
             detector option (confidence, NMS IoU, input size, classes); None: no detector (poses of
             given boxes only).
         profile: ``"full"`` (the default: the most accurate keypoints) or ``"realtime"`` (real time on a
-            CPU: RTMPose-m without the flip test, the detector at a smaller input every 2nd frame when
+            CPU: RTMPose-m without the flip test, the detector on every 2nd frame when
             tracking); see :mod:`app.profiles`. What is given explicitly (``pose``, ``detector`` as
             :class:`~tracking.detector.DetectorSettings`, ``pose_settings``) wins over it.
         device: ``"auto"`` (CUDA when torch sees a GPU, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``,

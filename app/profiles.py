@@ -10,7 +10,7 @@ A profile chooses four things, each measured in ``python -m bench.profiles`` (do
 - how often the detector runs: every frame, or every k-th frame with the tracks predicted in between.
 
 The real-time profile keeps the detector's input size: a smaller input was measured to cost identities and
-keypoints (IDF1 -0.08 at 0.8x the size, -0.27 at 0.5x on the synthetic clips) while running the detector on
+keypoints (IDF1 -0.08 at 0.8x the size, -0.33 at 0.5x on the synthetic clips) while running the detector on
 every 2nd frame cost 0.03 at most; see docs/benchmarks.md, "Run profiles".
 
 Anything a user gives explicitly (``--pose-weights``, ``--flip``/``--no-flip``, ``--det-imgsz``,
