@@ -29,12 +29,13 @@ import argparse
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from bench.tracking import outputs_from_tracks
 from pose.structures import Poses
 from tracking.smoothing import SmoothingMode
 from tracking.tracker import Track, Tracker, TrackerSettings, smooth_tracks_offline
@@ -128,18 +129,6 @@ def run_tracker(sequence: SimulatedSequence, settings: TrackerSettings, pose_aft
     return TrackerRun(offline, seconds, time.process_time() - start)
 
 
-def outputs_of(frames: Iterable[Sequence[Track]]) -> list[FrameOutput]:
-    """Each frame's tracks as a :class:`FrameOutput` for scoring."""
-    out = []
-    for tracks in frames:
-        if not tracks:
-            out.append(FrameOutput.empty())
-            continue
-        out.append(FrameOutput(np.array([t.track_id for t in tracks]), np.stack([t.box for t in tracks]),
-                               np.stack([t.keypoints for t in tracks])))
-    return out
-
-
 def score_outputs(sequence: SimulatedSequence, outputs: dict[str, list[FrameOutput]]) -> dict[str, dict[str, float]]:
     """Identity and keypoint scores of each mode's outputs; keypoints on the entries where every mode has one."""
     matched = {mode: match_to_truth(sequence, out) for mode, out in outputs.items()}
@@ -165,7 +154,7 @@ def evaluate(sequence: SimulatedSequence, settings: TrackerSettings | None = Non
     for mode in modes:
         mode_settings = replace(settings, smoothing=replace(settings.smoothing, mode=mode))
         run = run_tracker(sequence, mode_settings, pose_after, pose_seed=sequence.seed)
-        outputs[mode.value], seconds[mode.value] = outputs_of(run.frames), (run.seconds, run.offline_seconds)
+        outputs[mode.value], seconds[mode.value] = outputs_from_tracks(run.frames), (run.seconds, run.offline_seconds)
     rows = score_outputs(sequence, outputs)
     for mode, (tracking, offline) in seconds.items():
         rows[mode]["seconds"], rows[mode]["offline_seconds"] = tracking, offline

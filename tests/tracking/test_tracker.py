@@ -671,17 +671,23 @@ def test_a_newcomer_no_lost_track_wants_is_confirmed_after_hold_hits():
     assert first_frame_of_2 == settings.min_hits - 1  # far from the lost track: not held
 
 
-def _crossing(review_iou: float) -> dict[int, float]:
-    """Two animals walking at each other, one facing right, one left, poses given after tracking. In the frame they
-    meet, each detection is nearer the other's prediction. Returns {track id: facing of the pose it ends with}."""
-    tracker = Tracker(TrackerSettings(review_iou=review_iou))
-    for t in range(8):
+def _walk_towards_each_other(tracker: Tracker, frames: int = 8) -> None:
+    """Two animals walking at each other for ``frames`` frames, one facing right (detection 0), one left, with
+    their poses attached after tracking."""
+    for t in range(frames):
         right, left = box_at(20.0 + 10 * t, 100.0), box_at(180.0 - 10 * t, 108.0)
         tracks = tracker.update(dets(right, left))
         if tracks:
             tracker.attach_poses([tr.track_id for tr in tracks],
                                  poses_for(dets(right, left)[[tr.detection_index for tr in tracks]],
                                            [1.0 if tr.detection_index == 0 else -1.0 for tr in tracks]))
+
+
+def _crossing(review_iou: float) -> dict[int, float]:
+    """Two animals walking at each other, one facing right, one left, poses given after tracking. In the frame they
+    meet, each detection is nearer the other's prediction. Returns {track id: facing of the pose it ends with}."""
+    tracker = Tracker(TrackerSettings(review_iou=review_iou))
+    _walk_towards_each_other(tracker)
     # They meet at x = 100; the boxes came out swapped in height (the right-walker's box a little lower).
     right, left = box_at(101.0, 108.0), box_at(99.0, 100.0)
     tracks = tracker.update(dets(right, left))
@@ -701,13 +707,7 @@ def _one_box_at_a_crossing(review_iou: float) -> dict[int, tuple[str, int]]:
     """As :func:`_crossing`, but in the frame they meet only the left-walker is detected, its box where the
     right-walker's track expects one. Returns {track id: (state, detection index)} after the poses."""
     tracker = Tracker(TrackerSettings(review_iou=review_iou))
-    for t in range(8):
-        right, left = box_at(20.0 + 10 * t, 100.0), box_at(180.0 - 10 * t, 108.0)
-        tracks = tracker.update(dets(right, left))
-        if tracks:
-            tracker.attach_poses([tr.track_id for tr in tracks],
-                                 poses_for(dets(right, left)[[tr.detection_index for tr in tracks]],
-                                           [1.0 if tr.detection_index == 0 else -1.0 for tr in tracks]))
+    _walk_towards_each_other(tracker)
     tracks = tracker.update(dets(box_at(101.0, 100.0)))
     # The pose model on each reported box: the detection's own pose for the matched track, the left-walker's pose
     # in the missed track's predicted box (it is there too).
