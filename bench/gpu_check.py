@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from bench.pose import timeit
-from bench.report import write_section
+from bench.report import command_line, write_section
 from pose.estimator import Backend, PoseEstimator, PoseSettings, Precision
 from pose.graphs import batch_buckets, bucket_for
 from pose.model import hrnet_w32
@@ -350,8 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_write:
         sys.stdout.write(body + "\n")
     else:
-        command = "python -m bench.gpu_check " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_section("gpu-check", body, command.strip(), title=f"CUDA paths: accuracy and cost ({args.device})")
+        command = command_line("bench.gpu_check", argv)
+        write_section("gpu-check", body, command, title=f"CUDA paths: accuracy and cost ({args.device})")
     return 0
 
 

@@ -24,6 +24,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +35,8 @@ from animalpose import Model
 from app.profiles import as_profile, profile_choices
 from app.runs import Models
 from app.sources import LiveSettings, LiveSource
-from bench.report import write_section
+from bench.report import command_line, write_section
+from bench.throughput import make_yolo
 from pose.estimator import PoseEstimator, PoseSettings
 from pose.model import ARCHITECTURES, build_model
 from pose.precision import LIVE_PRECISION, Precision
@@ -63,19 +65,6 @@ class TimedFixedDetector:
     def __call__(self, image: np.ndarray) -> Detections:
         self.yolo(image)
         return fixed_detector(image)
-
-
-def _random_yolo(image_size: int, device: str):
-    import tempfile
-
-    from ultralytics import YOLO
-
-    from tracking.detector import Detector, DetectorSettings
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "yolo11n_random.pt"
-        YOLO("yolo11n.yaml").save(str(path))
-        return Detector(DetectorSettings(weights=path, confidence=0.5, image_size=image_size, device=device))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -113,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         pose_name = Path(args.pose).name
     detector, det_every, det_name = fixed_detector, 1, "fixed two boxes per frame"
     if choices:
-        detector = TimedFixedDetector(_random_yolo(choices.det_image_size, args.device))
+        with tempfile.TemporaryDirectory() as tmp:
+            detector = TimedFixedDetector(make_yolo(Path(tmp), args.device, choices.det_image_size))
         det_every = choices.det_every
         det_name = (f"YOLO11n (random weights) at {choices.det_image_size} px every "
                     f"{'frame' if det_every == 1 else f'{det_every} frames'}, answering with two fixed boxes")
@@ -162,13 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n".join(lines)
     logger.info(body)
     if not args.no_write:
-        command = "python -m bench.live " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = command_line("bench.live", argv)
         device = args.device.split(":")[0]
         section, title = ("live", "Live stream latency (CPU)") if device == "cpu" else \
             (f"live-{device}", f"Live stream latency ({args.device})")
         if args.profile:
             section, title = f"{section}-{args.profile}", f"{title}, profile {args.profile}"
-        write_section(section, body, command.strip(), title=title)
+        write_section(section, body, command, title=title)
     return 0
 
 

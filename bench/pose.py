@@ -26,7 +26,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from bench.report import write_section
+from bench.report import command_line, write_section
 from pose.codec import decode_heatmaps, flip_back
 from pose.estimator import Backend, PoseEstimator, PoseSettings, Precision, cudnn_tf32, prepare_inputs
 from pose.keypoints import FLIP_INDEX
@@ -174,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(body + "\n")
     else:
         section = "pose-" + args.device.split(":")[0]
-        command = "python -m bench.pose " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_section(section, body, command.strip(), title=f"Pose model speed ({args.device})")
+        command = command_line("bench.pose", argv)
+        write_section(section, body, command, title=f"Pose model speed ({args.device})")
     return 0
 
 

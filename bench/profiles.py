@@ -25,7 +25,6 @@ Written to the ``profiles`` section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import json
 import logging
@@ -40,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from app.profiles import FULL_CHOICES, REALTIME_CHOICES, ProfileChoices
-from bench.report import markdown_table, write_section
+from bench.report import command_line, markdown_table, write_section
+from tracking.matching import box_area, box_iou
 
 logger = logging.getLogger("bench.profiles")
 
@@ -99,20 +99,12 @@ class TimedTruthDetector:
         return self.truth(image)
 
 
-def _random_yolo(folder: Path) -> Path:
-    from ultralytics import YOLO
-
-    path = folder / "yolo11n_random.pt"
-    if not path.is_file():
-        YOLO("yolo11n.yaml").save(str(path))
-    return path
-
-
 def _estimators(names: set[str]):
     """A random-weight estimator per architecture (ONNX Runtime, as ``--backend auto`` runs on a CPU), and a
     view of it with the flip test (sharing its session)."""
     import torch
 
+    from app.web.models import with_flip_test
     from pose.estimator import Backend, PoseEstimator, PoseSettings
     from pose.model import ARCHITECTURES, build_model
 
@@ -121,9 +113,7 @@ def _estimators(names: set[str]):
         torch.manual_seed(0)
         estimator = PoseEstimator(build_model(ARCHITECTURES[name]).eval(),
                                   PoseSettings(device="cpu", flip_test=False, backend=Backend.AUTO))
-        flipped = copy.copy(estimator)
-        flipped.settings = replace(estimator.settings, flip_test=True)
-        estimators[name] = {False: estimator, True: flipped}
+        estimators[name] = {False: estimator, True: with_flip_test(estimator, True)}
     return estimators
 
 
@@ -142,14 +132,12 @@ def measure_speed(frames: int, animals: list[int], height: int, folder: Path) ->
     """Frames/s of every step of :func:`speed_steps` for each number of animals."""
     from animalpose import Model
     from app.runs import Models, OutputPaths
-    from tracking.detector import Detector, DetectorSettings
+    from bench.throughput import make_yolo
     from train.synthetic import VideoSettings, render_video
 
     steps = speed_steps()
     estimators = _estimators({choices.pose_weights for _, choices in steps})
-    weights = _random_yolo(folder)
-    yolos = {size: Detector(DetectorSettings(weights=weights, confidence=0.5, image_size=size, device="cpu"))
-             for size in {choices.det_image_size for _, choices in steps}}
+    yolos = {size: make_yolo(folder, "cpu", size) for size in {choices.det_image_size for _, choices in steps}}
     rows = []
     for count in animals:
         clip = folder / f"clip_{count}.mp4"
@@ -205,15 +193,6 @@ def accuracy_variants(native: int) -> list[Variant]:
     return variants
 
 
-def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every [x1, y1, x2, y2] box of ``a`` with every one of ``b``."""
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
-    area = lambda boxes: np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
-
-
 def keypoint_change(reference: list[dict], frames: list[dict], threshold: float = 0.3) -> float:
     """Mean distance between the keypoints of ``frames`` and those of ``reference`` (the JSON frames of two
     runs on one clip), animals matched by box IoU >= 0.5 (greedy, best first), keypoints both report above
@@ -226,7 +205,7 @@ def keypoint_change(reference: list[dict], frames: list[dict], threshold: float 
             continue
         boxes = np.array([a["bbox"] for a in frame["animals"]], float).reshape(-1, 4)
         ref_boxes = np.array([a["bbox"] for a in other["animals"]], float).reshape(-1, 4)
-        iou = _box_iou(boxes, ref_boxes)
+        iou = box_iou(boxes, ref_boxes)
         while iou.size and iou.max() >= 0.5:
             i, j = np.unravel_index(np.argmax(iou), iou.shape)
             iou[i, :] = iou[:, j] = -1
@@ -234,7 +213,7 @@ def keypoint_change(reference: list[dict], frames: list[dict], threshold: float 
             theirs = np.array(other["animals"][j]["keypoints"], float)
             both = (mine[:, 2] > threshold) & (theirs[:, 2] > threshold)
             if both.any():
-                size = math.sqrt(max(np.prod(ref_boxes[j, 2:] - ref_boxes[j, :2]), 1e-9))
+                size = math.sqrt(max(box_area(ref_boxes[j:j + 1])[0], 1e-9))
                 changes.extend(np.linalg.norm(mine[both, :2] - theirs[both, :2], axis=1) / size)
     return 100.0 * float(np.mean(changes)) if changes else math.nan
 
@@ -373,8 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(body)
     print(text)
     if not args.no_write:
-        command = "python -m bench.profiles " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_section("profiles", text, command.strip(), title="Run profiles: full and realtime")
+        command = command_line("bench.profiles", argv)
+        write_section("profiles", text, command, title="Run profiles: full and realtime")
     return 0
 
 

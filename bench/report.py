@@ -6,6 +6,7 @@ import datetime as _dt
 import os
 import platform
 import re
+import sys
 from pathlib import Path
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -61,3 +62,9 @@ def markdown_table(columns: list[str], rows: list[list[object]], numeric: set[in
              "| " + " | ".join("---:" if i in numeric else "---" for i in range(len(columns))) + " |"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """How a benchmark was run, for :func:`write_section`: ``python -m MODULE`` and its arguments (``argv``, or
+    the process's own when None)."""
+    return " ".join(["python -m", module, *(argv if argv is not None else sys.argv[1:])])

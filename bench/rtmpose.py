@@ -29,7 +29,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from bench.report import write_section
+from bench.report import command_line, write_section
 from pose.estimator import Backend, PoseEstimator, PoseSettings
 from pose.model import ARCHITECTURES, build_model
 
@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_write:
         sys.stdout.write(body + "\n")
     else:
-        command = "python -m bench.rtmpose " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_section("rtmpose-cpu", body, command.strip(), title="RTMPose-m against HRNet-w32 per crop (cpu)")
+        command = command_line("bench.rtmpose", argv)
+        write_section("rtmpose-cpu", body, command, title="RTMPose-m against HRNet-w32 per crop (cpu)")
     return 0
 
 

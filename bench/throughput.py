@@ -39,7 +39,7 @@ from app.runs import Models
 from app.sinks import JsonLinesSink, VideoSink
 from app.sources import VideoFileSource
 from bench.pose import timeit
-from bench.report import write_section
+from bench.report import command_line, write_section
 from pose.estimator import Backend, PoseEstimator, PoseSettings
 from pose.model import hrnet_w32, res50
 from pose.structures import Detections, FrameResult
@@ -64,14 +64,16 @@ class TimedGroundTruthDetector:
         return self.truth(image)
 
 
-def make_yolo(folder: Path, device: str):
+def make_yolo(folder: Path, device: str, image_size: int = 640):
+    """YOLO11n with random weights (saved in ``folder``) at ``image_size``, keeping boxes above 0.5."""
     from ultralytics import YOLO
 
     from tracking.detector import Detector, DetectorSettings
 
     path = folder / "yolo11n_random.pt"
-    YOLO("yolo11n.yaml").save(str(path))
-    return Detector(DetectorSettings(weights=path, confidence=0.5, device=device))
+    if not path.is_file():
+        YOLO("yolo11n.yaml").save(str(path))
+    return Detector(DetectorSettings(weights=path, confidence=0.5, image_size=image_size, device=device))
 
 
 def naive_run(path: Path, detector, estimator: PoseEstimator, out: Path) -> tuple[int, float]:
@@ -227,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_write:
             sys.stdout.write(body + "\n")
         else:
-            command = "python -m bench.throughput " + " ".join(argv if argv is not None else sys.argv[1:])
-            write_section("modes-" + args.device.split(":")[0], body, command.strip(),
+            command = command_line("bench.throughput", argv)
+            write_section("modes-" + args.device.split(":")[0], body, command,
                           title=f"Pipeline paths: today, exact, fast ({args.device})")
         return 0
     from train.synthetic import VideoSettings, render_video
@@ -280,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_write:
         sys.stdout.write(body + "\n")
     else:
-        command = "python -m bench.throughput " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_section("pipeline-" + args.device.split(":")[0], body, command.strip(),
+        command = command_line("bench.throughput", argv)
+        write_section("pipeline-" + args.device.split(":")[0], body, command,
                       title=f"Video pipeline end to end ({args.device})")
     return 0
 

@@ -30,7 +30,7 @@ import cv2
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from bench.report import write_section
+from bench.report import command_line, write_section
 from train.dataset import AP10KDataset, worker_init
 from train.engine import JointsMSELoss, train_one_epoch
 from train.synthetic import DatasetSettings, write_dataset
@@ -195,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_write:
         sys.stdout.write(body + "\n")
     else:
-        command = "python -m bench.train " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_section("train-" + device.type, body, command.strip(), title=f"Training speed ({device})")
+        command = command_line("bench.train", argv)
+        write_section("train-" + device.type, body, command, title=f"Training speed ({device})")
     return 0
 
 
