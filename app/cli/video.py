@@ -110,9 +110,8 @@ def profile_from_args(args: argparse.Namespace, live: bool):
     asked = args.profile is not None
     if asked:
         profile = Profile(args.profile)
-    else:
-        with options_checked({"device": "--device"}):
-            profile = default_profile(live, resolve_device(args.device))
+    else:  # resolve_device reports a bad --device as one line
+        profile = default_profile(live, resolve_device(args.device))
     chosen = profile_choices(profile)
     given = {"pose_weights": args.pose_weights, "flip_test": args.flip_test, "det_image_size": args.det_imgsz,
              "det_every": args.det_every}

@@ -265,7 +265,7 @@ class WebJobs:
         """The label of the real-time profile's pose model among those offered (None: not offered here)."""
         wanted = REALTIME_CHOICES.pose_weights
         for label, status in self._pose.items():
-            if status.usable and (status.entry == wanted or Path(status.entry).name == Path(wanted).name):
+            if status.usable and Path(status.entry).name == wanted:
                 return label
         return None
 

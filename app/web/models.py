@@ -160,8 +160,8 @@ class RunOptions:
         smoothing: "offline" (videos only; the webcam then uses "causal"), "causal" or "none".
         det_every: run the detector every this many frames (videos and webcam).
         flip_test: average the pose network over the image and its mirror (slower, more accurate).
-        det_image_size: the detector's input size in pixels (a multiple of 32; the real-time profile's is
-            smaller: :meth:`app.web.jobs.WebJobs.with_profile`).
+        det_image_size: the detector's input size in pixels (a multiple of 32; set by a profile:
+            :meth:`app.web.jobs.WebJobs.with_profile`).
     """
 
     pose: str
@@ -188,8 +188,10 @@ class RunOptions:
                            f"got {self.det_every}")
         object.__setattr__(self, "det_every", det_every)
         object.__setattr__(self, "flip_test", bool(self.flip_test))
-        if not isinstance(self.det_image_size, int) or self.det_image_size < 32 or self.det_image_size % 32:
-            raise WebError(f"the detector's input size must be a multiple of 32 pixels, got {self.det_image_size}")
+        try:  # checked as the detector's settings check it
+            DetectorSettings(weights=DEFAULT_DETECTOR_WEIGHTS, image_size=self.det_image_size)
+        except ValueError as exc:
+            raise WebError(f"the detector's input size: {exc}") from None
 
 
 @dataclass(frozen=True)
