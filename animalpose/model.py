@@ -79,7 +79,8 @@ def load(
         precision: ``"exact"`` (float32, mmpose's keypoints) or ``"fast"`` (float16 on a GPU), for both
             networks; the CPU always computes in float32.
         pose_settings: every other option of the pose model (flip test, decoding, backend...); its
-            device and precision are replaced by ``device`` and ``precision``.
+            device and precision are replaced by ``device`` and ``precision``. Its backend is also the
+            detector's when ``detector`` is a path or name (ONNX Runtime on the CPU by default).
 
     Raises:
         ValueError: a bad device, precision, profile or setting.
@@ -98,7 +99,8 @@ def load(
         detector_settings = replace(detector, device=device, precision=precision)
     elif isinstance(detector, (str, Path)):
         detector_settings = DetectorSettings(weights=str(detector), image_size=choices.det_image_size, device=device,
-                                             precision=precision, allow_download=is_release_name(detector))
+                                             precision=precision, backend=pose_settings.backend,
+                                             allow_download=is_release_name(detector))
     else:
         raise ValueError(f"detector must be a weights path, a released name or DetectorSettings, got {detector!r}")
     return Model(load_models(pose, pose_settings, detector_settings), profile)

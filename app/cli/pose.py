@@ -70,6 +70,7 @@ def cmd_pose(args: argparse.Namespace) -> int:
     image = read_image(args.image)
     pose_settings = pose_settings_from_args(args, DEFAULT_PRECISION)
     detector = None if args.box else DetectorSettings(weights=args.det_weights, cuda_graphs=pose_settings.cuda_graphs,
+                                                      backend=pose_settings.backend,
                                                       allow_download=is_release_name(args.det_weights))
     try:
         model = animalpose.load(args.pose_weights, detector, device=pose_settings.device,

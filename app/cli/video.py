@@ -136,7 +136,8 @@ def detector_settings_from_args(args: argparse.Namespace, pose_settings, choices
         return DetectorSettings(weights=str(args.det_weights), confidence=args.det_conf, iou=args.det_iou,
                                 image_size=choices.det_image_size, device=pose_settings.device,
                                 precision=pose_settings.precision, half=pose_settings.half,
-                                cuda_graphs=pose_settings.cuda_graphs, allow_download=is_release_name(args.det_weights))
+                                cuda_graphs=pose_settings.cuda_graphs, backend=pose_settings.backend,
+                                allow_download=is_release_name(args.det_weights))
 
 
 def models_from_args(args: argparse.Namespace, choices, live: bool = False):

@@ -331,6 +331,22 @@ def test_the_realtime_profile_loads_its_models(monkeypatch):
         load(profile="fast", device="cpu")
 
 
+def test_the_pose_models_backend_is_the_detectors_when_the_detector_is_named(monkeypatch):
+    import animalpose.model as api
+    from pose.estimator import Backend
+
+    loaded = {}
+    monkeypatch.setattr(api, "load_models", lambda pose, pose_settings, detector_settings: loaded.update(
+        detector_settings=detector_settings) or Models(lambda image: Detections.empty(), lambda image, boxes: None))
+    load(device="cpu")
+    assert loaded["detector_settings"].backend is Backend.AUTO  # ONNX Runtime on the CPU
+    load(device="cpu", pose_settings=PoseSettings(backend=Backend.TORCH))
+    assert loaded["detector_settings"].backend is Backend.TORCH
+    load(detector=animalpose.DetectorSettings(weights="d.pt", backend="onnxruntime"), device="cpu",
+         pose_settings=PoseSettings(backend=Backend.TORCH))
+    assert loaded["detector_settings"].backend is Backend.ONNXRUNTIME  # settings given whole are kept
+
+
 def test_a_realtime_model_tracks_with_the_detector_every_second_frame(synthetic_clip, small_estimator):
     clip, gt = synthetic_clip
     calls = []

@@ -134,6 +134,16 @@ def test_detector_options_reach_the_detector_settings():
     assert cli_track.detector_settings_from_args(default, PoseSettings()).iou == 0.7
 
 
+@pytest.mark.parametrize("backend", ["auto", "torch", "onnxruntime"])
+def test_the_backend_runs_both_networks(backend):
+    from app.cli import build_parser
+    from app.cli.common import pose_settings_from_args
+
+    args = build_parser().parse_args(["track", "c.mp4", "--backend", backend])
+    pose_settings = pose_settings_from_args(args)
+    assert cli_track.detector_settings_from_args(args, pose_settings).backend.value == backend
+
+
 def test_stream_given_to_track_points_to_live(models, capsys):
     assert main(["track", "rtsp://127.0.0.1:9/cam"]) == 2
     assert "animalpose live" in capsys.readouterr().err

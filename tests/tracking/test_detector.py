@@ -10,6 +10,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")  # never reach for the network from t
 
 import torch  # noqa: E402
 
+from pose.estimator import Backend  # noqa: E402
 from pose.graphs import capture_eager  # noqa: E402
 from pose.precision import Precision  # noqa: E402
 from pose.structures import Detections  # noqa: E402
@@ -20,11 +21,13 @@ from tracking.detector import (  # noqa: E402
     DetectorPath,
     DetectorSettings,
     GraphedYolo,
+    OnnxYolo,
     cached_tensors,
     class_ids_for,
     default_classes,
     unsupported_reason,
     wants_graphs,
+    wants_onnx,
 )
 
 COCO_NAMES = ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
@@ -194,8 +197,29 @@ def test_devices_follow_the_one_convention(device):
         DetectorSettings("m.pt", device=device)
 
 
-def test_on_the_cpu_the_detector_calls_predict(md_detector):
-    assert md_detector.path is DetectorPath.PREDICT
+def test_on_the_cpu_the_detector_runs_onnxruntime_by_default(md_detector, megadetector_like):
+    assert md_detector.path is DetectorPath.ONNXRUNTIME
+    torch_detector = Detector(DetectorSettings(megadetector_like, image_size=160, device="cpu", backend="torch"))
+    assert torch_detector.path is DetectorPath.PREDICT
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"device": "cpu"}, True),
+        ({"device": "cpu", "backend": Backend.ONNXRUNTIME}, True),
+        ({"device": "cpu", "backend": Backend.TORCH}, False),
+        ({"device": "cpu", "backend": "torch"}, False),
+    ],
+)
+def test_wants_onnx_on_the_cpu_unless_torch_is_asked_for(kwargs, expected):
+    assert wants_onnx(DetectorSettings("m.pt", **kwargs)) is expected
+
+
+def test_the_backend_is_checked():
+    assert DetectorSettings("m.pt", backend="onnxruntime").backend is Backend.ONNXRUNTIME
+    with pytest.raises(ValueError, match="backend must be one of"):
+        DetectorSettings("m.pt", backend="tensorrt")
 
 
 def _save_calibrated_yolo(path: Path, names: dict[int, str], images: list[np.ndarray]) -> Path:
@@ -261,8 +285,10 @@ def _graphed(detector: Detector, capture) -> GraphedYolo:
     ],
 )
 def test_taken_apart_predict_gives_predicts_boxes(calibrated_yolo, sample_images, kwargs):
-    settings = DetectorSettings(calibrated_yolo, **{"confidence": 0.6, "image_size": 320, "device": "cpu", **kwargs})
+    settings = DetectorSettings(calibrated_yolo, **{"confidence": 0.6, "image_size": 320, "device": "cpu",
+                                                    "backend": "torch", **kwargs})
     detector = Detector(settings)
+    assert detector.path is DetectorPath.PREDICT
     eager, graphed = _graphed(detector, None), _graphed(detector, capture_eager)
     found = 0
     for image in sample_images:
@@ -278,7 +304,8 @@ def test_taken_apart_predict_gives_predicts_boxes(calibrated_yolo, sample_images
 
 
 def test_taken_apart_predict_falls_back_to_eager_when_capture_fails(calibrated_yolo, sample_images, caplog):
-    detector = Detector(DetectorSettings(calibrated_yolo, confidence=0.6, image_size=320, device="cpu"))
+    detector = Detector(DetectorSettings(calibrated_yolo, confidence=0.6, image_size=320, device="cpu",
+                                         backend="torch"))
 
     def failing(forward, static_input):
         raise RuntimeError("capture failed")
@@ -326,7 +353,7 @@ def test_the_cuda_wiring_falls_back_to_eager_when_capture_fails(calibrated_yolo,
     # capture (CUDA only) fails, and the detector goes on eagerly with predict's boxes.
     import tracking.detector
 
-    settings = DetectorSettings(calibrated_yolo, confidence=0.6, image_size=320, device="cpu")
+    settings = DetectorSettings(calibrated_yolo, confidence=0.6, image_size=320, device="cpu", backend="torch")
     predict = Detector(settings)
     predict(np.zeros((32, 32, 3), np.uint8))  # sets up ultralytics' predictor: its first call runs on other threads
     monkeypatch.setattr(tracking.detector, "wants_graphs", lambda settings: True)
@@ -336,3 +363,52 @@ def test_the_cuda_wiring_falls_back_to_eager_when_capture_fails(calibrated_yolo,
         np.testing.assert_array_equal(detector(image).xyxy, predict(image).xyxy)
     assert detector.path is DetectorPath.EAGER
     assert sum("capture of the detector network failed" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},  # keeps cat and dog: classes filtered in NMS, agnostic NMS
+        {"agnostic_nms": False, "confidence": 0.55},
+        {"classes": ("person",), "iou": 0.3, "image_size": 256},
+    ],
+)
+def test_onnxruntime_gives_predicts_boxes(calibrated_yolo, sample_images, kwargs):
+    options = {"confidence": 0.6, "image_size": 320, "device": "cpu", **kwargs}
+    predict = Detector(DetectorSettings(calibrated_yolo, backend="torch", **options))
+    onnx = Detector(DetectorSettings(calibrated_yolo, backend="onnxruntime", **options))
+    assert (predict.path, onnx.path) == (DetectorPath.PREDICT, DetectorPath.ONNXRUNTIME)
+    found, shapes = 0, set()
+    for image in sample_images:
+        expected, got = predict(image), onnx(image)
+        # one export for every frame size: the letterboxed shapes differ between the images
+        shapes.add(onnx._graphed.letterbox(image=image).shape)
+        assert len(got) == len(expected)
+        # another runtime's float32 rounding, through a random network: measured up to 0.06 px (torch on 1 or 2
+        # threads: up to 0.005 px)
+        np.testing.assert_allclose(got.xyxy, expected.xyxy, atol=0.1)
+        np.testing.assert_allclose(got.scores, expected.scores, atol=1e-4)
+        np.testing.assert_array_equal(got.class_ids, expected.class_ids)
+        found += len(expected)
+    assert found > 0
+    assert len(shapes) >= 3
+
+
+def test_a_failed_export_falls_back_to_predict(calibrated_yolo, frame, monkeypatch, caplog):
+    import tracking.detector
+
+    def failing(network, path, opset=17):
+        raise RuntimeError("exporter broke\non two lines")
+
+    monkeypatch.setattr(tracking.detector, "export_yolo_onnx", failing)
+    detector = Detector(DetectorSettings(calibrated_yolo, confidence=0.6, image_size=320, device="cpu"))
+    assert detector.path is DetectorPath.PREDICT
+    detector(frame)  # predict still runs
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("could not run in ONNX Runtime (exporter broke on two lines)" in w for w in warnings)
+
+
+def test_onnx_yolo_refuses_a_network_off_the_cpu():
+    backend = _Backend(model=torch.nn.Identity(), device=torch.device("cuda"), fp16=False, stride=32)
+    with pytest.raises(ValueError, match="float32 network on the CPU"):
+        OnnxYolo(backend, DetectorSettings("m.pt", image_size=320))
