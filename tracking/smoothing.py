@@ -29,14 +29,18 @@ The keypoint model, per keypoint (:class:`SmoothingSettings`):
 The offline mode records the forward pass compactly (float32, the covariances' upper triangles, the
 process noise as one variance per point: about 0.6 KiB per tracked animal and frame) and runs
 ``filterpy.kalman.rts_smoother`` over the whole track (the batch becomes one block-diagonal state).
+With a :class:`Spill` the record's full blocks go to one anonymous temporary file, so that memory holds at
+most one block per log of each live track however long the video.
 The recorded forward pass is the causal filter's, frame for frame: frames of a track before its first
 pose are logged, not run through the filter.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from enum import Enum, IntEnum
+from pathlib import Path
 
 import numpy as np
 from filterpy.common import Q_discrete_white_noise, kinematic_state_transition
@@ -241,6 +245,7 @@ class PointFilter:
         damping: per-frame decay of each point's derivatives towards the reference velocity given
             to :meth:`predict` (1: plain constant velocity / acceleration), scalar or (n,).
         record: keep what :func:`rts_smooth` needs (posteriors, process noise, control terms).
+        spill: where the record's full blocks go (None: they stay in memory).
     """
 
     def __init__(
@@ -251,6 +256,7 @@ class PointFilter:
         motion: MotionModel = MotionModel.CONSTANT_VELOCITY,
         damping: np.ndarray | float = 1.0,
         record: bool = False,
+        spill: Spill | None = None,
     ) -> None:
         positions = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
         n, d = len(positions), motion.value
@@ -269,7 +275,7 @@ class PointFilter:
         variances[:, 1:] = (np.asarray(velocity_std, dtype=np.float64) ** 2 * np.ones(n))[:, None]
         self.cov = variances[:, :, None] * np.eye(d)[None]
         self._unit_noise = np.asarray(Q_discrete_white_noise(dim=d, dt=1.0, var=1.0), dtype=np.float64)
-        self._log = _ForwardLog(n, d) if record else None
+        self._log = _ForwardLog(n, d, spill) if record else None
 
     def __len__(self) -> int:
         return len(self.mean)
@@ -342,37 +348,105 @@ class PointFilter:
 
     @property
     def recorded_bytes(self) -> int:
-        """Bytes held by the recorded forward pass (0 when not recording)."""
+        """Bytes of the recorded forward pass held in memory (0 when not recording)."""
         return 0 if self._log is None else self._log.nbytes
+
+    def flush(self) -> None:
+        """Move what the record holds in memory to its spill (nothing without one)."""
+        if self._log is not None:
+            self._log.flush()
+
+
+class Spill:
+    """One anonymous temporary file that logs move their full blocks to (:class:`Rows`): the file is made on
+    the first write, in ``directory`` (None: the system's temporary folder, ``TMPDIR``), and has no name, so
+    the system removes it when it is closed or the process ends, whatever the ending. Written blocks are read
+    back whole. Not thread-safe (one tracker's logs, from one thread)."""
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self._directory = None if directory is None else str(directory)
+        self._file = None
+        self.nbytes = 0
+
+    def write(self, block: np.ndarray) -> int:
+        """Append ``block``'s bytes; returns their offset for :meth:`read`."""
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="animalpose-history-", dir=self._directory)
+        offset = self.nbytes
+        self._file.seek(offset)
+        self._file.write(np.ascontiguousarray(block).data.cast("B"))
+        self.nbytes += block.nbytes
+        return offset
+
+    def read(self, offset: int, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        """The block of ``shape`` and ``dtype`` written at ``offset``."""
+        out = np.empty(shape, dtype)
+        self._file.seek(offset)
+        if self._file.readinto(out.data.cast("B")) != out.nbytes:
+            raise OSError(f"the history file ended early at offset {offset}")
+        return out
+
+    def close(self) -> None:
+        """Close (and so remove) the file; later reads fail."""
+        if self._file is not None:
+            self._file.close()
 
 
 class Rows:
     """Rows of one shape and dtype appended one at a time (a per-frame log), kept in blocks of ``block`` rows so
-    that appending never copies what is already there and at most one block is allocated ahead."""
+    that appending never copies what is already there and at most one block is allocated ahead. With a
+    ``spill`` each full block goes there (:class:`Spill`), so that at most one block is in memory."""
 
-    def __init__(self, shape: tuple[int, ...], dtype: type, block: int = 256) -> None:
-        self._shape, self._dtype, self._block = shape, dtype, block
-        self._blocks: list[np.ndarray] = []
+    def __init__(self, shape: tuple[int, ...], dtype: type, block: int = 256, spill: Spill | None = None) -> None:
+        self._shape, self._dtype, self._block, self._spill = shape, dtype, block, spill
+        self._parts: list[np.ndarray | tuple[int, int]] = []  # blocks in memory, or (offset, rows) spilled
+        self._current: np.ndarray | None = None
+        self._filled = 0
         self.size = 0
 
     def append(self, row) -> None:
         """Add one row (broadcast to the row shape)."""
-        if self.size == len(self._blocks) * self._block:
-            self._blocks.append(np.empty((self._block, *self._shape), self._dtype))
-        self._blocks[-1][self.size % self._block] = row
+        if self._current is None or self._filled == self._block:
+            self._retire()
+            self._current = np.empty((self._block, *self._shape), self._dtype)
+        self._current[self._filled] = row
+        self._filled += 1
         self.size += 1
+
+    def _retire(self) -> None:
+        """The block being filled joins the finished ones (in the spill, when there is one)."""
+        if self._current is None or not self._filled:
+            return
+        rows = self._current[:self._filled]
+        self._parts.append(rows if self._spill is None else (self._spill.write(rows), self._filled))
+        self._current, self._filled = None, 0
+
+    def flush(self) -> None:
+        """Move the rows held in memory to the spill (nothing without one); appending goes on in a new block."""
+        if self._spill is not None:
+            self._retire()
+
+    def _part(self, part: np.ndarray | tuple[int, int]) -> np.ndarray:
+        if isinstance(part, np.ndarray):
+            return part
+        offset, rows = part
+        return self._spill.read(offset, (rows, *self._shape), self._dtype)
 
     @property
     def array(self) -> np.ndarray:
         """(size, *shape) a copy of the rows so far."""
-        if not self._blocks:
+        parts = [self._part(p) for p in self._parts]
+        if self._current is not None:
+            parts.append(self._current[:self._filled])
+        if not parts:
             return np.empty((0, *self._shape), self._dtype)
-        return np.concatenate(self._blocks)[:self.size]
+        return np.concatenate(parts)
 
     @property
     def nbytes(self) -> int:
-        """Bytes allocated, the block being filled included."""
-        return sum(b.nbytes for b in self._blocks)
+        """Bytes held in memory, the block being filled included."""
+        held = sum(p.nbytes for p in self._parts if isinstance(p, np.ndarray))
+        return held + (0 if self._current is None else self._current.nbytes)
 
 
 class _ForwardLog:
@@ -381,13 +455,17 @@ class _ForwardLog:
     process noise and the control term are rebuilt from them (``Q = unit_noise * variance``,
     ``B u = pull * reference``) by :meth:`history`."""
 
-    def __init__(self, n: int, d: int) -> None:
+    def __init__(self, n: int, d: int, spill: Spill | None = None) -> None:
         self._upper = np.triu_indices(d)
-        self._means = Rows((n, d, 2), np.float32)
-        self._covs = Rows((n, len(self._upper[0])), np.float32)
-        self._variances = Rows((n,), np.float32)
-        self._references = Rows((2,), np.float32)
+        self._means = Rows((n, d, 2), np.float32, spill=spill)
+        self._covs = Rows((n, len(self._upper[0])), np.float32, spill=spill)
+        self._variances = Rows((n,), np.float32, spill=spill)
+        self._references = Rows((2,), np.float32, spill=spill)
         self._kicks: list[tuple[int, np.ndarray]] = []
+
+    def flush(self) -> None:
+        for rows in (self._means, self._covs, self._variances, self._references):
+            rows.flush()
 
     @property
     def nbytes(self) -> int:
@@ -512,13 +590,16 @@ class KeypointSmoother:
         settings: smoothing settings.
         num_keypoints: K.
         record: keep the forward pass for offline smoothing.
+        spill: where the record's full blocks go (None: they stay in memory).
     """
 
-    def __init__(self, settings: SmoothingSettings, num_keypoints: int = NUM_KEYPOINTS, record: bool = False) -> None:
+    def __init__(self, settings: SmoothingSettings, num_keypoints: int = NUM_KEYPOINTS, record: bool = False,
+                 spill: Spill | None = None) -> None:
         self.settings = settings
         self.filter: PointFilter | None = None
         self.num_keypoints = num_keypoints
         self._record = record
+        self._spill = spill
         self._process_weights = np.asarray(settings.process_weights, dtype=np.float64)
         self.maneuver = np.ones(num_keypoints)
         self.strikes = np.zeros(num_keypoints, np.int64)
@@ -527,15 +608,15 @@ class KeypointSmoother:
         self.last_confidence = np.zeros(num_keypoints)
         self.observed_now = np.zeros(num_keypoints, bool)
         self.raw_now: np.ndarray | None = None
-        self._observed_log = Rows((num_keypoints,), bool)
-        self._confidence_log = Rows((num_keypoints,), np.float32)
+        self._observed_log = Rows((num_keypoints,), bool, spill=spill)
+        self._confidence_log = Rows((num_keypoints,), np.float32, spill=spill)
         self._frames = 0
 
     def _start(self, keypoints: np.ndarray, scale: float) -> None:
         positions = np.nan_to_num(keypoints[:, :2])
         # A wide prior: the first accepted measurement of each keypoint sets it almost entirely.
         self.filter = PointFilter(positions, 10.0 * scale, 0.1 * scale, self.settings.motion,
-                                  damping=self.settings.velocity_damping, record=self._record)
+                                  damping=self.settings.velocity_damping, record=self._record, spill=self._spill)
         if self._record:
             # The record lines up with the track's frames: the frames before the first pose are logged, not run
             # through the filter, so that its forward pass is the causal filter's.
@@ -646,6 +727,13 @@ class KeypointSmoother:
         confidence = self.last_confidence * decay
         status = np.where(self.observed_now, KeypointStatus.SMOOTHED, KeypointStatus.PREDICTED).astype(np.int8)
         return _mask_invalid(self.positions(), confidence, status, self.valid())
+
+    def flush(self) -> None:
+        """Move what the record holds in memory to its spill (nothing without one)."""
+        for rows in (self._observed_log, self._confidence_log):
+            rows.flush()
+        if self.filter is not None:
+            self.filter.flush()
 
     def history(self) -> KeypointHistory | None:
         """The recorded forward pass; None if the track never had a pose."""

@@ -83,6 +83,7 @@ from tracking.smoothing import (
     Rows,
     SmoothingMode,
     SmoothingSettings,
+    Spill,
     raw_output,
     rts_smooth,
     smooth_keypoints_offline,
@@ -167,6 +168,10 @@ class TrackerSettings:
         hold_hits: hits after which such a tentative track that no lost track took is confirmed.
         record_history: keep every track's forward pass for :func:`smooth_tracks_offline`
             (always on when ``smoothing.mode`` is OFFLINE).
+        spill_history: keep the recorded forward passes in an anonymous temporary file
+            (:class:`~tracking.smoothing.Spill`, in ``TMPDIR``) rather than in memory, which then holds at
+            most one block of 256 frames per log of each live track: memory stays flat however long the
+            video (about 0.7 KiB per animal and frame go to the file instead).
         smoothing: keypoint smoothing settings.
     """
 
@@ -206,6 +211,7 @@ class TrackerSettings:
     relink_hits: int = 3
     hold_hits: int = 6
     record_history: bool = False
+    spill_history: bool = True
     smoothing: SmoothingSettings = field(default_factory=SmoothingSettings)
 
     def __post_init__(self) -> None:
@@ -358,7 +364,7 @@ class _LiveTrack:
     """Mutable state of one track (internal)."""
 
     def __init__(self, track_id: int, box: np.ndarray, score: float, class_id: int, frame: int,
-                 settings: TrackerSettings) -> None:
+                 settings: TrackerSettings, spill: Spill | None = None) -> None:
         self.track_id = track_id
         self.class_id = class_id
         self.settings = settings
@@ -367,11 +373,11 @@ class _LiveTrack:
         # Box filter points: centre (constant velocity) and size (damped rate of change).
         self.box_filter = PointFilter(_xyxy_to_points(box[None])[0], settings.box_measurement_noise * scale,
                                       np.array([0.1, 0.05]) * scale, damping=np.array([1.0, settings.box_size_damping]),
-                                      record=settings.records)
+                                      record=settings.records, spill=spill)
         self._box_noise = np.array([settings.box_process_noise, settings.box_size_noise])
         self.maneuver = np.ones(2)  # running mean of the normalised innovation of centre and size
         self.box = _points_to_xyxy(self.box_filter.positions)
-        self.keypoints = KeypointSmoother(settings.smoothing, record=settings.records)
+        self.keypoints = KeypointSmoother(settings.smoothing, record=settings.records, spill=spill)
         self.state = TrackState.TENTATIVE
         self.score = score
         self.hits = 1
@@ -384,10 +390,17 @@ class _LiveTrack:
         self.appearance: np.ndarray | None = None
         self.reported_now = False
         # Per-frame logs for offline smoothing (settings.records), compact: see Rows.
-        self.reported = Rows((), bool)
-        self.detection_log = Rows((), np.int32)
-        self.score_log = Rows((), np.float32)
-        self.state_log = Rows((), np.int8)
+        self.reported = Rows((), bool, spill=spill)
+        self.detection_log = Rows((), np.int32, spill=spill)
+        self.score_log = Rows((), np.float32, spill=spill)
+        self.state_log = Rows((), np.int8, spill=spill)
+
+    def flush(self) -> None:
+        """Move what the track's record holds in memory to the spill (an ended track's last blocks)."""
+        for rows in (self.reported, self.detection_log, self.score_log, self.state_log):
+            rows.flush()
+        self.box_filter.flush()
+        self.keypoints.flush()
 
     @property
     def scale(self) -> float:
@@ -549,6 +562,7 @@ class Tracker:
         self._ids = itertools.count(1)
         self._tracks: list[_LiveTrack] = []
         self._ended: list[_LiveTrack] = []  # their compact logs; expanded into TrackRecords by history()
+        self._spill = Spill() if self.settings.records and self.settings.spill_history else None
         self._frame = -1
         self._review: _Review | None = None
 
@@ -837,7 +851,7 @@ class Tracker:
 
     def _start(self, box: np.ndarray, score: float, class_id: int, detection_index: int,
                keypoints: np.ndarray | None) -> None:
-        track = _LiveTrack(next(self._ids), box, score, class_id, self._frame, self.settings)
+        track = _LiveTrack(next(self._ids), box, score, class_id, self._frame, self.settings, self._spill)
         track.detection_index = detection_index
         if keypoints is not None:
             track.attach_pose(keypoints)
@@ -849,6 +863,7 @@ class Tracker:
         for track in tracks:
             self._tracks.remove(track)
             if self.settings.records and track.hits >= self.settings.min_hits:
+                track.flush()
                 self._ended.append(track)
 
     def _report(self, keep, mark: bool = True) -> list[Track]:

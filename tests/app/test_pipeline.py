@@ -253,7 +253,7 @@ def test_only_offline_smoothing_keeps_per_frame_records(mode, kept):
     pipeline = Pipeline(detector, pose_model, tracker)
     for n in range(5):
         pipeline.process(np.zeros((8, 8, 3), np.uint8), n, n / 10)
-    assert len(pipeline._frames) == kept
+    assert pipeline._frames.size == kept
 
 
 # --------------------------------------------------------------------------------------------------

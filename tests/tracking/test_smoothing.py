@@ -461,6 +461,53 @@ def test_rows_grow_by_blocks():
     assert Rows((2,), bool).array.shape == (0, 2)
 
 
+def test_rows_spill_their_full_blocks_and_read_them_back(tmp_path):
+    from tracking.smoothing import Rows, Spill
+
+    spill = Spill(tmp_path)
+    kept, spilled = Rows((3,), np.float32, block=4), Rows((3,), np.float32, block=4, spill=spill)
+    other = Rows((), np.int8, block=4, spill=spill)  # two logs share one file
+    for i in range(10):
+        for rows in (kept, spilled):
+            rows.append(np.full(3, i))
+        other.append(-i)
+    assert spilled.nbytes == 4 * 3 * 4  # one block in memory: the two full ones are in the file
+    assert spill.nbytes == 2 * (4 * 3 * 4) + 2 * 4
+    np.testing.assert_array_equal(spilled.array, kept.array)
+    spilled.flush()  # the partial block too (an ended track)
+    assert spilled.nbytes == 0 and spilled.size == 10
+    for i in range(10, 13):
+        spilled.append(np.full(3, i))
+        kept.append(np.full(3, i))
+    np.testing.assert_array_equal(spilled.array, kept.array)
+    np.testing.assert_array_equal(other.array, -np.arange(10))
+    assert list(tmp_path.iterdir()) == []  # the file has no name: nothing to leave behind
+    spill.close()
+    with pytest.raises(ValueError):
+        spilled.array
+
+
+def test_a_spilled_record_smooths_as_one_kept_in_memory(tmp_path):
+    from tracking.smoothing import Spill
+
+    rng = np.random.default_rng(3)
+    settings = SmoothingSettings(mode=SmoothingMode.OFFLINE)
+    smoothers = [KeypointSmoother(settings, record=True), KeypointSmoother(settings, record=True, spill=Spill())]
+    truth = rng.uniform(100, 300, (K, 2))
+    for t in range(700):  # more than two blocks of 256 frames
+        measured = np.concatenate([truth + t * 0.5 + rng.normal(0, 2, (K, 2)), rng.uniform(0.2, 1.0, (K, 1))], 1)
+        for smoother in smoothers:
+            smoother.predict(100.0)
+            if t % 7:
+                smoother.update(measured, 100.0)
+        if t == 400:
+            smoothers[1].flush()
+    assert smoothers[1].filter.recorded_bytes < smoothers[0].filter.recorded_bytes / 2
+    kept, spilled = (smooth_keypoints_offline(s.history(), settings) for s in smoothers)
+    np.testing.assert_array_equal(spilled[0], kept[0])
+    np.testing.assert_array_equal(spilled[1], kept[1])
+
+
 @pytest.mark.parametrize(("pose_surprise", "forgotten"), [(3.0, True), (0.0, False)])
 def test_keypoints_unseen_when_the_pose_jumps_are_forgotten(pose_surprise, forgotten):
     """The track took another animal 150 px away, half of whose keypoints are hidden: those are not reported where

@@ -383,6 +383,42 @@ def test_history_keeps_ended_tracks():
     assert frames[4][0].state is TrackState.LOST
 
 
+def test_a_spilled_history_is_the_history_kept_in_memory():
+    """Offline smoothing is the same whether the records wait in memory or in the spill file, and the spill
+    leaves an ended track nothing in memory and a live one at most a block per log."""
+    from train.synthetic.tracks import SCENE_NOISE, SCENES, simulate_sequence
+
+    sequence = simulate_sequence(SCENES["exit"], SCENE_NOISE, seed=0)  # a track ends, another starts
+    offline = SmoothingSettings(mode=SmoothingMode.OFFLINE)
+    trackers = [Tracker(TrackerSettings(smoothing=offline, spill_history=spill)) for spill in (False, True)]
+    for frame in sequence.frames:
+        for tracker in trackers:
+            tracker.update(frame.detections, frame.poses)
+    kept, spilled = (tracker.history() for tracker in trackers)
+    assert [r.track_id for r in spilled.records] == [r.track_id for r in kept.records]
+    for a, b in zip(kept.records, spilled.records):
+        np.testing.assert_array_equal(a.box.means, b.box.means)
+        np.testing.assert_array_equal(a.keypoints.observed, b.keypoints.observed)
+        np.testing.assert_array_equal(a.scores, b.scores)
+        assert a.states == b.states
+    for a, b in zip(smooth_tracks_offline(kept), smooth_tracks_offline(spilled), strict=True):
+        assert [t.track_id for t in a] == [t.track_id for t in b]
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x.keypoints, y.keypoints)
+            np.testing.assert_array_equal(x.box, y.box)
+    memory = {t.track_id: t.box_filter.recorded_bytes + t.keypoints.filter.recorded_bytes
+              for t in (*trackers[1]._ended, *trackers[1]._tracks) if t.keypoints.filter is not None}
+    ended = {t.track_id for t in trackers[1]._ended}
+    assert ended and all(memory[i] == 0 for i in ended)
+
+    def block(n: int, d: int) -> int:  # bytes of 256 float32 frames of a filter of n points, d states each
+        return 256 * 4 * (n * d * 2 + n * d * (d + 1) // 2 + n + 2)
+
+    one_block = block(K, offline.motion.value) + block(2, 2) + 2048  # + the rare whole-pose kicks (68 bytes each)
+    assert all(bytes_ <= one_block for bytes_ in memory.values()), (memory, one_block)
+    assert trackers[1]._spill.nbytes > 0 and trackers[0]._spill is None
+
+
 @pytest.mark.parametrize("report_lost_frames", [0, 1, 3])
 def test_lost_tracks_are_reported_for_a_while(report_lost_frames):
     tracker = Tracker(TrackerSettings(report_lost_frames=report_lost_frames))
