@@ -1,13 +1,16 @@
 """RTMPose-m against HRNet-w32 on the CPU: milliseconds per crop with ONNX Runtime and torch, batch 1 and 6.
 
-Run: ``python -m bench.rtmpose [--batches 1 6] [--rounds 10] [--no-write]``
+Run: ``python -m bench.rtmpose [--batches 1 6] [--rounds 10] [--repeats 3] [--no-write]``
 
 Both models get random weights (speed does not depend on them) and run through
 :meth:`PoseEstimator.infer <pose.estimator.PoseEstimator.infer>`, the estimator's own network call
 (numpy in, numpy out; ONNX Runtime from our export, its threads not spinning, as the estimator runs it),
 with no flip test: the flip test doubles the crops. Batch 6 is the flip test of three animals.
-The measurements are interleaved round by round (every model, backend and batch once per round) and
-the median of the rounds is reported, so that a change of load on a shared machine falls on all alike;
+The measurements are interleaved round by round (every model, backend and batch in each round: one untimed
+call, then ``--repeats`` timed calls) and the median over all rounds is reported, so that a change of load on a
+shared machine falls on all alike; the untimed call takes the cores back from the previous measurement's threads
+(torch's OpenMP workers spin for a while after a call: before the untimed call was added, the first ONNX Runtime
+call after a torch one was timed, 28.9 ms a crop where 23-25 ms is what ONNX Runtime alone gives);
 the load average before and after is printed with them. Besides wall time, the process's CPU time
 per crop (all its threads) is reported: on a machine shared with other work it is the steadier
 measure of the cost (ONNX Runtime's threads do not spin, so its CPU time is work; torch's OpenMP
@@ -58,9 +61,10 @@ def _time(fn: Callable[[], object]) -> tuple[float, float]:
 Key = tuple[str, Backend, int]
 
 
-def measure(batches: list[int], rounds: int, warmup: int = 2) -> tuple[dict[Key, float], dict[Key, float]]:
+def measure(batches: list[int], rounds: int, warmup: int = 2, repeats: int = 3
+            ) -> tuple[dict[Key, float], dict[Key, float]]:
     """Median wall and CPU seconds per crop of every (model, backend, batch), from ``rounds`` interleaved
-    rounds."""
+    rounds of one untimed and ``repeats`` timed calls each."""
     estimators = {name: _estimators(name) for name in MODELS}
     rng = np.random.default_rng(0)
     inputs = {batch: rng.standard_normal((batch, 3, 256, 256)).astype(np.float32) for batch in batches}
@@ -72,8 +76,10 @@ def measure(batches: list[int], rounds: int, warmup: int = 2) -> tuple[dict[Key,
     for index in range(rounds):
         for name, backend, batch in keys:
             run = estimators[name][backend].infer
-            wall, cpu = _time(lambda run=run, x=inputs[batch]: run(x))
-            times[(name, backend, batch)].append((wall / batch, cpu / batch))
+            run(inputs[batch])  # untimed: the previous measurement's threads give the cores back
+            for _ in range(repeats):
+                wall, cpu = _time(lambda run=run, x=inputs[batch]: run(x))
+                times[(name, backend, batch)].append((wall / batch, cpu / batch))
         logger.info("round %d/%d done", index + 1, rounds)
     return ({key: statistics.median(w for w, _ in values) for key, values in times.items()},
             {key: statistics.median(c for _, c in values) for key, values in times.items()})
@@ -98,13 +104,14 @@ def processing(rounds: int, num_boxes: int = 6) -> tuple[float, float]:
 
 
 def render(results: dict[Key, float], cpu: dict[Key, float], batches: list[int], pre: float, post: float,
-           load: tuple[float, float], rounds: int) -> str:
+           load: tuple[float, float], rounds: int, repeats: int = 1) -> str:
     ms = {key: 1e3 * value for key, value in results.items()}
     cpu_ms = {key: 1e3 * value for key, value in cpu.items()}
     lines = [
         (f"torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {_ort_version()} "
          f"(threads: all cores, not spinning, as the estimator runs it). Random weights, input 256x256, no flip "
-         f"test; milliseconds per crop = batch time / batch size, median of {rounds} interleaved rounds. Load "
+         f"test; milliseconds per crop = batch time / batch size, median of {rounds} interleaved rounds of "
+         f"one untimed and {repeats} timed calls each. Load "
          f"average (1 min) {load[0]:.2f} before, {load[1]:.2f} after (2 cores, shared with other work)."),
         "",
         ("| model | batch | onnxruntime ms/crop | torch ms/crop | crops/s onnxruntime | crops/s torch "
@@ -143,15 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 6])
     parser.add_argument("--rounds", type=int, default=10, help="interleaved timing rounds (the median is reported)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per model, backend and batch in a round")
     parser.add_argument("--no-write", action="store_true", help="print the table instead of writing docs/benchmarks.md")
     args = parser.parse_args(argv)
-    if min(args.batches) < 1 or args.rounds < 1:
-        parser.error("batches and rounds must be positive")
+    if min(args.batches) < 1 or args.rounds < 1 or args.repeats < 1:
+        parser.error("batches, rounds and repeats must be positive")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     load_before = os.getloadavg()[0]
-    wall, cpu = measure(args.batches, args.rounds)
+    wall, cpu = measure(args.batches, args.rounds, repeats=args.repeats)
     pre, post = processing(args.rounds)
-    body = render(wall, cpu, args.batches, pre, post, (load_before, os.getloadavg()[0]), args.rounds)
+    body = render(wall, cpu, args.batches, pre, post, (load_before, os.getloadavg()[0]), args.rounds, args.repeats)
     if args.no_write:
         sys.stdout.write(body + "\n")
     else:
