@@ -585,7 +585,8 @@ def markdown(summaries: Sequence[dict], settings: SoakSettings, extra: dict[str,
         f"{settings.warmup} frames (the baseline) to the last one (last) and to the largest one (peak); "
         f"flat: memory and file descriptors never more than {settings.limit_pct:g}% above the baseline. "
         f"Peak RSS is VmHWM over the whole run, closing included. Pose: the tests' small reference network "
-        f"(`resnet_small_ap10k.pth`, torch backend, flip test); detector: YOLO11n with random weights and "
+        f"(`resnet_small_ap10k.pth`, flip test; `--backend torch`: both networks in torch); detector: YOLO11n with "
+        f"random weights and "
         f"batch-norm statistics from the clip (`--det-conf {settings.det_conf:g} --det-iou {settings.det_iou:g} "
         f"--det-imgsz {settings.det_imgsz}`), a few moving boxes per frame; outputs: labeled video (mp4v), "
         f"JSON Lines and CSV."),

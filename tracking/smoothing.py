@@ -461,24 +461,27 @@ class _ForwardLog:
         self._covs = Rows((n, len(self._upper[0])), np.float32, spill=spill)
         self._variances = Rows((n,), np.float32, spill=spill)
         self._references = Rows((2,), np.float32, spill=spill)
-        self._kicks: list[tuple[int, np.ndarray]] = []
+        # Position variances added to the noise of a step (sparse: the frame of each and its (n,) variances).
+        self._kick_frames = Rows((), np.int32, block=16, spill=spill)
+        self._kicks = Rows((n,), np.float32, block=16, spill=spill)
 
     def flush(self) -> None:
-        for rows in (self._means, self._covs, self._variances, self._references):
+        for rows in (self._means, self._covs, self._variances, self._references, self._kick_frames, self._kicks):
             rows.flush()
 
     @property
     def nbytes(self) -> int:
         return (sum(r.nbytes for r in (self._means, self._covs, self._variances, self._references))
-                + sum(k.nbytes + 8 for _, k in self._kicks))
+                + self._kick_frames.nbytes + self._kicks.nbytes)
 
     @property
     def size(self) -> int:
         return self._means.size
 
     def kick(self, variance: np.ndarray) -> None:
-        """Position variances (n,) added to the noise of the last step (rare: kept apart, sparse)."""
-        self._kicks.append((self.size - 1, variance.astype(np.float32)))
+        """Position variances (n,) added to the noise of the last step (rare, kept apart: sparse)."""
+        self._kick_frames.append(self.size - 1)
+        self._kicks.append(variance)
 
     def append(self, mean: np.ndarray, cov: np.ndarray, variance: np.ndarray, reference: np.ndarray | None) -> None:
         self._means.append(mean)
@@ -499,8 +502,7 @@ class _ForwardLog:
         drifts = np.zeros_like(means)
         drifts[:-1, :, 1, :] = pull[None, :, None] * self._references.array[:, None, :]
         noises = unit_noise[None, None] * variances[:, :, None, None]
-        for t, kick in self._kicks:
-            noises[t, :, 0, 0] += kick
+        np.add.at(noises[:, :, 0, 0], self._kick_frames.array, self._kicks.array)
         return FilterHistory(means=means, covs=covs, noises=noises, drifts=drifts, transitions=transition.copy())
 
 
