@@ -30,6 +30,12 @@ keypoints show that a track took another's animal (the cost of stage 1 with keyp
 the poses come first, is lower for another assignment by more than ``review_margin``), the detections and
 poses change hands; a track left without a detection is lost for this frame, with no pose.
 
+Whichever the order, a confirmed track whose pose in this frame contradicts its own keypoints (their similarity,
+OKS against the track's predicted keypoints, under ``min_pose_similarity``) gives its detection up: the track is
+lost for this frame, with no pose, and the detection starts no track. Such a box is most often a neighbour's, the
+track's own animal hidden behind it or missed: the animal is left unlabelled a frame or two rather than given the
+neighbour's identity (or the neighbour's animal given its identity).
+
 With ``appearance_weight`` > 0 and appearance features given with the detections (colour
 histograms, :mod:`tracking.appearance`), stages 1, 3 and 4 blend into their cost the distance between
 a detection's features and the track's running average of them, and a lost track (stages 1 and 3)
@@ -162,6 +168,9 @@ class TrackerSettings:
             matched detection, or a missed track's predicted box, by this IoU are reviewed with their poses (see the
             module docstring).
         review_margin: the reviewed assignment changes when another one costs less by more than this.
+        min_pose_similarity: a confirmed track gives up the detection it was matched to when the detection's pose
+            is less similar than this (OKS) to the track's predicted keypoints, with at least 3 keypoints to compare
+            (0, or ``oks_weight`` 0: never; module docstring).
         relink_delay: a track lost for more than this many frames takes an animal back only through a held
             tentative track (module docstring).
         relink_hits: hits of such a tentative track before a lost track may take it over.
@@ -207,6 +216,7 @@ class TrackerSettings:
     box_max_boost: float = 25.0
     review_iou: float = 0.3
     review_margin: float = 0.1
+    min_pose_similarity: float = 0.2
     relink_delay: int = 8
     relink_hits: int = 3
     hold_hits: int = 6
@@ -217,7 +227,7 @@ class TrackerSettings:
     def __post_init__(self) -> None:
         for name in ("high_score", "low_score", "new_track_score", "max_cost", "low_max_cost", "oks_weight",
                      "keypoint_threshold", "appearance_weight", "relink_max_appearance", "match_max_appearance",
-                     "appearance_momentum", "appearance_margin", "appearance_update_max"):
+                     "appearance_momentum", "appearance_margin", "appearance_update_max", "min_pose_similarity"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -389,6 +399,7 @@ class _LiveTrack:
         self.pose_attached = False
         self.appearance: np.ndarray | None = None
         self.reported_now = False
+        self._undo: tuple | None = None
         # Per-frame logs for offline smoothing (settings.records), compact: see Rows.
         self.reported = Rows((), bool, spill=spill)
         self.detection_log = Rows((), np.int32, spill=spill)
@@ -420,6 +431,7 @@ class _LiveTrack:
         self.raw_box = None
         self.pose_attached = False
         self.reported_now = False
+        self._undo = None
 
     def update(self, box: np.ndarray, score: float, detection_index: int) -> None:
         self._undo = (self.box_filter.mean.copy(), self.box_filter.cov.copy(), self.maneuver.copy(), self.score,
@@ -460,6 +472,11 @@ class _LiveTrack:
         self.unmatch()
         self.update(box, score, detection_index)
 
+    @property
+    def updated_now(self) -> bool:
+        """Whether :meth:`update` ran in this frame (and :meth:`unmatch` can undo it)."""
+        return self._undo is not None
+
     def unmatch(self) -> None:
         """Undo this frame's :meth:`update`: the track is predicted, as if it had been missed (its state is the
         caller's to set)."""
@@ -470,6 +487,7 @@ class _LiveTrack:
         self.hits -= 1
         self.detection_index = -1
         self.raw_box = None
+        self._undo = None
 
     def update_appearance(self, feature: np.ndarray) -> None:
         """Blend a detection's appearance features (finite) into the running average."""
@@ -600,6 +618,9 @@ class Tracker:
             _clear_of_others(boxes) & np.isfinite(features).all(axis=1))
         pairs, unmatched_tentative, unmatched_established, unmatched_detections = self._match(
             boxes, scores, keypoints, features, own)
+        if keypoints is not None:
+            pairs, refused = self._refuse_contradicting(pairs, boxes, keypoints)
+            unmatched_established += refused
         self._review = self._crowded(pairs, unmatched_established, boxes, scores, index) if keypoints is None else None
         for track, j in pairs:
             track.update(boxes[j], float(scores[j]), int(index[j]))
@@ -731,6 +752,7 @@ class Tracker:
         keypoints = poses.keypoints.astype(np.float64)
         if self._review is not None:
             keypoints = self._settle(track_ids, keypoints, by_id)
+        keypoints = self._give_up_contradicting(track_ids, keypoints, by_id)
         for track_id, pose in zip(track_ids, keypoints):
             by_id[track_id].attach_pose(pose)
         return [by_id[i].snapshot(self._frame) for i in track_ids]
@@ -805,6 +827,48 @@ class Tracker:
                 track.update(review.boxes[j], float(review.scores[j]), int(review.index[j]))
                 track.state = TrackState.CONFIRMED
             keypoints[rows[i]] = det_kpts[j]
+        return keypoints
+
+    def _contradicting(self, tracks: list[_LiveTrack], boxes: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+        """(n,) bool, the confirmed ``tracks`` whose detection's pose (``keypoints`` (n, K, 3) in ``boxes`` (n, 4),
+        aligned with them) is less similar than ``min_pose_similarity`` to their predicted keypoints (module
+        docstring); False where fewer than 3 keypoints compare."""
+        s = self.settings
+        confirmed = np.array([t.state is TrackState.CONFIRMED for t in tracks], bool)
+        if s.min_pose_similarity == 0 or s.oks_weight == 0 or not confirmed.any():
+            return np.zeros(len(tracks), bool)
+        predicted = np.stack([t.keypoints.positions() for t in tracks])
+        valid = keypoints[:, :, 2] >= s.keypoint_threshold
+        oks = _paired_similarity(predicted, keypoints, boxes, valid)
+        return confirmed & (np.nan_to_num(oks, nan=1.0) < s.min_pose_similarity)
+
+    def _refuse_contradicting(self, pairs: list[tuple[_LiveTrack, int]], boxes: np.ndarray, keypoints: np.ndarray
+                              ) -> tuple[list[tuple[_LiveTrack, int]], list[_LiveTrack]]:
+        """With the poses first: the pairs whose track keeps its detection, and the tracks that refuse theirs
+        (:meth:`_contradicting`; their detections start no track)."""
+        if not pairs:
+            return pairs, []
+        detections = np.array([j for _, j in pairs])
+        refuse = self._contradicting([t for t, _ in pairs], boxes[detections], keypoints[detections])
+        return ([p for p, r in zip(pairs, refuse) if not r], [t for (t, _), r in zip(pairs, refuse) if r])
+
+    def _give_up_contradicting(self, track_ids: list[int], keypoints: np.ndarray,
+                               by_id: dict[int, _LiveTrack]) -> np.ndarray:
+        """With the poses after tracking: the tracks matched in this frame whose pose contradicts them
+        (:meth:`_contradicting`) are lost for this frame; returns ``keypoints`` with their rows NaN (no pose)."""
+        rows = [i for i, track_id in enumerate(track_ids) if by_id[track_id].updated_now]
+        if not rows:
+            return keypoints
+        tracks = [by_id[track_ids[i]] for i in rows]
+        give_up = self._contradicting(tracks, np.stack([t.raw_box for t in tracks]), keypoints[rows])
+        if not give_up.any():
+            return keypoints
+        keypoints = keypoints.copy()
+        for i, track, refused in zip(rows, tracks, give_up):
+            if refused:
+                track.unmatch()
+                track.state = TrackState.LOST
+                keypoints[i] = np.nan
         return keypoints
 
     def tracks(self) -> list[Track]:
@@ -1019,6 +1083,14 @@ def _offsets_to_segments(points: np.ndarray, starts: np.ndarray, ends: np.ndarra
     along = np.sum((points[None] - starts[:, None]) * direction[:, None], axis=-1) / length2[:, None]
     nearest = starts[:, None] + np.clip(along, 0.0, 1.0)[..., None] * direction[:, None]
     return points[None] - nearest
+
+
+def _paired_similarity(keypoints_a: np.ndarray, keypoints_b: np.ndarray, boxes_b: np.ndarray,
+                       valid_b: np.ndarray) -> np.ndarray:
+    """(n,) OKS of each pose of ``keypoints_a`` (n, K, 2+) with its partner in ``keypoints_b`` (n, K, 2+), scaled by
+    the area of ``boxes_b`` (n, 4) (:func:`tracking.matching.keypoint_similarity` pair by pair)."""
+    areas = np.prod(boxes_b[:, 2:] - boxes_b[:, :2], axis=1)
+    return np.diagonal(keypoint_similarity(keypoints_a, keypoints_b, areas, valid_b=valid_b, sigmas=SIGMAS)).copy()
 
 
 def _clear_of_others(boxes: np.ndarray, max_iou: float = 0.1) -> np.ndarray:

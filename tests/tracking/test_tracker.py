@@ -63,6 +63,7 @@ def poses_for(detections: Detections, facings=None) -> Poses:
         ("height_drift", float("inf"), "height_drift"),
         ("box_adaptation", -0.1, "box_adaptation"),
         ("review_margin", -0.1, "review_margin"),
+        ("min_pose_similarity", 1.5, "min_pose_similarity"),
         ("box_max_boost", 0.5, "box_max_boost"),
         ("relink_delay", -1, "relink_delay"),
         ("relink_hits", 0, "relink_hits"),
@@ -719,10 +720,11 @@ def _walk_towards_each_other(tracker: Tracker, frames: int = 8) -> None:
                                            [1.0 if tr.detection_index == 0 else -1.0 for tr in tracks]))
 
 
-def _crossing(review_iou: float) -> dict[int, float]:
+def _crossing(review_iou: float, min_pose_similarity: float = 0.0) -> dict[int, float]:
     """Two animals walking at each other, one facing right, one left, poses given after tracking. In the frame they
-    meet, each detection is nearer the other's prediction. Returns {track id: facing of the pose it ends with}."""
-    tracker = Tracker(TrackerSettings(review_iou=review_iou))
+    meet, each detection is nearer the other's prediction. Returns {track id: facing of the pose it ends with}, for
+    the tracks that keep a detection."""
+    tracker = Tracker(TrackerSettings(review_iou=review_iou, min_pose_similarity=min_pose_similarity))
     _walk_towards_each_other(tracker)
     # They meet at x = 100; the boxes came out swapped in height (the right-walker's box a little lower).
     right, left = box_at(101.0, 108.0), box_at(99.0, 100.0)
@@ -731,18 +733,24 @@ def _crossing(review_iou: float) -> dict[int, float]:
     poses = poses_for(dets(right, left)[[tr.detection_index for tr in tracks]],
                       [facing[tr.detection_index] for tr in tracks])
     after = tracker.attach_poses([tr.track_id for tr in tracks], poses)
-    return {tr.track_id: facing[tr.detection_index] for tr in after}
+    return {tr.track_id: facing[tr.detection_index] for tr in after if tr.detection_index >= 0}
 
 
 def test_poses_after_tracking_undo_a_swap_at_a_crossing():
     assert _crossing(review_iou=1.0) == {1: -1.0, 2: 1.0}  # boxes alone swap the two
     assert _crossing(review_iou=0.3) == {1: 1.0, 2: -1.0}  # their poses give each its own back
+    assert _crossing(review_iou=0.3, min_pose_similarity=0.2) == {1: 1.0, 2: -1.0}
 
 
-def _one_box_at_a_crossing(review_iou: float) -> dict[int, tuple[str, int]]:
+def test_without_the_review_a_swapped_pair_gives_up_its_boxes():
+    """The poses contradict both swapped matches: each track is left without a box this frame."""
+    assert _crossing(review_iou=1.0, min_pose_similarity=0.2) == {}
+
+
+def _one_box_at_a_crossing(review_iou: float, min_pose_similarity: float = 0.0) -> dict[int, tuple[str, int]]:
     """As :func:`_crossing`, but in the frame they meet only the left-walker is detected, its box where the
     right-walker's track expects one. Returns {track id: (state, detection index)} after the poses."""
-    tracker = Tracker(TrackerSettings(review_iou=review_iou))
+    tracker = Tracker(TrackerSettings(review_iou=review_iou, min_pose_similarity=min_pose_similarity))
     _walk_towards_each_other(tracker)
     tracks = tracker.update(dets(box_at(101.0, 100.0)))
     # The pose model on each reported box: the detection's own pose for the matched track, the left-walker's pose
@@ -756,3 +764,45 @@ def _one_box_at_a_crossing(review_iou: float) -> dict[int, tuple[str, int]]:
 def test_poses_after_tracking_give_a_lone_box_to_the_missed_track_whose_pose_it_is():
     assert _one_box_at_a_crossing(review_iou=1.0) == {1: ("confirmed", 0), 2: ("lost", -1)}  # by boxes alone
     assert _one_box_at_a_crossing(review_iou=0.3) == {1: ("lost", -1), 2: ("confirmed", 0)}  # by its pose
+    assert _one_box_at_a_crossing(0.3, min_pose_similarity=0.2) == {1: ("lost", -1), 2: ("confirmed", 0)}
+    # Without the review the right-walker's track would take it, but the pose is not its animal's: unlabelled.
+    assert _one_box_at_a_crossing(1.0, min_pose_similarity=0.2) == {1: ("lost", -1), 2: ("lost", -1)}
+
+
+def _box_with_a_strangers_pose(min_pose_similarity: float, poses_first: bool) -> tuple[list[Track], list[Track]]:
+    """An animal facing right, followed for 8 frames with its poses; then the one box where the track expects it
+    holds an animal facing left (a neighbour in front of it). Returns what the tracker reported in that frame and
+    every live track after it."""
+    tracker = Tracker(TrackerSettings(min_pose_similarity=min_pose_similarity))
+    for t in range(8):
+        detections = dets(box_at(100.0 + 5 * t))
+        if poses_first:
+            tracker.update(detections, poses_for(detections))
+        else:
+            tracks = tracker.update(detections)
+            if tracks:
+                tracker.attach_poses([tr.track_id for tr in tracks], poses_for(detections))
+    detections = dets(box_at(140.0))
+    if poses_first:
+        reported = tracker.update(detections, poses_for(detections, [-1.0]))
+    else:
+        tracks = tracker.update(detections)
+        reported = tracker.attach_poses([tr.track_id for tr in tracks], poses_for(detections, [-1.0]))
+    return reported, tracker.tracks()
+
+
+@pytest.mark.parametrize("poses_first", [False, True])
+def test_a_track_gives_up_a_box_whose_pose_is_not_its_animals(poses_first):
+    from tracking.tracker import _paired_similarity
+
+    ahead = np.array(box_at(140.0), float)[None]
+    stranger = _paired_similarity(pose_in(ahead[0])[None], pose_in(ahead[0], -1.0)[None], ahead, np.ones((1, K), bool))
+    assert stranger[0] < 0.2
+    reported, _ = _box_with_a_strangers_pose(0.0, poses_first)
+    assert [(tr.track_id, tr.state, tr.detection_index) for tr in reported] == [(1, TrackState.CONFIRMED, 0)]
+    reported, live = _box_with_a_strangers_pose(0.2, poses_first)
+    # Left unlabelled for this frame: the track is lost, with no pose from that box, and the box starts no track.
+    assert [(tr.track_id, tr.state, tr.detection_index) for tr in reported] == [(1, TrackState.LOST, -1)]
+    assert [tr.track_id for tr in live] == [1]
+    assert live[0].hits == 8
+    assert not (live[0].keypoint_status == int(KeypointStatus.SMOOTHED)).any()
