@@ -76,3 +76,25 @@ def test_distance_normalises_rows_and_propagates_nan():
 def test_distance_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="same D"):
         appearance_distance(np.ones((2, 3)), np.ones((2, 4)))
+
+
+@pytest.mark.parametrize("settings", [HistogramSettings(), HistogramSettings(hue_bins=7, saturation_bins=3,
+                                                                            value_bins=5, margin=0.0)])
+def test_features_bin_every_pixel_as_the_formula_says(settings):
+    """The lookup tables give each pixel the bin ``floor(level * bins / range)`` of every channel."""
+    import cv2
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    boxes = np.array([[0.0, 0.0, 80.0, 60.0], [10.5, 5.2, 47.9, 33.3]])
+    got = colour_histograms(image, boxes, settings)
+    for feature, (x0, y0, x1, y1) in zip(got, boxes):
+        w, h = x1 - x0, y1 - y0
+        xa, ya = int(np.floor(x0 + settings.margin * w)), int(np.floor(y0 + settings.margin * h))
+        xb, yb = int(np.ceil(x1 - settings.margin * w)), int(np.ceil(y1 - settings.margin * h))
+        hsv = cv2.cvtColor(np.ascontiguousarray(image[ya:yb, xa:xb]), cv2.COLOR_BGR2HSV).reshape(-1, 3)
+        bins = np.array([settings.hue_bins, settings.saturation_bins, settings.value_bins])
+        index = np.minimum(np.floor(hsv * (bins / np.array([180.0, 256.0, 256.0]))).astype(int), bins - 1)
+        flat = (index[:, 0] * bins[1] + index[:, 1]) * bins[2] + index[:, 2]
+        counts = np.bincount(flat, minlength=settings.size)
+        np.testing.assert_allclose(feature, np.sqrt(counts / counts.sum()), rtol=1e-6)
