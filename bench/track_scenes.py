@@ -297,7 +297,8 @@ def section_body(validation: dict[str, dict[str, dict[str, float]]],
     order = "after tracking" if shipped_pose_after() else "before tracking"
     intro = (
         f"The simulator's six scenes (`train.synthetic.tracks.SCENES`, 300 frames at 1280×720, 30 fps), each with "
-        f"seeds {VALIDATION_SEEDS[0]}-{VALIDATION_SEEDS[-1]} (validation: every setting was chosen on these) and "
+        f"seeds {VALIDATION_SEEDS[0]}-{VALIDATION_SEEDS[-1]} (validation: settings are chosen on these, or on more "
+        "seeds outside the held-out ones, as docs/tuning.md says for each) and "
         f"{HELD_OUT_SEEDS[0]}-{HELD_OUT_SEEDS[-1]} (held out: reported only). The tracker at the settings "
         f"`animalpose track` ships with for a 30 fps video (pose model {order}), driven from boxes and keypoints "
         "alone (no images: the colour cue, `--appearance`, plays no part). IDF1 and switches from py-motmetrics "
