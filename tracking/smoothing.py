@@ -357,6 +357,11 @@ class PointFilter:
             self._log.flush()
 
 
+class SpillError(OSError):
+    """The temporary file of a recorded history could not be made, written or read (a full or unwritable
+    temporary folder); the message says where and what to do."""
+
+
 class Spill:
     """One anonymous temporary file that logs move their full blocks to (:class:`Rows`): the file is made on
     the first write, in ``directory`` (None: the system's temporary folder, ``TMPDIR``), and has no name, so
@@ -369,12 +374,22 @@ class Spill:
         self.nbytes = 0
 
     def write(self, block: np.ndarray) -> int:
-        """Append ``block``'s bytes; returns their offset for :meth:`read`."""
-        if self._file is None:
-            self._file = tempfile.TemporaryFile(prefix="animalpose-history-", dir=self._directory)
+        """Append ``block``'s bytes; returns their offset for :meth:`read`.
+
+        Raises:
+            SpillError: the file could not be made or written.
+        """
         offset = self.nbytes
-        self._file.seek(offset)
-        self._file.write(np.ascontiguousarray(block).data.cast("B"))
+        try:
+            if self._file is None:
+                self._file = tempfile.TemporaryFile(prefix="animalpose-history-", dir=self._directory)
+            self._file.seek(offset)
+            self._file.write(np.ascontiguousarray(block).data.cast("B"))
+        except OSError as exc:
+            folder = self._directory or tempfile.gettempdir()
+            raise SpillError(f"cannot keep the tracking history for offline smoothing in {folder} "
+                             f"({exc.strerror or exc}): free space there, set TMPDIR to another folder, or smooth "
+                             "causally") from exc
         self.nbytes += block.nbytes
         return offset
 

@@ -105,12 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pose.checkpoint import CheckpointError
     from pose.weights import WeightsError
     from tracking.detector import DetectorError
+    from tracking.smoothing import SpillError
 
     name = f"animalpose {args.command}"
     try:
         with stop_signals_as_interrupts():
             return int(args.func(args) or 0)
-    except (UserError, WeightsError, CheckpointError, SinkError, SourceError, DetectorError) as exc:
+    except (UserError, WeightsError, CheckpointError, SinkError, SourceError, DetectorError, SpillError) as exc:
         sys.stderr.write(f"{name}: error: {_one_line(exc)}\n")
         return EXIT_USER_ERROR
     except Terminated as exc:

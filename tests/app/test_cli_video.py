@@ -109,6 +109,29 @@ def test_bad_sources_fail_with_one_line(tmp_path, models, capsys, make, message)
     assert not (tmp_path / "o.json").exists()
 
 
+def test_a_history_that_cannot_be_kept_fails_with_one_line(synthetic_clip, models, capsys, tmp_path, monkeypatch):
+    from tracking.smoothing import Rows
+
+    monkeypatch.setattr(Rows.__init__, "__defaults__", (2, None))  # blocks of 2 frames: the spill writes at once
+    monkeypatch.setattr("tempfile.TemporaryFile", lambda **kwargs: _Full())
+    path, _ = synthetic_clip
+    assert main(["track", str(path), "-q", "--json", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot keep the tracking history for offline smoothing" in err and "No space left on device" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "o.json").exists()
+
+
+class _Full:
+    """A temporary file on a full disk."""
+
+    def seek(self, offset):
+        return offset
+
+    def write(self, data):
+        raise OSError(28, "No space left on device")
+
+
 @pytest.mark.parametrize("option, message", [
     (["--det-every", "0"], "--det-every must be an integer >= 1, got 0"),
     (["--det-conf", "1.5"], "--det-conf must be in [0, 1]"),

@@ -487,6 +487,16 @@ def test_rows_spill_their_full_blocks_and_read_them_back(tmp_path):
         spilled.array
 
 
+def test_a_spill_that_cannot_be_written_says_where_and_what_to_do(tmp_path):
+    from tracking.smoothing import Rows, Spill, SpillError
+
+    rows = Rows((2,), np.float32, block=2, spill=Spill(tmp_path / "no such folder"))
+    rows.append(np.zeros(2))
+    rows.append(np.zeros(2))
+    with pytest.raises(SpillError, match=r"cannot keep the tracking history .*no such folder.* set TMPDIR"):
+        rows.append(np.zeros(2))  # the full block goes to the file
+
+
 def test_a_spilled_record_smooths_as_one_kept_in_memory(tmp_path):
     from tracking.smoothing import Spill
 
