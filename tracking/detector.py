@@ -385,20 +385,12 @@ def export_yolo_onnx(network: torch.nn.Module, path: str | Path, opset: int = 17
     -> (B, 4 + classes, anchors). Uses the TorchScript-based exporter, which needs no extra package."""
     path = Path(path)
     example = torch.zeros(1, 64, 96, 3, dtype=torch.uint8)
-    wrapped = _FromUint8(network).eval()
-    grads = [p.requires_grad for p in network.parameters()]
-    try:
-        for p in network.parameters():
-            p.requires_grad_(False)  # ultralytics' head caches anchors; tensors needing grad cannot be traced there
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(wrapped, (example,), str(path), dynamo=False, input_names=[ONNX_INPUT],
-                              output_names=[ONNX_OUTPUT], opset_version=opset, do_constant_folding=True,
-                              dynamic_axes={ONNX_INPUT: {0: "batch", 1: "height", 2: "width"},
-                                            ONNX_OUTPUT: {0: "batch", 2: "anchors"}})
-    finally:
-        for p, grad in zip(network.parameters(), grads):
-            p.requires_grad_(grad)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_FromUint8(network).eval(), (example,), str(path), dynamo=False, input_names=[ONNX_INPUT],
+                          output_names=[ONNX_OUTPUT], opset_version=opset, do_constant_folding=True,
+                          dynamic_axes={ONNX_INPUT: {0: "batch", 1: "height", 2: "width"},
+                                        ONNX_OUTPUT: {0: "batch", 2: "anchors"}})
     return path
 
 
@@ -449,20 +441,20 @@ class Detector:
         self.plan = settings.compute_plan()
         cuda = settings.resolved_device.startswith("cuda") and torch.cuda.is_available()
         self._precision = (lambda: cudnn_tf32(self.plan.tf32)) if cuda else nullcontext
-        self._graphed: _YoloSteps | None = None
+        self._taken_apart: _YoloSteps | None = None
         if wants_graphs(settings):
-            self._graphed = self._take_predict_apart(GraphedYolo)
+            self._taken_apart = self._take_predict_apart(GraphedYolo)
         elif wants_onnx(settings):
-            self._graphed = self._take_predict_apart(OnnxYolo)
+            self._taken_apart = self._take_predict_apart(OnnxYolo)
         logger.info("detector %s: keeping classes %s", settings.weights, ", ".join(self.classes))
 
     @property
     def path(self) -> DetectorPath:
-        if self._graphed is None:
+        if self._taken_apart is None:
             return DetectorPath.PREDICT
-        if isinstance(self._graphed, OnnxYolo):
+        if isinstance(self._taken_apart, OnnxYolo):
             return DetectorPath.ONNXRUNTIME
-        return DetectorPath.GRAPHS if self._graphed.runner.uses_graphs else DetectorPath.EAGER
+        return DetectorPath.GRAPHS if self._taken_apart.runner.uses_graphs else DetectorPath.EAGER
 
     def _predict_arguments(self) -> dict[str, object]:
         s = self.settings
@@ -502,8 +494,8 @@ class Detector:
         if frame.dtype != np.uint8:
             raise ValueError(f"frame_bgr must be uint8, got {frame.dtype}")
         with torch_threads(), self._precision():
-            if self._graphed is not None:
-                return self._graphed(np.ascontiguousarray(frame))
+            if self._taken_apart is not None:
+                return self._taken_apart(np.ascontiguousarray(frame))
             results = self.model.predict(np.ascontiguousarray(frame), **self._predict_arguments())
         boxes = results[0].boxes
         if boxes is None or len(boxes) == 0:

@@ -382,7 +382,7 @@ def test_onnxruntime_gives_predicts_boxes(calibrated_yolo, sample_images, kwargs
     for image in sample_images:
         expected, got = predict(image), onnx(image)
         # one export for every frame size: the letterboxed shapes differ between the images
-        shapes.add(onnx._graphed.letterbox(image=image).shape)
+        shapes.add(onnx._taken_apart.letterbox(image=image).shape)
         assert len(got) == len(expected)
         # another runtime's float32 rounding, through a random network: measured up to 0.06 px (torch on 1 or 2
         # threads: up to 0.005 px)
