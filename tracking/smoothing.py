@@ -394,11 +394,20 @@ class Spill:
         return offset
 
     def read(self, offset: int, shape: tuple[int, ...], dtype: type) -> np.ndarray:
-        """The block of ``shape`` and ``dtype`` written at ``offset``."""
+        """The block of ``shape`` and ``dtype`` written at ``offset``.
+
+        Raises:
+            SpillError: the file could not be read, or holds less than that.
+        """
         out = np.empty(shape, dtype)
-        self._file.seek(offset)
-        if self._file.readinto(out.data.cast("B")) != out.nbytes:
-            raise OSError(f"the history file ended early at offset {offset}")
+        try:
+            self._file.seek(offset)
+            complete = self._file.readinto(out.data.cast("B")) == out.nbytes
+        except OSError as exc:
+            raise SpillError(f"cannot read back the tracking history for offline smoothing ({exc.strerror or exc})"
+                             ) from exc
+        if not complete:
+            raise SpillError(f"the tracking history file ended early (at byte {offset}): was it truncated?")
         return out
 
     def close(self) -> None:

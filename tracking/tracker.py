@@ -76,6 +76,7 @@ from pose.keypoints import NUM_KEYPOINTS, SIGMAS
 from pose.structures import Detections, Poses
 from tracking.appearance import appearance_distance
 from tracking.matching import (
+    box_area,
     box_iou,
     fuse_similarities,
     keypoint_similarity,
@@ -800,8 +801,7 @@ class Tracker:
         det_kpts = keypoints[rows[:m]]
         track_kpts = np.stack([t.keypoints.positions() for t in review.tracks])
         valid = det_kpts[:, :, 2] >= self.settings.keypoint_threshold
-        areas = np.prod(review.boxes[:, 2:] - review.boxes[:, :2], axis=1)
-        oks = keypoint_similarity(track_kpts, det_kpts, areas, valid_b=valid, sigmas=SIGMAS)
+        oks = keypoint_similarity(track_kpts, det_kpts, box_area(review.boxes), valid_b=valid, sigmas=SIGMAS)
         cost = review.cost - self.settings.oks_weight * np.where(np.isnan(oks), review.iou, oks - review.iou)
         assignment = linear_assignment(np.where(np.isfinite(cost), cost, _NO_LIMIT), _NO_LIMIT)
         if len(assignment.matches) < m:
@@ -971,8 +971,8 @@ class Tracker:
             track_kpts = np.stack([t.keypoints.positions() for t in tracks])
             det_kpts = keypoints[candidates]
             det_valid = det_kpts[:, :, 2] >= self.settings.keypoint_threshold
-            areas = (boxes[candidates, 2] - boxes[candidates, 0]) * (boxes[candidates, 3] - boxes[candidates, 1])
-            oks = keypoint_similarity(track_kpts, det_kpts, areas, valid_b=det_valid, sigmas=SIGMAS)
+            oks = keypoint_similarity(track_kpts, det_kpts, box_area(boxes[candidates]), valid_b=det_valid,
+                                      sigmas=SIGMAS)
             cost = fuse_similarities(iou, oks, self.settings.oks_weight)
         appearance = self._appearance(tracks, None if features is None else features[candidates])
         cost = self._blend(cost, appearance)
@@ -1089,8 +1089,8 @@ def _paired_similarity(keypoints_a: np.ndarray, keypoints_b: np.ndarray, boxes_b
                        valid_b: np.ndarray) -> np.ndarray:
     """(n,) OKS of each pose of ``keypoints_a`` (n, K, 2+) with its partner in ``keypoints_b`` (n, K, 2+), scaled by
     the area of ``boxes_b`` (n, 4) (:func:`tracking.matching.keypoint_similarity` pair by pair)."""
-    areas = np.prod(boxes_b[:, 2:] - boxes_b[:, :2], axis=1)
-    return np.diagonal(keypoint_similarity(keypoints_a, keypoints_b, areas, valid_b=valid_b, sigmas=SIGMAS)).copy()
+    oks = keypoint_similarity(keypoints_a, keypoints_b, box_area(boxes_b), valid_b=valid_b, sigmas=SIGMAS)
+    return np.diagonal(oks).copy()
 
 
 def _clear_of_others(boxes: np.ndarray, max_iou: float = 0.1) -> np.ndarray:

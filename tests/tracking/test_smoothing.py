@@ -497,6 +497,16 @@ def test_a_spill_that_cannot_be_written_says_where_and_what_to_do(tmp_path):
         rows.append(np.zeros(2))  # the full block goes to the file
 
 
+def test_a_spill_that_cannot_be_read_back_says_so():
+    from tracking.smoothing import Spill, SpillError
+
+    spill = Spill()
+    offset = spill.write(np.arange(8, dtype=np.float32))
+    spill._file.truncate(16)  # half of it lost
+    with pytest.raises(SpillError, match="ended early"):
+        spill.read(offset, (8,), np.float32)
+
+
 def test_a_spilled_record_smooths_as_one_kept_in_memory(tmp_path):
     from tracking.smoothing import Spill
 
