@@ -48,8 +48,9 @@ class PipelineSettings:
     """How frames flow through the stages.
 
     Attributes:
-        det_every: run the detector every k-th frame; in between, tracks move on their Kalman
-            prediction and the pose model runs on the predicted boxes.
+        det_every: run the detector on every k-th frame the pipeline processes (of a live source: of the
+            frames it takes, not of those the camera sent); in between, tracks move on their Kalman prediction
+            and the pose model runs on the predicted boxes.
         pose_order: see :class:`PoseOrder`.
         pose_min_score: with BEFORE_TRACKING, detections below this score get no pose.
         detect_ahead: frames the detector may run ahead of the rest, in a thread of its own
@@ -138,6 +139,7 @@ class Pipeline:
         self.settings = settings
         self.num_keypoints = num_keypoints
         self.times = StageTimes()
+        self._processed = 0  # frames processed so far: the detector's schedule counts these
         # (frame index, timestamp) of each frame, OFFLINE mode only: 16 bytes a frame
         self._frames = Rows((2,), np.float64)
 
@@ -145,10 +147,12 @@ class Pipeline:
     def smoothing_mode(self) -> SmoothingMode:
         return self.tracker.settings.smoothing.mode
 
-    def wants_detections(self, frame_index: int, first: bool) -> bool:
-        """Whether the frame ``frame_index`` is one the detector runs on (``first``: the first frame of the
-        source, which always is): every ``det_every``-th frame."""
-        return first or frame_index % self.settings.det_every == 0
+    def wants_detections(self, position: int) -> bool:
+        """Whether the detector runs on the frame processed after ``position`` others (0: the first, which it
+        always runs on): every ``det_every``-th processed frame. Counting processed frames, not the source's
+        frame indices, keeps the schedule where a live source drops frames (the indices the pipeline gets
+        then skip by one, two or three, and their parity says nothing)."""
+        return position % self.settings.det_every == 0
 
     def detect(self, image_bgr: np.ndarray) -> Detections:
         """The detector on one frame, timed."""
@@ -162,7 +166,8 @@ class Pipeline:
                 detections: Detections | None = None) -> FrameResult:
         """Detect (or predict), track and estimate poses for one BGR frame; ``detections``: the detector's
         output on this frame when it was run already (:class:`DetectAhead`)."""
-        run_detector = self.wants_detections(frame_index, self.tracker.frame_index < 0)
+        run_detector = self.wants_detections(self._processed)
+        self._processed += 1
         if run_detector:
             if detections is None:
                 detections = self.detect(image_bgr)
@@ -346,7 +351,7 @@ class DetectAhead:
         iterator = iter(self._frames)
         try:
             for n, frame in enumerate(iterator):
-                wanted = self._pipeline.wants_detections(frame.index, n == 0)
+                wanted = self._pipeline.wants_detections(n)  # the pipeline processes every frame given out
                 detections = self._pipeline.detect(frame.image) if wanted else None
                 if not self._put((frame, detections)):
                     return

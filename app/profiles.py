@@ -9,9 +9,9 @@ A profile chooses four things, each measured in ``python -m bench.profiles`` (do
 - the detector's input size in pixels (the longer side of the letterboxed frame);
 - how often the detector runs: every frame, or every k-th frame with the tracks predicted in between.
 
-The real-time profile keeps the detector's input size: a smaller input was measured to cost identities and
-keypoints (IDF1 -0.08 at 0.8x the size, -0.33 at 0.5x on the synthetic clips) while running the detector on
-every 2nd frame cost 0.03 at most; see docs/benchmarks.md, "Run profiles".
+The real-time profile keeps the detector's input size and runs it on every 2nd frame: on 40 synthetic clips that
+cost IDF1 0.001 and OKS AP 0.023 (with no flip test too), while a smaller input cost OKS AP 0.015 at 0.8x the size
+and IDF1 0.31 at 0.5x; see docs/benchmarks.md, "Run profiles".
 
 Anything a user gives explicitly (``--pose-weights``, ``--flip``/``--no-flip``, ``--det-imgsz``,
 ``--det-every``; :func:`animalpose.load`'s ``pose``, ``detector`` or ``pose_settings``) wins over the

@@ -280,10 +280,11 @@ def load_estimator(pose_weights: str | Path, pose_settings):
     return estimator
 
 
-def lost_frames(max_lost_s: float, fps: float | None) -> int:
-    """``max_lost_s`` seconds in frames at ``fps`` (:data:`DEFAULT_FPS` when None or not positive)."""
+def lost_frames(max_lost_s: float, fps: float | None, det_every: int = 1) -> int:
+    """``max_lost_s`` seconds in the frames the tracker counts a track unseen in: the frames the detector runs on,
+    every ``det_every``-th of a source of ``fps`` frames/s (:data:`DEFAULT_FPS` when None or not positive)."""
     rate = fps if fps is not None and fps > 0 else DEFAULT_FPS
-    return round(max_lost_s * rate)
+    return round(max_lost_s * rate / det_every)
 
 
 def tracker_settings(settings: TrackSettings, mode: SmoothingMode, max_lost_frames: int) -> TrackerSettings:
@@ -310,7 +311,7 @@ def _detect_ahead(detector: Callable | None, live: bool) -> int:
 def make_pipeline(models: Models, settings: TrackSettings, live: bool, fps: float | None = None) -> Pipeline:
     """A new pipeline (fresh tracker) for one source of ``fps`` frames/s; ``live`` picks the default smoothing."""
     mode = settings.smoothing_for(live)
-    tracker = Tracker(tracker_settings(settings, mode, lost_frames(settings.max_lost_s, fps)))
+    tracker = Tracker(tracker_settings(settings, mode, lost_frames(settings.max_lost_s, fps, settings.det_every)))
     pipeline_settings = PipelineSettings(det_every=settings.det_every, pose_order=settings.pose_order,
                                          detect_ahead=_detect_ahead(models.detector, live))
     return Pipeline(models.detector, models.estimator, tracker, pipeline_settings,

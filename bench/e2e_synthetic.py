@@ -123,6 +123,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pose-shared-epochs", type=int, default=None,
                         help="with --concurrent: pose epochs trained beside the detector; the rest resume on "
                         "every core once the detector is done (default: all of them beside it)")
+    parser.add_argument("--pose-only", action="store_true",
+                        help="only train and score the pose model (on the dataset in --out-dir, made if missing): "
+                        "another architecture for the detector and clips of an earlier run, as bench.profiles "
+                        "--realtime-pose takes it; writes pose/ and pose_summary.json, not docs/benchmarks.md")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave docs/benchmarks.md alone")
     parser.add_argument("--rescore", action="store_true",
                         help="only track the clips of the earlier run in --out-dir again, with its weights (after a "
@@ -579,6 +583,8 @@ def main(args: argparse.Namespace) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     load_start = os.getloadavg()[0]
     dataset = make_dataset(out / "dataset", args.images, args.image_size, args.seed)
+    if args.pose_only:
+        return train_pose_only(dataset, out, args)
     det_dataset, det_counts = make_frames(out / "frames", args.det_clips, args.det_frames_per_clip, args.video_size,
                                           args.seed) \
         if args.det_data == "frames" else (dataset, {})
@@ -631,6 +637,21 @@ def main(args: argparse.Namespace) -> dict:
     summary["command"] = "python -m bench.e2e_synthetic " + shlex.join(sys.argv[1:])
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return report(summary, args)
+
+
+def train_pose_only(dataset: Path, out: Path, args: argparse.Namespace) -> dict:
+    """``--pose-only``: train the pose model on ``dataset`` and score it on its test split (ground-truth boxes,
+    flip test); the summary goes to ``out/pose_summary.json``."""
+    from pose.codec import PostProcess
+
+    metrics, seconds = train_pose(dataset, out / "pose", args)
+    dark = pose_ap(dataset, out / "pose" / "best.pth", args.pose_input, args.device, PostProcess.DARK)
+    summary = {"arch": args.pose_arch, "input": args.pose_input, "epochs": args.pose_epochs, "seconds": seconds,
+               "AP": float(metrics["AP"]), "AP50": float(metrics["AP50"]), "AP_dark": dark["AP"],
+               "command": "python -m bench.e2e_synthetic " + shlex.join(sys.argv[1:])}
+    (out / "pose_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    logger.info("pose only: %s", summary)
+    return summary
 
 
 def report(summary: dict, args: argparse.Namespace) -> dict:

@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run as this profile runs live (pose model, flip test, YOLO11n at its size and interval)")
     parser.add_argument("--size", type=int, nargs=2, default=[640, 360], metavar=("W", "H"),
                         help="size of the streamed frames (default 640 360)")
+    parser.add_argument("--fresh-wait", type=float, default=LiveSettings.fresh_wait,
+                        help="LiveSettings.fresh_wait (0: always the newest frame at once)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -112,12 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     size = tuple(args.size)
     backgrounds = panning_frames(ROOT / "tests/data/samples/ap10k/000000037516.jpg", size=size, count=64)
     records: list[tuple[int, float]] = []  # (stream frame number, latency s)
+    detected: list[bool] = []  # whether the detector ran on each processed frame
     with MJPEGServer(backgrounds, fps=args.fps, max_frames=args.frames) as server:
-        with LiveSource(server.url, LiveSettings(max_reconnect_s=2.0, read_timeout_s=2.0)) as source:
+        with LiveSource(server.url, LiveSettings(max_reconnect_s=2.0, read_timeout_s=2.0,
+                                                            fresh_wait=args.fresh_wait)) as source:
             start = time.perf_counter()
             try:
                 for frame in source:
+                    runs = pipeline.times.detector_runs
                     pipeline.process(frame.image, frame.index, frame.timestamp_s)
+                    detected.append(pipeline.times.detector_runs > runs)
                     records.append((frame_number(frame.image), time.monotonic() - frame.captured_at))
                     if records[-1][0] >= args.frames - 1:
                         break
@@ -128,11 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     sent = max(n for n, _ in records) + 1 if records else 0
     processed = len(records)
     latencies = [latency for _, latency in records]
+    with_detector = [latency for (_, latency), d in zip(records, detected) if d]
+    pose_only = [latency for (_, latency), d in zip(records, detected) if not d]
     lines = [
         f"Stream: MJPEG over HTTP on 127.0.0.1, {size[0]}x{size[1]} at {args.fps:g} fps, {sent} frames sent and seen "
         f"({wall:.0f} s). Pipeline{f' (profile {args.profile})' if args.profile else ''}: {det_name}, pose "
         f"`{pose_name}` {'with' if flip_test else 'without'} flip test on `{args.device}` ({args.precision}), "
-        "causal smoothing. Latency = result time - capture time of the frame.",
+        f"causal smoothing; LiveSettings.fresh_wait {args.fresh_wait:g}. Latency = result time - capture time of "
+        "the frame.",
         "",
         f"Processed {processed} frames ({processed / wall:.1f}/s); dropped as stale {stats.frames_dropped} "
         f"of {stats.frames_read} read ({100 * stats.frames_dropped / max(stats.frames_read, 1):.1f}%); "
@@ -140,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         f"p95 {1e3 * percentile(latencies, 95):.0f} ms. Load average at the end "
         f"{os.getloadavg()[0]:.1f} (other processes on the machine's cores slow the pipeline; windows with "
         "fewer processed frames are those).",
+        "",
+        f"The detector ran on {len(with_detector)} of the {processed} processed frames: latency p50 / p95 "
+        f"{1e3 * percentile(with_detector, 50):.0f} / {1e3 * percentile(with_detector, 95):.0f} ms on those, "
+        f"{1e3 * percentile(pose_only, 50):.0f} / {1e3 * percentile(pose_only, 95):.0f} ms on the others.",
         "",
         "| stream frames | processed | latency p50 ms | latency p95 ms |",
         "| --- | ---: | ---: | ---: |",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +20,10 @@ from app.sources.paths import redact_url
 
 logger = logging.getLogger(__name__)
 
+_GAPS_KEPT = 15  # arrival gaps the frame interval is measured over
+_FRESH_DEADLINE = 1.25  # LiveSettings.fresh_wait: the next frame is awaited until this many intervals after the last
+
+
 @dataclass(frozen=True)
 class LiveSettings:
     """How a :class:`LiveSource` opens, waits and reconnects. All times in seconds.
@@ -30,6 +36,13 @@ class LiveSettings:
         max_reconnect_s: stop trying and raise :class:`SourceError` once the stream has been down this long.
         close_timeout_s: ``close()`` waits this long for the reader thread, then leaves it to finish
             on its own (it is a daemon thread and releases the device itself).
+        fresh_wait: a frame older than this fraction of the stream's frame interval (the median of its recent
+            arrival gaps) when the consumer asks for one is passed over for the next one if that comes within a
+            quarter interval of being due: the consumer waits at most ``1.25 - fresh_wait`` intervals and its
+            result comes out earlier, counted from the frame's capture, by more than that. A pipeline slower
+            than the camera, which otherwise takes frames of any age up to an interval, then takes none older
+            than this fraction (a live stream's latency p95 falls by about half a frame interval, at a few per
+            cent of its frames per second). 0: always the newest frame at once, however old.
     """
 
     open_timeout_s: float = 10.0
@@ -38,6 +51,7 @@ class LiveSettings:
     max_backoff_s: float = 5.0
     max_reconnect_s: float = 30.0
     close_timeout_s: float = 2.0
+    fresh_wait: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("open_timeout_s", "read_timeout_s", "initial_backoff_s", "max_backoff_s", "close_timeout_s"):
@@ -50,6 +64,8 @@ class LiveSettings:
             )
         if not self.max_reconnect_s >= 0:
             raise ValueError(f"max_reconnect_s must be >= 0 (0: never reconnect), got {self.max_reconnect_s}")
+        if not 0.0 <= self.fresh_wait <= 1.0:
+            raise ValueError(f"fresh_wait must be in [0, 1] (0: off), got {self.fresh_wait}")
 
 
 
@@ -58,7 +74,9 @@ class LiveSource(FrameSource):
     """Newest-frame reader for a webcam (an index) or a network stream (rtsp://, http(s)://, ...).
 
     A reader thread reads the device as fast as it delivers and keeps only the newest frame:
-    an unconsumed frame that a newer one replaces is counted in ``stats.frames_dropped``. When the
+    an unconsumed frame that a newer one replaces is counted in ``stats.frames_dropped``. A consumer slower
+    than the stream is not handed a frame that is already most of an interval old when the next one is
+    about to come (``LiveSettings.fresh_wait``). When the
     stream drops (read error, end of stream, or nothing for ``read_timeout_s``), the reader reopens
     it, first at once and then with exponential backoff; after ``max_reconnect_s`` without success
     the iteration raises :class:`SourceError`. ``close()`` (also on leaving the ``with`` block,
@@ -89,6 +107,8 @@ class LiveSource(FrameSource):
         self._slot: Frame | None = None
         self._error: SourceError | None = None
         self._finished = False
+        self._gaps: collections.deque[float] = collections.deque(maxlen=_GAPS_KEPT)  # seconds between arrivals
+        self._latest: float | None = None  # when the newest frame arrived
         self._thread: threading.Thread | None = None
         self._capture = self._open()
         if self._capture is None:
@@ -125,10 +145,34 @@ class LiveSource(FrameSource):
     def _publish(self, image: np.ndarray) -> None:
         now = time.monotonic()
         with self._cond:
+            if self._latest is not None:
+                self._gaps.append(now - self._latest)
+            self._latest = now
             frame = Frame(self._stats.frames_read, now - self._opened_at, now, image)
             self._bump(frames_read=1, frames_dropped=int(self._slot is not None))
             self._slot = frame
             self._cond.notify_all()
+
+    def frame_interval(self) -> float | None:
+        """The stream's frame interval in seconds as measured: the median of the last arrival gaps (None before
+        there are any)."""
+        with self._lock:
+            return statistics.median(self._gaps) if self._gaps else None
+
+    def _await_fresher(self, frame: Frame) -> None:
+        """With the condition held and ``frame`` in the slot: wait for the next frame when ``frame`` is older than
+        ``fresh_wait`` intervals and the next one is due soon enough (:class:`LiveSettings`)."""
+        if self.settings.fresh_wait == 0 or not self._gaps:
+            return
+        interval = statistics.median(self._gaps)
+        if time.monotonic() - frame.captured_at <= self.settings.fresh_wait * interval:
+            return
+        deadline = frame.captured_at + _FRESH_DEADLINE * interval
+        while self._slot is frame and not self._finished and not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._cond.wait(remaining)
 
     def _until_due(self) -> float:
         """Seconds until the next frame of a file is due at the file's frame rate (a file plays like a camera)."""
@@ -200,6 +244,8 @@ class LiveSource(FrameSource):
                 with self._cond:
                     while self._slot is None and not self._finished and not self._stop.is_set():
                         self._cond.wait(0.25)
+                    if self._slot is not None:
+                        self._await_fresher(self._slot)
                     frame, self._slot = self._slot, None
                     if frame is not None:
                         self._bump(frames_delivered=1)

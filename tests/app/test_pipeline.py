@@ -76,6 +76,24 @@ def test_detector_every_k_frames_predicts_in_between(synthetic_clip, small_estim
     assert sum(present) >= 0.8 * sum(len(f["animals"]) > 0 for f in gt["frames"])
 
 
+
+
+def test_detector_schedule_counts_processed_frames_not_source_indices(synthetic_clip, small_estimator):
+    # A live source drops the frames the pipeline cannot take: the indices it gets skip irregularly. The
+    # detector still runs on every 2nd frame processed, whatever the indices' parity.
+    _, gt = synthetic_clip
+    detector = GroundTruthDetector(gt)
+    pipeline = Pipeline(detector, small_estimator, _tracker(), PipelineSettings(det_every=2))
+    indices = [0, 2, 4, 6, 7, 9, 11, 13, 15, 16, 18, 20]  # mostly even: by parity the detector would run on 7 of 12
+    image = np.zeros((gt["height"], gt["width"], 3), np.uint8)
+    ran = []
+    for index in indices:
+        detector.frame = index
+        calls = detector.calls
+        pipeline.process(image, index, index / 30.0)
+        ran.append(detector.calls > calls)
+    assert ran == [True, False] * (len(indices) // 2)
+    assert [pipeline.wants_detections(n) for n in range(5)] == [True, False, True, False, True]
 def test_offline_smoothing_covers_every_frame(synthetic_clip, small_estimator):
     pipeline, _, results = _run(synthetic_clip, small_estimator, mode=SmoothingMode.OFFLINE)
     smoothed = pipeline.offline_results()

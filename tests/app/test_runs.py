@@ -61,6 +61,12 @@ def test_lost_time_becomes_frames_at_the_source_rate(seconds, fps, frames):
     assert lost_frames(seconds, fps) == frames
 
 
+def test_lost_time_counts_the_frames_the_detector_runs_on():
+    # The tracker counts a track unseen only on the frames the detector looks at: with the detector on every 2nd
+    # frame, 3 s of a 30 fps video are 45 of them, not 90 (which would keep identities 6 s).
+    assert lost_frames(3.0, 30.0, det_every=2) == 45 and lost_frames(3.0, 30.0, det_every=3) == 30
+
+
 def test_make_pipeline_applies_the_settings(synthetic_clip, small_estimator):
     _, gt = synthetic_clip
     settings = TrackSettings(det_every=4, smoothing=SmoothingMode.NONE, pose_order=PoseOrder.BEFORE_TRACKING,
@@ -68,7 +74,7 @@ def test_make_pipeline_applies_the_settings(synthetic_clip, small_estimator):
     pipeline = make_pipeline(Models(GroundTruthDetector(gt), small_estimator), settings, live=True, fps=12.0)
     assert pipeline.settings.det_every == 4 and pipeline.settings.pose_order is PoseOrder.BEFORE_TRACKING
     assert pipeline.smoothing_mode is SmoothingMode.NONE
-    assert pipeline.tracker.settings.max_lost_frames == 24
+    assert pipeline.tracker.settings.max_lost_frames == 6  # 2 s at 12 frames/s, the detector on every 4th
     assert pipeline.tracker.settings.appearance_weight == 0.4 and pipeline.tracker.settings.min_hits == 3
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import threading
@@ -298,6 +299,8 @@ def test_redact_url():
         ({"open_timeout_s": 0}, "open_timeout_s"),
         ({"initial_backoff_s": 2.0, "max_backoff_s": 1.0}, "max_backoff_s"),
         ({"max_reconnect_s": -1}, "max_reconnect_s"),
+        ({"fresh_wait": -0.1}, "fresh_wait"),
+        ({"fresh_wait": 1.5}, "fresh_wait"),
     ],
 )
 def test_live_settings_validation(kwargs, message):
@@ -367,6 +370,32 @@ def test_slow_consumer_gets_newest_frame_and_drops_are_counted(camera):
     assert stats.frames_delivered == 8
     assert stats.frames_dropped >= 8  # about three of every four frames
     assert stats.frames_read == stats.frames_delivered + stats.frames_dropped
+
+
+@pytest.mark.parametrize("fresh_wait", [0.0, 0.5])
+def test_a_slow_consumer_is_not_handed_frames_most_of_an_interval_old(camera, fresh_wait):
+    # A consumer 1.6 frame intervals slow finds the newest frame anywhere from 0 to an interval old. With
+    # fresh_wait 0.5 it waits for the next one instead of taking one older than half an interval.
+    interval = 1.0 / FPS
+    ages, waits = [], []
+    settings = dataclasses.replace(QUICK, fresh_wait=fresh_wait)
+    with LiveSource(camera.url, settings) as source:
+        asked = time.monotonic()
+        for n, frame in enumerate(source):
+            now = time.monotonic()
+            ages.append(now - frame.captured_at)
+            waits.append(now - asked)
+            if n == 24:
+                break
+            time.sleep(1.6 * interval)
+            asked = time.monotonic()
+        assert source.frame_interval() == pytest.approx(interval, rel=0.3)
+    ages = sorted(ages[5:])  # after the interval is measured
+    if fresh_wait:
+        assert ages[int(0.8 * len(ages))] <= 0.5 * interval + 0.01, ages
+        assert max(waits[5:]) <= 1.25 * interval + 0.05  # never more than to a quarter interval past the next frame
+    else:
+        assert ages[-1] > 0.6 * interval, ages  # the newest frame, however old
 
 
 def test_stream_cut_reconnects_and_continues(camera):

@@ -153,3 +153,17 @@ def test_pose_settings_of_a_simcc_model_take_its_recipe(tmp_path):
     assert heatmap.heatmap_size == (48, 48) and heatmap.lr_steps == (71,)
     given = get_args_parser().parse_args(["--pose-arch", "rtmpose_m", "--pose-lr", "1e-3"])
     assert pose_settings(tmp_path, tmp_path / "pose", given, epochs=1).lr == 1e-3
+
+
+def test_pose_only_trains_and_scores_the_pose_model_alone(tmp_path, monkeypatch):
+    from bench.e2e_synthetic import main
+
+    out = tmp_path / "run"
+    monkeypatch.setattr("bench.e2e_synthetic.report", lambda *a, **k: (_ for _ in ()).throw(AssertionError("report")))
+    summary = main(get_args_parser().parse_args([
+        "--out-dir", str(out), "--images", "20", "--image-size", "128", "--pose-arch", "rtmpose_tiny",
+        "--pose-epochs", "1", "--pose-batch", "8", "--pose-only"]))
+    assert (out / "pose" / "best.pth").is_file()
+    assert json.loads((out / "pose_summary.json").read_text()) == summary
+    assert summary["arch"] == "rtmpose_tiny" and 0.0 <= summary["AP"] <= 1.0 and 0.0 <= summary["AP_dark"] <= 1.0
+    assert not (out / "detector").exists() and not (out / "clips").exists()

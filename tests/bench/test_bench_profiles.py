@@ -32,6 +32,36 @@ def test_the_accuracy_variants_scale_the_detector_as_the_profile_does():
     assert bench.scaled_size(640, 320) == 320 and bench.scaled_size(320, 384) == 192
 
 
+def test_a_realtime_pose_model_adds_its_rows_side_by_side(tmp_path):
+    from pose.checkpoint import save_checkpoint
+    from pose.model import ARCHITECTURES, build_model
+
+    path = tmp_path / "rtm.pth"
+    save_checkpoint(build_model(replace(ARCHITECTURES["rtmpose_tiny"], input_size=(96, 96))), path)
+    assert bench._architecture_name(path) == "rtmpose_tiny"
+    own = bench.accuracy_variants(320)
+    variants = bench.accuracy_variants(320, path, "rtmpose_tiny")
+    assert variants[:len(own)] == own and all(v.pose is None for v in own)
+    full, realtime = variants[len(own):]
+    assert (full.pose, full.flip_test, full.det_imgsz, full.det_every) == (path, True, 320, 1)
+    assert (realtime.pose, realtime.flip_test, realtime.det_every) == (path, False, REALTIME_CHOICES.det_every)
+    assert realtime.det_imgsz == own[-1].det_imgsz and "rtmpose_tiny" in realtime.label
+
+
+def test_the_realtime_pose_note_says_how_the_model_was_trained(tmp_path):
+    import json
+
+    weights = tmp_path / "pose" / "best.pth"
+    info = {"realtime_arch": "rtmpose_tiny", "pose_arch": "hrnet_tiny_s2", "pose_ap": 0.66}
+    assert bench._realtime_pose_note(None, info) == []
+    bare = " ".join(bench._realtime_pose_note(weights, info))
+    assert "rtmpose_tiny" in bare and "trained" not in bare
+    (tmp_path / "pose_summary.json").write_text(json.dumps(
+        {"epochs": 160, "seconds": 960.0, "AP": 0.61, "command": "python -m bench.e2e_synthetic --pose-only"}))
+    note = " ".join(bench._realtime_pose_note(weights, info))
+    assert "trained 160 epochs in 16 min, test AP 0.610" in note and "hrnet_tiny_s2's 0.660" in note
+
+
 def _frame(index: int, boxes: list[list[float]], keypoints: list[np.ndarray]) -> dict:
     return {"frame": index, "animals": [{"bbox": b, "keypoints": k.tolist()} for b, k in zip(boxes, keypoints)]}
 
@@ -51,6 +81,27 @@ def test_keypoint_change_matches_animals_by_box_and_counts_confident_keypoints()
         pytest.approx(100 * 5.0 / 100 * 15 / 32)  # 15 keypoints moved 5% beside 17 unmoved
     assert math.isnan(bench.keypoint_change(reference, [_frame(0, [[500, 500, 600, 600]], [a])]))  # no match
     assert math.isnan(bench.keypoint_change(reference, [_frame(3, [[0, 0, 100, 100]], [a])]))  # no such frame
+
+
+def test_paired_difference_is_the_mean_of_clip_differences_with_its_standard_error():
+    reference = np.array([0.9, 0.5, 0.7, np.nan])
+    values = np.array([0.8, 0.5, 0.9, 0.4])  # the last clip has no reference score: left out
+    diff, se = bench.paired_difference(values, reference)
+    assert diff == pytest.approx(np.mean([-0.1, 0.0, 0.2]))
+    assert se == pytest.approx(np.std([-0.1, 0.0, 0.2], ddof=1) / math.sqrt(3))
+    assert all(math.isnan(x) for x in bench.paired_difference(np.array([np.nan]), np.array([1.0])))
+
+
+def test_accuracy_verdicts_judge_the_realtime_row_against_the_target():
+    variants = bench.accuracy_variants(320)
+    full = {"variant": variants[0], "idf1_diff": 0.0, "idf1_se": 0.0, "oks_ap_diff": 0.0, "oks_ap_se": 0.0}
+    realtime = {"variant": variants[-1], "idf1_diff": -0.02, "idf1_se": 0.01, "oks_ap_diff": -0.05, "oks_ap_se": 0.01}
+    lines = bench.accuracy_verdicts([full, realtime])
+    assert len(lines) == 2
+    assert "IDF1: -0.020" in lines[0] and lines[0].endswith("met on this run.") and "not met" not in lines[0]
+    assert "OKS AP: -0.050" in lines[1] and "not met" in lines[1]
+    assert bench.accuracy_verdicts([full]) == []
+    assert bench._versus(full, "idf1") == "" and bench._versus(realtime, "idf1") == "-0.020 (0.010)"
 
 
 @pytest.mark.timeout(600)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -383,8 +384,9 @@ def test_infer_architecture_from_the_rtmpose_manifest(rtmpose_manifest) -> None:
                             expansion_factor=3, num_keypoints=5),
         RTMPoseArchitecture(input_size=(64, 96), widths=(8, 16, 32, 64), depths=(1, 1, 1, 1), stem_width=8,
                             expand_ratio=0.25, hidden_dims=16, attention_dims=8),
+        replace(ARCHITECTURES["rtmpose_tiny"], input_size=(96, 96)),  # as bench.e2e_synthetic trains it
     ],
-    ids=["small", "three_stages", "portrait_thin_branches"],
+    ids=["small", "three_stages", "portrait_thin_branches", "rtmpose_tiny"],
 )
 def test_rtmpose_architectures_are_read_back(arch: RTMPoseArchitecture) -> None:
     with torch.device("meta"):
