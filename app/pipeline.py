@@ -139,7 +139,6 @@ class Pipeline:
         self.settings = settings
         self.num_keypoints = num_keypoints
         self.times = StageTimes()
-        self._processed = 0  # frames processed so far: the detector's schedule counts these
         # (frame index, timestamp) of each frame, OFFLINE mode only: 16 bytes a frame
         self._frames = Rows((2,), np.float64)
 
@@ -166,8 +165,7 @@ class Pipeline:
                 detections: Detections | None = None) -> FrameResult:
         """Detect (or predict), track and estimate poses for one BGR frame; ``detections``: the detector's
         output on this frame when it was run already (:class:`DetectAhead`)."""
-        run_detector = self.wants_detections(self._processed)
-        self._processed += 1
+        run_detector = self.wants_detections(self.tracker.frame_index + 1)  # the tracker advances once a frame
         if run_detector:
             if detections is None:
                 detections = self.detect(image_bgr)

@@ -157,14 +157,18 @@ class LiveSource(FrameSource):
         """The stream's frame interval in seconds as measured: the median of the last arrival gaps (None before
         there are any)."""
         with self._lock:
-            return statistics.median(self._gaps) if self._gaps else None
+            return self._median_gap()
+
+    def _median_gap(self) -> float | None:
+        """The median of the last arrival gaps, None before there are any (the caller holds the lock)."""
+        return statistics.median(self._gaps) if self._gaps else None
 
     def _await_fresher(self, frame: Frame) -> None:
         """With the condition held and ``frame`` in the slot: wait for the next frame when ``frame`` is older than
         ``fresh_wait`` intervals and the next one is due soon enough (:class:`LiveSettings`)."""
-        if self.settings.fresh_wait == 0 or not self._gaps:
+        interval = self._median_gap() if self.settings.fresh_wait else None
+        if interval is None:
             return
-        interval = statistics.median(self._gaps)
         if time.monotonic() - frame.captured_at <= self.settings.fresh_wait * interval:
             return
         deadline = frame.captured_at + _FRESH_DEADLINE * interval
