@@ -176,7 +176,7 @@ class TrackSettings:
         max_lost_s: seconds an animal may be unseen (hidden, or out of the frame) and keep its identity
             when it is seen again; counted in frames at the source's frame rate (a live source's
             announced rate; :data:`DEFAULT_FPS` when a source announces none).
-        min_hits: consecutive detections an animal needs before it gets an identity and is reported.
+        min_hits: detections an animal needs (the first two in a row) before it gets an identity and is reported.
         appearance: weight of the colour-histogram appearance cue in the tracker's association
             (``TrackerSettings.appearance_weight``; 0: boxes and motion only).
         draw: how the labeled video is drawn.

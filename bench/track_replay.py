@@ -175,11 +175,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--video-size", type=int, nargs=2, default=[320, 256], metavar=("W", "H"))
     parser.add_argument("--fps", type=float, default=15.0)
     parser.add_argument("--det-imgsz", type=int, default=320)
-    parser.add_argument("--det-iou", type=float, default=0.5)
-    parser.add_argument("--det-conf", type=float, default=0.25)
-    parser.add_argument("--max-lost", type=float, default=5.0, help="seconds")
-    parser.add_argument("--min-hits", type=int, default=4)
-    parser.add_argument("--appearance", type=float, default=0.6)
+    # The tracking settings default to what ``animalpose track`` ships with.
+    from tracking.detector import DetectorSettings
+
+    shipped = TrackSettings()
+    parser.add_argument("--det-iou", type=float, default=DetectorSettings.iou, help="as animalpose track's --det-iou")
+    parser.add_argument("--det-conf", type=float, default=DetectorSettings.confidence, help="the detector's")
+    parser.add_argument("--max-lost", type=float, default=shipped.max_lost_s, help="seconds")
+    parser.add_argument("--min-hits", type=int, default=shipped.min_hits, help="as animalpose track's")
+    parser.add_argument("--appearance", type=float, default=shipped.appearance, help="as animalpose track's")
     return parser
 
 

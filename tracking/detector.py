@@ -72,7 +72,8 @@ class DetectorSettings:
         weights: path of an ultralytics weights file (``.pt``, or an exported format ultralytics loads).
         classes: class names to keep; None for the default rule of the module docstring.
         confidence: lowest detection score kept, in [0, 1].
-        iou: IoU threshold of non-maximum suppression, in [0, 1].
+        iou: IoU threshold of non-maximum suppression, in [0, 1] (0.6, under ultralytics' 0.7: fewer duplicate
+            boxes on one animal; docs/tuning.md).
         image_size: inference size in pixels (a multiple of 32).
         device: "auto" (the default: the first CUDA GPU when torch sees one, else the CPU), "cpu", "cuda"
             or "cuda:N" (:mod:`pose.devices`; None is taken as "auto").
@@ -98,7 +99,7 @@ class DetectorSettings:
     weights: str | Path
     classes: tuple[str, ...] | None = None
     confidence: float = 0.25
-    iou: float = 0.7
+    iou: float = 0.6
     image_size: int = 640
     device: str | None = AUTO
     half: bool = False

@@ -36,6 +36,11 @@ lost for this frame, with no pose, and the detection starts no track. Such a box
 track's own animal hidden behind it or missed: the animal is left unlabelled a frame or two rather than given the
 neighbour's identity (or the neighbour's animal given its identity).
 
+With the poses after tracking, the pose model also runs on the predicted boxes of the tracks missed in this
+frame; where such a box covers a neighbour (its own animal hidden behind it), the pose found there is the
+neighbour's. A missed track's pose as similar as ``duplicate_pose_oks`` (OKS) to that of a track matched in this
+frame is dropped: its keypoints are predicted, then reported missing, rather than given the neighbour's.
+
 With ``appearance_weight`` > 0 and appearance features given with the detections (colour
 histograms, :mod:`tracking.appearance`), stages 1, 3 and 4 blend into their cost the distance between
 a detection's features and the track's running average of them, and a lost track (stages 1 and 3)
@@ -51,9 +56,10 @@ no other detection (at a crossing a box holds both animals) and lie within ``app
 of it (a track that took another animal's box for a while does not take its colours), and only
 boxes that overlap no other are judged by their colours.
 
-Confident detections left over start tentative tracks, confirmed after ``min_hits`` consecutive
-matches (or ``hold_hits``, above). Association ignores the detector's class (a dog called a cat for one frame keeps its
-track); a track keeps the class of its first detection. Every tracker owns its ID counter; IDs
+Confident detections left over start tentative tracks, confirmed after ``min_hits`` matches (or
+``hold_hits``, above); one matched once ends at its first miss, one matched twice or more may miss up to
+``tentative_patience`` frames in a row. Association ignores the detector's class (a dog called a cat for one
+frame keeps its track); a track keeps the class of its first detection. Every tracker owns its ID counter; IDs
 start at 1.
 
 Poses may come with the detections (``update(detections, poses)``) or after tracking, when the pose
@@ -127,7 +133,13 @@ class TrackerSettings:
         low_max_cost: highest IoU cost of a match with a low-score detection (stage 2).
         oks_weight: weight of keypoint similarity against box IoU (0: boxes only).
         keypoint_threshold: keypoints at or above it count in the OKS.
-        min_hits: consecutive matches that confirm a tentative track.
+        min_hits: matches that confirm a tentative track.
+        duplicate_pose_oks: with the poses after tracking, a pose found in the predicted box of a track missed in this
+            frame is dropped (the track's keypoints are predicted, not updated) when its OKS with the pose of a track
+            matched in this frame reaches this: the box covers that animal, not its own, which is hidden behind it or
+            gone (0: never).
+        tentative_patience: frames a tentative track with two or more matches may go unmatched before it ends (one
+            with a single match ends at its first miss).
         max_lost_frames: frames a lost track waits to be re-linked before it is removed (150: 5 s at 30 fps, as
             ``animalpose track``'s default ``--max-lost 5``).
         report_lost_frames: a lost track is still reported, on its predicted box and with state LOST,
@@ -218,6 +230,8 @@ class TrackerSettings:
     review_iou: float = 0.3
     review_margin: float = 0.1
     min_pose_similarity: float = 0.2
+    tentative_patience: int = 3
+    duplicate_pose_oks: float = 0.5
     relink_delay: int = 8
     relink_hits: int = 3
     hold_hits: int = 6
@@ -240,6 +254,8 @@ class TrackerSettings:
             raise ValueError(f"max_lost_frames must be >= 0, got {self.max_lost_frames}")
         if self.report_lost_frames < 0:
             raise ValueError(f"report_lost_frames must be >= 0, got {self.report_lost_frames}")
+        if self.tentative_patience < 0:
+            raise ValueError(f"tentative_patience must be >= 0, got {self.tentative_patience}")
         for name in ("relink_gate", "relink_noise", "box_measurement_noise", "box_process_noise", "box_size_noise"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
@@ -250,6 +266,8 @@ class TrackerSettings:
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value}")
+        if not 0.0 <= self.duplicate_pose_oks <= 1.0:
+            raise ValueError(f"duplicate_pose_oks must be in [0, 1], got {self.duplicate_pose_oks}")
         for name in ("geometry_weight", "height_drift", "box_adaptation", "review_margin"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
@@ -635,6 +653,10 @@ class Tracker:
             track.state = TrackState.LOST
         self._settle_newcomers([t for t, _ in pairs if t.state is TrackState.TENTATIVE], unmatched_established,
                                keypoints, {t.track_id: j for t, j in pairs})
+        # A tentative track seen twice or more survives a few missed frames (a held one would otherwise die of one
+        # miss before its lost track could take it back); seen once, it ends at its first miss.
+        unmatched_tentative = [t for t in unmatched_tentative
+                               if t.hits < 2 or t.frames_since_update > self.settings.tentative_patience]
         self._end(unmatched_tentative + [t for t in unmatched_established
                                          if t.frames_since_update > self.settings.max_lost_frames])
         awaited = self._awaited(boxes[unmatched_detections])
@@ -754,6 +776,7 @@ class Tracker:
         if self._review is not None:
             keypoints = self._settle(track_ids, keypoints, by_id)
         keypoints = self._give_up_contradicting(track_ids, keypoints, by_id)
+        keypoints = self._drop_duplicates(track_ids, keypoints, by_id)
         for track_id, pose in zip(track_ids, keypoints):
             by_id[track_id].attach_pose(pose)
         return [by_id[i].snapshot(self._frame) for i in track_ids]
@@ -869,6 +892,30 @@ class Tracker:
                 track.unmatch()
                 track.state = TrackState.LOST
                 keypoints[i] = np.nan
+        return keypoints
+
+    def _drop_duplicates(self, track_ids: list[int], keypoints: np.ndarray,
+                         by_id: dict[int, _LiveTrack]) -> np.ndarray:
+        """``keypoints`` with the rows NaN (no pose) of the tracks missed in this frame whose pose is that of a track
+        matched in it (``TrackerSettings.duplicate_pose_oks``)."""
+        threshold = self.settings.duplicate_pose_oks
+        if threshold <= 0:
+            return keypoints
+        # Matched to a detection in this frame (a frame without the detector matches none), or missed in it.
+        seen = np.array([by_id[i].updated_now for i in track_ids])
+        missed = np.array([by_id[i].frames_since_update > 0 for i in track_ids])
+        if not (seen.any() and missed.any()):
+            return keypoints
+        valid = keypoints[..., 2] >= self.settings.keypoint_threshold
+        unseen = np.flatnonzero(missed)
+        boxes = np.stack([by_id[track_ids[i]].raw_box for i in np.flatnonzero(seen)])
+        oks = keypoint_similarity(keypoints[unseen], keypoints[seen], box_area(boxes), valid_a=valid[unseen],
+                                  valid_b=valid[seen], sigmas=SIGMAS)
+        duplicate = np.nan_to_num(oks).max(axis=1) >= threshold
+        if not duplicate.any():
+            return keypoints
+        keypoints = keypoints.copy()
+        keypoints[unseen[duplicate]] = np.nan
         return keypoints
 
     def tracks(self) -> list[Track]:

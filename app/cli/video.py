@@ -69,8 +69,8 @@ def add_detector_and_tracker_arguments(parser: argparse.ArgumentParser) -> None:
                        help="seconds an animal may be unseen (hidden or out of the frame) and keep its identity "
                        f"when it comes back (default {track('max_lost_s'):g})")
     group.add_argument("--min-hits", type=int, default=track("min_hits"), metavar="N",
-                       help="consecutive detections before an animal gets an identity (more: fewer identities "
-                       "started on false or duplicate boxes, a later start for real ones) "
+                       help="detections (the first two in a row) before an animal gets an identity (more: fewer "
+                       "identities started on false or duplicate boxes, a later start for real ones) "
                        f"(default {track('min_hits')})")
     group.add_argument("--appearance", type=float, default=track("appearance"), metavar="W",
                        help="weight in [0, 1] of a colour-histogram appearance cue in the tracker's association: "

@@ -149,12 +149,13 @@ def test_bad_tracking_options_fail_with_one_line(synthetic_clip, models, capsys,
 
 def test_detector_options_reach_the_detector_settings():
     from app.cli import build_parser
+    from tracking.detector import DetectorSettings
 
     args = build_parser().parse_args(["track", "c.mp4", "--det-iou", "0.5", "--det-conf", "0.3", "--det-imgsz", "320"])
     settings = cli_track.detector_settings_from_args(args, PoseSettings())
     assert (settings.iou, settings.confidence, settings.image_size) == (0.5, 0.3, 320)
     default = build_parser().parse_args(["track", "c.mp4"])
-    assert cli_track.detector_settings_from_args(default, PoseSettings()).iou == 0.7
+    assert cli_track.detector_settings_from_args(default, PoseSettings()).iou == DetectorSettings.iou == 0.6
 
 
 @pytest.mark.parametrize("backend", ["auto", "torch", "onnxruntime"])

@@ -88,7 +88,12 @@ def test_cached_clips_reads_the_cache_without_a_detector(clip: CachedClip, tmp_p
     assert len(clips) == 1 and clips[0].truth == clip.truth
 
 
-def test_parser_defaults_are_the_benchmarks() -> None:
+def test_parser_defaults_are_what_animalpose_track_ships_with() -> None:
+    from app.runs import TrackSettings
+    from tracking.detector import DetectorSettings
+
     args = get_args_parser().parse_args(["--det-weights", "d.pt", "--cache", "c"])
-    assert (args.det_iou, args.min_hits, args.appearance, args.max_lost) == (0.5, 4, 0.6, 5.0)
+    shipped = TrackSettings()
+    assert (args.det_iou, args.det_conf, args.min_hits, args.appearance, args.max_lost) == (
+        DetectorSettings.iou, DetectorSettings.confidence, shipped.min_hits, shipped.appearance, shipped.max_lost_s)
     assert len(args.seeds) == 31
