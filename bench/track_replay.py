@@ -33,6 +33,7 @@ from bench.e2e_synthetic import mean_scores as mean_over_clips
 from bench.tracking import outputs_from_tracks
 from pose.structures import Detections
 from tracking.appearance import colour_histograms
+from tracking.detector import Detector, DetectorSettings
 from tracking.smoothing import SmoothingMode
 from tracking.tracker import Tracker, TrackerSettings, smooth_tracks_offline
 from train.e2e import clip_truth
@@ -139,7 +140,6 @@ def mean_scores(clips: Sequence[CachedClip], settings: TrackerSettings) -> dict[
 def cached_clips(cache: Path, seeds: Sequence[int], det_weights: Path, det_imgsz: int, det_iou: float,
                  det_conf: float, frames: int, video_size: Sequence[int], fps: float) -> list[CachedClip]:
     """The clips of ``seeds``, rendered and run through the detector unless ``cache`` has them already."""
-    from tracking.detector import Detector, DetectorSettings
     from train.synthetic import VideoSettings, render_video
 
     cache.mkdir(parents=True, exist_ok=True)
@@ -175,10 +175,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--video-size", type=int, nargs=2, default=[320, 256], metavar=("W", "H"))
     parser.add_argument("--fps", type=float, default=15.0)
     parser.add_argument("--det-imgsz", type=int, default=320)
-    # The tracking settings default to what ``animalpose track`` ships with.
-    from tracking.detector import DetectorSettings
-
-    shipped = TrackSettings()
+    shipped = TrackSettings()  # the tracking settings default to what ``animalpose track`` ships with
     parser.add_argument("--det-iou", type=float, default=DetectorSettings.iou, help="as animalpose track's --det-iou")
     parser.add_argument("--det-conf", type=float, default=DetectorSettings.confidence, help="the detector's")
     parser.add_argument("--max-lost", type=float, default=shipped.max_lost_s, help="seconds")
