@@ -86,9 +86,13 @@ def test_run_scenes_tables(short):
     assert list(results) == ["close-crossing", "all"]
     table = results_table(results)
     assert "close-crossing" in table and "**all**" in table
+    causal, offline = results["close-crossing"]["causal"], results["close-crossing"]["offline"]
+    assert f"| {causal['idf1']:.3f} ({causal['idf1_min']:.3f}) / {offline['idf1']:.3f} " in table
     everything = {scene: results["close-crossing"] for scene in SCENES}
     everything["all"] = results["all"]
-    assert "IDF1 ≥ 0.95 overall" in targets_table(everything)
+    targets = targets_table(everything)
+    assert f"IDF1 ≥ 0.95 overall, causal (live sources) | {causal['idf1']:.3f} |" in targets
+    assert f"IDF1 ≥ 0.95 overall, offline (files) | {offline['idf1']:.3f} |" in targets
 
 
 def test_parser_defaults():

@@ -514,6 +514,32 @@ def test_offline_fills_short_gaps(fill_gaps, expected):
         smooth_tracks_offline(tracker.history(), fill_gaps=-1)
 
 
+@pytest.mark.parametrize(("offline_fill_frames", "expected"), [(0, [1, 1, 0, 0, 0, 1, 1]), (3, [1] * 7)])
+def test_offline_fill_default_is_the_trackers_setting(offline_fill_frames, expected):
+    settings = TrackerSettings(record_history=True, min_hits=1, report_lost_frames=0,
+                               offline_fill_frames=offline_fill_frames)
+    tracker = Tracker(settings)
+    for i in range(7):
+        found = dets(box_at(10.0 * i)) if i in (0, 1, 5, 6) else Detections.empty()
+        tracker.update(found, poses_for(found))
+    frames = smooth_tracks_offline(tracker.history())
+    assert [len(f) for f in frames] == expected
+    for f in (*frames[:2], *frames[5:]):
+        assert (f[0].keypoint_status == KeypointStatus.SMOOTHED).all()
+    for f in frames[2:5]:
+        for track in f:  # a filled frame has the box between the matches and no keypoints
+            assert track.state is TrackState.LOST
+            assert track.box[0] == pytest.approx(10.0 * track.frame_index, abs=2.0)
+            assert np.isnan(track.keypoints[:, :2]).all() and (track.keypoints[:, 2] == 0).all()
+            assert (track.keypoint_status == KeypointStatus.MISSING).all()
+
+
+def test_offline_fill_frames_must_not_be_negative():
+    assert TrackerSettings().offline_fill_frames == 10
+    with pytest.raises(ValueError, match="offline_fill_frames"):
+        TrackerSettings(offline_fill_frames=-1)
+
+
 def test_short_simulated_crossing_is_tracked():
     from train.synthetic.tracks import SCENARIOS, simulate_sequence
     from train.tracking_metrics import FrameOutput, identity_metrics
