@@ -63,7 +63,8 @@ def bench_model(name: str, batches: list[int], repeats: int, device: str) -> lis
            if not device.startswith("cuda") or ort_has_cuda() else None)
     cuda = device.startswith("cuda")
     eager = PoseEstimator(model, replace(settings, cuda_graphs=False)) if cuda else None
-    half = PoseEstimator(build_model(ARCHITECTURES[name]).eval(), replace(settings, precision=Precision.FAST)) if cuda else None
+    half = (PoseEstimator(build_model(ARCHITECTURES[name]).eval(), replace(settings, precision=Precision.FAST))
+            if cuda else None)
     plain_model = ours.model  # same module, same device and memory format
     rows = []
     rng = np.random.default_rng(0)

@@ -314,7 +314,7 @@ def measure_accuracy(e2e_dir: Path, videos: int, folder: Path,
     rows, reference, per_clip = [], {}, {}
     realtime_arch = _architecture_name(realtime_pose) if realtime_pose is not None else ""
     for variant in accuracy_variants(native, realtime_pose, realtime_arch):
-        detector = DetectorSettings(weights=str(det), image_size=variant.det_imgsz, iou=0.5)
+        detector = DetectorSettings(weights=str(det), image_size=variant.det_imgsz)
         model = animalpose.load(variant.pose or pose, detector, device="cpu",
                                 pose_settings=PoseSettings(flip_test=variant.flip_test, post_process=PostProcess.DARK))
         scores = []

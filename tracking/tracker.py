@@ -40,6 +40,9 @@ With the poses after tracking, the pose model also runs on the predicted boxes o
 frame; where such a box covers a neighbour (its own animal hidden behind it), the pose found there is the
 neighbour's. A missed track's pose as similar as ``duplicate_pose_oks`` (OKS) to that of a track matched in this
 frame is dropped: its keypoints are predicted, then reported missing, rather than given the neighbour's.
+A lost track is reported on its predicted box for ``report_lost_frames`` frames after its last match, and for
+longer (up to ``pose_keep_frames``) while the pose found in that box is its own: enough confident keypoints, as
+similar as ``pose_keep_oks`` to the track's predicted keypoints (the detector missed an animal still in view).
 
 With ``appearance_weight`` > 0 and appearance features given with the detections (colour
 histograms, :mod:`tracking.appearance`), stages 1, 3 and 4 blend into their cost the distance between
@@ -145,6 +148,12 @@ class TrackerSettings:
             ``animalpose track``'s default ``--max-lost 5``).
         report_lost_frames: a lost track is still reported, on its predicted box and with state LOST,
             for this many frames after its last match (a missed detection then costs no pose).
+        pose_keep_oks: with the poses after tracking, a lost track whose pose, found in its predicted box, has at
+            least ``pose_keep_keypoints`` keypoints above ``keypoint_threshold`` and this OKS with the track's
+            predicted keypoints (and is no matched track's, ``duplicate_pose_oks``) is reported in the next frame
+            too, beyond ``report_lost_frames``, while it is at most ``pose_keep_frames`` frames unmatched: the
+            detector missed an animal that the pose model still finds where the track expects it (0: never).
+        pose_keep_keypoints, pose_keep_frames: see ``pose_keep_oks``.
         offline_fill_frames: :func:`smooth_tracks_offline` also reports a track, on its smoothed box, with state
             LOST and no keypoints, through a gap of at most this many frames between two of its matches (detections
             missed while the animal is still in view). 0: never.
@@ -237,6 +246,9 @@ class TrackerSettings:
     min_pose_similarity: float = 0.2
     tentative_patience: int = 3
     duplicate_pose_oks: float = 0.5
+    pose_keep_oks: float = 0.5
+    pose_keep_keypoints: int = 6
+    pose_keep_frames: int = 6
     relink_delay: int = 8
     relink_hits: int = 3
     hold_hits: int = 6
@@ -259,6 +271,12 @@ class TrackerSettings:
             raise ValueError(f"max_lost_frames must be >= 0, got {self.max_lost_frames}")
         if self.report_lost_frames < 0:
             raise ValueError(f"report_lost_frames must be >= 0, got {self.report_lost_frames}")
+        if not 0.0 <= self.pose_keep_oks <= 1.0:
+            raise ValueError(f"pose_keep_oks must be in [0, 1], got {self.pose_keep_oks}")
+        if not 1 <= self.pose_keep_keypoints <= NUM_KEYPOINTS:
+            raise ValueError(f"pose_keep_keypoints must be in [1, {NUM_KEYPOINTS}], got {self.pose_keep_keypoints}")
+        if self.pose_keep_frames < 0:
+            raise ValueError(f"pose_keep_frames must be >= 0, got {self.pose_keep_frames}")
         if self.offline_fill_frames < 0:
             raise ValueError(f"offline_fill_frames must be >= 0, got {self.offline_fill_frames}")
         if self.tentative_patience < 0:
@@ -425,6 +443,7 @@ class _LiveTrack:
         self.pose_attached = False
         self.appearance: np.ndarray | None = None
         self.reported_now = False
+        self.pose_kept = -1
         self._undo: tuple | None = None
         # Per-frame logs for offline smoothing (settings.records), compact: see Rows.
         self.reported = Rows((), bool, spill=spill)
@@ -749,7 +768,12 @@ class Tracker:
     def _reported_after_update(self, track: _LiveTrack) -> bool:
         if track.state is TrackState.CONFIRMED:
             return track.frames_since_update == 0
-        return track.state is TrackState.LOST and track.frames_since_update <= self.settings.report_lost_frames
+        if track.state is not TrackState.LOST:
+            return False
+        if track.frames_since_update <= self.settings.report_lost_frames:
+            return True
+        # Its animal's pose was found in its predicted box in the last frame (:meth:`_keep_by_pose`).
+        return track.pose_kept == self._frame - 1 and track.frames_since_update <= self.settings.pose_keep_frames
 
     def predict_only(self) -> list[Track]:
         """Advance one frame without running the detector: tracks move on their prediction, no miss is counted.
@@ -784,6 +808,7 @@ class Tracker:
             keypoints = self._settle(track_ids, keypoints, by_id)
         keypoints = self._give_up_contradicting(track_ids, keypoints, by_id)
         keypoints = self._drop_duplicates(track_ids, keypoints, by_id)
+        self._keep_by_pose(track_ids, keypoints, by_id)
         for track_id, pose in zip(track_ids, keypoints):
             by_id[track_id].attach_pose(pose)
         return [by_id[i].snapshot(self._frame) for i in track_ids]
@@ -900,6 +925,27 @@ class Tracker:
                 track.state = TrackState.LOST
                 keypoints[i] = np.nan
         return keypoints
+
+    def _keep_by_pose(self, track_ids: list[int], keypoints: np.ndarray, by_id: dict[int, _LiveTrack]) -> None:
+        """Mark the lost tracks whose pose, found in their predicted box in this frame, is their animal's: at least
+        ``pose_keep_keypoints`` confident keypoints, as similar as ``pose_keep_oks`` to the track's predicted
+        keypoints (``keypoints`` after :meth:`_drop_duplicates`: a matched neighbour's pose is gone). Such a track
+        is reported in the next frame too (:meth:`_reported_after_update`)."""
+        s = self.settings
+        if s.pose_keep_oks <= 0:
+            return
+        for track_id, pose in zip(track_ids, keypoints):
+            track = by_id[track_id]
+            if track.state is not TrackState.LOST or track.frames_since_update == 0:
+                continue
+            valid = np.nan_to_num(pose[:, 2]) >= s.keypoint_threshold
+            if valid.sum() < s.pose_keep_keypoints:
+                continue
+            predicted = track.keypoints.positions()
+            oks = _paired_similarity(predicted[None], pose[None], track.box[None], valid[None])[0]
+            if not oks >= s.pose_keep_oks:  # NaN (nothing to compare) keeps nothing
+                continue
+            track.pose_kept = self._frame
 
     def _drop_duplicates(self, track_ids: list[int], keypoints: np.ndarray,
                          by_id: dict[int, _LiveTrack]) -> np.ndarray:
