@@ -238,10 +238,13 @@ def _precision_arguments(half: bool) -> dict[str, object]:
     return {"quantize": 16} if "quantize" in DEFAULT_CFG_DICT else {"half": True}
 
 
-def _first_tensor(output: object) -> torch.Tensor:
-    """The predictions of a YOLO network's output: the tensor itself, or the first of a list or tuple."""
+def first_tensor(output: object) -> torch.Tensor:
+    """The predictions of a YOLO network's output (ONNX ``output0``): the tensor itself, or the first of a (nested)
+    list or tuple; RuntimeError for anything else."""
     while isinstance(output, (list, tuple)):
         output = output[0]
+    if not isinstance(output, torch.Tensor):
+        raise RuntimeError(f"unexpected YOLO model output of type {type(output).__name__}")
     return output
 
 
@@ -340,7 +343,7 @@ class _FromUint8(torch.nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.permute(0, 3, 1, 2).contiguous().flip(1)
         x = (x.half() if self.half else x.float()).div_(255)
-        return _first_tensor(self.network(x))
+        return first_tensor(self.network(x))
 
 
 class GraphedYolo(_YoloSteps):

@@ -30,6 +30,7 @@ import torch
 
 from pose.export import onnx_session
 from pose.threads import torch_threads
+from tracking.detector import first_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -67,19 +68,10 @@ def parity_input(image_size: int, image: str | Path | None = None) -> np.ndarray
     return np.ascontiguousarray(np.stack([chw, chw[:, :, ::-1]]))
 
 
-def _first_tensor(output) -> torch.Tensor:
-    """The first tensor of a YOLO model's (possibly nested) output: ONNX ``output0``."""
-    while isinstance(output, (tuple, list)):
-        output = output[0]
-    if not isinstance(output, torch.Tensor):
-        raise RuntimeError(f"unexpected YOLO model output of type {type(output).__name__}")
-    return output
-
-
 def _torch_output(yolo, images: np.ndarray) -> np.ndarray:
     model = yolo.model.float().eval()
     with torch.inference_mode():
-        return _first_tensor(model(torch.from_numpy(images))).numpy()
+        return first_tensor(model(torch.from_numpy(images))).numpy()
 
 
 def check_parity(expected: np.ndarray, got: np.ndarray, atol: float = ATOL, rtol: float = RTOL) -> float:

@@ -25,6 +25,7 @@ from tracking.detector import (  # noqa: E402
     cached_tensors,
     class_ids_for,
     default_classes,
+    first_tensor,
     unsupported_reason,
     wants_graphs,
     wants_onnx,
@@ -412,3 +413,11 @@ def test_onnx_yolo_refuses_a_network_off_the_cpu():
     backend = _Backend(model=torch.nn.Identity(), device=torch.device("cuda"), fp16=False, stride=32)
     with pytest.raises(ValueError, match="float32 network on the CPU"):
         OnnxYolo(backend, DetectorSettings("m.pt", image_size=320))
+
+
+def test_first_tensor_unwraps_nested_outputs():
+    tensor = torch.zeros(1, 84, 8)
+    assert first_tensor(tensor) is tensor
+    assert first_tensor(([tensor, torch.ones(1)], None)) is tensor
+    with pytest.raises(RuntimeError, match="dict"):
+        first_tensor({"output0": tensor})
