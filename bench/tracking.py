@@ -303,14 +303,17 @@ def main(args: argparse.Namespace) -> str:
     per_scenario["all"] = {method: _mean(r) for method, r in all_rows.items()}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     body = (
-        f"Simulated quadrupeds (`tracking/simulate.py`), scenarios {', '.join(args.scenarios)}, "
+        f"Simulated quadrupeds (`train.synthetic.tracks.SCENARIOS`), scenarios {', '.join(args.scenarios)}, "
         f"seeds {', '.join(map(str, args.seeds))}, {args.frames} frames each at 1280×720; values are means over "
-        f"seeds. Ours: `TrackerSettings()` defaults (offline = RTS over each whole track); note that ours "
+        f"seeds. Ours: `TrackerSettings()` defaults, the poses given with the detections (offline = RTS over each "
+        f"whole track, also reporting a track through gaps of up to {settings.offline_fill_frames} frames between "
+        f"its matches); note that ours "
         f"also reports a lost track on its predicted box for up to `report_lost_frames` = "
         f"{settings.report_lost_frames} frames, while ultralytics' trackers report matched tracks only (the row "
         f"'matched only' does the same). ByteTrack and BoT-SORT: ultralytics' default tracker YAMLs, fed the "
         f"same boxes (no frames, so no camera-motion compensation or ReID). Defaults were chosen on seeds "
-        f"{', '.join(map(str, TUNING_SEEDS))}, not on the seeds reported. Timing: best of 3 runs of "
+        f"{', '.join(map(str, TUNING_SEEDS))} of these scenarios and, since #22, on the validation seeds of "
+        f"`bench.track_scenes`, not on the seeds reported. Timing: best of 3 runs of "
         f"`Tracker.update` per sequence; the machine was shared (load average {load:.1f} at the end).\n\n"
         "### Identities\n\n" + _identity_table(per_scenario) + "\n\n"
         "### Keypoints\n\n"
