@@ -78,7 +78,8 @@ def clean_boxes_xywh(
         up with the input.
     """
     boxes = _boxes(boxes_xywh, "boxes_xywh")
-    limit = np.stack(np.broadcast_arrays(np.asarray(image_width, np.float64), np.asarray(image_height, np.float64)), -1) - 1.0
+    width, height = np.asarray(image_width, np.float64), np.asarray(image_height, np.float64)
+    limit = np.stack(np.broadcast_arrays(width, height), -1) - 1.0
     top_left = np.maximum(boxes[:, :2], 0.0)
     bottom_right = np.minimum(limit, top_left + np.maximum(boxes[:, 2:] - 1.0, 0.0))
     clean = np.concatenate([top_left, bottom_right - top_left], axis=1)

@@ -77,7 +77,8 @@ def trained_pose(tmp_path_factory) -> Path:
 def _track(clip: Path, gt: dict, weights: Path, smoothing: str, out: Path, monkeypatch) -> dict[str, float]:
     estimator = PoseEstimator.from_weights(weights, PoseSettings(flip_test=False, device="cpu"))
     detector = GroundTruthDetector(gt, auto_advance=True)
-    monkeypatch.setattr(cli_track, "models_from_args", lambda args, choices=None, live=False: Model(Models(detector, estimator)))
+    monkeypatch.setattr(cli_track, "models_from_args",
+                        lambda args, choices=None, live=False: Model(Models(detector, estimator)))
     json_path = out / f"{weights.stem}_{smoothing}.json"
     assert main(["track", str(clip), "--json", str(json_path), "--smoothing", smoothing, "-q", "--no-flip"]) == 0
     return score_clip(gt, json.loads(json_path.read_text())["frames"])

@@ -60,8 +60,8 @@ def test_frames_command_writes_a_frame_dataset(tmp_path):
 
 @pytest.mark.parametrize(
     "argv",
-    [["synth"], ["synth", "dataset"], ["synth", "frames", "--out", "f", "--format", "coco"], ["synth", "video", "--out", "x.mp4", "--size", "big"],
-     ["synth", "dataset", "--out", "d", "--format", "coco"]],
+    [["synth"], ["synth", "dataset"], ["synth", "frames", "--out", "f", "--format", "coco"],
+     ["synth", "video", "--out", "x.mp4", "--size", "big"], ["synth", "dataset", "--out", "d", "--format", "coco"]],
 )
 def test_bad_command_lines_exit(argv, capsys):
     with pytest.raises(SystemExit):

@@ -179,7 +179,10 @@ class _Walker:
 
     def _move(self) -> None:
         fps, walking = self.settings.fps, self.mode == "walk"
-        ease = lambda value, target, rate=0.15: value + (target - value) * rate
+
+        def ease(value: float, target: float, rate: float = 0.15) -> float:
+            return value + (target - value) * rate
+
         self.stride = ease(self.stride, 0.4 if walking else 0.0)
         speed_px = self.speed * self.scale() / fps * (self.stride / 0.4)
         self.x += math.cos(self.heading) * speed_px
@@ -222,7 +225,8 @@ def _start(rng: np.random.Generator, k: int, settings: VideoSettings) -> tuple[f
     return x, height * rng.uniform(0.5, 0.98), heading
 
 
-def _cast(settings: VideoSettings) -> tuple[np.random.Generator, np.ndarray, int, list[tuple[Shape, ...]], list[_Walker]]:
+def _cast(settings: VideoSettings
+          ) -> tuple[np.random.Generator, np.ndarray, int, list[tuple[Shape, ...]], list[_Walker]]:
     """The random generator after setup, the background and its kind, the occluders and the animals."""
     rng = np.random.default_rng(settings.seed)
     width, height = settings.width, settings.height
