@@ -259,7 +259,8 @@ class TrackerSettings:
     def __post_init__(self) -> None:
         for name in ("high_score", "low_score", "new_track_score", "max_cost", "low_max_cost", "oks_weight",
                      "keypoint_threshold", "appearance_weight", "relink_max_appearance", "match_max_appearance",
-                     "appearance_momentum", "appearance_margin", "appearance_update_max", "min_pose_similarity"):
+                     "appearance_momentum", "appearance_margin", "appearance_update_max", "min_pose_similarity",
+                     "box_size_damping", "duplicate_pose_oks", "pose_keep_oks"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -267,40 +268,27 @@ class TrackerSettings:
             raise ValueError(f"low_score must be <= high_score, got {self.low_score} > {self.high_score}")
         if self.min_hits < 1:
             raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
-        if self.max_lost_frames < 0:
-            raise ValueError(f"max_lost_frames must be >= 0, got {self.max_lost_frames}")
-        if self.report_lost_frames < 0:
-            raise ValueError(f"report_lost_frames must be >= 0, got {self.report_lost_frames}")
-        if not 0.0 <= self.pose_keep_oks <= 1.0:
-            raise ValueError(f"pose_keep_oks must be in [0, 1], got {self.pose_keep_oks}")
+        for name in ("max_lost_frames", "report_lost_frames", "pose_keep_frames", "offline_fill_frames",
+                     "tentative_patience", "relink_delay"):
+            value = getattr(self, name)
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
         if not 1 <= self.pose_keep_keypoints <= NUM_KEYPOINTS:
             raise ValueError(f"pose_keep_keypoints must be in [1, {NUM_KEYPOINTS}], got {self.pose_keep_keypoints}")
-        if self.pose_keep_frames < 0:
-            raise ValueError(f"pose_keep_frames must be >= 0, got {self.pose_keep_frames}")
-        if self.offline_fill_frames < 0:
-            raise ValueError(f"offline_fill_frames must be >= 0, got {self.offline_fill_frames}")
-        if self.tentative_patience < 0:
-            raise ValueError(f"tentative_patience must be >= 0, got {self.tentative_patience}")
         for name in ("relink_gate", "relink_noise", "box_measurement_noise", "box_process_noise", "box_size_noise"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value}")
-        if not 0.0 <= self.box_size_damping <= 1.0:
-            raise ValueError(f"box_size_damping must be in [0, 1], got {self.box_size_damping}")
         for name in ("match_gate", "vertical_ratio", "height_noise", "reach_speed", "review_iou"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value}")
-        if not 0.0 <= self.duplicate_pose_oks <= 1.0:
-            raise ValueError(f"duplicate_pose_oks must be in [0, 1], got {self.duplicate_pose_oks}")
         for name in ("geometry_weight", "height_drift", "box_adaptation", "review_margin"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value}")
         if not (np.isfinite(self.box_max_boost) and self.box_max_boost >= 1.0):
             raise ValueError(f"box_max_boost must be a number >= 1, got {self.box_max_boost}")
-        if self.relink_delay < 0:
-            raise ValueError(f"relink_delay must be >= 0, got {self.relink_delay}")
         if not 1 <= self.relink_hits <= self.hold_hits:
             raise ValueError(f"relink_hits must be >= 1 and <= hold_hits, got {self.relink_hits} and {self.hold_hits}")
         if not isinstance(self.smoothing, SmoothingSettings):
