@@ -154,6 +154,10 @@ class TrackerSettings:
             too, beyond ``report_lost_frames``, while it is at most ``pose_keep_frames`` frames unmatched: the
             detector missed an animal that the pose model still finds where the track expects it (0: never).
         pose_keep_keypoints, pose_keep_frames: see ``pose_keep_oks``.
+        keypoint_box_margin: a reported keypoint farther outside the track's box than this fraction of the box's
+            width (across) or height (up and down) is reported MISSING, in every smoothing mode and offline: it is not
+            the animal's (a neighbour's pose found in a box the frame edge cut narrow, a keypoint predicted on after
+            the animal turned or left). None: never.
         offline_fill_frames: :func:`smooth_tracks_offline` also reports a track, on its smoothed box, with state
             LOST and no keypoints, through a gap of at most this many frames between two of its matches (detections
             missed while the animal is still in view). 0: never.
@@ -221,6 +225,7 @@ class TrackerSettings:
     max_lost_frames: int = 150
     report_lost_frames: int = 2
     offline_fill_frames: int = 10
+    keypoint_box_margin: float | None = 0.5
     relink_gate: float = _CHI2_3DOF_99
     relink_noise: float = 0.15
     box_measurement_noise: float = 0.05
@@ -287,6 +292,9 @@ class TrackerSettings:
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value}")
+        if self.keypoint_box_margin is not None and not (np.isfinite(self.keypoint_box_margin)
+                                                         and self.keypoint_box_margin >= 0):
+            raise ValueError(f"keypoint_box_margin must be a number >= 0 or None, got {self.keypoint_box_margin}")
         if not (np.isfinite(self.box_max_boost) and self.box_max_boost >= 1.0):
             raise ValueError(f"box_max_boost must be a number >= 1, got {self.box_max_boost}")
         if not 1 <= self.relink_hits <= self.hold_hits:
@@ -549,9 +557,11 @@ class _LiveTrack:
         else:
             box = self.box
         keypoints, status = self.keypoints.output()
+        keypoints, status = _outside_box(keypoints[None], status[None], np.asarray(box, np.float64)[None],
+                                         self.settings.keypoint_box_margin)
         return _freeze(Track(
             track_id=self.track_id, state=self.state, box=np.asarray(box, np.float32), score=float(self.score),
-            class_id=int(self.class_id), keypoints=keypoints, keypoint_status=status, age=self.age,
+            class_id=int(self.class_id), keypoints=keypoints[0], keypoint_status=status[0], age=self.age,
             hits=self.hits, frames_since_update=self.frames_since_update,
             detection_index=int(self.detection_index), frame_index=frame,
         ))
@@ -1202,8 +1212,8 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
     Returns:
         One list of tracks per frame (``history.num_frames`` lists): each track in the frames it was
         reported live, plus the matched frames before its confirmation. Boxes are smoothed; keypoints
-        are SMOOTHED where observed, PREDICTED in short gaps, MISSING elsewhere. ``state`` is the
-        live state of that frame.
+        are SMOOTHED where observed, PREDICTED in short gaps, MISSING elsewhere and where they lie outside
+        the smoothed box by more than ``keypoint_box_margin``. ``state`` is the live state of that frame.
     """
     if fill_gaps is None:
         fill_gaps = history.settings.offline_fill_frames
@@ -1226,6 +1236,7 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
         filled = _short_gaps(matched, fill_gaps) & ~record.reported
         reported = record.reported | filled
         keypoints[filled, :, :2], keypoints[filled, :, 2], status[filled] = np.nan, 0.0, KeypointStatus.MISSING
+        keypoints, status = _outside_box(keypoints, status, boxes, history.settings.keypoint_box_margin)
         hits = np.cumsum(matched)
         last_hit = -1
         for t in range(len(boxes)):
@@ -1240,6 +1251,24 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
                 frame_index=record.first_frame + t,
             )))
     return frames
+
+
+def _outside_box(keypoints: np.ndarray, status: np.ndarray, boxes: np.ndarray, margin: float | None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``keypoints`` (T, K, 3) and ``status`` (T, K) with the keypoints farther outside their frame's box (``boxes``
+    (T, 4) ``xyxy``) than ``margin`` of its width (x) or height (y) made MISSING (``keypoint_box_margin``); the inputs
+    themselves when none is."""
+    if margin is None:
+        return keypoints, status
+    size = boxes[:, None, 2:] - boxes[:, None, :2]
+    position = keypoints[..., :2]
+    low, high = boxes[:, None, :2] - margin * size, boxes[:, None, 2:] + margin * size
+    outside = ((position < low) | (position > high)).any(-1)
+    if not outside.any():
+        return keypoints, status
+    keypoints, status = keypoints.copy(), status.copy()
+    keypoints[outside, :2], keypoints[outside, 2], status[outside] = np.nan, 0.0, KeypointStatus.MISSING
+    return keypoints, status
 
 
 def _short_gaps(matched: np.ndarray, longest: int) -> np.ndarray:

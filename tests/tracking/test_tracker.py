@@ -574,6 +574,45 @@ def test_offline_fill_frames_must_not_be_negative():
         TrackerSettings(offline_fill_frames=-1)
 
 
+def _pose_reaching_out(box) -> np.ndarray:
+    """``pose_in(box)`` with keypoint 0 one box width right of the box, 1 a box height above it and 2 a third of the
+    width right of it (within the default margin)."""
+    pose = pose_in(box)
+    x1, y1, x2, y2 = box
+    pose[0, :2] = x2 + 1.0 * (x2 - x1), (y1 + y2) / 2
+    pose[1, :2] = (x1 + x2) / 2, y1 - 1.0 * (y2 - y1)
+    pose[2, :2] = x2 + (x2 - x1) / 3, (y1 + y2) / 2
+    return pose
+
+
+@pytest.mark.parametrize("mode", [SmoothingMode.NONE, SmoothingMode.CAUSAL, SmoothingMode.OFFLINE])
+@pytest.mark.parametrize("margin", [0.5, None])
+def test_keypoints_far_outside_the_box_are_missing(mode, margin):
+    settings = TrackerSettings(min_hits=1, keypoint_box_margin=margin,
+                               smoothing=SmoothingSettings(mode=mode))
+    tracker = Tracker(settings)
+    live = []
+    for i in range(4):
+        found = dets(box_at(10.0 * i))
+        live.append(tracker.update(found, Poses(_pose_reaching_out(found.xyxy[0])[None], found.xyxy)))
+    frames = smooth_tracks_offline(tracker.history()) if mode is SmoothingMode.OFFLINE else live
+    for tracks in frames:
+        (track,) = tracks
+        far = (track.keypoint_status[:2] == KeypointStatus.MISSING) & np.isnan(track.keypoints[:2, :2]).all(-1)
+        assert far.all() == (margin is not None) and far.any() == (margin is not None)
+        assert (track.keypoints[:2, 2] == 0).all() == (margin is not None)
+        assert track.keypoint_status[2] != KeypointStatus.MISSING  # a third of the box out: within the margin
+        assert (track.keypoint_status[3:] != KeypointStatus.MISSING).all()
+
+
+@pytest.mark.parametrize("margin", [-0.1, float("inf"), float("nan")])
+def test_keypoint_box_margin_is_checked(margin):
+    assert TrackerSettings().keypoint_box_margin == 0.5
+    assert TrackerSettings(keypoint_box_margin=None).keypoint_box_margin is None
+    with pytest.raises(ValueError, match="keypoint_box_margin"):
+        TrackerSettings(keypoint_box_margin=margin)
+
+
 def test_short_simulated_crossing_is_tracked():
     from train.synthetic.tracks import SCENARIOS, simulate_sequence
     from train.tracking_metrics import FrameOutput, identity_metrics
