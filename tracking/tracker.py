@@ -186,7 +186,10 @@ class TrackerSettings:
         geometry_weight: weight of the geometric fit (over its gate, at most 1) in the costs of stages 1, 2 and 4.
         vertical_ratio: std of where a box stands in depth (its bottom row) against across the image, for the
             track's own motion uncertainty (animals walk across the view more than towards it).
-        height_noise: std of the log ratio of a detection's height to its track's.
+        height_noise: std of the log ratio of a detection's height to its track's: the geometric mean of the track's
+            predicted height and the median height of its last ``height_window`` detections (one box cut short by an
+            occluder, or grown over a neighbour, moves the filter's height; the median hardly moves).
+        height_window: matched detections in that median (0: the predicted height alone).
         height_drift: growth of that std per frame the track is unseen (the animal walks nearer or away).
         reach_speed: an unseen animal may have walked this fraction of its height per frame in any direction
             (or as fast as it was going, if faster).
@@ -243,6 +246,7 @@ class TrackerSettings:
     vertical_ratio: float = 0.3
     height_noise: float = 0.1
     height_drift: float = 0.005
+    height_window: int = 30
     reach_speed: float = 0.05
     box_adaptation: float = 0.3
     box_max_boost: float = 25.0
@@ -274,7 +278,7 @@ class TrackerSettings:
         if self.min_hits < 1:
             raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
         for name in ("max_lost_frames", "report_lost_frames", "pose_keep_frames", "offline_fill_frames",
-                     "tentative_patience", "relink_delay"):
+                     "tentative_patience", "relink_delay", "height_window"):
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -440,6 +444,8 @@ class _LiveTrack:
         self.appearance: np.ndarray | None = None
         self.reported_now = False
         self.pose_kept = -1
+        self._heights = [float(box[3] - box[1])]  # of the matched detections, newest last (settings.height_window)
+        self.median_height = self._heights[0]
         self._undo: tuple | None = None
         # Per-frame logs for offline smoothing (settings.records), compact: see Rows.
         self.reported = Rows((), bool, spill=spill)
@@ -495,6 +501,14 @@ class _LiveTrack:
         self.detection_index = detection_index
         self.raw_box = box
         self.last_box = box
+        self._heights.append(float(box[3] - box[1]))
+        self._new_median()
+
+    def _new_median(self) -> None:
+        window = max(self.settings.height_window, 1)
+        if len(self._heights) > 2 * window + 1:  # trimmed now and then, keeping one more for unmatch()
+            del self._heights[:-(window + 1)]
+        self.median_height = float(np.median(self._heights[-window:]))
 
     def absorb(self, other: _LiveTrack) -> None:
         """Take over the box and the detection of ``other``, a tentative track of this track's animal come back."""
@@ -503,6 +517,8 @@ class _LiveTrack:
         self.box, self.raw_box, self.last_box = other.box, other.raw_box, other.last_box
         self.score, self.detection_index = other.score, other.detection_index
         self.hits += other.hits
+        self._heights.extend(other._heights)
+        self._new_median()
         self.frames_since_update = 0
         self.state = TrackState.CONFIRMED
         if self.appearance is None:
@@ -526,6 +542,8 @@ class _LiveTrack:
         self.box = _points_to_xyxy(self.box_filter.positions)
         self.score, self.last_box, self.frames_since_update = score_before, last_box, unseen
         self.hits -= 1
+        self._heights.pop()
+        self._new_median()
         self.detection_index = -1
         self.raw_box = None
         self._undo = None
@@ -1145,7 +1163,8 @@ def _geometry(tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSett
     depth (y) under ``vertical_ratio`` of it (animals walk across the view more than towards it), each plus the
     measurement noise and, once unseen, ``relink_noise`` and as far as the animal may have walked since
     (``reach_speed`` of its height per frame, or its own speed if faster, in any direction: it may have turned);
-    the height ratio under ``height_noise``, growing by ``height_drift`` per frame unseen.
+    the height ratio (to the track's reference height, ``height_window``) under ``height_noise``, growing by
+    ``height_drift`` per frame unseen.
 
     Returns:
         (T, D) squared normalised distances (3 dof) and (T,) log-determinants of the three variances (a track
@@ -1167,7 +1186,10 @@ def _geometry(tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSett
     across = variance + noise + walked**2
     depth = settings.vertical_ratio**2 * (variance + walked**2) + noise
     det_height = np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
-    log_ratio = np.log(det_height[None, :] / height[:, None])
+    reference = height
+    if settings.height_window > 0:
+        reference = np.sqrt(height * np.array([t.median_height for t in tracks]))
+    log_ratio = np.log(det_height[None, :] / reference[:, None])
     height_var = settings.height_noise**2 + (settings.height_drift * unseen) ** 2
     d2 = (offset[..., 0] ** 2 / across[:, None] + offset[..., 1] ** 2 / depth[:, None]
           + log_ratio**2 / height_var[:, None])

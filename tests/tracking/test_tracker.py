@@ -487,7 +487,7 @@ def test_a_spilled_history_is_the_history_kept_in_memory():
     leaves an ended track nothing in memory and a live one at most a block per log."""
     from train.synthetic.tracks import SCENE_NOISE, SCENES, simulate_sequence
 
-    sequence = simulate_sequence(SCENES["close-crossing"], SCENE_NOISE, seed=1)  # two tracks end, others start
+    sequence = simulate_sequence(SCENES["depths"], SCENE_NOISE, seed=4)  # two tracks end, others start
     offline = SmoothingSettings(mode=SmoothingMode.OFFLINE)
     trackers = [Tracker(TrackerSettings(smoothing=offline, spill_history=spill)) for spill in (False, True)]
     for frame in sequence.frames:
@@ -611,6 +611,45 @@ def test_keypoint_box_margin_is_checked(margin):
     assert TrackerSettings(keypoint_box_margin=None).keypoint_box_margin is None
     with pytest.raises(ValueError, match="keypoint_box_margin"):
         TrackerSettings(keypoint_box_margin=margin)
+
+
+def _track_with_one_short_box(window: int):
+    """A tracker whose one track saw 20 boxes 100 px high, then one cut to 75 (an occluder in front), then none."""
+    settings = TrackerSettings(height_window=window)
+    tracker = Tracker(settings)
+    for i in range(20):
+        tracker.update(dets(box_at(10.0 * i, h=100.0)))
+    tracker.update(dets([200.0, 125.0, 320.0, 200.0]))
+    tracker.update(Detections.empty())
+    (track,) = tracker._tracks
+    return settings, track
+
+
+def test_height_reference_keeps_the_median_of_recent_boxes():
+    from tracking.tracker import _geometry
+
+    fits = {}
+    for window in (30, 0):
+        settings, track = _track_with_one_short_box(window)
+        if window:
+            assert track.median_height == pytest.approx(100.0)
+        # The animal seen whole again where it is expected: its height fits the track better with the median.
+        fits[window] = _geometry([track], np.array([[220.0, 100.0, 340.0, 200.0]]), settings)[0][0, 0]
+    assert fits[30] < 0.8 * fits[0]
+
+
+def test_height_median_follows_unmatch_and_stays_bounded():
+    settings, track = _track_with_one_short_box(4)
+    assert track.median_height == pytest.approx(100.0)  # 100, 100, 100, 75
+    track.predict()
+    track.update(np.array([230.0, 150.0, 350.0, 200.0]), 0.9, 0)  # 50 high
+    assert track.median_height == pytest.approx(87.5)  # 100, 100, 75, 50
+    track.unmatch()
+    assert track.median_height == pytest.approx(100.0)
+    assert len(track._heights) <= 2 * 4 + 1
+    with pytest.raises(ValueError, match="height_window"):
+        TrackerSettings(height_window=-1)
+    assert TrackerSettings().height_window == 30
 
 
 def test_short_simulated_crossing_is_tracked():
