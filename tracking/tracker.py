@@ -43,6 +43,8 @@ frame is dropped: its keypoints are predicted, then reported missing, rather tha
 A lost track is reported on its predicted box for ``report_lost_frames`` frames after its last match, and for
 longer (up to ``pose_keep_frames``) while the pose found in that box is its own: enough confident keypoints, as
 similar as ``pose_keep_oks`` to the track's predicted keypoints (the detector missed an animal still in view).
+Whatever the mode, a keypoint farther outside its track's box than ``keypoint_box_margin`` of the box's size is
+reported MISSING: it is not that animal's.
 
 With ``appearance_weight`` > 0 and appearance features given with the detections (colour
 histograms, :mod:`tracking.appearance`), stages 1, 3 and 4 blend into their cost the distance between
@@ -455,11 +457,13 @@ class _LiveTrack:
         self.state_log = Rows((), np.int8, spill=spill)
 
     def flush(self) -> None:
-        """Move what the track's record holds in memory to the spill (an ended track's last blocks)."""
+        """Move what the track's record holds in memory to the spill (an ended track's last blocks), and drop the
+        heights it kept for association."""
         for rows in (self.reported, self.detection_log, self.score_log, self.state_log):
             rows.flush()
         self.box_filter.flush()
         self.keypoints.flush()
+        self._heights = []
 
     @property
     def scale(self) -> float:

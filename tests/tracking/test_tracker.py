@@ -509,6 +509,7 @@ def test_a_spilled_history_is_the_history_kept_in_memory():
               for t in (*trackers[1]._ended, *trackers[1]._tracks) if t.keypoints.filter is not None}
     ended = {t.track_id for t in trackers[1]._ended}
     assert ended and all(memory[i] == 0 for i in ended)
+    assert all(not t._heights for t in trackers[1]._ended)  # the association's heights go with the track
 
     def block(n: int, d: int) -> int:  # bytes of 256 float32 frames of a filter of n points, d states each
         return 256 * 4 * (n * d * 2 + n * d * (d + 1) // 2 + n + 2)
