@@ -287,11 +287,8 @@ class TrackerSettings:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         if not 1 <= self.pose_keep_keypoints <= NUM_KEYPOINTS:
             raise ValueError(f"pose_keep_keypoints must be in [1, {NUM_KEYPOINTS}], got {self.pose_keep_keypoints}")
-        for name in ("relink_gate", "relink_noise", "box_measurement_noise", "box_process_noise", "box_size_noise"):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value}")
-        for name in ("match_gate", "vertical_ratio", "height_noise", "reach_speed", "review_iou"):
+        for name in ("relink_gate", "relink_noise", "box_measurement_noise", "box_process_noise", "box_size_noise",
+                     "match_gate", "vertical_ratio", "height_noise", "reach_speed", "review_iou"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value}")
