@@ -196,6 +196,10 @@ class TrackerSettings:
         height_drift: growth of that std per frame the track is unseen (the animal walks nearer or away).
         reach_speed: an unseen animal may have walked this fraction of its height per frame in any direction
             (or as fast as it was going, if faster).
+        reach_limit: the spread of where an unseen animal may be (its filter's position uncertainty and how far it
+            may have walked, above) grows to at most this many of its heights (std): an animal lost for long, one
+            that stopped to graze out of sight or left the frame, is found about where it was lost, and its track
+            does not come to fit every box of the frame (0: no limit).
         box_adaptation: weight of the newest frame in the running mean of the box's normalised innovation
             (0: off); above its expected value, the box's process variance grows by as much, up to
             ``box_max_boost`` (a start, a stop, a turn).
@@ -247,10 +251,11 @@ class TrackerSettings:
     match_gate: float = _CHI2_3DOF_999
     geometry_weight: float = 0.3
     vertical_ratio: float = 0.3
-    height_noise: float = 0.1
+    height_noise: float = 0.07
     height_drift: float = 0.005
     height_window: int = 30
     reach_speed: float = 0.05
+    reach_limit: float = 1.0
     box_adaptation: float = 0.3
     box_max_boost: float = 25.0
     review_iou: float = 0.3
@@ -292,7 +297,7 @@ class TrackerSettings:
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value}")
-        for name in ("geometry_weight", "height_drift", "box_adaptation", "review_margin"):
+        for name in ("geometry_weight", "height_drift", "box_adaptation", "review_margin", "reach_limit"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value}")
@@ -729,19 +734,20 @@ class Tracker:
         A track lost for more than ``relink_delay`` frames is not re-linked to a detection at once: the animal
         it lost may come back, or another may come in or a false box appear where it could be. A tentative
         track that such a lost track could be (its box within the re-link gate) is held back, unreported, and
-        once it has ``relink_hits`` hits (a false box rarely lasts) the lost tracks that fit it best (by position
-        and, when used, colours) take their own back (:meth:`_LiveTrack.absorb`); one that none takes is
+        once it has ``relink_hits`` hits (a false box rarely lasts) the lost tracks that fit it best (by position,
+        the normalised distance alone, so that a larger animal or one lost longer is not held back by its wider
+        spread; and, when used, colours) take their own back (:meth:`_LiveTrack.absorb`); one that none takes is
         confirmed after ``hold_hits`` hits. The others are confirmed after ``min_hits`` hits.
         """
         s = self.settings
         waiting = [t for t in lost if t.frames_since_update > s.relink_delay]
         claimable = np.zeros(len(newcomers), bool)
         if newcomers and waiting:
-            d2, log_det = _geometry(waiting, np.stack([t.last_box for t in newcomers]), s, relinking=True)
+            d2, _ = _geometry(waiting, np.stack([t.last_box for t in newcomers]), s, relinking=True)
             gated = d2 <= s.relink_gate
             claimable = gated.any(axis=0)
             ready = np.array([t.hits >= s.relink_hits for t in newcomers])
-            cost = np.where(gated & ready[None, :], d2 + log_det[:, None], np.inf)
+            cost = np.where(gated & ready[None, :], d2, np.inf)
             colours = [t.appearance for t in newcomers]
             if s.appearance_weight > 0 and any(c is not None for c in colours):
                 width = next(len(c) for c in colours if c is not None)
@@ -1164,9 +1170,9 @@ def _geometry(tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSett
     the track was last seen and where it is predicted, across (x) under the track's position uncertainty and in
     depth (y) under ``vertical_ratio`` of it (animals walk across the view more than towards it), each plus the
     measurement noise and, once unseen, ``relink_noise`` and as far as the animal may have walked since
-    (``reach_speed`` of its height per frame, or its own speed if faster, in any direction: it may have turned);
-    the height ratio (to the track's reference height, ``height_window``) under ``height_noise``, growing by
-    ``height_drift`` per frame unseen.
+    (``reach_speed`` of its height per frame, or its own speed if faster, in any direction: it may have turned),
+    that spread at most ``reach_limit`` of its height; the height ratio (to the track's reference height,
+    ``height_window``) under ``height_noise``, growing by ``height_drift`` per frame unseen.
 
     Returns:
         (T, D) squared normalised distances (3 dof) and (T,) log-determinants of the three variances (a track
@@ -1177,16 +1183,19 @@ def _geometry(tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSett
     start = np.stack([0.5 * (last[:, 0] + last[:, 2]), last[:, 3]], axis=1)
     end = np.stack([0.5 * (predicted[:, 0] + predicted[:, 2]), predicted[:, 3]], axis=1)
     points = np.stack([0.5 * (boxes[:, 0] + boxes[:, 2]), boxes[:, 3]], axis=1)
-    offset = _offsets_to_segments(points, start, end)  # (T, D, 2)
     height = np.maximum(predicted[:, 3] - predicted[:, 1], 1.0)
+    offset = _offsets_to_segments(points, start, end)  # (T, D, 2)
     unseen = np.array([t.frames_since_update for t in tracks], float)
     variance = np.array([t.box_filter.position_variance[0] for t in tracks])
     speed = np.array([np.linalg.norm(t.box_filter.velocities[0]) for t in tracks])
     walked = np.maximum(settings.reach_speed * height, speed) * np.maximum(unseen - 1, 0.0)
     lost = (unseen > 1) | relinking
     noise = (settings.box_measurement_noise * height) ** 2 + np.where(lost, (settings.relink_noise * height) ** 2, 0.0)
-    across = variance + noise + walked**2
-    depth = settings.vertical_ratio**2 * (variance + walked**2) + noise
+    spread = variance + walked**2
+    if settings.reach_limit > 0:
+        spread = np.minimum(spread, (settings.reach_limit * height) ** 2)
+    across = spread + noise
+    depth = settings.vertical_ratio**2 * spread + noise
     det_height = np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
     reference = height
     if settings.height_window > 0:

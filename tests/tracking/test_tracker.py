@@ -615,12 +615,13 @@ def test_keypoint_box_margin_is_checked(margin):
 
 
 def _track_with_one_short_box(window: int):
-    """A tracker whose one track saw 20 boxes 100 px high, then one cut to 75 (an occluder in front), then none."""
+    """A tracker whose one track saw 20 boxes 100 px high, then one cut to 85 (an occluder in front), then none."""
     settings = TrackerSettings(height_window=window)
     tracker = Tracker(settings)
     for i in range(20):
         tracker.update(dets(box_at(10.0 * i, h=100.0)))
-    tracker.update(dets([200.0, 125.0, 320.0, 200.0]))
+    tracker.update(dets([200.0, 115.0, 320.0, 200.0]))
+    assert tracker._tracks[0].frames_since_update == 0  # the cut box was taken
     tracker.update(Detections.empty())
     (track,) = tracker._tracks
     return settings, track
@@ -641,16 +642,77 @@ def test_height_reference_keeps_the_median_of_recent_boxes():
 
 def test_height_median_follows_unmatch_and_stays_bounded():
     settings, track = _track_with_one_short_box(4)
-    assert track.median_height == pytest.approx(100.0)  # 100, 100, 100, 75
+    assert track.median_height == pytest.approx(100.0)  # 100, 100, 100, 85
     track.predict()
     track.update(np.array([230.0, 150.0, 350.0, 200.0]), 0.9, 0)  # 50 high
-    assert track.median_height == pytest.approx(87.5)  # 100, 100, 75, 50
+    assert track.median_height == pytest.approx(92.5)  # 100, 100, 85, 50
     track.unmatch()
     assert track.median_height == pytest.approx(100.0)
     assert len(track._heights) <= 2 * 4 + 1
     with pytest.raises(ValueError, match="height_window"):
         TrackerSettings(height_window=-1)
     assert TrackerSettings().height_window == 30
+
+
+def _lost_runner(settings: TrackerSettings, unseen: int):
+    """A tracker whose one track walked right 12 px a frame, then went unseen for ``unseen`` frames."""
+    tracker = Tracker(settings)
+    for i in range(15):
+        tracker.update(dets(box_at(100.0 + 12.0 * i, h=100.0)))
+    for _ in range(unseen):
+        tracker.update(Detections.empty())
+    (track,) = tracker._tracks
+    return track
+
+
+def test_reach_limit_keeps_a_long_lost_animal_near_where_it_was_lost():
+    from tracking.tracker import _geometry
+
+    where_lost = np.array([[270.0, 100.0, 390.0, 200.0]])
+    far = np.array([[270.0, 600.0, 390.0, 700.0]])  # five heights lower in the image: nearer the camera
+    fits = {}
+    for limit in (0.0, 1.0):
+        settings = TrackerSettings(reach_limit=limit)
+        track = _lost_runner(settings, unseen=60)
+        d2, _ = _geometry([track], np.concatenate([where_lost, far]), settings, relinking=True)
+        fits[limit] = d2[0]
+    assert fits[0.0][1] <= TrackerSettings().relink_gate  # unlimited, it may be anywhere by now
+    assert fits[1.0][1] > TrackerSettings().relink_gate  # limited, not five of its heights away
+    assert fits[1.0][0] <= TrackerSettings().relink_gate  # still found where it was lost
+    # A track seen in the last frame is far inside the limit: the cap changes nothing for it.
+    recent = {limit: _geometry([_lost_runner(TrackerSettings(reach_limit=limit), 1)], where_lost,
+                               TrackerSettings(reach_limit=limit))[0] for limit in (0.0, 1.0)}
+    assert recent[0.0] == pytest.approx(recent[1.0])
+    with pytest.raises(ValueError, match="reach_limit"):
+        TrackerSettings(reach_limit=-1.0)
+    assert TrackerSettings().reach_limit == 1.0
+
+
+def test_an_animal_back_takes_its_own_lost_track_though_the_other_is_tighter():
+    """Two animals leave the frame together, a smaller slow one and a larger fast one; the large one comes back. Its
+    track fits the box better, but has the wider spread (larger, faster, and with no ``reach_limit`` here): the lost
+    tracks compete by how well the box fits each (the normalised distance), not by a likelihood that favours the
+    tighter one."""
+    from tracking.tracker import _geometry
+
+    settings = TrackerSettings(reach_limit=0.0)
+    tracker = Tracker(settings)
+    for i in range(20):
+        small = [40.0 - 2.0 * i, 110.0, 100.0 - 2.0 * i, 210.0]  # 100 high, walking left 2 px a frame
+        large = [60.0 - 9.0 * i, 120.0, 200.0 - 9.0 * i, 240.0]  # 120 high, 9 px a frame
+        tracker.update(dets(small, large))
+    lost = {t.track_id: t for t in tracker._tracks}
+    assert sorted(lost) == [1, 2]
+    for _ in range(settings.relink_delay + 20):
+        tracker.update(Detections.empty())  # both out of the frame
+    back = np.array([[0.0, 118.0, 110.0, 240.0]])  # the large one, back
+    d2, log_det = _geometry([lost[1], lost[2]], back, settings, relinking=True)
+    assert d2[1, 0] + 1.0 < d2[0, 0] <= settings.relink_gate  # it fits the large one's track better ...
+    assert d2[1, 0] + log_det[1] > d2[0, 0] + log_det[0] + 0.2  # ... which the likelihood would not have chosen
+    for _ in range(settings.relink_hits - 1):
+        assert tracker.update(dets(back[0])) == []  # held, unlabelled, until it has relink_hits hits
+    (track,) = tracker.update(dets(back[0]))
+    assert track.track_id == 2
 
 
 def test_short_simulated_crossing_is_tracked():
