@@ -7,7 +7,7 @@ detections are assigned in stages, after ByteTrack:
 1. confirmed and lost tracks vs confident detections, by a cost mixing box IoU and keypoint
    similarity (OKS with the AP-10K sigmas) with the box's geometric fit (:func:`_geometry`: where the
    animal stands, across the image and in depth, and its height, against where the track's animal
-   may be), gated by that fit (a lost track by the stricter re-link gate);
+   may be), gated by that fit (a track missed in two or more frames by the stricter re-link gate);
 2. those still unmatched vs low-score detections, by IoU and fit alone;
 3. those still unmatched, and unseen for at most ``relink_delay`` frames, vs the confident detections
    left, by the likelihood of the geometric fit: this re-links an animal missed for a while, or one
@@ -165,7 +165,7 @@ class TrackerSettings:
             LOST and no keypoints, through a gap of at most this many frames between two of its matches (detections
             missed while the animal is still in view). 0: never.
         relink_gate: squared normalised distance of the geometric fit (3 dof, :func:`_geometry`) within which a
-            lost track may take a detection (99% of a chi-square).
+            track missed in two or more frames in a row may take a detection (99% of a chi-square).
         relink_noise: std of the box's bottom centre added to the track's own uncertainty once it is unseen,
             fraction of its height (boxes cut by the frame edge or by an occluder move).
         box_measurement_noise: std of a detected box's centre and size, as a fraction of its scale.
@@ -185,7 +185,8 @@ class TrackerSettings:
             (1: never).
         appearance_update_max: a detection updates a track's running average only within this
             appearance distance of it (1: always).
-        match_gate: the geometric fit's gate for a track seen in the last frame (99.9% of a chi-square, 3 dof).
+        match_gate: the geometric fit's gate for a track seen in the last frame or the one before (99.9% of a
+            chi-square, 3 dof).
         geometry_weight: weight of the geometric fit (over its gate, at most 1) in the costs of stages 1, 2 and 4.
         vertical_ratio: std of where a box stands in depth (its bottom row) against across the image, for the
             track's own motion uncertainty (animals walk across the view more than towards it).
@@ -1127,7 +1128,9 @@ class Tracker:
         """
         iou = box_iou(np.stack([t.box for t in tracks]), boxes)
         geometry, _ = _geometry(tracks, boxes, self.settings)
-        lost = np.array([t.state is TrackState.LOST for t in tracks])
+        # A track missed in one frame is still held to the match gate: one box cut or grown by a neighbour, which
+        # made it miss, must not hand its animal to a track lost for longer (whose wider spread fits it anyway).
+        lost = np.array([t.state is TrackState.LOST and t.frames_since_update > 2 for t in tracks])
         gate = np.where(lost, self.settings.relink_gate, self.settings.match_gate)[:, None]
         cost = 1.0 - iou + self.settings.geometry_weight * np.minimum(geometry / gate, 1.0)
         return np.where((iou > 0) & (geometry <= gate), cost, np.inf), iou
