@@ -882,7 +882,8 @@ class Tracker:
         track_kpts = np.stack([t.keypoints.positions() for t in review.tracks])
         valid = det_kpts[:, :, 2] >= self.settings.keypoint_threshold
         oks = keypoint_similarity(track_kpts, det_kpts, box_area(review.boxes), valid_b=valid, sigmas=SIGMAS)
-        cost = review.cost - self.settings.oks_weight * np.where(np.isnan(oks), review.iou, oks - review.iou)
+        # As fuse_similarities: a pair sharing too few keypoints to compare (NaN) keeps its boxes-only cost.
+        cost = review.cost - self.settings.oks_weight * np.where(np.isnan(oks), 0.0, oks - review.iou)
         assignment = linear_assignment(np.where(np.isfinite(cost), cost, _NO_LIMIT), _NO_LIMIT)
         if len(assignment.matches) < m:
             return keypoints
