@@ -1034,8 +1034,8 @@ def test_without_the_review_a_swapped_pair_gives_up_its_boxes():
 
 
 def _partly_seen_pair_moved_together(shift: float) -> tuple[dict[int, int], dict[int, int]]:
-    """Two overlapping animals standing for 10 frames, the pose model seeing only the front keypoints (0-7) of one
-    (track 1) and only the back ones (9-16) of the other (track 2); then their boxes move ``shift`` pixels towards
+    """Two overlapping animals standing for 10 frames, the pose model seeing only keypoints 0-7 of one (track 1)
+    and only keypoints 9-16 of the other (track 2); then their boxes move ``shift`` pixels towards
     each other while the animals stay, their poses where they were. Each pose shares too few keypoints with the
     other track to compare (no pose evidence for that pair). Returns {track id: detection index} from the boxes
     alone and after the poses."""
@@ -1043,8 +1043,7 @@ def _partly_seen_pair_moved_together(shift: float) -> tuple[dict[int, int], dict
 
     def pose_of(animal: int) -> np.ndarray:
         pose = pose_in(boxes[animal])
-        pose[8:, 2] = 0.1 if animal == 0 else pose[8:, 2]
-        pose[:9, 2] = 0.1 if animal == 1 else pose[:9, 2]
+        pose[slice(8, None) if animal == 0 else slice(0, 9), 2] = 0.1  # under keypoint_threshold: not seen
         return pose
 
     def attach(tracks: list[Track]) -> list[Track]:
