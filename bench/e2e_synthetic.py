@@ -30,6 +30,7 @@ import math
 import multiprocessing
 import os
 import shlex
+import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -127,6 +128,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="only train and score the pose model (on the dataset in --out-dir, made if missing): "
                         "another architecture for the detector and clips of an earlier run, as bench.profiles "
                         "--realtime-pose takes it; writes pose/ and pose_summary.json, not docs/benchmarks.md")
+    parser.add_argument("--detector-beside", type=Path, default=None, metavar="RUN",
+                        help="train only a detector (--det-seed, --det-epochs or --det-minutes, --det-width, "
+                        "--det-imgsz) beside the earlier run RUN, reusing its datasets, pose model and clips (linked, "
+                        "the clips copied), then track and score the clips into --out-dir: another detector seed "
+                        "of the same recipe")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave docs/benchmarks.md alone")
     parser.add_argument("--rescore", action="store_true",
                         help="only track the clips of the earlier run in --out-dir again, with its weights (after a "
@@ -438,6 +444,40 @@ def rescore(args: argparse.Namespace) -> dict:
     return summary
 
 
+def detector_beside(args: argparse.Namespace) -> dict:
+    """``--detector-beside RUN``: a detector of ``--det-seed`` trained on RUN's data, then RUN's clips tracked with
+    it and RUN's pose model; the summary (RUN's, its detector, training and tracking replaced) goes to
+    ``--out-dir``/summary.json. Returns it."""
+    base, out = args.detector_beside, args.out_dir
+    summary = json.loads((base / "summary.json").read_text())
+    load_start = os.getloadavg()[0]
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("dataset", "frames", "pose"):
+        if (base / name).exists() and not (out / name).exists():
+            (out / name).symlink_to((base / name).resolve(), target_is_directory=True)
+    if (base / "clips").is_dir():
+        shutil.copytree(base / "clips", out / "clips", dirs_exist_ok=True)
+    det_dataset = out / ("frames" if summary["detector"].get("data", "frames") == "frames" else "dataset")
+    det_weights, det_seconds, det_epochs = train_yolo(det_dataset, out / "detector", args)
+    detector = {key: summary["detector"][key] for key in ("data", "clips", "frames") if key in summary["detector"]}
+    detector.update(name=detector_name(args.det_width), width=args.det_width, epochs=det_epochs,
+                    minutes=args.det_minutes, seed=detector_seed(args), seconds=det_seconds, imgsz=args.det_imgsz,
+                    **detector_ap50(det_weights, det_dataset, args))
+    if det_dataset.name == "frames":
+        detector["AP50_images"] = detector_ap50(det_weights, out / "dataset", args)["AP50"]
+    clips = render_clips(out / "clips", args.videos, summary["frames"], summary["video_size"], args.seed)
+    options = track_options(args, summary["video_size"])
+    summary.update(detector=detector, training_seconds=det_seconds, concurrent=False, detector_all_cores=True,
+                   videos=len(clips), beside=str(base), load_start=load_start, **tracking_summary(options),
+                   tracking=track_all(clips, out / "pose" / "best.pth", det_weights, out / "tracks", args.device,
+                                      options),
+                   command="python -m bench.e2e_synthetic " + shlex.join(sys.argv[1:]))
+    summary.pop("rescored", None)
+    summary["load_end"] = os.getloadavg()[0]
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
 def track_options(args: argparse.Namespace, video_size: list[int] | tuple[int, int]) -> TrackOptions:
     """The tracking options of ``args``; those not given are what ``animalpose track`` ships with."""
     from app.runs import TrackSettings
@@ -478,6 +518,8 @@ def _yes(value: float, target: float) -> str:
 
 
 def _schedule(summary: dict) -> str:
+    if summary.get("beside"):
+        return "the detector alone"
     if not summary["concurrent"]:
         return "one model after the other"
     shared = summary["pose"].get("shared_epochs")
@@ -532,7 +574,9 @@ def render_table(summary: dict) -> str:
         f"imgsz {det['imgsz']}, {_det_data_text(summary)}). Load average "
         f"{summary['load_start']:.1f} at the start, {summary['load_end']:.1f} at the end."
         + (f" Clips tracked again on {summary['rescored']} with the same weights (`--rescore`); the training "
-           f"command was `{summary.get('command', 'not recorded')}`." if summary.get("rescored") else ""),
+           f"command was `{summary.get('command', 'not recorded')}`." if summary.get("rescored") else "")
+        + (f" Only the detector was trained here (`--detector-beside`): the data, pose model and clips are those "
+           f"of `{summary['beside']}`." if summary.get("beside") else ""),
         "",
         "### Models on held-out images",
         "",
@@ -574,11 +618,26 @@ def render_table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(args: argparse.Namespace) -> dict:
+def check_args(args: argparse.Namespace) -> None:
+    """Raise ValueError or FileNotFoundError, in one line, for arguments the run cannot start with."""
     if not 0 < args.det_width <= 1:
         raise ValueError(f"--det-width must be in (0, 1], got {args.det_width}")
+    base = args.detector_beside
+    if base is not None and not args.rescore:
+        if not (base / "summary.json").is_file() or not (base / "pose" / "best.pth").is_file():
+            raise FileNotFoundError(f"no finished run in {base}: --detector-beside needs its summary.json and pose "
+                                    "model")
+        if args.out_dir.resolve() == base.resolve():
+            raise ValueError("--out-dir must not be the run given to --detector-beside (its detector would be "
+                             "replaced)")
+
+
+def main(args: argparse.Namespace) -> dict:
+    check_args(args)
     if args.rescore:
         return report(rescore(args), args)
+    if args.detector_beside is not None:
+        return report(detector_beside(args), args)
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     load_start = os.getloadavg()[0]
@@ -666,4 +725,10 @@ def report(summary: dict, args: argparse.Namespace) -> dict:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    main(get_args_parser().parse_args())
+    cli = get_args_parser()
+    parsed = cli.parse_args()
+    try:
+        check_args(parsed)
+    except (FileNotFoundError, ValueError) as error:
+        cli.error(str(error))
+    main(parsed)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from app.runs import TrackSettings
@@ -167,3 +169,51 @@ def test_pose_only_trains_and_scores_the_pose_model_alone(tmp_path, monkeypatch)
     assert json.loads((out / "pose_summary.json").read_text()) == summary
     assert summary["arch"] == "rtmpose_tiny" and 0.0 <= summary["AP"] <= 1.0 and 0.0 <= summary["AP_dark"] <= 1.0
     assert not (out / "detector").exists() and not (out / "clips").exists()
+
+
+def test_a_detector_of_another_seed_is_trained_beside_an_earlier_run(tmp_path, monkeypatch):
+    from bench.e2e_synthetic import main
+
+    base, out = tmp_path / "run", tmp_path / "seed3"
+    for name in ("dataset", "frames", "pose"):
+        (base / name).mkdir(parents=True)
+    (base / "pose" / "best.pth").write_bytes(b"weights")
+    render_clips(base / "clips", 2, 4, (160, 128), seed=0)
+    earlier = {**_summary({"data": "frames", "clips": {"train": 16}, "frames": {"train": 160}, "seed": 0}),
+               "frames": 4, "video_size": [160, 128], "rescored": "2026-12-01"}
+    (base / "summary.json").write_text(json.dumps(earlier))
+    trained, tracked = [], []
+
+    def train(dataset: Path, folder: Path, args):
+        trained.append((dataset, folder, args.det_seed, args.det_epochs))
+        return folder / "best.pt", 60.0, args.det_epochs
+
+    def track(clips, pose, det, folder, device, options):
+        tracked.append(([path.name for path, _ in clips], pose, det))
+        return {"causal": {**_summary({})["tracking"]["none"], "idf1": 0.5}}
+
+    monkeypatch.setattr("bench.e2e_synthetic.train_yolo", train)
+    monkeypatch.setattr("bench.e2e_synthetic.detector_ap50", lambda weights, dataset, args: {
+        "AP": 0.5, "AP50": 0.9 if dataset.name == "frames" else 0.7})
+    monkeypatch.setattr("bench.e2e_synthetic.track_all", track)
+    monkeypatch.setattr("bench.e2e_synthetic.report", lambda summary, args: summary)
+    summary = main(get_args_parser().parse_args([
+        "--out-dir", str(out), "--detector-beside", str(base), "--det-seed", "3", "--det-epochs", "2",
+        "--videos", "2"]))
+    assert trained == [(out / "frames", out / "detector", 3, 2)]
+    assert (out / "frames").resolve() == (base / "frames").resolve() and (out / "pose" / "best.pth").is_file()
+    assert tracked == [(["crossing_0.mp4", "crossing_1.mp4"], out / "pose" / "best.pth", out / "detector" / "best.pt")]
+    assert sorted(p.name for p in (out / "clips").iterdir()) == sorted(p.name for p in (base / "clips").iterdir())
+    det = summary["detector"]
+    assert (det["seed"], det["epochs"], det["AP50"], det["AP50_images"], det["frames"]) == (3, 2, 0.9, 0.7,
+                                                                                          {"train": 160})
+    assert summary["tracking"]["causal"]["idf1"] == 0.5 and summary["pose"] == earlier["pose"]
+    assert summary["training_seconds"] == 60.0 and "rescored" not in summary and summary["beside"] == str(base)
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert json.loads((base / "summary.json").read_text()) == earlier  # the earlier run is left as it was
+    table = render_table(summary)
+    assert "(the detector alone)" in table and f"those of `{base}`" in table
+    with pytest.raises(ValueError, match="must not be the run"):
+        main(get_args_parser().parse_args(["--out-dir", str(base), "--detector-beside", str(base)]))
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        main(get_args_parser().parse_args(["--out-dir", str(out), "--detector-beside", str(tmp_path / "none")]))
