@@ -303,6 +303,16 @@ def epochs_trained(run: Path) -> int:
     return max(0, len(results.read_text().strip().splitlines()) - 1)
 
 
+def detector_scores(weights: Path, det_dataset: Path, pose_dataset: Path, args: argparse.Namespace
+                    ) -> dict[str, float]:
+    """Box AP and AP50 on the detector's own test split and, when it trained on clip frames (not the pose
+    model's images), AP50 on the pose model's test images too (``AP50_images``)."""
+    scores = detector_ap50(weights, det_dataset, args)
+    if det_dataset.resolve() != pose_dataset.resolve():
+        scores["AP50_images"] = detector_ap50(weights, pose_dataset, args)["AP50"]
+    return scores
+
+
 def detector_ap50(weights: Path, dataset: Path, args: argparse.Namespace) -> dict[str, float]:
     """Box AP and AP50 (pycocotools, one class) of the detector on the held-out test images."""
     import cv2
@@ -462,9 +472,7 @@ def detector_beside(args: argparse.Namespace) -> dict:
     detector = {key: summary["detector"][key] for key in ("data", "clips", "frames") if key in summary["detector"]}
     detector.update(name=detector_name(args.det_width), width=args.det_width, epochs=det_epochs,
                     minutes=args.det_minutes, seed=detector_seed(args), seconds=det_seconds, imgsz=args.det_imgsz,
-                    **detector_ap50(det_weights, det_dataset, args))
-    if det_dataset.name == "frames":
-        detector["AP50_images"] = detector_ap50(det_weights, out / "dataset", args)["AP50"]
+                    **detector_scores(det_weights, det_dataset, out / "dataset", args))
     clips = render_clips(out / "clips", args.videos, summary["frames"], summary["video_size"], args.seed)
     options = track_options(args, summary["video_size"])
     summary.update(detector=detector, training_seconds=det_seconds, concurrent=False, detector_all_cores=True,
@@ -668,9 +676,7 @@ def main(args: argparse.Namespace) -> dict:
         pose_metrics, pose_seconds = train_pose(dataset, out / "pose", args)
         det_weights, det_seconds, det_epochs = train_yolo(det_dataset, out / "detector", args)
     training_seconds = time.perf_counter() - start
-    det_metrics = {"data": args.det_data, **det_counts, **detector_ap50(det_weights, det_dataset, args)}
-    if args.det_data == "frames":
-        det_metrics["AP50_images"] = detector_ap50(det_weights, dataset, args)["AP50"]
+    det_metrics = {"data": args.det_data, **det_counts, **detector_scores(det_weights, det_dataset, dataset, args)}
     clips = render_clips(out / "clips", args.videos, args.frames, args.video_size, args.seed)
     pose_weights = out / "pose" / "best.pth"
     from pose.codec import PostProcess

@@ -882,8 +882,9 @@ class Tracker:
         track_kpts = np.stack([t.keypoints.positions() for t in review.tracks])
         valid = det_kpts[:, :, 2] >= self.settings.keypoint_threshold
         oks = keypoint_similarity(track_kpts, det_kpts, box_area(review.boxes), valid_b=valid, sigmas=SIGMAS)
-        # As fuse_similarities: a pair sharing too few keypoints to compare (NaN) keeps its boxes-only cost.
-        cost = review.cost - self.settings.oks_weight * np.where(np.isnan(oks), 0.0, oks - review.iou)
+        # Stage 1's cost with the poses first (_associate): the boxes-only cost with its IoU part fused with OKS
+        # (a pair sharing too few keypoints to compare, OKS NaN, keeps its boxes-only cost).
+        cost = review.cost - (1.0 - review.iou) + fuse_similarities(review.iou, oks, self.settings.oks_weight)
         assignment = linear_assignment(np.where(np.isfinite(cost), cost, _NO_LIMIT), _NO_LIMIT)
         if len(assignment.matches) < m:
             return keypoints
