@@ -63,9 +63,12 @@ boxes that overlap no other are judged by their colours.
 
 Confident detections left over start tentative tracks, confirmed after ``min_hits`` matches (or
 ``hold_hits``, above); one matched once ends at its first miss, one matched twice or more may miss up to
-``tentative_patience`` frames in a row. Association ignores the detector's class (a dog called a cat for one
-frame keeps its track); a track keeps the class of its first detection. Every tracker owns its ID counter; IDs
-start at 1.
+``tentative_patience`` frames in a row. With appearance features, a box left over that repeats a matched one
+(overlapping it by ``duplicate_iou``, its colours within ``duplicate_colour`` of that box's) starts no track: the
+detector found that animal twice, where a second animal would show other colours (where an animal lost for long
+may be back, such a box still starts a held track, above). Association ignores the detector's class (a dog called
+a cat for one frame keeps its track); a track keeps the class of its first detection. Every tracker owns its ID
+counter; IDs start at 1.
 
 Poses may come with the detections (``update(detections, poses)``) or after tracking, when the pose
 model runs on the tracks' boxes: then call ``attach_poses(track_ids, poses)`` in the same frame.
@@ -164,6 +167,12 @@ class TrackerSettings:
         offline_fill_frames: :func:`smooth_tracks_offline` also reports a track, on its smoothed box, with state
             LOST and no keypoints, through a gap of at most this many frames between two of its matches (detections
             missed while the animal is still in view). 0: never.
+        duplicate_iou, duplicate_colour: with appearance features, a confident detection left unmatched that overlaps
+            a detection matched in this frame by ``duplicate_iou`` (IoU) or more, with colours within
+            ``duplicate_colour`` (appearance distance) of that detection's, starts no track: it is the matched animal
+            found twice (the detector's non-maximum suppression left both boxes), not a second animal, whose colours
+            would differ (``duplicate_colour`` 0: never). Where a track lost for more than ``relink_delay`` frames
+            could be, such a box still starts a held track.
         relink_gate: squared normalised distance of the geometric fit (3 dof, :func:`_geometry`) within which a
             track missed in two or more frames in a row may take a detection (99% of a chi-square).
         relink_noise: std of the box's bottom centre added to the track's own uncertainty once it is unseen,
@@ -236,6 +245,8 @@ class TrackerSettings:
     max_lost_frames: int = 150
     report_lost_frames: int = 2
     offline_fill_frames: int = 10
+    duplicate_iou: float = 0.45
+    duplicate_colour: float = 0.1
     keypoint_box_margin: float | None = 0.5
     relink_gate: float = _CHI2_3DOF_99
     relink_noise: float = 0.15
@@ -278,7 +289,7 @@ class TrackerSettings:
         for name in ("high_score", "low_score", "new_track_score", "max_cost", "low_max_cost", "oks_weight",
                      "keypoint_threshold", "appearance_weight", "relink_max_appearance", "match_max_appearance",
                      "appearance_momentum", "appearance_margin", "appearance_update_max", "min_pose_similarity",
-                     "box_size_damping", "duplicate_pose_oks", "pose_keep_oks"):
+                     "box_size_damping", "duplicate_pose_oks", "pose_keep_oks", "duplicate_iou", "duplicate_colour"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -710,7 +721,10 @@ class Tracker:
         self._end(unmatched_tentative + [t for t in unmatched_established
                                          if t.frames_since_update > self.settings.max_lost_frames])
         awaited = self._awaited(boxes[unmatched_detections])
-        for j, back in zip(unmatched_detections, awaited):
+        # A box that repeats a matched one starts no track, unless an animal lost for long may be back there: a
+        # track started there is held, unreported, until a lost track takes it or it proves a new animal.
+        keep = ~self._duplicates(boxes, features, unmatched_detections, [j for _, j in pairs]) | awaited
+        for j, back in zip(unmatched_detections[keep], awaited[keep]):
             # A detection where an animal lost for long may be back starts a (held) track at a lower score.
             if scores[j] >= (self.settings.high_score if back else self.settings.new_track_score):
                 self._start(boxes[j], float(scores[j]), int(detections.class_ids[index[j]]), int(index[j]),
@@ -718,6 +732,18 @@ class Tracker:
                 if own[j]:
                     self._tracks[-1].update_appearance(features[j])
         return self._report(self._reported_after_update)
+
+    def _duplicates(self, boxes: np.ndarray, features: np.ndarray | None, unmatched: np.ndarray,
+                    matched: list[int]) -> np.ndarray:
+        """(len(unmatched),) bool, the unmatched detections that repeat a matched one: overlapping it by
+        ``duplicate_iou`` or more, with colours within ``duplicate_colour`` of its (none without features)."""
+        s = self.settings
+        duplicate = np.zeros(len(unmatched), bool)
+        if features is None or s.duplicate_colour == 0 or not len(unmatched) or not matched:
+            return duplicate
+        overlap = box_iou(boxes[unmatched], boxes[matched]) >= s.duplicate_iou
+        alike = appearance_distance(features[unmatched], features[matched]) <= s.duplicate_colour  # NaN: False
+        return (overlap & alike).any(axis=1)
 
     def _awaited(self, boxes: np.ndarray) -> np.ndarray:
         """(D,) bool, the boxes that a track lost for more than ``relink_delay`` frames could be."""

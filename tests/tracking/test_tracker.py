@@ -74,6 +74,8 @@ def poses_for(detections: Detections, facings=None) -> Poses:
         ("relink_delay", -1, "relink_delay"),
         ("relink_hits", 0, "relink_hits"),
         ("hold_hits", 1, "relink_hits"),
+        ("duplicate_iou", 1.5, "duplicate_iou"),
+        ("duplicate_colour", -0.1, "duplicate_colour"),
     ],
 )
 def test_settings_reject_bad_values(field, value, message):
@@ -862,6 +864,59 @@ def test_track_refuses_a_box_whose_colours_are_clearly_another_tracks():
     # 0.4 <= 0.2 + 0.3: not clearly another's; track 1 takes it by its overlap.
     assert _box_with_anothers_colours(0.3) == {1: 0, 2: -1}
     assert _box_with_anothers_colours(1.0) == {1: 0, 2: -1}
+
+
+def _second_box(colours: np.ndarray, x: float = 35.0, **settings) -> list[int]:
+    """Track 1 (``FA``) walks right 5 px a frame; then a second box beside its own (x=35 against 25: IoU 0.85)
+    has ``colours``. Returns the IDs of the tracks the tracker holds after that frame."""
+    tracker = Tracker(TrackerSettings(min_hits=1, appearance_weight=0.5, **settings))
+    for i in range(5):
+        tracker.update(dets(box_at(5.0 * i)), features=FA[None])
+    tracker.update(dets(box_at(25.0), box_at(x), scores=[0.9, 0.8]), features=np.stack([FA, colours]))
+    return [t.track_id for t in tracker.tracks()]
+
+
+def test_a_second_box_of_the_same_animal_starts_no_track():
+    # The same colours over the matched box: the animal found twice.
+    assert _second_box(FA) == [1]
+    near = np.array([0.99, np.sqrt(1 - 0.99**2), 0.0])  # distance 0.01: the same animal
+    assert _second_box(near) == [1]
+    # Other colours: a second animal beside the first starts its own track.
+    assert _second_box(FB) == [1, 2]
+    # Less overlap than duplicate_iou (x=90: IoU 0.30), or the rule off: a track starts.
+    assert _second_box(FA, x=90.0) == [1, 2]
+    assert _second_box(FA, duplicate_colour=0.0) == [1, 2]
+    assert _second_box(FA, duplicate_iou=0.9) == [1, 2]
+    # Without colours (no appearance, or none given) every such box starts a track, as before.
+    assert _second_box(np.full(3, np.nan)) == [1, 2]
+    tracker = Tracker(TrackerSettings(min_hits=1, appearance_weight=0.0))
+    tracker.update(dets(box_at(0.0)))
+    tracker.update(dets(box_at(5.0), box_at(15.0)))
+    assert [t.track_id for t in tracker.tracks()] == [1, 2]
+
+
+def _duplicate_where_an_animal_was_lost(lost_first: bool) -> list[TrackState]:
+    """Track 1 (``FA``) stands at x=300; with ``lost_first`` track 2 (``FB``) stood at x=160 and is unseen from frame
+    5 on. In frame 15 a box of track 1's colours overlaps its box (x=285, IoU 0.78), 125 px from where track 2 was
+    lost. Returns the states of the tracks the tracker holds after that frame."""
+    tracker = Tracker(TrackerSettings(min_hits=2, appearance_weight=0.5))
+    for _ in range(5):
+        if lost_first:
+            tracker.update(dets(box_at(300.0), box_at(160.0)), features=np.stack([FA, FB]))
+        else:
+            tracker.update(dets(box_at(300.0)), features=FA[None])
+    for _ in range(tracker.settings.relink_delay + 2):
+        tracker.update(dets(box_at(300.0)), features=FA[None])
+    tracker.update(dets(box_at(300.0), box_at(285.0), scores=[0.9, 0.8]), features=np.stack([FA, FA]))
+    return [t.state for t in tracker._tracks]
+
+
+def test_a_duplicate_box_where_an_animal_may_be_back_starts_a_held_track():
+    # No lost animal near: the box is track 1's animal found twice.
+    assert _duplicate_where_an_animal_was_lost(False) == [TrackState.CONFIRMED]
+    # Where track 2's animal may be back, the box starts a tentative track, held unreported until a lost track takes
+    # it or it proves a new animal (the colours alone could be a look-alike's).
+    assert _duplicate_where_an_animal_was_lost(True) == [TrackState.CONFIRMED, TrackState.LOST, TrackState.TENTATIVE]
 
 
 def test_features_are_ignored_without_appearance_weight():
