@@ -59,7 +59,8 @@ hidden or lost track may then take it, or it waits for the re-link stage, where 
 competes by position and colours). A track's average is updated only from detections that overlap
 no other detection (at a crossing a box holds both animals) and lie within ``appearance_update_max``
 of it (a track that took another animal's box for a while does not take its colours), and only
-boxes that overlap no other are judged by their colours.
+boxes that overlap no other are judged by their colours. In re-links and take-backs a track or box
+without colours (never seen clear of others) counts as the farthest colours allowed, not as a match.
 
 Confident detections left over start tentative tracks, confirmed after ``min_hits`` matches (or
 ``hold_hits``, above); one matched once ends at its first miss, one matched twice or more may miss up to
@@ -736,7 +737,7 @@ class Tracker:
     def _duplicates(self, boxes: np.ndarray, features: np.ndarray | None, unmatched: np.ndarray,
                     matched: list[int]) -> np.ndarray:
         """(len(unmatched),) bool, the unmatched detections that repeat a matched one: overlapping it by
-        ``duplicate_iou`` or more, with colours within ``duplicate_colour`` of its (none without features)."""
+        ``duplicate_iou`` or more, with colours within ``duplicate_colour`` of its colours (none without features)."""
         s = self.settings
         duplicate = np.zeros(len(unmatched), bool)
         if features is None or s.duplicate_colour == 0 or not len(unmatched) or not matched:
@@ -780,8 +781,7 @@ class Tracker:
                 width = next(len(c) for c in colours if c is not None)
                 features = np.stack([c if c is not None else np.full(width, np.nan) for c in colours])
                 appearance = self._appearance(waiting, features)
-                weighted = cost + s.appearance_weight * s.relink_gate * np.nan_to_num(appearance)
-                cost = np.where(appearance > s.relink_max_appearance, np.inf, weighted)
+                cost = np.where(appearance > s.relink_max_appearance, np.inf, cost + self._colour_penalty(appearance))
             for i, j in linear_assignment(cost, _NO_LIMIT).matches:
                 newcomer = newcomers[j]
                 waiting[i].absorb(newcomer)
@@ -794,6 +794,14 @@ class Tracker:
             if newcomer.state is TrackState.TENTATIVE and newcomer.hits >= (max(s.hold_hits, s.min_hits) if held
                                                                              else s.min_hits):
                 newcomer.state = TrackState.CONFIRMED
+
+    def _colour_penalty(self, appearance: np.ndarray) -> np.ndarray:
+        """What colours add to a cost of the geometric fit (re-links and take-backs): up to as much as the whole gate.
+        A pair without colours to compare (a track or a box never seen clear of others) counts as the farthest
+        colours a lost track may take (``relink_max_appearance``), not as a perfect match: a track that never showed
+        its colours does not win over one whose colours fit."""
+        s = self.settings
+        return s.appearance_weight * s.relink_gate * np.nan_to_num(appearance, nan=s.relink_max_appearance)
 
     def _fits(self, track: _LiveTrack, feature: np.ndarray) -> bool:
         """Whether ``feature`` may update ``track``'s colours: it has none yet, or they are within
@@ -1183,9 +1191,8 @@ class Tracker:
         cost = np.where(d2 <= self.settings.relink_gate, nll - nll[np.isfinite(nll)].min(initial=0.0), np.inf)
         appearance = self._appearance(tracks, None if features is None else features[candidates])
         if appearance is not None:
-            # Colours count as much against position as the whole gate.
-            weighted = cost + self.settings.appearance_weight * self.settings.relink_gate * np.nan_to_num(appearance)
-            cost = np.where(appearance > self.settings.relink_max_appearance, np.inf, weighted)
+            cost = np.where(appearance > self.settings.relink_max_appearance, np.inf,
+                            cost + self._colour_penalty(appearance))
         assignment = linear_assignment(cost, _NO_LIMIT)
         pairs = [(tracks[i], int(candidates[j])) for i, j in assignment.matches]
         return pairs, [tracks[i] for i in assignment.unmatched_rows] + waiting, candidates[assignment.unmatched_cols]

@@ -919,6 +919,27 @@ def test_a_duplicate_box_where_an_animal_may_be_back_starts_a_held_track():
     assert _duplicate_where_an_animal_was_lost(True) == [TrackState.CONFIRMED, TrackState.LOST, TrackState.TENTATIVE]
 
 
+def _back_between_two_lost_tracks(near_colours: np.ndarray) -> list[int]:
+    """Track 1 stood at x=0 with ``near_colours``, track 2 at x=300 with ``FA``; both are unseen for longer than
+    ``relink_delay``, then a box of ``FA``'s colours comes back at x=140, a little nearer where track 1 was lost.
+    Returns the IDs reported once the held box is taken back."""
+    tracker = Tracker(TrackerSettings(appearance_weight=0.5))
+    for _ in range(5):
+        tracker.update(dets(box_at(0.0), box_at(300.0)), features=np.stack([near_colours, FA]))
+    for _ in range(tracker.settings.relink_delay + 2):
+        tracker.update(Detections.empty(), features=np.zeros((0, 3)))
+    for _ in range(tracker.settings.relink_hits):
+        back = tracker.update(dets(box_at(140.0)), features=FA[None])
+    return [t.track_id for t in back]
+
+
+def test_a_track_without_colours_does_not_outbid_one_whose_colours_fit():
+    # Both tracks' colours known: the one whose colours fit takes the animal back (track 1's, FB, are refused).
+    assert _back_between_two_lost_tracks(FB) == [2]
+    # Track 1 never showed its colours: it may be any animal, but its nearness alone does not beat track 2's colours.
+    assert _back_between_two_lost_tracks(np.full(3, np.nan)) == [2]
+
+
 def test_features_are_ignored_without_appearance_weight():
     tracker = Tracker(TrackerSettings(min_hits=1, appearance_weight=0.0))
     (track,) = tracker.update(dets(box_at(0.0)), features=np.ones((5, 2)))  # not even checked
