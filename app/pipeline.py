@@ -23,7 +23,7 @@ import numpy as np
 
 from app.sinks import Sink
 from pose.structures import Detections, FrameResult, Poses
-from tracking.appearance import colour_histograms
+from tracking.appearance import BoxColours, box_colours
 from tracking.smoothing import Rows, SmoothingMode
 from tracking.tracker import Track, Tracker, smooth_tracks_offline
 
@@ -207,11 +207,12 @@ class Pipeline:
         boxes = [detections.xyxy[tr.detection_index] if tr.detection_index >= 0 else tr.box for tr in tracks]
         return self._pose_on_tracks(image_bgr, tracks, boxes)
 
-    def _features(self, image_bgr: np.ndarray, detections: Detections) -> np.ndarray | None:
-        """Colour histograms of the detections, when the tracker uses appearance (timed as tracking)."""
+    def _features(self, image_bgr: np.ndarray, detections: Detections) -> BoxColours | None:
+        """Colour histograms of the detections (whole and own), when the tracker uses appearance (timed as
+        tracking)."""
         if self.tracker.settings.appearance_weight == 0:
             return None
-        return colour_histograms(image_bgr, detections.xyxy)
+        return box_colours(image_bgr, detections.xyxy)
 
     def _pose_on_tracks(self, image_bgr: np.ndarray, tracks: list[Track], boxes: Sequence[np.ndarray]) -> list[Track]:
         if not tracks:

@@ -2,7 +2,8 @@
 
 Choosing tracker settings by running ``animalpose track`` again and again costs the detector and the
 pose model on every frame. With the pose model after tracking (``animalpose track``'s default) the
-identities depend only on the detector's boxes, scores and the boxes' colour histograms, so this
+identities depend only on the detector's boxes, scores and the boxes' colour histograms (each box's whole
+colours and its own, :func:`tracking.appearance.box_colours`), so this
 module runs the detector once per clip frame (:func:`cache_clip`, saved as ``.npz``), then replays the
 tracker alone on the cache (:func:`replay`) and scores the boxes it reports against the clip's truth
 (:func:`score_replay`: IDF1, MOTA, ID switches, precision, recall and the IDF1 with perfect
@@ -32,7 +33,7 @@ from app.runs import TrackSettings, tracker_settings
 from bench.e2e_synthetic import mean_scores as mean_over_clips
 from bench.tracking import outputs_from_tracks
 from pose.structures import Detections
-from tracking.appearance import colour_histograms
+from tracking.appearance import BoxColours, box_colours
 from tracking.detector import Detector, DetectorSettings
 from tracking.smoothing import SmoothingMode
 from tracking.tracker import Tracker, TrackerSettings, smooth_tracks_offline
@@ -51,12 +52,12 @@ class CachedClip:
 
     Attributes:
         detections: one :class:`~pose.structures.Detections` per frame.
-        features: one (N, D) array of colour histograms per frame, aligned with ``detections``.
+        features: the colours of each frame's boxes, aligned with ``detections``.
         truth: the clip's ground truth (``train.synthetic.render_video``'s dict).
     """
 
     detections: tuple[Detections, ...]
-    features: tuple[np.ndarray, ...]
+    features: tuple[BoxColours, ...]
     truth: dict
 
     def __post_init__(self) -> None:
@@ -70,14 +71,16 @@ class CachedClip:
     def save(self, path: str | Path) -> None:
         """Write the cache as one ``.npz`` (detections and features concatenated, with frame counts)."""
         counts = np.array([len(d) for d in self.detections], np.int64)
-        width = max((f.shape[1] for f in self.features if f.ndim == 2), default=0)
-        features = [f.reshape(len(d), width) for d, f in zip(self.detections, self.features)]
+        width = max((f.whole.shape[1] for f in self.features), default=0)
+        whole = [f.whole.reshape(len(d), width) for d, f in zip(self.detections, self.features)]
+        own = [f.own.reshape(len(d), width) for d, f in zip(self.detections, self.features)]
         np.savez_compressed(
             path, counts=counts,
             xyxy=np.concatenate([d.xyxy for d in self.detections]).reshape(-1, 4).astype(np.float32),
             scores=np.concatenate([d.scores for d in self.detections]).astype(np.float32),
             class_ids=np.concatenate([d.class_ids for d in self.detections]).astype(np.int64),
-            features=np.concatenate(features).reshape(-1, width).astype(np.float32),
+            features=np.concatenate(whole).reshape(-1, width).astype(np.float32),
+            own_features=np.concatenate(own).reshape(-1, width).astype(np.float32),
             truth=np.array(json.dumps(self.truth)),
         )
 
@@ -85,11 +88,15 @@ class CachedClip:
     def load(cls, path: str | Path) -> CachedClip:
         with np.load(path) as data:
             bounds = np.concatenate([[0], np.cumsum(data["counts"])])
-            xyxy, scores, class_ids, features = data["xyxy"], data["scores"], data["class_ids"], data["features"]
+            if "own_features" not in data:
+                raise ValueError(f"{path} was cached without each box's own colours (before session 23): delete it "
+                                 "to cache the clip again")
+            xyxy, scores, class_ids = data["xyxy"], data["scores"], data["class_ids"]
+            whole, own = data["features"], data["own_features"]
             truth = json.loads(str(data["truth"]))
         spans = list(itertools.pairwise(bounds))
         detections = tuple(Detections(xyxy[a:b], scores[a:b], class_ids[a:b]) for a, b in spans)
-        return cls(detections, tuple(features[a:b] for a, b in spans), truth)
+        return cls(detections, tuple(BoxColours(whole[a:b], own[a:b]) for a, b in spans), truth)
 
 
 def cache_clip(video: str | Path, truth: dict, detector) -> CachedClip:
@@ -101,7 +108,7 @@ def cache_clip(video: str | Path, truth: dict, detector) -> CachedClip:
     for frame in VideoFileSource(video):
         found = detector(frame.image)
         detections.append(found)
-        features.append(colour_histograms(frame.image, found.xyxy))
+        features.append(box_colours(frame.image, found.xyxy))
     return CachedClip(tuple(detections), tuple(features), truth)
 
 

@@ -207,7 +207,7 @@ def test_appearance_features_reach_the_tracker(synthetic_clip, order):
     update = tracker.update
 
     def spy(detections, poses=None, features=None):
-        seen.append((len(detections), None if features is None else features.shape))
+        seen.append((len(detections), None if features is None else (features.whole.shape, features.own.shape)))
         return update(detections, poses, features)
 
     tracker.update = spy
@@ -218,7 +218,7 @@ def test_appearance_features_reach_the_tracker(synthetic_clip, order):
             detector.frame = frame.index
             results.append(pipeline.process(frame.image, frame.index, frame.timestamp_s))
     assert len(seen) == len(gt["frames"])
-    assert all(shape == (n, HistogramSettings().size) for n, shape in seen)
+    assert all(shapes == ((n, HistogramSettings().size),) * 2 for n, shapes in seen)
     assert any(track.appearance is not None for track in tracker._tracks)
     gt_ids = {a["track_id"] for f in gt["frames"] for a in f["animals"]}
     assert len(_identity_pairs(results, gt)) == len(gt_ids)

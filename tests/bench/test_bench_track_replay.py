@@ -34,10 +34,14 @@ def test_cache_clip_holds_every_frame_and_its_colours(clip: CachedClip) -> None:
     assert len(clip.detections) == SMALL.num_frames
     counts = [len(frame["animals"]) for frame in clip.truth["frames"]]
     assert [len(d) for d in clip.detections] == counts
+    own_somewhere = False
     for detections, features in zip(clip.detections, clip.features):
-        assert features.shape == (len(detections), 128)
-        inside = np.isfinite(features).all(axis=1)
-        np.testing.assert_allclose(np.linalg.norm(features[inside], axis=1), 1.0, atol=1e-5)
+        for colours in (features.whole, features.own):
+            assert colours.shape == (len(detections), 128)
+            inside = np.isfinite(colours).all(axis=1)
+            np.testing.assert_allclose(np.linalg.norm(colours[inside], axis=1), 1.0, atol=1e-5)
+        own_somewhere |= bool(np.isfinite(features.own).all(axis=1).any())
+    assert own_somewhere
 
 
 def test_cache_round_trip(clip: CachedClip, tmp_path) -> None:
@@ -48,7 +52,17 @@ def test_cache_round_trip(clip: CachedClip, tmp_path) -> None:
         np.testing.assert_array_equal(a.xyxy, b.xyxy)
         np.testing.assert_array_equal(a.scores, b.scores)
     for a, b in zip(loaded.features, clip.features):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a.whole, b.whole)
+        np.testing.assert_array_equal(a.own, b.own)
+
+
+def test_an_old_cache_without_own_colours_is_refused(clip: CachedClip, tmp_path) -> None:
+    clip.save(tmp_path / "clip.npz")
+    with np.load(tmp_path / "clip.npz") as data:
+        old = {k: data[k] for k in data.files if k != "own_features"}
+    np.savez(tmp_path / "old.npz", **old)
+    with pytest.raises(ValueError, match="own colours"):
+        CachedClip.load(tmp_path / "old.npz")
 
 
 def test_cache_rejects_frames_the_truth_lacks(clip: CachedClip) -> None:

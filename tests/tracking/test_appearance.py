@@ -1,7 +1,15 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from tracking.appearance import HistogramSettings, appearance_distance, colour_histograms
+from tracking.appearance import (
+    BoxColours,
+    HistogramSettings,
+    appearance_distance,
+    box_colours,
+    colour_histograms,
+)
 
 RED, BLUE, GREEN = (0, 0, 230), (230, 40, 0), (0, 200, 0)
 
@@ -98,3 +106,48 @@ def test_features_bin_every_pixel_as_the_formula_says(settings):
         flat = (index[:, 0] * bins[1] + index[:, 1]) * bins[2] + index[:, 2]
         counts = np.bincount(flat, minlength=settings.size)
         np.testing.assert_allclose(feature, np.sqrt(counts / counts.sum()), rtol=1e-6)
+
+
+def test_box_colours_whole_equals_colour_histograms_and_own_leaves_out_other_boxes():
+    # A red animal in front of a blue one: the blue box's central part is half red; its own part, outside the
+    # red box, is blue.
+    image = scene((10, 10, 110, 70, BLUE), (60, 10, 110, 70, RED))
+    boxes = np.array([[10, 10, 110, 70], [60, 10, 110, 70]], np.float32)
+    colours = box_colours(image, boxes, HistogramSettings(margin=0.0, min_own=0.4))
+    np.testing.assert_array_equal(colours.whole, colour_histograms(image, boxes, HistogramSettings(margin=0.0)))
+    blue = colour_histograms(image, np.array([[10, 10, 50, 70]], np.float32))
+    assert appearance_distance(colours.whole[:1], blue)[0, 0] > 0.2  # mixed
+    assert appearance_distance(colours.own[:1], blue)[0, 0] < 1e-6
+    # The red box lies inside the blue one: none of it is its own.
+    assert np.isnan(colours.own[1]).all() and np.isfinite(colours.whole[1]).all()
+    assert len(colours) == 2
+
+
+def test_own_colours_need_min_own_of_the_box_outside_the_others():
+    image = scene((10, 10, 110, 70, BLUE), (70, 10, 130, 70, RED))
+    boxes = np.array([[10, 10, 110, 70], [70, 10, 130, 70]], np.float32)  # 60% of the blue box is outside the red
+    settings = HistogramSettings(margin=0.0)
+    assert np.isfinite(box_colours(image, boxes, replace(settings, min_own=0.6)).own[0]).all()
+    assert np.isnan(box_colours(image, boxes, replace(settings, min_own=0.65)).own[0]).all()
+    # A lone box's own colours are its whole colours.
+    lone = box_colours(image, boxes[:1], settings)
+    np.testing.assert_array_equal(lone.own, lone.whole)
+
+
+def test_box_colours_of_no_boxes_and_of_boxes_outside_the_image():
+    colours = box_colours(scene(), np.zeros((0, 4)))
+    assert colours.whole.shape == colours.own.shape == (0, HistogramSettings().size)
+    colours = box_colours(scene(), np.array([[300, 10, 400, 50], [10, 10, 50, 50]], np.float32))
+    assert np.isnan(colours.whole[0]).all() and np.isnan(colours.own[0]).all()
+    assert np.isfinite(colours.own[1]).all()
+
+
+def test_box_colours_reject_arrays_of_two_shapes():
+    with pytest.raises(ValueError, match="one shape"):
+        BoxColours(np.zeros((2, 4)), np.zeros((3, 4)))
+
+
+@pytest.mark.parametrize("min_own", [0.0, 1.5])
+def test_settings_reject_bad_min_own(min_own):
+    with pytest.raises(ValueError, match="min_own"):
+        HistogramSettings(min_own=min_own)

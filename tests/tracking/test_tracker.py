@@ -5,6 +5,7 @@ import pytest
 
 from pose.keypoints import NUM_KEYPOINTS
 from pose.structures import Detections, Poses
+from tracking.appearance import BoxColours
 from tracking.smoothing import KeypointStatus, SmoothingMode, SmoothingSettings
 from tracking.tracker import Track, Tracker, TrackerSettings, TrackState, smooth_tracks_offline
 
@@ -938,6 +939,55 @@ def test_a_track_without_colours_does_not_outbid_one_whose_colours_fit():
     assert _back_between_two_lost_tracks(FB) == [2]
     # Track 1 never showed its colours: it may be any animal, but its nearness alone does not beat track 2's colours.
     assert _back_between_two_lost_tracks(np.full(3, np.nan)) == [2]
+
+
+def _colours(whole: list[np.ndarray], own: list[np.ndarray]) -> BoxColours:
+    return BoxColours(np.stack(whole), np.stack(own))
+
+
+NO_COLOURS = np.full(3, np.nan)
+
+
+def test_own_colours_of_an_overlapping_box_update_and_judge_its_track():
+    settings = TrackerSettings(min_hits=1, appearance_weight=0.5, appearance_momentum=0.5, appearance_update_max=1.0)
+    near = np.array([0.8, 0.6, 0.0])  # distance 0.2 to FA
+    tracker = Tracker(settings)
+    tracker.update(dets(box_at(0.0)), features=_colours([FA], [FA]))
+    # Track 1's box overlaps another (their whole colours mixed); the part outside the other is its animal's.
+    tracker.update(dets(box_at(0.0), box_at(60.0)), features=_colours([FB, FB], [near, NO_COLOURS]))
+    np.testing.assert_allclose(tracker._tracks[0].appearance, 0.5 * (FA + near))
+    assert tracker._tracks[1].appearance is None  # mostly inside another box: no own colours
+    # Given as one array, the overlapping box's colours update nothing.
+    tracker = Tracker(settings)
+    tracker.update(dets(box_at(0.0)), features=FA[None])
+    tracker.update(dets(box_at(0.0), box_at(60.0)), features=np.stack([near, FB]))
+    np.testing.assert_array_equal(tracker._tracks[0].appearance, FA)
+    # An overlapping box whose own colours are another animal's is judged by them: track 1 refuses it.
+    tracker = Tracker(TrackerSettings(min_hits=1, appearance_weight=0.5, match_max_appearance=0.4))
+    for i in range(5):
+        tracker.update(dets(box_at(5.0 * i)), features=_colours([FA], [FA]))
+    tracks = tracker.update(dets(box_at(25.0), box_at(60.0)), features=_colours([FB, FB], [FB, NO_COLOURS]))
+    assert {t.track_id: t.detection_index for t in tracks}.get(1, -1) != 0
+
+
+def test_a_repeated_box_is_judged_by_its_whole_colours():
+    # Two boxes of one animal (IoU 0.85): neither has own colours, their whole colours are alike.
+    def held(repeat: np.ndarray) -> list[int]:
+        tracker = Tracker(TrackerSettings(min_hits=1, appearance_weight=0.5))
+        for i in range(5):
+            tracker.update(dets(box_at(5.0 * i)), features=_colours([FA], [FA]))
+        tracker.update(dets(box_at(25.0), box_at(35.0), scores=[0.9, 0.8]),
+                       features=_colours([FA, repeat], [NO_COLOURS, NO_COLOURS]))
+        return [t.track_id for t in tracker.tracks()]
+
+    assert held(FA) == [1]
+    assert held(FB) == [1, 2]  # a second animal's colours: its own track
+
+
+def test_update_rejects_box_colours_of_another_length():
+    tracker = Tracker(TrackerSettings(min_hits=1, appearance_weight=0.5))
+    with pytest.raises(ValueError, match="aligned"):
+        tracker.update(dets(box_at(0.0)), features=_colours([FA, FB], [FA, FB]))
 
 
 def test_features_are_ignored_without_appearance_weight():
