@@ -122,22 +122,27 @@ def _histograms(image_bgr: np.ndarray, boxes_xyxy: np.ndarray, settings: Histogr
         whole[i] = _unit_histogram(codes.ravel(), settings.size)
         if mine is not None:
             keep = _outside_others(boxes, i, x0, y0, x1, y1)
-            if keep.mean() >= settings.min_own:
+            if keep is None:
+                mine[i] = whole[i]
+            elif keep.mean() >= settings.min_own:
                 mine[i] = _unit_histogram(codes[keep], settings.size)
     return whole, mine
 
 
-def _outside_others(boxes: np.ndarray, i: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-    """(y1 - y0, x1 - x0) bool, the pixels of box ``i``'s crop ``[y0:y1, x0:x1]`` outside every other box."""
-    keep = np.ones((y1 - y0, x1 - x0), bool)
+def _outside_others(boxes: np.ndarray, i: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray | None:
+    """(y1 - y0, x1 - x0) bool, the pixels of box ``i``'s crop ``[y0:y1, x0:x1]`` outside every other box; None
+    where no other box reaches the crop (all of it)."""
     others = np.delete(boxes, i, axis=0)
     others = others[np.isfinite(others).all(axis=1)]
     # Each other box's pixels in the crop: from the floor of its near edges to the ceiling of its far ones.
     a = np.floor(np.maximum(others[:, :2], [x0, y0])).astype(int) - [x0, y0]
     b = np.ceil(np.minimum(others[:, 2:], [x1, y1])).astype(int) - [x0, y0]
-    for (ax, ay), (bx, by) in zip(a, b):
-        if bx > ax and by > ay:
-            keep[ay:by, ax:bx] = False
+    inside = (b > a).all(axis=1)
+    if not inside.any():
+        return None
+    keep = np.ones((y1 - y0, x1 - x0), bool)
+    for (ax, ay), (bx, by) in zip(a[inside], b[inside]):
+        keep[ay:by, ax:bx] = False
     return keep
 
 
