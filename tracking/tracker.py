@@ -176,7 +176,7 @@ class TrackerSettings:
             LOST and no keypoints, through a gap of at most this many frames between two of its matches (detections
             missed while the animal is still in view). 0: never.
         duplicate_iou, duplicate_colour: with appearance features, a confident detection left unmatched that overlaps
-            a detection matched in this frame by ``duplicate_iou`` (IoU) or more, with colours within
+            a detection matched in this frame by ``duplicate_iou`` (IoU) or more, with whole-box colours within
             ``duplicate_colour`` (appearance distance) of that detection's, starts no track: it is the matched animal
             found twice (the detector's non-maximum suppression left both boxes), not a second animal, whose colours
             would differ (``duplicate_colour`` 0: never). Where a track lost for more than ``relink_delay`` frames
@@ -193,13 +193,12 @@ class TrackerSettings:
         appearance_weight: weight of the appearance distance in the association costs (0: not used,
             and no features are needed).
         relink_max_appearance: highest appearance distance at which a lost track takes a detection.
-        match_max_appearance: highest appearance distance at which any track takes a detection that
-            overlaps no other detection in stages 1 and 4 (a box that holds two animals is not judged by
-            its colours).
+        match_max_appearance: highest appearance distance at which any track takes a detection with own colours
+            (one that overlaps no other detection, or with ``BoxColours`` the part outside the others) in stages 1
+            and 4 (a box that holds two animals is not judged by its colours).
         appearance_momentum: weight of a new detection's features in a track's running average.
-        appearance_margin: in stages 1 and 4 a track refuses a detection that overlaps no other detection
-            when some track's appearance distance to it is lower than this track's by more than this
-            (1: never).
+        appearance_margin: in stages 1 and 4 a track refuses a detection with own colours when some track's
+            appearance distance to it is lower than this track's by more than this (1: never).
         appearance_update_max: a detection updates a track's running average only within this
             appearance distance of it (1: always).
         match_gate: the geometric fit's gate for a track seen in the last frame or the one before (99.9% of a
@@ -752,7 +751,8 @@ class Tracker:
     def _duplicates(self, boxes: np.ndarray, features: np.ndarray | None, unmatched: np.ndarray,
                     matched: list[int]) -> np.ndarray:
         """(len(unmatched),) bool, the unmatched detections that repeat a matched one: overlapping it by
-        ``duplicate_iou`` or more, with colours within ``duplicate_colour`` of its colours (none without features)."""
+        ``duplicate_iou`` or more, with whole-box colours (``features``) within ``duplicate_colour`` of its colours
+        (none without features)."""
         s = self.settings
         duplicate = np.zeros(len(unmatched), bool)
         if features is None or s.duplicate_colour == 0 or not len(unmatched) or not matched:
@@ -1067,7 +1067,7 @@ class Tracker:
     def _match(self, boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray | None,
                features: np.ndarray | None, own: np.ndarray):
         """The four association stages (module docstring); ``own``: (N,) bool, the detections whose
-        features are one animal's (finite, the box overlapping no other).
+        features are one animal's (its own colours, :meth:`update`).
 
         Returns:
             (track, detection) pairs, tentative tracks left unmatched, confirmed or lost tracks left
