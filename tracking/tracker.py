@@ -704,13 +704,10 @@ class Tracker:
         features = whole = None
         own = np.zeros(len(boxes), bool)
         if colours is not None:
-            whole = colours.whole[index]
-            if split:
-                features = colours.own[index]
-                own = np.isfinite(features).all(axis=1)
-            else:
-                features = whole
-                own = _clear_of_others(boxes) & np.isfinite(features).all(axis=1)
+            whole, features = colours.whole[index], colours.own[index]
+            own = np.isfinite(features).all(axis=1)
+            if not split:  # one array: a box's colours are its own only where it overlaps no other box
+                own &= _clear_of_others(boxes)
         pairs, unmatched_tentative, unmatched_established, unmatched_detections = self._match(
             boxes, scores, keypoints, features, own)
         if keypoints is not None:
