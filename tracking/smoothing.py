@@ -735,6 +735,13 @@ class KeypointSmoother:
             self.filter.kick(np.where(again, jump, 0.0))
         return observed & ~first
 
+    def forget(self, scale: float) -> None:
+        """Forget where every keypoint is (the track took another animal): each is predicted no more, and its
+        position variance grows by twice the box, so that the next pose sets it."""
+        self.frames_since_observed[:] = self.settings.max_predicted_frames + 1
+        if self.filter is not None:
+            self.filter.kick(np.full(self.num_keypoints, (2.0 * scale) ** 2))
+
     def valid(self) -> np.ndarray:
         """(K,) keypoints with an estimate: observed once and not predicted longer than allowed."""
         return self.ever_observed & (self.frames_since_observed <= self.settings.max_predicted_frames)

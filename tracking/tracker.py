@@ -23,6 +23,14 @@ such tracks best take them over, keeping their identities, and one that no lost 
 new animal after ``hold_hits`` hits. An animal is left unlabelled a few frames rather than given a
 neighbour's identity.
 
+A link made after a few unseen frames may still be wrong: a track hidden for a moment takes a neighbour that
+comes back first near where it was lost, and when its own animal shows again, the neighbour's lost track takes
+it. For ``revise_frames`` frames after such a link (``revise_gap`` or more unseen frames), the track keeps a ghost
+of itself, where its own animal would be had it not taken that one; when a held newcomer fits the ghost and the
+links are cheaper revised (the track on the newcomer, the animal it took to the lost track that fitted it best, or
+to a new identity) by ``revise_margin``, they are revised from this frame on (the frames already reported keep their
+identities; offline output too). Each track's keypoints are forgotten then, so that its next pose sets them.
+
 With the poses after tracking (``attach_poses``), the confirmed tracks matched in this frame to crowded
 detections (overlapping another matched detection, or the predicted box of a track missed in this frame
 and still reported) are reviewed once their poses arrive, together with those missed tracks: if the
@@ -232,6 +240,13 @@ class TrackerSettings:
             tentative track (module docstring).
         relink_hits: hits of such a tentative track before a lost track may take it over.
         hold_hits: hits after which such a tentative track that no lost track took is confirmed.
+        revise_frames: for this many frames after a track took an animal back (a re-link or a take-back) after
+            ``revise_gap`` or more unseen frames, the link may be undone: when a held newcomer fits where the track's
+            own animal would be had it not taken that one, and linking the track to the newcomer and the animal it
+            took to another lost track (or a new identity) costs less by ``revise_margin`` than the links as they
+            stand, the track goes back to its own animal (module docstring; 0: never).
+        revise_gap, revise_margin: see ``revise_frames``; the margin is in the take-backs' costs (normalised distance
+            of the geometric fit, 3 dof, plus the colours' penalty).
         record_history: keep every track's forward pass for :func:`smooth_tracks_offline`
             (always on when ``smoothing.mode`` is OFFLINE).
         spill_history: keep the recorded forward passes in an anonymous temporary file
@@ -288,6 +303,9 @@ class TrackerSettings:
     relink_delay: int = 8
     relink_hits: int = 3
     hold_hits: int = 6
+    revise_frames: int = 30
+    revise_gap: int = 3
+    revise_margin: float = 4.0
     record_history: bool = False
     spill_history: bool = True
     smoothing: SmoothingSettings = field(default_factory=SmoothingSettings)
@@ -305,7 +323,7 @@ class TrackerSettings:
         if self.min_hits < 1:
             raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
         for name in ("max_lost_frames", "report_lost_frames", "pose_keep_frames", "offline_fill_frames",
-                     "tentative_patience", "relink_delay", "height_window"):
+                     "tentative_patience", "relink_delay", "height_window", "revise_frames", "revise_gap"):
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -316,7 +334,8 @@ class TrackerSettings:
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value}")
-        for name in ("geometry_weight", "height_drift", "box_adaptation", "review_margin", "reach_limit"):
+        for name in ("geometry_weight", "height_drift", "box_adaptation", "review_margin", "reach_limit",
+                     "revise_margin"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value}")
@@ -438,6 +457,35 @@ def _scale(box: np.ndarray) -> float:
     return float(np.sqrt(max(w, 1.0) * max(h, 1.0)))
 
 
+class _Ghost:
+    """Where a track's own animal would be had the track not taken an animal back: its box state just before a
+    re-link or take-back after ``revise_gap`` or more unseen frames, predicted on as a lost track's, and what that
+    link cost (internal; :meth:`Tracker._revise`). It reads as a lost track to :func:`_geometry`."""
+
+    def __init__(self, track: _LiveTrack, frame: int, costs: tuple[float, dict[int, float]]) -> None:
+        f = track.box_filter
+        self.box_filter = PointFilter(f.positions.copy(), 1.0, 1.0, damping=f.damping)
+        self.box_filter.mean, self.box_filter.cov = f.mean.copy(), f.cov.copy()
+        self.maneuver = track.maneuver.copy()
+        self._box_noise = track._box_noise
+        self.settings = track.settings
+        self.box, self.last_box = track.box.copy(), track.last_box
+        self.frames_since_update = track.frames_since_update
+        self.heights = list(track._heights)
+        self.hits = track.hits
+        self.median_height = track.median_height
+        self.appearance = None if track.appearance is None else track.appearance.copy()
+        self.frame = frame
+        self.cost, self.others = costs  # the link's cost, and that of each other lost track (by ID) for its box
+
+    def predict(self) -> None:
+        scale = _scale(self.box)
+        boost = np.sqrt(np.clip(self.maneuver, 1.0, self.settings.box_max_boost))
+        self.box_filter.predict(self._box_noise * scale * boost)
+        self.box = _points_to_xyxy(self.box_filter.positions)
+        self.frames_since_update += 1
+
+
 class _LiveTrack:
     """Mutable state of one track (internal)."""
 
@@ -468,6 +516,7 @@ class _LiveTrack:
         self.appearance: np.ndarray | None = None
         self.reported_now = False
         self.pose_kept = -1
+        self.ghost: _Ghost | None = None
         self._heights = [float(box[3] - box[1])]  # of the matched detections, newest last (settings.height_window)
         self.median_height = self._heights[0]
         self._undo: tuple | None = None
@@ -715,6 +764,11 @@ class Tracker:
             unmatched_established += refused
         self._review = self._crowded(pairs, unmatched_established, boxes, scores, index) if keypoints is None else None
         for track, j in pairs:
+            if (self.settings.revise_frames > 0 and track.state is TrackState.LOST
+                    and track.frames_since_update >= self.settings.revise_gap):
+                feature = features[j] if own[j] else None
+                track.ghost = _Ghost(track, self._frame, self._link_costs(track, boxes[j], feature,
+                                                                          unmatched_established))
             track.update(boxes[j], float(scores[j]), int(index[j]))
             if keypoints is not None:
                 track.attach_pose(keypoints[j])
@@ -780,6 +834,8 @@ class Tracker:
         confirmed after ``hold_hits`` hits. The others are confirmed after ``min_hits`` hits.
         """
         s = self.settings
+        if s.revise_frames > 0 and newcomers:
+            newcomers = self._revise(newcomers, lost, keypoints, detection_of)
         waiting = [t for t in lost if t.frames_since_update > s.relink_delay]
         claimable = np.zeros(len(newcomers), bool)
         if newcomers and waiting:
@@ -796,6 +852,9 @@ class Tracker:
                 cost = np.where(appearance > s.relink_max_appearance, np.inf, cost + self._colour_penalty(appearance))
             for i, j in linear_assignment(cost, _NO_LIMIT).matches:
                 newcomer = newcomers[j]
+                if s.revise_frames > 0:
+                    waiting[i].ghost = _Ghost(waiting[i], self._frame, self._link_costs(
+                        waiting[i], newcomer.last_box, newcomer.appearance, lost))
                 waiting[i].absorb(newcomer)
                 if keypoints is not None:
                     waiting[i].attach_pose(keypoints[detection_of[newcomer.track_id]])
@@ -806,6 +865,107 @@ class Tracker:
             if newcomer.state is TrackState.TENTATIVE and newcomer.hits >= (max(s.hold_hits, s.min_hits) if held
                                                                              else s.min_hits):
                 newcomer.state = TrackState.CONFIRMED
+
+    def _link_costs(self, track: _LiveTrack, box: np.ndarray, feature: np.ndarray | None,
+                    lost: list[_LiveTrack]) -> tuple[float, dict[int, float]]:
+        """What ``track`` taking ``box`` back costs (:meth:`_claim_costs`), and what each other track lost before this
+        frame would (by ID, those within the gates)."""
+        others = [t for t in lost if t is not track and t.state is TrackState.LOST]
+        cost = self._claim_costs([track, *others], box[None], None if feature is None else feature[None])[:, 0]
+        return float(cost[0]), {t.track_id: float(c) for t, c in zip(others, cost[1:]) if np.isfinite(c)}
+
+    def _claim_costs(self, tracks: list, boxes: np.ndarray, features: np.ndarray | None) -> np.ndarray:
+        """(T, D) costs of lost tracks (or ghosts) taking ``boxes`` back, as take-backs weigh them: the normalised
+        distance of the geometric fit plus the colours' penalty, infinite outside the re-link gate or the colours'."""
+        s = self.settings
+        d2, _ = _geometry(tracks, boxes, s, relinking=True)
+        cost = np.where(d2 <= s.relink_gate, d2, np.inf)
+        if features is not None:
+            appearance = self._appearance(tracks, features)
+            if appearance is not None:
+                cost = np.where(appearance > s.relink_max_appearance, np.inf, cost + self._colour_penalty(appearance))
+        return cost
+
+    def _revise(self, newcomers: list[_LiveTrack], lost: list[_LiveTrack], keypoints: np.ndarray | None,
+                detection_of: dict[int, int]) -> list[_LiveTrack]:
+        """Undo a recent re-link when the animal its track had lost comes back; returns the newcomers left.
+
+        A track that took an animal back after ``revise_gap`` or more unseen frames keeps, for ``revise_frames``
+        frames, a ghost of itself (where its own animal would be). When a held newcomer is ready to be taken back
+        (``relink_hits``) and fits that ghost, the two ways of linking are weighed at take-back costs
+        (:meth:`_claim_costs`; no link at all costs the whole re-link gate, a new identity): as they stand (the
+        track on the animal it took, the newcomer to the lost track that fits it best or to a new identity) or
+        revised (the track back on its own animal, the newcomer; the animal it took to the lost track that fitted
+        it best when it was taken, or to a new identity). Revised by more than ``revise_margin``, the track takes
+        the newcomer over on its ghost's state, and the other side takes over the box and state it had.
+        """
+        s = self.settings
+        provisional = [t for t in self._tracks if t.ghost is not None and t.state is TrackState.CONFIRMED
+                       and t.frames_since_update == 0 and t.track_id in detection_of]
+        if not provisional:
+            return newcomers
+        waiting = [t for t in lost if t.frames_since_update > s.relink_delay and t.state is TrackState.LOST]
+        left = list(newcomers)
+        for newcomer in newcomers:
+            if newcomer.hits < s.relink_hits or newcomer.state is not TrackState.TENTATIVE or not provisional:
+                continue
+            box = newcomer.last_box[None]
+            feature = None if newcomer.appearance is None else newcomer.appearance[None]
+            unrevised = s.relink_gate  # the newcomer's cost as it stands: its best lost track, or a new identity
+            if waiting:
+                unrevised = min(unrevised, float(self._claim_costs(waiting, box, feature).min()))
+            ghosts = self._claim_costs([t.ghost for t in provisional], box, feature)[:, 0]
+            best, best_gain, best_heir = None, s.revise_margin, None
+            for track, back in zip(provisional, ghosts):
+                if not np.isfinite(back):
+                    continue
+                heir_cost, heir = s.relink_gate, None  # who takes the track's box: a lost track, or a new identity
+                for other in waiting:
+                    cost = track.ghost.others.get(other.track_id, np.inf)
+                    if cost < heir_cost:
+                        heir_cost, heir = cost, other
+                gain = track.ghost.cost + unrevised - back - heir_cost
+                if gain > best_gain:
+                    best, best_gain, best_heir = track, gain, heir
+            if best is None:
+                continue
+            self._undo_link(best, newcomer, best_heir, keypoints, detection_of)
+            provisional.remove(best)
+            left.remove(newcomer)
+            if best_heir is not None:
+                waiting.remove(best_heir)
+        return left
+
+    def _undo_link(self, track: _LiveTrack, newcomer: _LiveTrack, heir: _LiveTrack | None,
+                   keypoints: np.ndarray | None, detection_of: dict[int, int]) -> None:
+        """``track`` goes back to its ghost's state and takes ``newcomer`` over; ``heir`` (a lost track, or a new
+        one when None) takes over the box and state ``track`` had, with the heights it matched since its ghost."""
+        ghost, track.ghost = track.ghost, None
+        taken = track.hits - ghost.hits  # matches since the link
+        if heir is None:
+            heir = _LiveTrack(next(self._ids), track.last_box, track.score, track.class_id, self._frame,
+                              self.settings, self._spill)
+            heir.hits, heir._heights = 0, []
+            self._tracks.append(heir)
+        logger.debug("frame %d: track %d gives the animal it took back to track %d, and takes its own", self._frame,
+                     track.track_id, heir.track_id)
+        if self._review is not None:  # the heir holds the track's detection now
+            self._review.tracks[:] = [heir if t is track else t for t in self._review.tracks]
+        hits, heights = heir.hits, heir._heights
+        heir.absorb(track)
+        heir.hits, heir._heights = hits + taken, heights + track._heights[-taken:]
+        heir._new_median()
+        track.box_filter.mean, track.box_filter.cov = ghost.box_filter.mean.copy(), ghost.box_filter.cov.copy()
+        track.maneuver, track.hits, track._heights = ghost.maneuver.copy(), ghost.hits, list(ghost.heights)
+        track.appearance = ghost.appearance
+        track.absorb(newcomer)
+        # Each track's keypoints were the other animal's: forgotten, so that the next pose sets them.
+        track.keypoints.forget(track.scale)
+        heir.keypoints.forget(heir.scale)
+        if keypoints is not None:
+            heir.attach_pose(keypoints[detection_of[track.track_id]])
+        self._tracks.remove(newcomer)
+        newcomer.state = TrackState.LOST  # absorbed: neither confirmed nor recorded
 
     def _colour_penalty(self, appearance: np.ndarray) -> np.ndarray:
         """What colours add to a cost of the geometric fit (re-links and take-backs): up to as much as the whole gate.
@@ -1088,6 +1248,12 @@ class Tracker:
         self._frame += 1
         self._review = None
         for track in self._tracks:
+            if track.ghost is not None:
+                if (track.frames_since_update >= self.settings.relink_delay
+                        or self._frame - track.ghost.frame > self.settings.revise_frames):
+                    track.ghost = None
+                else:
+                    track.ghost.predict()
             track.predict()
 
     def _start(self, box: np.ndarray, score: float, class_id: int, detection_index: int,

@@ -144,6 +144,34 @@ def test_missing_keypoint_is_predicted_then_missing():
             assert np.isnan(keypoints[hidden, :2]).all() and keypoints[hidden, 2] == 0
 
 
+def test_forget_drops_every_keypoint_until_the_next_pose_sets_it():
+    """A track that took another animal forgets its keypoints: none is reported, and the next pose, wherever it is,
+    sets them rather than being screened out as an outlier."""
+    smoother = KeypointSmoother(SmoothingSettings())
+    for t in range(10):
+        if t:
+            smoother.predict(100.0)
+        smoother.update(_moving_pose(t), 100.0)
+    smoother.forget(100.0)
+    keypoints, status = smoother.output()
+    assert (status == KeypointStatus.MISSING).all() and np.isnan(keypoints[:, :2]).all()
+    assert np.isnan(smoother.positions()).all()
+    smoother.predict(100.0)
+    elsewhere = _moving_pose(10)
+    elsewhere[:, 0] += 150.0  # another animal, one and a half boxes away
+    smoother.update(elsewhere, 100.0)
+    keypoints, status = smoother.output()
+    assert (status == KeypointStatus.SMOOTHED).all()
+    np.testing.assert_allclose(keypoints[:, :2], elsewhere[:, :2], atol=5.0)
+
+
+def test_forget_before_any_pose_is_harmless():
+    smoother = KeypointSmoother(SmoothingSettings())
+    smoother.forget(100.0)
+    smoother.update(_moving_pose(0), 100.0)
+    assert (smoother.output()[1] == KeypointStatus.SMOOTHED).all()
+
+
 def test_never_observed_keypoint_is_missing_not_invented():
     smoother = KeypointSmoother(SmoothingSettings())
     pose = _moving_pose(0)

@@ -77,6 +77,10 @@ def poses_for(detections: Detections, facings=None) -> Poses:
         ("hold_hits", 1, "relink_hits"),
         ("duplicate_iou", 1.5, "duplicate_iou"),
         ("duplicate_colour", -0.1, "duplicate_colour"),
+        ("revise_frames", -1, "revise_frames"),
+        ("revise_gap", -1, "revise_gap"),
+        ("revise_margin", -1.0, "revise_margin"),
+        ("revise_margin", float("nan"), "revise_margin"),
     ],
 )
 def test_settings_reject_bad_values(field, value, message):
@@ -185,6 +189,95 @@ def test_relinks_an_animal_that_stopped_while_hidden(hidden):
         assert tracker.update(dets(box_at(x))) == []  # held back, unlabelled
     (track,) = tracker.update(dets(box_at(x)))
     assert track.track_id == 1
+
+
+# Two animals side by side (1280x720 pixels): P stands at x 300-500; Q, a little smaller, at x 560-730. Q is hidden
+# from frame 5 (its track waits, lost for longer than relink_delay); P is hidden in frames 20-29. In frame 26 Q comes
+# back at x 420-590, near where P was lost, and P's track, unseen for 6 frames, re-links to it at once; from frame 30
+# P shows again where it stood, a box that Q's lost track could be (held, then taken back).
+_P = (300.0, 300.0, 500.0, 500.0)
+_Q = (560.0, 330.0, 730.0, 500.0)
+_Q_BACK = (420.0, 330.0, 590.0, 500.0)
+
+
+def _p_and_q(tracker: Tracker, poses: str = "none", q: tuple = _Q, q_back: tuple = _Q_BACK,
+             frames: int = 45) -> list[dict]:
+    """Runs the scene; per frame, the track ID on each animal's box ({"P": id, "Q": id})."""
+    seen = []
+    for f in range(frames):
+        boxes = ([] if 20 <= f < 30 else [_P]) + ([q] if f < 5 else [q_back] if f >= 26 else [])
+        detections = dets(*boxes) if boxes else Detections.empty()
+        if poses == "first":
+            tracks = tracker.update(detections, poses_for(detections))
+        else:
+            tracks = tracker.update(detections)
+            if poses == "after" and tracks:
+                boxes_of = np.stack([t.box for t in tracks])
+                tracks = tracker.attach_poses([t.track_id for t in tracks],
+                                              poses_for(Detections(boxes_of, np.full(len(tracks), 0.9))))
+        names = {_P: "P", q: "Q", q_back: "Q"}
+        seen.append({names[tuple(boxes[t.detection_index])]: t.track_id for t in tracks if t.detection_index >= 0})
+    return seen
+
+
+@pytest.mark.parametrize("poses", ["none", "first"])
+def test_a_link_is_undone_when_the_tracks_own_animal_comes_back(poses):
+    """P's track took Q back after 6 unseen frames (reported so: live output cannot be taken back); when P shows
+    again where its track's ghost stands, P's track goes back to P and Q gets its own identity from its lost track,
+    instead of Q's lost track taking P."""
+    seen = _p_and_q(Tracker(), poses)
+    assert seen[19] == {"P": 1} and seen[4] == {"P": 1, "Q": 2}
+    assert seen[27] == {"Q": 1}  # the wrong link, as it was made
+    assert all(frame == {"P": 1, "Q": 2} for frame in seen[33:])
+
+
+def test_with_the_poses_after_tracking_the_wrong_link_is_refused_by_its_pose():
+    """With the poses after tracking, Q's pose contradicts P's track (``min_pose_similarity``): the link is not made,
+    P and Q wait unlabelled, and both end with their own identities."""
+    seen = _p_and_q(Tracker(), "after")
+    assert seen[27] == {}
+    assert all(frame == {"P": 1, "Q": 2} for frame in seen[33:])
+
+
+def test_without_revision_the_lost_track_takes_the_wrong_animal():
+    """The same scene with ``revise_frames`` 0: the identities stay exchanged (what the revision repairs)."""
+    seen = _p_and_q(Tracker(TrackerSettings(revise_frames=0)))
+    assert seen[27] == {"Q": 1}
+    assert all(frame == {"P": 2, "Q": 1} for frame in seen[33:])
+
+
+@pytest.mark.parametrize(("margin", "revised"), [(4.0, False), (3.0, True)])
+def test_a_link_is_revised_only_when_that_gains_the_margin(margin, revised):
+    """Q as tall as P, back at x 420-620: P's track fits it better than before, so undoing the link gains less (about
+    3.6 in the take-backs' costs): kept under the shipped margin, revised under a smaller one."""
+    q, q_back = (560.0, 300.0, 760.0, 500.0), (420.0, 300.0, 620.0, 500.0)
+    seen = _p_and_q(Tracker(TrackerSettings(revise_margin=margin)), q=q, q_back=q_back)
+    assert seen[27] == {"Q": 1}
+    expected = {"P": 1, "Q": 2} if revised else {"P": 2, "Q": 1}
+    assert all(frame == expected for frame in seen[33:])
+
+
+def test_a_link_stands_when_the_animals_own_box_is_not_held_back():
+    """Q never seen before frame 26, so no lost track waits where P shows again: P's box starts a track that nothing
+    holds back, confirmed after ``min_hits``, and the revision (which weighs held newcomers) leaves the link."""
+    tracker = Tracker()
+    ids = []
+    for f in range(45):
+        boxes = ([] if 20 <= f < 30 else [_P]) + ([_Q_BACK] if f >= 26 else [])
+        tracks = tracker.update(dets(*boxes) if boxes else Detections.empty())
+        ids.append({("P" if tuple(boxes[t.detection_index]) == _P else "Q"): t.track_id for t in tracks
+                    if t.detection_index >= 0})
+    assert ids[27] == {"Q": 1} and ids[-1] == {"Q": 1, "P": 2}
+
+
+def test_offline_output_follows_the_revised_links():
+    tracker = Tracker(TrackerSettings(record_history=True))
+    _p_and_q(tracker)
+    frames = smooth_tracks_offline(tracker.history())
+    last = {t.track_id: t.box for t in frames[-1]}
+    assert set(last) == {1, 2}
+    np.testing.assert_allclose(last[1], _P, atol=8.0)
+    np.testing.assert_allclose(last[2], _Q_BACK, atol=8.0)
 
 
 def test_does_not_relink_far_away():
