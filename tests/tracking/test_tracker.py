@@ -270,6 +270,35 @@ def test_a_link_stands_when_the_animals_own_box_is_not_held_back():
     assert ids[27] == {"Q": 1} and ids[-1] == {"Q": 1, "P": 2}
 
 
+def test_a_revised_link_gives_the_animal_taken_a_new_identity_when_no_lost_track_may_have_it():
+    """With colours: L, a look-alike of P (colours 0.29 apart), seen in frames 0-4 at x 60-230 and lost since; Q, a
+    new animal whose colours L's track refuses (distance 1; P's are 0.29 from them), shows at x 440-600 in frame 26,
+    and P's track, unseen for 6 frames, takes it. When P shows again where it stood, the box is held (L's lost track
+    may have it) and the link is undone: P's track goes back to P, and Q, which no lost track may have, gets a new
+    identity, instead of L's track taking P."""
+    fp, fl, fq = np.array([1.0, 1.0, 0.0]) / np.sqrt(2), np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    look_alike, q_back = (60.0, 330.0, 230.0, 500.0), (440.0, 340.0, 600.0, 500.0)
+
+    def run(settings: TrackerSettings) -> list[dict]:
+        tracker, seen = Tracker(settings), []
+        for f in range(45):
+            items = (([] if 20 <= f < 30 else [(_P, fp, "P")]) + ([(look_alike, fl, "L")] if f < 5 else [])
+                     + ([(q_back, fq, "Q")] if f >= 26 else []))
+            if items:
+                tracks = tracker.update(dets(*[b for b, _, _ in items]), None, np.stack([c for _, c, _ in items]))
+            else:
+                tracks = tracker.update(Detections.empty())
+            seen.append({items[t.detection_index][2]: t.track_id for t in tracks if t.detection_index >= 0})
+        return seen
+
+    seen = run(TrackerSettings())
+    assert seen[4] == {"P": 1, "L": 2} and seen[27] == {"Q": 1}
+    new = seen[-1]["Q"]
+    assert new not in (1, 2)
+    assert all(frame == {"P": 1, "Q": new} for frame in seen[33:])
+    assert run(TrackerSettings(revise_frames=0))[-1] == {"P": 2, "Q": 1}
+
+
 def test_offline_output_follows_the_revised_links():
     tracker = Tracker(TrackerSettings(record_history=True))
     _p_and_q(tracker)
