@@ -1020,6 +1020,8 @@ class Tracker:
         self._advance()
         for track in self._tracks:
             track.frames_since_update -= 1  # not a miss: the detector did not look
+            if track.ghost is not None:
+                track.ghost.frames_since_update -= 1
         return self._report(lambda t: t.state is TrackState.CONFIRMED or self._reported_after_update(t))
 
     def attach_poses(self, track_ids: Sequence[int], poses: Poses) -> list[Track]:
