@@ -457,6 +457,14 @@ def _scale(box: np.ndarray) -> float:
     return float(np.sqrt(max(w, 1.0) * max(h, 1.0)))
 
 
+def _predict_box(owner: _LiveTrack | _Ghost, scale: float) -> None:
+    """Advance the box filter of a track (or its ghost) one frame, its process noise raised while the box manoeuvres,
+    and set its predicted box."""
+    boost = np.sqrt(np.clip(owner.maneuver, 1.0, owner.settings.box_max_boost))
+    owner.box_filter.predict(owner._box_noise * scale * boost)
+    owner.box = _points_to_xyxy(owner.box_filter.positions)
+
+
 class _Ghost:
     """Where a track's own animal would be had the track not taken an animal back: its box state just before a
     re-link or take-back after ``revise_gap`` or more unseen frames, predicted on as a lost track's, and what that
@@ -479,10 +487,7 @@ class _Ghost:
         self.cost, self.others = costs  # the link's cost, and that of each other lost track (by ID) for its box
 
     def predict(self) -> None:
-        scale = _scale(self.box)
-        boost = np.sqrt(np.clip(self.maneuver, 1.0, self.settings.box_max_boost))
-        self.box_filter.predict(self._box_noise * scale * boost)
-        self.box = _points_to_xyxy(self.box_filter.positions)
+        _predict_box(self, _scale(self.box))
         self.frames_since_update += 1
 
 
@@ -543,9 +548,7 @@ class _LiveTrack:
         if self.settings.records:
             self._log(reported=self.reported_now)
         scale = self.scale
-        boost = np.sqrt(np.clip(self.maneuver, 1.0, self.settings.box_max_boost))
-        self.box_filter.predict(self._box_noise * scale * boost)
-        self.box = _points_to_xyxy(self.box_filter.positions)
+        _predict_box(self, scale)
         self.keypoints.predict(scale, self.box_filter.velocities[0])
         self.age += 1
         self.frames_since_update += 1
@@ -848,8 +851,7 @@ class Tracker:
             if s.appearance_weight > 0 and any(c is not None for c in colours):
                 width = next(len(c) for c in colours if c is not None)
                 features = np.stack([c if c is not None else np.full(width, np.nan) for c in colours])
-                appearance = self._appearance(waiting, features)
-                cost = np.where(appearance > s.relink_max_appearance, np.inf, cost + self._colour_penalty(appearance))
+                cost = self._with_colours(cost, waiting, features)
             for i, j in linear_assignment(cost, _NO_LIMIT).matches:
                 newcomer = newcomers[j]
                 if s.revise_frames > 0:
@@ -877,14 +879,17 @@ class Tracker:
     def _claim_costs(self, tracks: list, boxes: np.ndarray, features: np.ndarray | None) -> np.ndarray:
         """(T, D) costs of lost tracks (or ghosts) taking ``boxes`` back, as take-backs weigh them: the normalised
         distance of the geometric fit plus the colours' penalty, infinite outside the re-link gate or the colours'."""
-        s = self.settings
-        d2, _ = _geometry(tracks, boxes, s, relinking=True)
-        cost = np.where(d2 <= s.relink_gate, d2, np.inf)
-        if features is not None:
-            appearance = self._appearance(tracks, features)
-            if appearance is not None:
-                cost = np.where(appearance > s.relink_max_appearance, np.inf, cost + self._colour_penalty(appearance))
-        return cost
+        d2, _ = _geometry(tracks, boxes, self.settings, relinking=True)
+        return self._with_colours(np.where(d2 <= self.settings.relink_gate, d2, np.inf), tracks, features)
+
+    def _with_colours(self, cost: np.ndarray, tracks: list, features: np.ndarray | None) -> np.ndarray:
+        """``cost`` (T, D) of re-links or take-backs with the colours': infinite over ``relink_max_appearance``, plus
+        :meth:`_colour_penalty` elsewhere (unchanged without ``features``)."""
+        appearance = self._appearance(tracks, features)
+        if appearance is None:
+            return cost
+        return np.where(appearance > self.settings.relink_max_appearance, np.inf,
+                        cost + self._colour_penalty(appearance))
 
     def _revise(self, newcomers: list[_LiveTrack], lost: list[_LiveTrack], keypoints: np.ndarray | None,
                 detection_of: dict[int, int]) -> list[_LiveTrack]:
@@ -955,9 +960,8 @@ class Tracker:
         heir.absorb(track)
         heir.hits, heir._heights = hits + taken, heights + track._heights[-taken:]
         heir._new_median()
-        track.box_filter.mean, track.box_filter.cov = ghost.box_filter.mean.copy(), ghost.box_filter.cov.copy()
-        track.maneuver, track.hits, track._heights = ghost.maneuver.copy(), ghost.hits, list(ghost.heights)
-        track.appearance = ghost.appearance
+        # absorb() takes the newcomer's box state; the hits, heights and colours are the track's before the link.
+        track.hits, track._heights, track.appearance = ghost.hits, list(ghost.heights), ghost.appearance
         track.absorb(newcomer)
         # Each track's keypoints were the other animal's: forgotten, so that the next pose sets them.
         track.keypoints.forget(track.scale)
@@ -1373,10 +1377,7 @@ class Tracker:
         # that may be anywhere by now.
         nll = d2 + log_det[:, None]
         cost = np.where(d2 <= self.settings.relink_gate, nll - nll[np.isfinite(nll)].min(initial=0.0), np.inf)
-        appearance = self._appearance(tracks, None if features is None else features[candidates])
-        if appearance is not None:
-            cost = np.where(appearance > self.settings.relink_max_appearance, np.inf,
-                            cost + self._colour_penalty(appearance))
+        cost = self._with_colours(cost, tracks, None if features is None else features[candidates])
         assignment = linear_assignment(cost, _NO_LIMIT)
         pairs = [(tracks[i], int(candidates[j])) for i, j in assignment.matches]
         return pairs, [tracks[i] for i in assignment.unmatched_rows] + waiting, candidates[assignment.unmatched_cols]
