@@ -30,6 +30,11 @@ from tracking.tracker import Track, Tracker, smooth_tracks_offline
 logger = logging.getLogger(__name__)
 
 
+def _image_size(image_bgr: np.ndarray) -> tuple[int, int]:
+    """(width, height) of a frame."""
+    return int(image_bgr.shape[1]), int(image_bgr.shape[0])
+
+
 class PoseOrder(enum.Enum):
     """When the pose model runs relative to the tracker.
 
@@ -195,13 +200,15 @@ class Pipeline:
         detections = detections[keep]
         poses = self._estimate(image_bgr, detections.xyxy)
         t = time.perf_counter()
-        tracks = self.tracker.update(detections, poses, self._features(image_bgr, detections))
+        tracks = self.tracker.update(detections, poses, self._features(image_bgr, detections),
+                                     _image_size(image_bgr))
         self.times.track += time.perf_counter() - t
         return tracks
 
     def _track_then_pose(self, image_bgr: np.ndarray, detections: Detections) -> list[Track]:
         t = time.perf_counter()
-        tracks = self.tracker.update(detections, None, self._features(image_bgr, detections))
+        tracks = self.tracker.update(detections, None, self._features(image_bgr, detections),
+                                     _image_size(image_bgr))
         self.times.track += time.perf_counter() - t
         # The detector's own box frames the animal better than the filtered box.
         boxes = [detections.xyxy[tr.detection_index] if tr.detection_index >= 0 else tr.box for tr in tracks]

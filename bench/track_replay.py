@@ -116,7 +116,8 @@ def replay(clip: CachedClip, settings: TrackerSettings) -> list[FrameOutput]:
     """The boxes and identities a fresh tracker with ``settings`` reports on every frame of ``clip`` (smoothed
     over the whole clip when ``settings.smoothing.mode`` is OFFLINE)."""
     tracker = Tracker(settings)
-    frames = [tracker.update(detections, None, features if settings.appearance_weight > 0 else None)
+    size = (int(clip.truth["width"]), int(clip.truth["height"]))  # as the pipeline tells it the frame's
+    frames = [tracker.update(detections, None, features if settings.appearance_weight > 0 else None, size)
               for detections, features in zip(clip.detections, clip.features)]
     if settings.smoothing.mode is SmoothingMode.OFFLINE:
         frames = smooth_tracks_offline(tracker.history())

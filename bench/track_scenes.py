@@ -109,7 +109,7 @@ def run_tracker(sequence: SimulatedSequence, settings: TrackerSettings, pose_aft
     for t, frame in enumerate(sequence.frames):
         if pose_after:
             start = time.process_time()
-            tracks = tracker.update(frame.detections)
+            tracks = tracker.update(frame.detections, image_size=sequence.scenario.frame_size)
             seconds += time.process_time() - start
             if tracks:
                 poses = _poses_for_tracks(sequence, t, tracks, rng)
@@ -119,7 +119,8 @@ def run_tracker(sequence: SimulatedSequence, settings: TrackerSettings, pose_aft
         else:
             keep = np.flatnonzero(frame.detections.scores >= pose_min_score)
             start = time.process_time()
-            tracks = tracker.update(frame.detections[keep], frame.poses[keep])
+            tracks = tracker.update(frame.detections[keep], frame.poses[keep],
+                                    image_size=sequence.scenario.frame_size)
             seconds += time.process_time() - start
         frames.append(tracks)
     if settings.smoothing.mode is not SmoothingMode.OFFLINE:

@@ -52,7 +52,11 @@ A lost track is reported on its predicted box for ``report_lost_frames`` frames 
 longer (up to ``pose_keep_frames``) while the pose found in that box is its own: enough confident keypoints, as
 similar as ``pose_keep_oks`` to the track's predicted keypoints (the detector missed an animal still in view).
 Whatever the mode, a keypoint farther outside its track's box than ``keypoint_box_margin`` of the box's size is
-reported MISSING: it is not that animal's.
+reported MISSING: it is not that animal's. Told the image's size (``update(..., image_size=...)``), the tracker
+reports every box clipped to the image, in every mode and offline: a track predicted partly out of the frame (an
+animal walking out) is reported on its part in view. Association still uses the whole predicted box (measured on
+the simulator's validation seeds, weighing only the part in view, or extending a detection cut by the frame's edge
+to the predicted size, lost more identities than they kept; docs/tuning.md).
 
 With ``appearance_weight`` > 0 and appearance features given with the detections (colour
 histograms, :mod:`tracking.appearance`), stages 1, 3 and 4 blend into their cost the distance between
@@ -417,11 +421,13 @@ class TrackRecord:
 
 @dataclass(frozen=True)
 class TrackHistory:
-    """Everything a tracker recorded: ``num_frames`` frames and one record per track, live or ended."""
+    """Everything a tracker recorded: ``num_frames`` frames and one record per track, live or ended, and the image
+    size (width, height) the tracker was last told (None: never), to which the reported boxes are clipped."""
 
     num_frames: int
     records: tuple[TrackRecord, ...]
     settings: TrackerSettings
+    image_size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -647,14 +653,14 @@ class _LiveTrack:
         self.score_log.append(self.score)
         self.state_log.append(_STATE_CODES[self.state])
 
-    def snapshot(self, frame: int) -> Track:
+    def snapshot(self, frame: int, image_size: np.ndarray | None = None) -> Track:
         if self.settings.smoothing.mode is SmoothingMode.NONE and self.raw_box is not None:
             box = self.raw_box
         else:
             box = self.box
+        box = _in_image(np.asarray(box, np.float64), image_size)
         keypoints, status = self.keypoints.output()
-        keypoints, status = _outside_box(keypoints[None], status[None], np.asarray(box, np.float64)[None],
-                                         self.settings.keypoint_box_margin)
+        keypoints, status = _outside_box(keypoints[None], status[None], box[None], self.settings.keypoint_box_margin)
         return _freeze(Track(
             track_id=self.track_id, state=self.state, box=np.asarray(box, np.float32), score=float(self.score),
             class_id=int(self.class_id), keypoints=keypoints[0], keypoint_status=status[0], age=self.age,
@@ -677,10 +683,25 @@ class _LiveTrack:
         )
 
 
+def _in_image(boxes: np.ndarray, image_size: np.ndarray | None) -> np.ndarray:
+    """``boxes`` (..., 4) clipped to an image of ``image_size`` (width, height); unchanged when that is None."""
+    if image_size is None:
+        return boxes
+    return np.clip(boxes, 0.0, np.tile(image_size, 2))
+
+
 def _freeze(track: Track) -> Track:
     for array in (track.box, track.keypoints, track.keypoint_status):
         array.setflags(write=False)
     return track
+
+
+def _check_image_size(image_size) -> np.ndarray:
+    """(2,) float (width, height) of a valid ``image_size``; ValueError otherwise."""
+    size = np.asarray(image_size, np.float64)
+    if size.shape != (2,) or not (np.isfinite(size).all() and (size > 0).all()):
+        raise ValueError(f"image_size must be (width, height), two positive numbers, got {image_size!r}")
+    return size
 
 
 def _check_poses(poses: Poses, count: int) -> None:
@@ -722,6 +743,7 @@ class Tracker:
         self._spill = Spill() if self.settings.records and self.settings.spill_history else None
         self._frame = -1
         self._review: _Review | None = None
+        self._image_size: np.ndarray | None = None  # (width, height), once update() is told it
 
     @property
     def frame_index(self) -> int:
@@ -729,7 +751,8 @@ class Tracker:
         return self._frame
 
     def update(self, detections: Detections, poses: Poses | None = None,
-               features: np.ndarray | BoxColours | None = None) -> list[Track]:
+               features: np.ndarray | BoxColours | None = None, image_size: tuple[int, int] | None = None
+               ) -> list[Track]:
         """Advance one frame with this frame's detections (possibly none) and, optionally, their poses.
 
         Args:
@@ -739,6 +762,8 @@ class Tracker:
                 features aligned with ``detections`` (:func:`tracking.appearance.colour_histograms`; a NaN row:
                 none for that detection; a box's own colours are then its whole colours where it overlaps no other
                 box), or None. Used only when ``appearance_weight`` > 0.
+            image_size: (width, height) of the frame, or None. Once given (kept for the frames after, and for
+                :meth:`predict_only`), the boxes reported are clipped to the image.
 
         Returns:
             The confirmed tracks matched in this frame and the lost ones missed for at most
@@ -749,6 +774,8 @@ class Tracker:
         if poses is not None:
             _check_poses(poses, len(detections))
         colours, split = self._check_features(features, len(detections)), isinstance(features, BoxColours)
+        if image_size is not None:
+            self._image_size = _check_image_size(image_size)
         self._advance()
         index, boxes, scores, keypoints = _clean(detections, poses)
         # Colours of a box that overlaps another are not one animal's, beyond its own part: they update no average
@@ -1052,7 +1079,7 @@ class Tracker:
         self._keep_by_pose(track_ids, keypoints, by_id)
         for track_id, pose in zip(track_ids, keypoints):
             by_id[track_id].attach_pose(pose)
-        return [by_id[i].snapshot(self._frame) for i in track_ids]
+        return [by_id[i].snapshot(self._frame, self._image_size) for i in track_ids]
 
     def _crowded(self, pairs: list[tuple[_LiveTrack, int]], missed: list[_LiveTrack], boxes: np.ndarray,
                  scores: np.ndarray, index: np.ndarray) -> _Review | None:
@@ -1223,7 +1250,8 @@ class Tracker:
         if not self.settings.records:
             raise RuntimeError("history needs TrackerSettings(record_history=True) or SmoothingMode.OFFLINE")
         records = [t.record() for t in (*self._ended, *self._tracks)]
-        return TrackHistory(self._frame + 1, tuple(sorted(records, key=lambda r: r.track_id)), self.settings)
+        size = None if self._image_size is None else (int(self._image_size[0]), int(self._image_size[1]))
+        return TrackHistory(self._frame + 1, tuple(sorted(records, key=lambda r: r.track_id)), self.settings, size)
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -1285,7 +1313,7 @@ class Tracker:
             if keep(track):
                 if mark:
                     track.reported_now = True
-                out.append(track.snapshot(self._frame))
+                out.append(track.snapshot(self._frame, self._image_size))
         return out
 
     def _appearance(self, tracks: list[_LiveTrack], features: np.ndarray | None) -> np.ndarray | None:
@@ -1467,7 +1495,8 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
 
     Returns:
         One list of tracks per frame (``history.num_frames`` lists): each track in the frames it was
-        reported live, plus the matched frames before its confirmation. Boxes are smoothed; keypoints
+        reported live, plus the matched frames before its confirmation. Boxes are smoothed (and clipped to the
+        image, ``history.image_size``); keypoints
         are SMOOTHED where observed, PREDICTED in short gaps, MISSING elsewhere and where they lie outside
         the smoothed box by more than ``keypoint_box_margin``. ``state`` is the live state of that frame.
     """
@@ -1477,9 +1506,10 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
         raise ValueError(f"fill_gaps must be >= 0, got {fill_gaps}")
     frames: list[list[Track]] = [[] for _ in range(history.num_frames)]
     smoothing = history.settings.smoothing
+    image_size = None if history.image_size is None else np.asarray(history.image_size, np.float64)
     for record in history.records:
         box_means, _ = rts_smooth(record.box)
-        boxes = _points_to_xyxy(box_means[:, :, 0, :]).astype(np.float32)
+        boxes = _in_image(_points_to_xyxy(box_means[:, :, 0, :]), image_size).astype(np.float32)
         if record.keypoints is not None:
             keypoints, status = smooth_keypoints_offline(record.keypoints, smoothing)
         else:

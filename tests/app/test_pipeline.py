@@ -206,9 +206,12 @@ def test_appearance_features_reach_the_tracker(synthetic_clip, order):
     seen = []
     update = tracker.update
 
-    def spy(detections, poses=None, features=None):
+    sizes = []
+
+    def spy(detections, poses=None, features=None, image_size=None):
         seen.append((len(detections), None if features is None else (features.whole.shape, features.own.shape)))
-        return update(detections, poses, features)
+        sizes.append(image_size)
+        return update(detections, poses, features, image_size)
 
     tracker.update = spy
     pipeline = Pipeline(detector, _no_pose, tracker, PipelineSettings(pose_order=order))
@@ -219,6 +222,7 @@ def test_appearance_features_reach_the_tracker(synthetic_clip, order):
             results.append(pipeline.process(frame.image, frame.index, frame.timestamp_s))
     assert len(seen) == len(gt["frames"])
     assert all(shapes == ((n, HistogramSettings().size),) * 2 for n, shapes in seen)
+    assert set(sizes) == {(gt["width"], gt["height"])}  # the tracker clips the boxes it reports to the frame
     assert any(track.appearance is not None for track in tracker._tracks)
     gt_ids = {a["track_id"] for f in gt["frames"] for a in f["animals"]}
     assert len(_identity_pairs(results, gt)) == len(gt_ids)
@@ -229,7 +233,7 @@ def test_no_features_without_appearance(synthetic_clip):
     tracker = Tracker(TrackerSettings(min_hits=1, appearance_weight=0.0))
     calls = []
     update = tracker.update
-    tracker.update = lambda d, p=None, f=None: calls.append(f) or update(d, p, f)
+    tracker.update = lambda d, p=None, f=None, size=None: calls.append(f) or update(d, p, f, size)
     pipeline = Pipeline(GroundTruthDetector(gt), _no_pose, tracker)
     with VideoFileSource(path) as source:
         frame = next(iter(source))

@@ -330,6 +330,59 @@ def test_update_without_detections_still_predicts():
     assert after[0] - before[0] == pytest.approx(10.0, abs=1.5)
 
 
+def _walk_out(mode: SmoothingMode, image_size) -> tuple[Tracker, list[list[Track]]]:
+    """An animal walking right at 10 px/frame out of a 400 x 300 frame: its box cut by the edge, then gone."""
+    settings = TrackerSettings(report_lost_frames=2, smoothing=SmoothingSettings(mode=mode))
+    tracker = Tracker(settings)
+    frames = []
+    for i in range(45):
+        box = np.minimum(box_at(10.0 * i), [400, 300, 400, 300])
+        detections = dets(box) if box[2] - box[0] > 15 else Detections.empty()
+        frames.append(tracker.update(detections, poses_for(detections), image_size=image_size))
+    return tracker, frames
+
+
+@pytest.mark.parametrize("mode", [SmoothingMode.NONE, SmoothingMode.CAUSAL])
+def test_reported_boxes_are_clipped_to_the_image(mode):
+    _, frames = _walk_out(mode, (400, 300))
+    boxes = np.array([t.box for tracks in frames for t in tracks])
+    assert (boxes[:, [0, 2]] <= 400).all() and (boxes[:, [0, 2]] >= 0).all() and (boxes[:, 3] <= 300).all()
+    lost = [t for tracks in frames for t in tracks if t.state is TrackState.LOST]
+    assert lost and all(t.box[2] == 400 and t.box[0] < 400 for t in lost)  # the part still in view
+    # keypoints farther outside the reported box (the part in view) than keypoint_box_margin are not reported
+    margin = TrackerSettings().keypoint_box_margin
+    assert all((t.keypoints[t.keypoint_status != KeypointStatus.MISSING, 0] <= 400 + margin * (t.box[2] - t.box[0]))
+               .all() for tracks in frames for t in tracks)
+    # without the image size, the box predicted out of the frame is reported whole
+    _, unclipped = _walk_out(mode, None)
+    assert max(t.box[2] for tracks in unclipped for t in tracks) > 400
+
+
+def test_offline_boxes_are_clipped_to_the_image():
+    tracker, _ = _walk_out(SmoothingMode.OFFLINE, (400, 300))
+    history = tracker.history()
+    assert history.image_size == (400, 300)
+    boxes = np.array([t.box for tracks in smooth_tracks_offline(history) for t in tracks])
+    assert len(boxes) and (boxes[:, [0, 2]] <= 400).all() and (boxes >= 0).all()
+    tracker, _ = _walk_out(SmoothingMode.OFFLINE, None)
+    assert tracker.history().image_size is None
+
+
+def test_predict_only_reports_boxes_in_the_image_it_was_told():
+    tracker = Tracker()
+    for i in range(10):
+        tracker.update(dets(box_at(10.0 * i + 250.0)), image_size=(400, 300))
+    for _ in range(5):
+        (track,) = tracker.predict_only()
+        assert track.box[2] == 400 and track.box[0] > 300
+
+
+@pytest.mark.parametrize("size", [(0, 300), (400,), (400, float("nan")), (-1, 2)])
+def test_update_rejects_a_bad_image_size(size):
+    with pytest.raises(ValueError, match="image_size"):
+        Tracker().update(dets(box_at(0.0)), image_size=size)
+
+
 def test_predict_only_moves_tracks_without_counting_a_miss():
     tracker = Tracker(TrackerSettings(max_lost_frames=2))
     for i in range(10):
