@@ -427,7 +427,7 @@ class TrackHistory:
     num_frames: int
     records: tuple[TrackRecord, ...]
     settings: TrackerSettings
-    image_size: tuple[int, int] | None = None
+    image_size: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -653,12 +653,12 @@ class _LiveTrack:
         self.score_log.append(self.score)
         self.state_log.append(_STATE_CODES[self.state])
 
-    def snapshot(self, frame: int, image_size: np.ndarray | None = None) -> Track:
+    def snapshot(self, frame: int, bounds: np.ndarray | None = None) -> Track:
         if self.settings.smoothing.mode is SmoothingMode.NONE and self.raw_box is not None:
             box = self.raw_box
         else:
             box = self.box
-        box = _in_image(np.asarray(box, np.float64), image_size)
+        box = _in_image(np.asarray(box, np.float64), bounds)
         keypoints, status = self.keypoints.output()
         keypoints, status = _outside_box(keypoints[None], status[None], box[None], self.settings.keypoint_box_margin)
         return _freeze(Track(
@@ -683,11 +683,12 @@ class _LiveTrack:
         )
 
 
-def _in_image(boxes: np.ndarray, image_size: np.ndarray | None) -> np.ndarray:
-    """``boxes`` (..., 4) clipped to an image of ``image_size`` (width, height); unchanged when that is None."""
-    if image_size is None:
+def _in_image(boxes: np.ndarray, bounds: np.ndarray | None) -> np.ndarray:
+    """``boxes`` (..., 4) clipped to an image whose ``bounds`` are (width, height, width, height); unchanged when
+    those are None."""
+    if bounds is None:
         return boxes
-    return np.clip(boxes, 0.0, np.tile(image_size, 2))
+    return np.minimum(np.maximum(boxes, 0.0), bounds)  # np.clip costs twice as much on one box
 
 
 def _freeze(track: Track) -> Track:
@@ -696,12 +697,12 @@ def _freeze(track: Track) -> Track:
     return track
 
 
-def _check_image_size(image_size) -> np.ndarray:
-    """(2,) float (width, height) of a valid ``image_size``; ValueError otherwise."""
+def _image_bounds(image_size) -> np.ndarray:
+    """(4,) float (width, height, width, height) of a valid ``image_size``; ValueError otherwise."""
     size = np.asarray(image_size, np.float64)
     if size.shape != (2,) or not (np.isfinite(size).all() and (size > 0).all()):
         raise ValueError(f"image_size must be (width, height), two positive numbers, got {image_size!r}")
-    return size
+    return np.tile(size, 2)
 
 
 def _check_poses(poses: Poses, count: int) -> None:
@@ -743,7 +744,7 @@ class Tracker:
         self._spill = Spill() if self.settings.records and self.settings.spill_history else None
         self._frame = -1
         self._review: _Review | None = None
-        self._image_size: np.ndarray | None = None  # (width, height), once update() is told it
+        self._bounds: np.ndarray | None = None  # (width, height, width, height), once update() is told the size
 
     @property
     def frame_index(self) -> int:
@@ -775,7 +776,7 @@ class Tracker:
             _check_poses(poses, len(detections))
         colours, split = self._check_features(features, len(detections)), isinstance(features, BoxColours)
         if image_size is not None:
-            self._image_size = _check_image_size(image_size)
+            self._bounds = _image_bounds(image_size)
         self._advance()
         index, boxes, scores, keypoints = _clean(detections, poses)
         # Colours of a box that overlaps another are not one animal's, beyond its own part: they update no average
@@ -1079,7 +1080,7 @@ class Tracker:
         self._keep_by_pose(track_ids, keypoints, by_id)
         for track_id, pose in zip(track_ids, keypoints):
             by_id[track_id].attach_pose(pose)
-        return [by_id[i].snapshot(self._frame, self._image_size) for i in track_ids]
+        return [by_id[i].snapshot(self._frame, self._bounds) for i in track_ids]
 
     def _crowded(self, pairs: list[tuple[_LiveTrack, int]], missed: list[_LiveTrack], boxes: np.ndarray,
                  scores: np.ndarray, index: np.ndarray) -> _Review | None:
@@ -1250,7 +1251,7 @@ class Tracker:
         if not self.settings.records:
             raise RuntimeError("history needs TrackerSettings(record_history=True) or SmoothingMode.OFFLINE")
         records = [t.record() for t in (*self._ended, *self._tracks)]
-        size = None if self._image_size is None else (int(self._image_size[0]), int(self._image_size[1]))
+        size = None if self._bounds is None else (float(self._bounds[0]), float(self._bounds[1]))
         return TrackHistory(self._frame + 1, tuple(sorted(records, key=lambda r: r.track_id)), self.settings, size)
 
     # -- internals ---------------------------------------------------------------------------------
@@ -1313,7 +1314,7 @@ class Tracker:
             if keep(track):
                 if mark:
                     track.reported_now = True
-                out.append(track.snapshot(self._frame, self._image_size))
+                out.append(track.snapshot(self._frame, self._bounds))
         return out
 
     def _appearance(self, tracks: list[_LiveTrack], features: np.ndarray | None) -> np.ndarray | None:
@@ -1506,10 +1507,10 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
         raise ValueError(f"fill_gaps must be >= 0, got {fill_gaps}")
     frames: list[list[Track]] = [[] for _ in range(history.num_frames)]
     smoothing = history.settings.smoothing
-    image_size = None if history.image_size is None else np.asarray(history.image_size, np.float64)
+    bounds = None if history.image_size is None else _image_bounds(history.image_size)
     for record in history.records:
         box_means, _ = rts_smooth(record.box)
-        boxes = _in_image(_points_to_xyxy(box_means[:, :, 0, :]), image_size).astype(np.float32)
+        boxes = _in_image(_points_to_xyxy(box_means[:, :, 0, :]), bounds).astype(np.float32)
         if record.keypoints is not None:
             keypoints, status = smooth_keypoints_offline(record.keypoints, smoothing)
         else:
