@@ -366,6 +366,7 @@ def test_offline_boxes_are_clipped_to_the_image():
     assert len(boxes) and (boxes[:, [0, 2]] <= 400).all() and (boxes >= 0).all()
     tracker, _ = _walk_out(SmoothingMode.OFFLINE, None)
     assert tracker.history().image_size is None
+    assert max(t.box[2] for tracks in smooth_tracks_offline(tracker.history()) for t in tracks) > 400
 
 
 def test_predict_only_reports_boxes_in_the_image_it_was_told():
