@@ -1497,9 +1497,9 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
     Returns:
         One list of tracks per frame (``history.num_frames`` lists): each track in the frames it was
         reported live, plus the matched frames before its confirmation. Boxes are smoothed (and clipped to the
-        image, ``history.image_size``); keypoints
-        are SMOOTHED where observed, PREDICTED in short gaps, MISSING elsewhere and where they lie outside
-        the smoothed box by more than ``keypoint_box_margin``. ``state`` is the live state of that frame.
+        image, ``history.image_size``); keypoints are SMOOTHED where observed, PREDICTED in short gaps, MISSING
+        elsewhere and where they lie outside the smoothed box by more than ``keypoint_box_margin``. ``state`` is the
+        live state of that frame.
     """
     if fill_gaps is None:
         fill_gaps = history.settings.offline_fill_frames
