@@ -21,7 +21,8 @@ where it stood, its box overlapping, is matched in stage 1): a detection where i
 track that is held back, unreported, until it has ``relink_hits`` hits; then the lost tracks that fit
 such tracks best take them over, keeping their identities, and one that no lost track takes becomes a
 new animal after ``hold_hits`` hits. An animal is left unlabelled a few frames rather than given a
-neighbour's identity.
+neighbour's identity; the offline output (:func:`smooth_tracks_offline`) reports those frames under the identity
+that took it back.
 
 A link made after a few unseen frames may still be wrong: a track hidden for a moment takes a neighbour that
 comes back first near where it was lost, and when its own animal shows again, the neighbour's lost track takes
@@ -102,7 +103,7 @@ import itertools
 import logging
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import numpy as np
@@ -406,6 +407,9 @@ class TrackRecord:
         reported: (T,) bool, frames in which the live tracker reported the track, plus the matched
             frames before its confirmation when it was confirmed later.
         states: (T,) state per frame.
+
+    A held track that a lost track took back is recorded too, under the ID of the track that took it, with its
+    matched frames before that one reported (TENTATIVE): one ID may have more than one record.
     """
 
     track_id: int
@@ -745,6 +749,7 @@ class Tracker:
         self._frame = -1
         self._review: _Review | None = None
         self._bounds: np.ndarray | None = None  # (width, height, width, height), once update() is told the size
+        self._held: list[TrackRecord] = []  # held tracks taken back, recorded under the identity that took them
 
     @property
     def frame_index(self) -> int:
@@ -885,6 +890,7 @@ class Tracker:
                 if s.revise_frames > 0:
                     waiting[i].ghost = _Ghost(waiting[i], self._frame, self._link_costs(
                         waiting[i], newcomer.last_box, newcomer.appearance, lost))
+                self._keep_held_frames(waiting[i], newcomer)
                 waiting[i].absorb(newcomer)
                 if keypoints is not None:
                     waiting[i].attach_pose(keypoints[detection_of[newcomer.track_id]])
@@ -895,6 +901,16 @@ class Tracker:
             if newcomer.state is TrackState.TENTATIVE and newcomer.hits >= (max(s.hold_hits, s.min_hits) if held
                                                                              else s.min_hits):
                 newcomer.state = TrackState.CONFIRMED
+
+    def _keep_held_frames(self, track: _LiveTrack, newcomer: _LiveTrack) -> None:
+        """Record, for the offline output, the frames before this one in which ``newcomer`` (a held track that
+        ``track`` takes back now) was matched, under ``track``'s identity: the live tracker could not report them."""
+        if not self.settings.records:
+            return
+        record = newcomer.record()
+        reported = record.detection_index >= 0
+        reported[-1] = False  # this frame's match is the track's own from now on
+        self._held.append(replace(record, track_id=track.track_id, class_id=track.class_id, reported=reported))
 
     def _link_costs(self, track: _LiveTrack, box: np.ndarray, feature: np.ndarray | None,
                     lost: list[_LiveTrack]) -> tuple[float, dict[int, float]]:
@@ -990,6 +1006,7 @@ class Tracker:
         heir._new_median()
         # absorb() takes the newcomer's box state; the hits, heights and colours are the track's before the link.
         track.hits, track._heights, track.appearance = ghost.hits, list(ghost.heights), ghost.appearance
+        self._keep_held_frames(track, newcomer)
         track.absorb(newcomer)
         # Each track's keypoints were the other animal's: forgotten, so that the next pose sets them.
         track.keypoints.forget(track.scale)
@@ -1250,7 +1267,7 @@ class Tracker:
         """The recorded forward pass of every track so far (needs ``record_history`` or OFFLINE mode)."""
         if not self.settings.records:
             raise RuntimeError("history needs TrackerSettings(record_history=True) or SmoothingMode.OFFLINE")
-        records = [t.record() for t in (*self._ended, *self._tracks)]
+        records = [t.record() for t in (*self._ended, *self._tracks)] + self._held
         size = None if self._bounds is None else (float(self._bounds[0]), float(self._bounds[1]))
         return TrackHistory(self._frame + 1, tuple(sorted(records, key=lambda r: r.track_id)), self.settings, size)
 
@@ -1496,7 +1513,8 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
 
     Returns:
         One list of tracks per frame (``history.num_frames`` lists): each track in the frames it was
-        reported live, plus the matched frames before its confirmation. Boxes are smoothed (and clipped to the
+        reported live, plus the matched frames before its confirmation, and the matched frames of the held tracks it
+        took back (module docstring; one track per ID and frame). Boxes are smoothed (and clipped to the
         image, ``history.image_size``); keypoints are SMOOTHED where observed, PREDICTED in short gaps, MISSING
         elsewhere and where they lie outside the smoothed box by more than ``keypoint_box_margin``. ``state`` is the
         live state of that frame.
@@ -1537,7 +1555,17 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
                 hits=int(hits[t]), frames_since_update=t - last_hit, detection_index=int(record.detection_index[t]),
                 frame_index=record.first_frame + t,
             )))
-    return frames
+    return [_one_per_identity(tracks) for tracks in frames]
+
+
+def _one_per_identity(tracks: list[Track]) -> list[Track]:
+    """``tracks`` of one frame with one track per ID, in ID order: where a held track's frames (recorded under the
+    identity that took it back) meet that track's own (a gap it fills), the one matched more recently."""
+    best: dict[int, Track] = {}
+    for track in tracks:
+        if track.track_id not in best or track.frames_since_update < best[track.track_id].frames_since_update:
+            best[track.track_id] = track
+    return tracks if len(best) == len(tracks) else sorted(best.values(), key=lambda t: t.track_id)
 
 
 def _outside_box(keypoints: np.ndarray, status: np.ndarray, boxes: np.ndarray, margin: float | None

@@ -191,6 +191,42 @@ def test_relinks_an_animal_that_stopped_while_hidden(hidden):
     assert track.track_id == 1
 
 
+def _back_after_long_absence(fill_gaps: int) -> tuple[list[list[Track]], list[list[Track]], list[int]]:
+    """An animal hidden 10 frames (longer than ``relink_delay``) and back where it stood: live and offline output,
+    and the frames in which it was held back, unlabelled."""
+    settings = TrackerSettings(record_history=True)
+    tracker = Tracker(settings)
+    x, live = 0.0, []
+    for _ in range(10):
+        x += 15.0
+        live.append(tracker.update(dets(box_at(x))))
+    for _ in range(10):
+        live.append(tracker.update(Detections.empty()))
+    held = []
+    for _ in range(settings.relink_hits + 3):
+        held.append(len(live))
+        live.append(tracker.update(dets(box_at(x))))
+    held = held[:settings.relink_hits - 1]
+    return live, smooth_tracks_offline(tracker.history(), fill_gaps=fill_gaps), held
+
+
+@pytest.mark.parametrize("fill_gaps", [0, 30])
+def test_offline_output_reports_the_held_frames_under_the_identity_that_took_them_back(fill_gaps):
+    """Live, the animal back is unlabelled until its lost track takes it back; offline, those frames are reported
+    under that track's identity, on the detected box, once per frame (also where a long gap fill covers them)."""
+    live, offline, held = _back_after_long_absence(fill_gaps)
+    assert held and all(live[t] == [] for t in held)
+    assert [t.track_id for t in live[held[-1] + 1]] == [1]
+    for t in held:
+        (track,) = offline[t]
+        assert track.track_id == 1 and track.frames_since_update == 0 and track.detection_index == 0
+        np.testing.assert_allclose(track.box, box_at(150.0), atol=3.0)
+    for tracks in offline:
+        ids = [t.track_id for t in tracks]
+        assert ids == sorted(set(ids))
+    assert all(len(offline[t]) == 1 for t in range(held[-1] + 1, len(offline)))
+
+
 # Two animals side by side (1280x720 pixels): P stands at x 300-500; Q, a little smaller, at x 560-730. Q is hidden
 # from frame 5 (its track waits, lost for longer than relink_delay); P is hidden in frames 20-29. In frame 26 Q comes
 # back at x 420-590, near where P was lost, and P's track, unseen for 6 frames, re-links to it at once; from frame 30
