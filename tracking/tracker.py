@@ -409,7 +409,8 @@ class TrackRecord:
         states: (T,) state per frame.
 
     A held track that a lost track took back is recorded too, under the ID of the track that took it, with its
-    matched frames before that one reported (TENTATIVE): one ID may have more than one record.
+    matched frames before that one reported (TENTATIVE; its last frame, the take-back, is also the track's own): one
+    ID may have more than one record.
     """
 
     track_id: int
@@ -909,7 +910,7 @@ class Tracker:
             return
         record = newcomer.record()
         reported = record.detection_index >= 0
-        reported[-1] = False  # this frame's match is the track's own from now on
+        reported[-1] = False  # this frame's match is the track's own from now on (and counts once, below)
         self._held.append(replace(record, track_id=track.track_id, class_id=track.class_id, reported=reported))
 
     def _link_costs(self, track: _LiveTrack, box: np.ndarray, feature: np.ndarray | None,
@@ -1526,6 +1527,13 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
     frames: list[list[Track]] = [[] for _ in range(history.num_frames)]
     smoothing = history.settings.smoothing
     bounds = None if history.image_size is None else _image_bounds(history.image_size)
+    # An identity's age and hits count over all its records (a held track taken back has one of its own).
+    started: dict[int, int] = {}
+    matches: dict[int, np.ndarray] = {}
+    for record in history.records:
+        started[record.track_id] = min(started.get(record.track_id, record.first_frame), record.first_frame)
+        frames_matched = record.first_frame + np.flatnonzero(record.detection_index >= 0)
+        matches[record.track_id] = np.union1d(matches.get(record.track_id, []), frames_matched)
     for record in history.records:
         box_means, _ = rts_smooth(record.box)
         boxes = _in_image(_points_to_xyxy(box_means[:, :, 0, :]), bounds).astype(np.float32)
@@ -1542,7 +1550,7 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
         reported = record.reported | filled
         keypoints[filled, :, :2], keypoints[filled, :, 2], status[filled] = np.nan, 0.0, KeypointStatus.MISSING
         keypoints, status = _outside_box(keypoints, status, boxes, history.settings.keypoint_box_margin)
-        hits = np.cumsum(matched)
+        hits = np.searchsorted(matches[record.track_id], record.first_frame + np.arange(len(boxes)), side="right")
         last_hit = -1
         for t in range(len(boxes)):
             if matched[t]:
@@ -1551,8 +1559,9 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
                 continue
             frames[record.first_frame + t].append(_freeze(Track(
                 track_id=record.track_id, state=record.states[t], box=boxes[t].copy(), score=float(record.scores[t]),
-                class_id=record.class_id, keypoints=keypoints[t].copy(), keypoint_status=status[t].copy(), age=t,
-                hits=int(hits[t]), frames_since_update=t - last_hit, detection_index=int(record.detection_index[t]),
+                class_id=record.class_id, keypoints=keypoints[t].copy(), keypoint_status=status[t].copy(),
+                age=record.first_frame + t - started[record.track_id], hits=int(hits[t]),
+                frames_since_update=t - last_hit, detection_index=int(record.detection_index[t]),
                 frame_index=record.first_frame + t,
             )))
     return [_one_per_identity(tracks) for tracks in frames]

@@ -220,7 +220,11 @@ def test_offline_output_reports_the_held_frames_under_the_identity_that_took_the
     for t in held:
         (track,) = offline[t]
         assert track.track_id == 1 and track.frames_since_update == 0 and track.detection_index == 0
+        assert track.age == t  # the identity's age and hits, not the held track's
+        assert track.hits == 10 + t - held[0] + 1
         np.testing.assert_allclose(track.box, box_at(150.0), atol=3.0)
+    after = offline[held[-1] + 1][0]
+    assert after.age == held[-1] + 1 and after.hits == 10 + len(held) + 1
     for tracks in offline:
         ids = [t.track_id for t in tracks]
         assert ids == sorted(set(ids))
