@@ -1569,7 +1569,9 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
 
 def _one_per_identity(tracks: list[Track]) -> list[Track]:
     """``tracks`` of one frame with one track per ID, in ID order: where a held track's frames (recorded under the
-    identity that took it back) meet that track's own (a gap it fills), the one matched more recently."""
+    identity that took it back) meet that track's own (a gap it fills), the one matched more recently; on a tie the
+    one listed first, the track's own (:meth:`Tracker.history` lists held records after it: where a revised link
+    handed the track an animal it had held apart, the frames it already reported keep their animal)."""
     best: dict[int, Track] = {}
     for track in tracks:
         if track.track_id not in best or track.frames_since_update < best[track.track_id].frames_since_update:
