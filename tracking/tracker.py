@@ -22,7 +22,9 @@ track that is held back, unreported, until it has ``relink_hits`` hits; then the
 such tracks best take them over, keeping their identities, and one that no lost track takes becomes a
 new animal after ``hold_hits`` hits. An animal is left unlabelled a few frames rather than given a
 neighbour's identity; the offline output (:func:`smooth_tracks_offline`) reports those frames under the identity
-that took it back.
+that took it back. It also reports an identity a few frames (``offline_extend_frames``) before each run of frames
+it is reported in, on the detections no track took there that continue its first box backwards: the detector
+often finds an animal walking in or coming out from behind another a few frames before its track is reported.
 
 A link made after a few unseen frames may still be wrong: a track hidden for a moment takes a neighbour that
 comes back first near where it was lost, and when its own animal shows again, the neighbour's lost track takes
@@ -188,6 +190,12 @@ class TrackerSettings:
         offline_fill_frames: :func:`smooth_tracks_offline` also reports a track, on its smoothed box, with state
             LOST and no keypoints, through a gap of at most this many frames between two of its matches (detections
             missed while the animal is still in view). 0: never.
+        offline_extend_frames: :func:`smooth_tracks_offline` also reports an identity in up to this many frames
+            before each run of frames it is reported in, on detections no track took that continue its first box
+            backwards (each overlapping the box after it by an IoU of 0.5 or more, and no box reported in its frame
+            by more than 0.3): state TENTATIVE, the detection's box, no keypoints. An animal is most often found
+            by the detector a few frames before it is reported (a box under ``new_track_score``, a track started
+            and ended, a newcomer held for a lost track). 0: never.
         duplicate_iou, duplicate_colour: with appearance features, a confident detection left unmatched that overlaps
             a detection matched in this frame by ``duplicate_iou`` (IoU) or more, with whole-box colours within
             ``duplicate_colour`` (appearance distance) of that detection's, starts no track: it is the matched animal
@@ -272,6 +280,7 @@ class TrackerSettings:
     max_lost_frames: int = 150
     report_lost_frames: int = 2
     offline_fill_frames: int = 10
+    offline_extend_frames: int = 5
     duplicate_iou: float = 0.45
     duplicate_colour: float = 0.1
     keypoint_box_margin: float | None = 0.5
@@ -328,7 +337,8 @@ class TrackerSettings:
         if self.min_hits < 1:
             raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
         for name in ("max_lost_frames", "report_lost_frames", "pose_keep_frames", "offline_fill_frames",
-                     "tentative_patience", "relink_delay", "height_window", "revise_frames", "revise_gap"):
+                     "offline_extend_frames", "tentative_patience", "relink_delay", "height_window", "revise_frames",
+                     "revise_gap"):
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -426,13 +436,16 @@ class TrackRecord:
 
 @dataclass(frozen=True)
 class TrackHistory:
-    """Everything a tracker recorded: ``num_frames`` frames and one record per track, live or ended, and the image
-    size (width, height) the tracker was last told (None: never), to which the reported boxes are clipped."""
+    """Everything a tracker recorded: ``num_frames`` frames and one record per track, live or ended, the image
+    size (width, height) the tracker was last told (None: never), to which the reported boxes are clipped, and the
+    detections it was given (M, 7): frame, index into that frame's detections, ``xyxy`` box and score, those scored
+    ``low_score`` or more, in frame order (None: not recorded)."""
 
     num_frames: int
     records: tuple[TrackRecord, ...]
     settings: TrackerSettings
     image_size: tuple[float, float] | None = None
+    detections: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -751,6 +764,8 @@ class Tracker:
         self._review: _Review | None = None
         self._bounds: np.ndarray | None = None  # (width, height, width, height), once update() is told the size
         self._held: list[TrackRecord] = []  # held tracks taken back, recorded under the identity that took them
+        # Every usable detection (frame, index, box, score), for offline output (TrackHistory.detections).
+        self._seen = Rows((7,), np.float64, spill=self._spill) if self.settings.records else None
 
     @property
     def frame_index(self) -> int:
@@ -785,6 +800,9 @@ class Tracker:
             self._bounds = _image_bounds(image_size)
         self._advance()
         index, boxes, scores, keypoints = _clean(detections, poses)
+        if self._seen is not None:
+            for j in np.flatnonzero(scores >= self.settings.low_score):
+                self._seen.append((self._frame, index[j], *boxes[j], scores[j]))
         # Colours of a box that overlaps another are not one animal's, beyond its own part: they update no average
         # and judge no match.
         features = whole = None
@@ -1270,7 +1288,8 @@ class Tracker:
             raise RuntimeError("history needs TrackerSettings(record_history=True) or SmoothingMode.OFFLINE")
         records = [t.record() for t in (*self._ended, *self._tracks)] + self._held
         size = None if self._bounds is None else (float(self._bounds[0]), float(self._bounds[1]))
-        return TrackHistory(self._frame + 1, tuple(sorted(records, key=lambda r: r.track_id)), self.settings, size)
+        return TrackHistory(self._frame + 1, tuple(sorted(records, key=lambda r: r.track_id)), self.settings, size,
+                            self._seen.array)
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -1514,8 +1533,10 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
 
     Returns:
         One list of tracks per frame (``history.num_frames`` lists): each track in the frames it was
-        reported live, plus the matched frames before its confirmation, and the matched frames of the held tracks it
-        took back (module docstring; one track per ID and frame). Boxes are smoothed (and clipped to the
+        reported live, plus the matched frames before its confirmation, the matched frames of the held tracks it
+        took back (module docstring; one track per ID and frame), and up to ``offline_extend_frames`` frames before
+        each run of frames it is reported in, on detections no track took (:func:`_extend_back`: state TENTATIVE,
+        the detection's box, no keypoints), in ID order. Other boxes are smoothed (and clipped to the
         image, ``history.image_size``); keypoints are SMOOTHED where observed, PREDICTED in short gaps, MISSING
         elsewhere and where they lie outside the smoothed box by more than ``keypoint_box_margin``. ``state`` is the
         live state of that frame.
@@ -1564,7 +1585,75 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
                 frames_since_update=t - last_hit, detection_index=int(record.detection_index[t]),
                 frame_index=record.first_frame + t,
             )))
-    return [_one_per_identity(tracks) for tracks in frames]
+    frames = [_one_per_identity(tracks) for tracks in frames]
+    extensions = _extend_back(frames, history.detections, history.settings.offline_extend_frames, bounds)
+    if not extensions:
+        return frames
+    for track_id, added in extensions.items():
+        found = np.array([t for t, _ in added])
+        started[track_id] = min(started[track_id], int(found.min()))
+        matches[track_id] = np.union1d(matches[track_id], found)
+    for tracks in frames:
+        for i, track in enumerate(tracks):
+            if track.track_id in extensions:
+                tracks[i] = _freeze(replace(
+                    track, age=track.frame_index - started[track.track_id],
+                    hits=int(np.searchsorted(matches[track.track_id], track.frame_index, side="right"))))
+    for track_id, added in extensions.items():
+        for t, track in added:
+            frames[t].append(_freeze(replace(
+                track, age=t - started[track_id], hits=int(np.searchsorted(matches[track_id], t, side="right")))))
+    return [sorted(tracks, key=lambda t: t.track_id) for tracks in frames]
+
+
+#: :func:`_extend_back`: a detection continues an identity's first box backwards where it overlaps the box after it
+#: by this IoU or more ...
+_EXTEND_IOU = 0.5
+#: ... and no box reported in its frame by more than this (that box is another animal's, or the same one's).
+_EXTEND_FREE_IOU = 0.3
+
+
+def _extend_back(frames: list[list[Track]], detections: np.ndarray | None, limit: int,
+                 bounds: np.ndarray | None) -> dict[int, list[tuple[int, Track]]]:
+    """Where each run of frames an identity is reported in (``frames``, the offline output) may start earlier: the
+    detections (``TrackHistory.detections``) that continue its first box backwards, frame by frame, for at most
+    ``limit`` frames (``offline_extend_frames``), each overlapping the box after it by ``_EXTEND_IOU`` and no box
+    reported in its frame (or found here before it) by more than ``_EXTEND_FREE_IOU``; a chain stops at the first
+    frame with no such detection, or where the identity is reported. Returns, per identity, its frames found and
+    their tracks (state TENTATIVE, the detection's box clipped to the image, no keypoints; ``age`` and ``hits`` the
+    caller's to set)."""
+    if detections is None or limit == 0 or not len(detections):
+        return {}
+    rows = np.searchsorted(detections[:, 0], np.arange(len(frames) + 1))  # frame t's rows: rows[t]:rows[t + 1]
+    ids = [{track.track_id for track in tracks} for tracks in frames]
+    taken = [[track.box.astype(np.float64) for track in tracks] for tracks in frames]
+    found: dict[int, list[tuple[int, Track]]] = {}
+    for t in range(1, len(frames)):
+        for track in frames[t]:
+            if track.track_id in ids[t - 1]:
+                continue
+            box = track.box.astype(np.float64)
+            for u in range(t - 1, max(t - 1 - limit, -1), -1):
+                candidates = detections[rows[u]:rows[u + 1]]
+                if track.track_id in ids[u] or not len(candidates):
+                    break
+                fit = box_iou(box[None], candidates[:, 2:6])[0]
+                if taken[u]:
+                    fit[box_iou(candidates[:, 2:6], np.stack(taken[u])).max(axis=1) > _EXTEND_FREE_IOU] = 0.0
+                j = int(np.argmax(fit))
+                if fit[j] < _EXTEND_IOU:
+                    break
+                box = candidates[j, 2:6]
+                reported = _in_image(box, bounds)
+                keypoints, status = raw_output(None, len(track.keypoints))
+                found.setdefault(track.track_id, []).append((u, Track(
+                    track_id=track.track_id, state=TrackState.TENTATIVE, box=reported.astype(np.float32),
+                    score=float(candidates[j, 6]), class_id=track.class_id, keypoints=keypoints,
+                    keypoint_status=status, age=0, hits=0, frames_since_update=0,
+                    detection_index=int(candidates[j, 1]), frame_index=u)))
+                ids[u].add(track.track_id)
+                taken[u].append(reported)
+    return found
 
 
 def _one_per_identity(tracks: list[Track]) -> list[Track]:

@@ -688,6 +688,15 @@ def test_history_needs_recording():
         Tracker().history()
 
 
+def test_history_records_the_detections_scored_low_score_or_more():
+    tracker = Tracker(TrackerSettings(record_history=True, low_score=0.1))
+    tracker.update(dets(box_at(0), box_at(300), scores=[0.05, 0.9]))
+    tracker.update(Detections.empty())
+    tracker.update(dets(box_at(8), scores=[0.1]))
+    np.testing.assert_allclose(tracker.history().detections, [[0, 1, *box_at(300), 0.9], [2, 0, *box_at(8), 0.1]],
+                               rtol=1e-6)
+
+
 def test_history_keeps_ended_tracks():
     tracker = Tracker(TrackerSettings(record_history=True, max_lost_frames=1, report_lost_frames=1))
     for i in range(4):
@@ -719,6 +728,8 @@ def test_a_spilled_history_is_the_history_kept_in_memory():
         np.testing.assert_array_equal(a.keypoints.observed, b.keypoints.observed)
         np.testing.assert_array_equal(a.scores, b.scores)
         assert a.states == b.states
+    assert len(kept.detections) >= len(sequence.frames)
+    np.testing.assert_array_equal(kept.detections, spilled.detections)
     for a, b in zip(smooth_tracks_offline(kept), smooth_tracks_offline(spilled), strict=True):
         assert [t.track_id for t in a] == [t.track_id for t in b]
         for x, y in zip(a, b):
@@ -786,6 +797,66 @@ def test_offline_fill_default_is_the_trackers_setting(offline_fill_frames, expec
             assert track.box[0] == pytest.approx(10.0 * track.frame_index, abs=2.0)
             assert np.isnan(track.keypoints[:, :2]).all() and (track.keypoints[:, 2] == 0).all()
             assert (track.keypoint_status == KeypointStatus.MISSING).all()
+
+
+def _walks_in_unsure(extend: int, other_x: float | None = None, gap_at: int | None = None) -> list[list[Track]]:
+    """An animal found with a low score (under ``new_track_score``) in frames 0-3, as it walks in, and confidently
+    from frame 4 on; another animal matched in every frame at ``other_x`` (None: none); no detection of the first
+    one in frame ``gap_at``."""
+    settings = TrackerSettings(smoothing=SmoothingSettings(mode=SmoothingMode.OFFLINE), offline_extend_frames=extend)
+    tracker = Tracker(settings)
+    for i in range(10):
+        boxes, scores = [], []
+        if i != gap_at:
+            boxes.append(box_at(100.0 + 4.0 * i))
+            scores.append(0.3 if i < 4 else 0.9)
+        if other_x is not None:
+            boxes.append(box_at(other_x + 4.0 * i))
+            scores.append(0.9)
+        found = dets(*boxes, scores=scores)
+        tracker.update(found, poses_for(found), image_size=(1280, 720))
+    return smooth_tracks_offline(tracker.history())
+
+
+def _frames_of(frames: list[list[Track]], track_id: int) -> list[int]:
+    return [t for t, tracks in enumerate(frames) if any(track.track_id == track_id for track in tracks)]
+
+
+@pytest.mark.parametrize(("extend", "first"), [(0, 4), (2, 2), (5, 0)])
+def test_offline_output_reports_an_animal_from_its_first_boxes(extend, first):
+    frames = _walks_in_unsure(extend)
+    (track_id,) = {track.track_id for tracks in frames for track in tracks}
+    assert _frames_of(frames, track_id) == list(range(first, 10))
+    for t in range(first, 10):
+        (track,) = frames[t]
+        assert track.age == t - first and track.hits == t - first + 1 and track.frames_since_update == 0
+        assert track.detection_index == 0
+        if t < 4:  # found here: the detection's box and score, no keypoints
+            assert track.state is TrackState.TENTATIVE and track.score == pytest.approx(0.3)
+            np.testing.assert_allclose(track.box, box_at(100.0 + 4.0 * t))
+            assert np.isnan(track.keypoints[:, :2]).all() and (track.keypoint_status == KeypointStatus.MISSING).all()
+        else:
+            assert (track.keypoint_status == KeypointStatus.SMOOTHED).all()
+
+
+def test_offline_output_extends_no_run_onto_a_box_another_track_covers():
+    near = _walks_in_unsure(5, other_x=160.0)  # the other animal's box overlaps the unsure ones by an IoU of 1/3
+    far = _walks_in_unsure(5, other_x=600.0)
+    for frames in (near, far):
+        assert _frames_of(frames, 1) == list(range(10))  # the other animal, confident from the first frame
+    assert _frames_of(near, 2) == list(range(4, 10))
+    assert _frames_of(far, 2) == list(range(10))
+
+
+def test_offline_extension_stops_at_a_frame_without_the_animal():
+    frames = _walks_in_unsure(5, gap_at=1)
+    assert _frames_of(frames, 1) == list(range(2, 10))
+
+
+def test_offline_extend_frames_must_not_be_negative():
+    assert TrackerSettings().offline_extend_frames == 5
+    with pytest.raises(ValueError, match="offline_extend_frames"):
+        TrackerSettings(offline_extend_frames=-1)
 
 
 def test_offline_fill_frames_must_not_be_negative():
