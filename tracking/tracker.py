@@ -1619,7 +1619,8 @@ def _extend_back(frames: list[list[Track]], detections: np.ndarray | None, limit
     detections (``TrackHistory.detections``) that continue its first box backwards, frame by frame, for at most
     ``limit`` frames (``offline_extend_frames``), each overlapping the box after it by ``_EXTEND_IOU`` and no box
     reported in its frame (or found here before it) by more than ``_EXTEND_FREE_IOU``; a chain stops at the first
-    frame with no such detection, or where the identity is reported. Returns, per identity, its frames found and
+    frame with no such detection (a frame the detector skipped, :meth:`Tracker.predict_only`, among them), or where the
+    identity is reported. Returns, per identity, its frames found and
     their tracks (state TENTATIVE, the detection's box clipped to the image, no keypoints; ``age`` and ``hits`` the
     caller's to set)."""
     if detections is None or limit == 0 or not len(detections):
