@@ -1593,16 +1593,15 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
         found = np.array([t for t, _ in added])
         started[track_id] = min(started[track_id], int(found.min()))
         matches[track_id] = np.union1d(matches[track_id], found)
+        for t, track in added:
+            frames[t].append(track)
+    # The extended identities start earlier and have more hits: their age and hits, in every frame, count from there.
     for tracks in frames:
         for i, track in enumerate(tracks):
             if track.track_id in extensions:
                 tracks[i] = _freeze(replace(
                     track, age=track.frame_index - started[track.track_id],
                     hits=int(np.searchsorted(matches[track.track_id], track.frame_index, side="right"))))
-    for track_id, added in extensions.items():
-        for t, track in added:
-            frames[t].append(_freeze(replace(
-                track, age=t - started[track_id], hits=int(np.searchsorted(matches[track_id], t, side="right")))))
     return [sorted(tracks, key=lambda t: t.track_id) for tracks in frames]
 
 
@@ -1620,9 +1619,8 @@ def _extend_back(frames: list[list[Track]], detections: np.ndarray | None, limit
     ``limit`` frames (``offline_extend_frames``), each overlapping the box after it by ``_EXTEND_IOU`` and no box
     reported in its frame (or found here before it) by more than ``_EXTEND_FREE_IOU``; a chain stops at the first
     frame with no such detection (a frame the detector skipped, :meth:`Tracker.predict_only`, among them), or where the
-    identity is reported. Returns, per identity, its frames found and
-    their tracks (state TENTATIVE, the detection's box clipped to the image, no keypoints; ``age`` and ``hits`` the
-    caller's to set)."""
+    identity is reported. Returns, per identity, its frames found and their tracks (state TENTATIVE, the detection's
+    box clipped to the image, no keypoints; ``age`` and ``hits`` the caller's to set)."""
     if detections is None or limit == 0 or not len(detections):
         return {}
     rows = np.searchsorted(detections[:, 0], np.arange(len(frames) + 1))  # frame t's rows: rows[t]:rows[t + 1]
