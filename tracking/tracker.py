@@ -25,6 +25,10 @@ neighbour's identity; the offline output (:func:`smooth_tracks_offline`) reports
 that took it back. It also reports an identity a few frames (``offline_extend_frames``) before each run of frames
 it is reported in, on the detections no track took there that continue its first box backwards: the detector
 often finds an animal walking in or coming out from behind another a few frames before its track is reported.
+With colours, the offline output also joins the stretches of frames each identity is reported in (runs without a
+gap) again by their own colours over each whole stretch (``offline_relink_colour``): an animal that the live tracker
+gave a neighbour's identity, or a new one, from its first few boxes after a crossing or an absence, shows its own
+colours over the stretch that follows, and takes its identity back there.
 
 A link made after a few unseen frames may still be wrong: a track hidden for a moment takes a neighbour that
 comes back first near where it was lost, and when its own animal shows again, the neighbour's lost track takes
@@ -101,6 +105,7 @@ move on their Kalman prediction and are reported without counting a miss.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
 import statistics
@@ -196,6 +201,12 @@ class TrackerSettings:
             by more than 0.3): state TENTATIVE, the detection's box, no keypoints. An animal is most often found
             by the detector a few frames before it is reported (a box under ``new_track_score``, a track started
             and ended, a newcomer held for a lost track). 0: never.
+        offline_relink_colour: with appearance features, :func:`smooth_tracks_offline` joins the stretches of frames
+            the identities are reported in (runs without a gap) again into identities by their own colours over each
+            whole stretch (:func:`_relink_by_colour`): one optimal assignment of each stretch to the one it follows,
+            among those that end before it starts, whose colours (appearance distance) are at most this far apart.
+            The live tracker links an animal back from its first few boxes after a crossing or an absence, and may
+            give it a neighbour's identity; over the whole stretch its colours tell better (0: never).
         duplicate_iou, duplicate_colour: with appearance features, a confident detection left unmatched that overlaps
             a detection matched in this frame by ``duplicate_iou`` (IoU) or more, with whole-box colours within
             ``duplicate_colour`` (appearance distance) of that detection's, starts no track: it is the matched animal
@@ -265,7 +276,8 @@ class TrackerSettings:
         spill_history: keep the recorded forward passes in an anonymous temporary file
             (:class:`~tracking.smoothing.Spill`, in ``TMPDIR``) rather than in memory, which then holds at
             most one block of 256 frames per log of each live track: memory stays flat however long the
-            video (about 0.7 KiB per animal and frame go to the file instead).
+            video (about 1 KiB per animal and frame go to the file instead, the detections and their colours
+            included).
         smoothing: keypoint smoothing settings.
     """
 
@@ -281,6 +293,7 @@ class TrackerSettings:
     report_lost_frames: int = 2
     offline_fill_frames: int = 10
     offline_extend_frames: int = 5
+    offline_relink_colour: float = 0.6
     duplicate_iou: float = 0.45
     duplicate_colour: float = 0.1
     keypoint_box_margin: float | None = 0.5
@@ -328,7 +341,8 @@ class TrackerSettings:
         for name in ("high_score", "low_score", "new_track_score", "max_cost", "low_max_cost", "oks_weight",
                      "keypoint_threshold", "appearance_weight", "relink_max_appearance", "match_max_appearance",
                      "appearance_momentum", "appearance_margin", "appearance_update_max", "min_pose_similarity",
-                     "box_size_damping", "duplicate_pose_oks", "pose_keep_oks", "duplicate_iou", "duplicate_colour"):
+                     "box_size_damping", "duplicate_pose_oks", "pose_keep_oks", "duplicate_iou", "duplicate_colour",
+                     "offline_relink_colour"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -437,15 +451,17 @@ class TrackRecord:
 @dataclass(frozen=True)
 class TrackHistory:
     """Everything a tracker recorded: ``num_frames`` frames and one record per track, live or ended, the image
-    size (width, height) the tracker was last told (None: never), to which the reported boxes are clipped, and the
+    size (width, height) the tracker was last told (None: never), to which the reported boxes are clipped, the
     detections it was given (M, 7): frame, index into that frame's detections, ``xyxy`` box and score, those scored
-    ``low_score`` or more, in frame order (None: not recorded)."""
+    ``low_score`` or more, in frame order (None: not recorded), and their own colours (M, D) float16, the features
+    that judge a match (:meth:`Tracker.update`; a row of NaN: none), or None where no colours were given."""
 
     num_frames: int
     records: tuple[TrackRecord, ...]
     settings: TrackerSettings
     image_size: tuple[float, float] | None = None
     detections: np.ndarray | None = None
+    colours: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -764,8 +780,10 @@ class Tracker:
         self._review: _Review | None = None
         self._bounds: np.ndarray | None = None  # (width, height, width, height), once update() is told the size
         self._held: list[TrackRecord] = []  # held tracks taken back, recorded under the identity that took them
-        # Every usable detection (frame, index, box, score), for offline output (TrackHistory.detections).
+        # Every usable detection (frame, index, box, score), for offline output (TrackHistory.detections), and its
+        # own colours (TrackHistory.colours; created at the first colours given, NaN rows for the detections before).
         self._seen = Rows((7,), np.float64, spill=self._spill) if self.settings.records else None
+        self._seen_colours: Rows | None = None
 
     @property
     def frame_index(self) -> int:
@@ -800,9 +818,6 @@ class Tracker:
             self._bounds = _image_bounds(image_size)
         self._advance()
         index, boxes, scores, keypoints = _clean(detections, poses)
-        if self._seen is not None:
-            for j in np.flatnonzero(scores >= self.settings.low_score):
-                self._seen.append((self._frame, index[j], *boxes[j], scores[j]))
         # Colours of a box that overlaps another are not one animal's, beyond its own part: they update no average
         # and judge no match.
         features = whole = None
@@ -812,6 +827,8 @@ class Tracker:
             own = np.isfinite(features).all(axis=1)
             if not split:  # one array: a box's colours are its own only where it overlaps no other box
                 own &= _clear_of_others(boxes)
+        if self._seen is not None:
+            self._record_seen(index, boxes, scores, features, own)
         pairs, unmatched_tentative, unmatched_established, unmatched_detections = self._match(
             boxes, scores, keypoints, features, own)
         if keypoints is not None:
@@ -853,6 +870,19 @@ class Tracker:
                 if own[j]:
                     self._tracks[-1].update_appearance(features[j])
         return self._report(self._reported_after_update)
+
+    def _record_seen(self, index: np.ndarray, boxes: np.ndarray, scores: np.ndarray, features: np.ndarray | None,
+                     own: np.ndarray) -> None:
+        """Record this frame's detections scored ``low_score`` or more, and their own colours (NaN: none)."""
+        usable = np.flatnonzero(scores >= self.settings.low_score)
+        if features is not None and self._seen_colours is None:
+            self._seen_colours = Rows((features.shape[1],), np.float16, spill=self._spill)
+            for _ in range(self._seen.size):
+                self._seen_colours.append(np.nan)
+        for j in usable:
+            self._seen.append((self._frame, index[j], *boxes[j], scores[j]))
+            if self._seen_colours is not None:
+                self._seen_colours.append(features[j] if features is not None and own[j] else np.nan)
 
     def _duplicates(self, boxes: np.ndarray, features: np.ndarray | None, unmatched: np.ndarray,
                     matched: list[int]) -> np.ndarray:
@@ -1288,8 +1318,9 @@ class Tracker:
             raise RuntimeError("history needs TrackerSettings(record_history=True) or SmoothingMode.OFFLINE")
         records = [t.record() for t in (*self._ended, *self._tracks)] + self._held
         size = None if self._bounds is None else (float(self._bounds[0]), float(self._bounds[1]))
+        colours = None if self._seen_colours is None else self._seen_colours.array
         return TrackHistory(self._frame + 1, tuple(sorted(records, key=lambda r: r.track_id)), self.settings, size,
-                            self._seen.array)
+                            self._seen.array, colours)
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -1536,10 +1567,12 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
         reported live, plus the matched frames before its confirmation, the matched frames of the held tracks it
         took back (module docstring; one track per ID and frame), and up to ``offline_extend_frames`` frames before
         each run of frames it is reported in, on detections no track took (:func:`_extend_back`: state TENTATIVE,
-        the detection's box, no keypoints), in ID order. Other boxes are smoothed (and clipped to the
-        image, ``history.image_size``); keypoints are SMOOTHED where observed, PREDICTED in short gaps, MISSING
-        elsewhere and where they lie outside the smoothed box by more than ``keypoint_box_margin``. ``state`` is the
-        live state of that frame.
+        the detection's box, no keypoints), in ID order; with colours recorded, each run of frames under the
+        identity its colours join it to (:func:`_relink_by_colour`, ``offline_relink_colour``; a new ID above the
+        tracker's where a run starts an identity whose ID an earlier run kept). Other boxes are smoothed (and
+        clipped to the image, ``history.image_size``); keypoints are SMOOTHED where observed, PREDICTED in short gaps,
+        MISSING elsewhere and where they lie outside the smoothed box by more than ``keypoint_box_margin``.
+        ``state`` is the live state of that frame.
     """
     if fill_gaps is None:
         fill_gaps = history.settings.offline_fill_frames
@@ -1587,22 +1620,58 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
             )))
     frames = [_one_per_identity(tracks) for tracks in frames]
     extensions = _extend_back(frames, history.detections, history.settings.offline_extend_frames, bounds)
-    if not extensions:
-        return frames
     for track_id, added in extensions.items():
         found = np.array([t for t, _ in added])
         started[track_id] = min(started[track_id], int(found.min()))
         matches[track_id] = np.union1d(matches[track_id], found)
         for t, track in added:
             frames[t].append(track)
-    # The extended identities start earlier and have more hits: their age and hits, in every frame, count from there.
+    recount = set(extensions)
+    pieces = _relink_by_colour(frames, history.detections, history.colours, history.settings.offline_relink_colour)
+    if pieces:
+        started, matches = _relinked_counts(pieces, started, matches)
+        frames = [[_relabelled(track, pieces) for track in tracks] for tracks in frames]
+        recount |= {track_id for stretches in pieces.values() for _, track_id in stretches}
+    if not recount:
+        return frames
+    # The identities extended or joined again start elsewhere and have other hits: their age and hits, in every frame,
+    # count from there.
     for tracks in frames:
         for i, track in enumerate(tracks):
-            if track.track_id in extensions:
+            if track.track_id in recount:
                 tracks[i] = _freeze(replace(
                     track, age=track.frame_index - started[track.track_id],
                     hits=int(np.searchsorted(matches[track.track_id], track.frame_index, side="right"))))
     return [sorted(tracks, key=lambda t: t.track_id) for tracks in frames]
+
+
+def _relabelled(track: Track, pieces: dict[int, list[tuple[int, int]]]) -> Track:
+    """``track`` under the identity :func:`_relink_by_colour` gave its stretch (itself where its identity kept all)."""
+    if track.track_id not in pieces:
+        return track
+    stretches = pieces[track.track_id]
+    k = bisect.bisect_right([first for first, _ in stretches], track.frame_index) - 1
+    return track if stretches[k][1] == track.track_id else _freeze(replace(track, track_id=stretches[k][1]))
+
+
+def _relinked_counts(pieces: dict[int, list[tuple[int, int]]], started: dict[int, int],
+                     matches: dict[int, np.ndarray]) -> tuple[dict[int, int], dict[int, np.ndarray]]:
+    """Each identity's first frame and matched frames (``started``, ``matches``) once its stretches changed hands
+    (:func:`_relink_by_colour`): a stretch brings the matched frames of its identity from its first frame to the next
+    stretch's (the first one, from the identity's start)."""
+    started, matches = dict(started), dict(matches)
+    gained: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for track_id, stretches in pieces.items():
+        bounds = [first for first, _ in stretches[1:]] + [np.iinfo(np.int64).max]
+        begin = started[track_id]
+        for (first, label), end in zip(stretches, bounds):
+            frames = matches[track_id]
+            gained.setdefault(label, []).append((begin, frames[(frames >= begin) & (frames < end)]))
+            begin = end
+    for label, parts in gained.items():
+        started[label] = min(begin for begin, _ in parts)
+        matches[label] = np.unique(np.concatenate([frames for _, frames in parts]))
+    return started, matches
 
 
 #: :func:`_extend_back`: a detection continues an identity's first box backwards where it overlaps the box after it
@@ -1653,6 +1722,139 @@ def _extend_back(frames: list[list[Track]], detections: np.ndarray | None, limit
                 ids[u].add(track.track_id)
                 taken[u].append(reported)
     return found
+
+
+#: :func:`_relink_by_colour`: a link the tracker made (two stretches of one identity) costs this much less than a link
+#: between two identities with the same colour distance: the colours must clearly tell the tracker wrong.
+_RELINK_KEEP_BONUS = 0.05
+
+
+def _relink_by_colour(frames: list[list[Track]], detections: np.ndarray | None, colours: np.ndarray | None,
+                      max_distance: float) -> dict[int, list[tuple[int, int]]]:
+    """Which identity each stretch of the offline output (``frames``) belongs to, judged by its colours over the whole
+    video (``offline_relink_colour``).
+
+    A stretch is a run of consecutive frames an identity is reported in; its colours are the mean of the own colours
+    (``colours``, aligned with ``detections``: :class:`TrackHistory`) of the detections its tracks hold. A stretch with
+    none is judged with the stretch of its identity before it (the first one, with the one after it); an identity
+    with none at all is left as it is. The stretches are joined again into identities by one optimal assignment
+    (:func:`~tracking.matching.linear_assignment`) of each stretch to the one that follows it, among the stretches that
+    start after it ends: a link costs the appearance distance of their mean colours, plus ``_RELINK_KEEP_BONUS`` where
+    the tracker did not make it, and at most ``max_distance`` plus that (else the stretch ends an identity, or starts
+    one). Each chain keeps the identity of its first stretch, unless an earlier chain has it (then a new one, above
+    every identity of ``frames``).
+
+    Returns:
+        Per identity whose stretches change hands, and per identity that gains or loses one, ``(first frame,
+        identity)`` of each of its stretches in frame order: its frames from that one on (to the next one's first
+        frame) now belong to that identity. Empty when nothing changes, or no colours were recorded.
+    """
+    if detections is None or colours is None or max_distance <= 0 or not len(detections):
+        return {}
+    width = int(detections[:, 1].max()) + 1
+    keys = detections[:, 0].astype(np.int64) * width + detections[:, 1].astype(np.int64)  # frame and index: a row
+    order = np.argsort(keys, kind="stable")
+    held: dict[int, list[tuple[int, int]]] = {}
+    for t, tracks in enumerate(frames):
+        for track in tracks:
+            held.setdefault(track.track_id, []).append((t, track.detection_index))
+    stretches: list[list] = []  # [identity, first frame, last frame, sum of own colours, how many]
+    for track_id, pairs in held.items():
+        times, index = np.array(pairs, np.int64).T
+        feature = np.full((len(pairs), colours.shape[1]), np.nan)
+        wanted = np.flatnonzero(index >= 0)
+        rows = order[np.minimum(np.searchsorted(keys, times[wanted] * width + index[wanted], sorter=order),
+                                len(keys) - 1)]
+        found = keys[rows] == times[wanted] * width + index[wanted]
+        feature[wanted[found]] = colours[rows[found]]
+        has = np.isfinite(feature).all(axis=1)
+        own: list[list] = []
+        for run in np.split(np.arange(len(pairs)), np.flatnonzero(np.diff(times) > 1) + 1):
+            stretch = [track_id, int(times[run[0]]), int(times[run[-1]]), feature[run[has[run]]].sum(axis=0),
+                       int(has[run].sum())]
+            if own and (stretch[4] == 0 or own[-1][4] == 0):  # no colours: judged with the stretch before
+                own[-1][2:] = stretch[2], own[-1][3] + stretch[3], own[-1][4] + stretch[4]
+            else:
+                own.append(stretch)
+        stretches += [stretch for stretch in own if stretch[4] > 0]
+    if len(stretches) < 2:
+        return {}
+    owner = np.array([stretch[0] for stretch in stretches])
+    first, last = np.array([stretch[1] for stretch in stretches]), np.array([stretch[2] for stretch in stretches])
+    # The tracker's links: the stretches are listed identity by identity, in frame order.
+    kept = {k: k + 1 for k in range(len(stretches) - 1) if owner[k + 1] == owner[k]}
+    after = _link_stretches(np.stack([stretch[3] for stretch in stretches]), owner, first, last, kept,
+                            max_distance + _RELINK_KEEP_BONUS)
+    if after == kept:
+        return {}
+    identity = owner.copy()
+    taken: set[int] = set()
+    fresh = max(held) + 1
+    for head in sorted(set(range(len(stretches))) - set(after.values()), key=lambda k: first[k]):
+        label = int(owner[head])
+        if label in taken:
+            label, fresh = fresh, fresh + 1
+        taken.add(label)
+        k: int | None = head
+        while k is not None:
+            identity[k] = label
+            k = after.get(k)
+    moved = identity != owner
+    changed = set(owner[moved].tolist()) | set(identity[moved].tolist())
+    out: dict[int, list[tuple[int, int]]] = {}
+    for k in np.flatnonzero(np.isin(owner, list(changed))):
+        out.setdefault(int(owner[k]), []).append((int(first[k]), int(identity[k])))
+    return out
+
+
+#: :func:`_link_stretches`: each stretch may follow the stretches nearest to it in colour among those that end before it
+#: starts (this many, and the one the tracker linked it to), which keeps the assignment sparse over a long video.
+_RELINK_CANDIDATES = 10
+
+
+def _link_stretches(colours: np.ndarray, owner: np.ndarray, first: np.ndarray, last: np.ndarray,
+                    kept: dict[int, int], limit: float) -> dict[int, int]:
+    """The stretch that follows each stretch (:func:`_relink_by_colour`): the optimal assignment of stretches (rows)
+    to the stretches that follow them (columns), a link costing the appearance distance of their ``colours`` (sums of
+    features), plus ``_RELINK_KEEP_BONUS`` where it is not one of the tracker's (``kept``), at most ``limit``; a
+    stretch left without a follower, or without one to follow, costs ``limit / 2`` (as
+    :func:`~tracking.matching.linear_assignment` leaves a row or a column unmatched). Solved on a sparse graph
+    (``scipy.sparse.csgraph.min_weight_full_bipartite_matching``): the pairs within ``limit``, for each column its
+    ``_RELINK_CANDIDATES`` cheapest rows and the tracker's link, each row or column also paired with a stand-in of
+    its own (the unmatched cost), and the stand-ins with each other where their stretches may be linked, so that a
+    full matching always exists."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
+    n = len(colours)
+    unit = colours / np.linalg.norm(colours, axis=1, keepdims=True)
+    before = {b: a for a, b in kept.items()}
+    rows, cols, costs = [], [], []
+    for start in range(0, n, 1024):  # columns in blocks: memory n x 1024 at most
+        block = np.arange(start, min(start + 1024, n))
+        cost = np.clip(1.0 - unit @ unit[block].T, 0.0, 1.0)
+        cost += np.where(owner[:, None] == owner[None, block], 0.0, _RELINK_KEEP_BONUS)
+        cost[(last[:, None] >= first[None, block]) | (cost > limit)] = np.inf
+        keep = np.zeros(cost.shape, bool)
+        count = min(_RELINK_CANDIDATES, n)
+        keep[np.argpartition(cost, count - 1, axis=0)[:count], np.arange(len(block))] = True
+        linked = [(before[j], i) for i, j in enumerate(block) if j in before]
+        if linked:
+            keep[tuple(np.array(linked).T)] = True
+        r, c = np.nonzero(keep & np.isfinite(cost))
+        rows.append(r)
+        cols.append(block[c])
+        costs.append(cost[r, c])
+    r, c, w = np.concatenate(rows), np.concatenate(cols), np.concatenate(costs)
+    own = np.arange(n)
+    # Rows: stretches, then a stand-in per column; columns: stretches, then a stand-in per row. Every weight is
+    # shifted by 1 (a full matching has 2n pairs whatever it is): the solver needs them nonzero.
+    graph = csr_matrix((np.concatenate([w, np.full(2 * n, limit / 2), np.zeros(len(r))]) + 1.0,
+                        (np.concatenate([r, own, n + own, n + c]), np.concatenate([c, n + own, own, n + r]))),
+                       shape=(2 * n, 2 * n))
+    matched_rows, matched_cols = min_weight_full_bipartite_matching(graph)
+    links = (matched_rows < n) & (matched_cols < n)
+    return dict(zip(matched_rows[links].tolist(), matched_cols[links].tolist()))
 
 
 def _one_per_identity(tracks: list[Track]) -> list[Track]:

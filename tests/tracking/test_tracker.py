@@ -1301,6 +1301,133 @@ def test_detections_without_features_still_match():
     assert track.track_id == 1
 
 
+# -- offline identities by colour ---------------------------------------------------------------------
+
+def test_history_records_the_own_colours_of_the_detections():
+    tracker = Tracker(TrackerSettings(record_history=True, appearance_weight=0.5))
+    tracker.update(dets(box_at(0.0)))  # no colours given yet
+    tracker.update(dets(box_at(5.0), box_at(300.0), scores=[0.9, 0.05]), features=_colours([FA, FB], [FA, FB]))
+    tracker.update(dets(box_at(10.0), box_at(60.0)), features=_colours([FA, FB], [NO_COLOURS, FB]))
+    tracker.update(dets(box_at(15.0), box_at(60.0)), features=np.stack([FA, FB]))  # one array, overlapping boxes
+    tracker.update(dets(box_at(20.0), box_at(600.0)), features=np.stack([FA, FB]))
+    history = tracker.history()
+    assert history.colours.dtype == np.float16 and len(history.colours) == len(history.detections) == 8
+    expected = [NO_COLOURS, FA, NO_COLOURS, FB, NO_COLOURS, NO_COLOURS, FA, FB]  # the one scored under low_score: none
+    np.testing.assert_array_equal(history.colours, np.stack(expected).astype(np.float16))
+    tracker = Tracker(TrackerSettings(record_history=True, appearance_weight=0.0))  # colours not used
+    tracker.update(dets(box_at(0.0)), features=FA[None])
+    assert tracker.history().colours is None
+
+
+MID = (FA + FB) / np.linalg.norm(FA + FB)  # as far from FA as from FB
+
+
+def _back_after_an_absence(relink: float, back: np.ndarray) -> list[list[Track]]:
+    """Two animals, ``FA`` at x=0 and ``FB`` at x=300, for 10 frames; none for 25; then one at x=300 for 15 frames,
+    its colours unsure (``MID``) in its first 4 and ``back`` after. The offline output."""
+    settings = TrackerSettings(smoothing=SmoothingSettings(mode=SmoothingMode.OFFLINE), offline_relink_colour=relink)
+    tracker = Tracker(settings)
+    for _ in range(10):
+        tracker.update(dets(box_at(0.0), box_at(300.0)), features=np.stack([FA, FB]), image_size=(1280, 720))
+    for _ in range(25):
+        tracker.update(Detections.empty(), features=np.zeros((0, 3)))
+    for i in range(15):
+        tracker.update(dets(box_at(300.0)), features=(MID if i < 4 else back)[None])
+    return smooth_tracks_offline(tracker.history())
+
+
+def test_offline_output_gives_an_animal_back_its_identity_by_its_colours():
+    # Live, FB's track takes the animal back where FB was lost; its colours then refuse it (they are FA's) and a new
+    # track follows it. Over the whole stretch the new track's colours are FA's: offline it is animal 1 again.
+    for relink, expected in ((0.0, 3), (0.6, 1)):
+        frames = _back_after_an_absence(relink, FA)
+        assert {track.track_id for tracks in frames[41:] for track in tracks} == {expected}
+    # Its age and hits count from animal 1's first frame.
+    matched = 0
+    for t, tracks in enumerate(frames):
+        for track in tracks:
+            if track.track_id == 1:
+                matched += track.detection_index >= 0
+                assert track.age == t and track.hits == matched
+    assert matched == 10 + sum(any(track.track_id == 1 for track in tracks) for tracks in frames[35:]) > 10 + 9
+
+
+def test_offline_output_keeps_identities_the_colours_confirm():
+    # The animal back is FB: the tracker kept its identity, and the colours agree.
+    kept, relinked = _back_after_an_absence(0.0, FB), _back_after_an_absence(0.6, FB)
+    assert {track.track_id for tracks in relinked[35:] for track in tracks} == {2}
+    for a, b in zip(kept, relinked, strict=True):
+        assert [(t.track_id, t.age, t.hits) for t in a] == [(t.track_id, t.age, t.hits) for t in b]
+
+
+def _at(track_id: int, t: int, index: int) -> Track:
+    return Track(track_id=track_id, state=TrackState.CONFIRMED, box=np.array(box_at(0.0), np.float32), score=0.9,
+                 class_id=0, keypoints=np.zeros((K, 3), np.float32), keypoint_status=np.zeros(K, np.int8), age=t,
+                 hits=t + 1, frames_since_update=0, detection_index=index, frame_index=t)
+
+
+def _relinked(stretches: list[tuple[int, range, np.ndarray]], max_distance: float = 0.6) -> dict:
+    """:func:`_relink_by_colour` on 20 frames where each identity holds one detection per frame of its ranges, with
+    those colours (NaN: none), and no detection elsewhere."""
+    from tracking.tracker import _relink_by_colour
+
+    frames: list[list[Track]] = [[] for _ in range(20)]
+    rows, colours = [], []
+    for track_id, span, colour in stretches:
+        for t in span:
+            frames[t].append(_at(track_id, t, len(frames[t])))
+            rows.append([t, len(frames[t]) - 1, *box_at(0.0), 0.9])
+            colours.append(colour)
+    order = np.argsort([row[0] for row in rows], kind="stable")
+    return _relink_by_colour(frames, np.array(rows)[order], np.array(colours, np.float16)[order], max_distance)
+
+
+def test_relink_by_colour_exchanges_swapped_identities():
+    swapped = [(1, range(0, 5), FA), (2, range(0, 5), FB), (1, range(10, 15), FB), (2, range(10, 15), FA)]
+    assert _relinked(swapped) == {1: [(0, 1), (10, 2)], 2: [(0, 2), (10, 1)]}
+    assert _relinked(swapped, max_distance=0.0) == {}
+
+
+def test_relink_by_colour_joins_a_fragment_and_keeps_links_colours_cannot_judge():
+    assert _relinked([(1, range(0, 5), FA), (3, range(12, 20), FA)]) == {1: [(0, 1)], 3: [(12, 1)]}
+    # Colours as near to both earlier stretches: the tracker's link stands.
+    assert _relinked([(1, range(0, 5), FA), (2, range(0, 5), FB), (1, range(10, 15), MID)]) == {}
+    # Other colours than any stretch before: a new identity, which it already is.
+    assert _relinked([(1, range(0, 5), FA), (2, range(8, 15), FB)]) == {}
+    # A stretch without colours goes with the one before it (frames 6-7 stay identity 1's).
+    assert _relinked([(1, range(0, 5), FA), (1, range(6, 8), NO_COLOURS), (1, range(10, 15), FB),
+                      (2, range(0, 5), FB)]) == {1: [(0, 1), (10, 2)], 2: [(0, 2)]}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_stretches_are_linked_as_the_dense_assignment_links_them(seed):
+    """With as many candidates as stretches, the sparse graph's matching is the dense optimal assignment's."""
+    from tracking.matching import linear_assignment
+    from tracking.tracker import _RELINK_KEEP_BONUS, _link_stretches
+
+    rng = np.random.default_rng(seed)
+    n = 9
+    colours = rng.dirichlet(np.ones(6), n) ** 0.5
+    owner = rng.integers(1, 4, n)
+    first = rng.integers(0, 50, n)
+    last = first + rng.integers(0, 20, n)
+    order = np.lexsort((first, owner))  # identity by identity, in frame order, as _relink_by_colour lists them
+    colours, owner, first, last = colours[order], owner[order], first[order], last[order]
+    kept = {k: k + 1 for k in range(n - 1) if owner[k + 1] == owner[k] and last[k] < first[k + 1]}
+    cost = 1.0 - (colours / np.linalg.norm(colours, axis=1, keepdims=True)) @ (
+        colours / np.linalg.norm(colours, axis=1, keepdims=True)).T
+    cost += np.where(owner[:, None] == owner[None, :], 0.0, _RELINK_KEEP_BONUS)
+    cost[last[:, None] >= first[None, :]] = np.inf
+    dense = dict(linear_assignment(cost, 0.65).matches.tolist())
+    assert _link_stretches(colours, owner, first, last, kept, 0.65) == dense
+
+
+def test_offline_relink_colour_is_checked():
+    assert TrackerSettings().offline_relink_colour == 0.6
+    with pytest.raises(ValueError, match="offline_relink_colour"):
+        TrackerSettings(offline_relink_colour=1.5)
+
+
 def _track_walking_animal(mode: SmoothingMode) -> list[list[Track]]:
     """One animal walking right with noisy poses given after tracking (the pipeline's default order)."""
     rng = np.random.default_rng(7)
