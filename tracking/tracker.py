@@ -20,11 +20,15 @@ absence, away from where it was lost, competes with animals coming in and with f
 where it stood, its box overlapping, is matched in stage 1): a detection where it may be starts a tentative
 track that is held back, unreported, until it has ``relink_hits`` hits; then the lost tracks that fit
 such tracks best take them over, keeping their identities, and one that no lost track takes becomes a
-new animal after ``hold_hits`` hits. An animal is left unlabelled a few frames rather than given a
-neighbour's identity; the offline output (:func:`smooth_tracks_offline`) reports those frames under the identity
-that took it back. It also reports an identity a few frames (``offline_extend_frames``) before each run of frames
-it is reported in, on the detections no track took there that continue its first box backwards: the detector
-often finds an animal walking in or coming out from behind another a few frames before its track is reported.
+new animal after ``hold_hits`` hits. An animal back where no lost track's position reaches (out of the frame at one
+edge and back at another, or hidden for long behind others) starts a new track; with colours, for ``claim_frames``
+frames after its start, the lost track whose colours the new track's own colours (``claim_colours`` boxes or more)
+match, clearly nearer than any other lost track's, takes it over: the animal has its identity back from then on.
+An animal is left unlabelled a few frames rather than given a neighbour's identity; the offline output
+(:func:`smooth_tracks_offline`) reports those frames under the identity that took it back. It also reports an
+identity a few frames (``offline_extend_frames``) before each run of frames it is reported in, on the detections no
+track took there that continue its first box backwards: the detector often finds an animal walking in or coming out
+from behind another a few frames before its track is reported.
 With colours, the offline output also joins the stretches of frames each identity is reported in (runs without a
 gap) again by their own colours over each whole stretch (``offline_relink_colour``): an animal that the live tracker
 gave a neighbour's identity, or a new one, from its first few boxes after a crossing or an absence, shows its own
@@ -271,6 +275,13 @@ class TrackerSettings:
             stand, the track goes back to its own animal (module docstring; 0: never).
         revise_gap, revise_margin: see ``revise_frames``; the margin is in the take-backs' costs (normalised distance
             of the geometric fit, 3 dof, plus the colours' penalty).
+        claim_frames: with appearance features, up to this many frames after a track started as a new animal, a
+            track lost for more than ``relink_delay`` frames takes it over, wherever it is, when the mean of its own
+            colours (from ``claim_colours`` boxes or more) lies within ``claim_max_appearance`` of that lost track's
+            colours and nearer to them than to any other lost track's by ``appearance_margin``: an animal back from
+            out of the frame, or from behind others, where no lost track's position reached, gets its identity back
+            from then on (module docstring; 0: never).
+        claim_colours, claim_max_appearance: see ``claim_frames``.
         record_history: keep every track's forward pass for :func:`smooth_tracks_offline`
             (always on when ``smoothing.mode`` is OFFLINE).
         spill_history: keep the recorded forward passes in an anonymous temporary file
@@ -333,6 +344,9 @@ class TrackerSettings:
     revise_frames: int = 30
     revise_gap: int = 3
     revise_margin: float = 4.0
+    claim_frames: int = 15
+    claim_colours: int = 5
+    claim_max_appearance: float = 0.2
     record_history: bool = False
     spill_history: bool = True
     smoothing: SmoothingSettings = field(default_factory=SmoothingSettings)
@@ -342,7 +356,7 @@ class TrackerSettings:
                      "keypoint_threshold", "appearance_weight", "relink_max_appearance", "match_max_appearance",
                      "appearance_momentum", "appearance_margin", "appearance_update_max", "min_pose_similarity",
                      "box_size_damping", "duplicate_pose_oks", "pose_keep_oks", "duplicate_iou", "duplicate_colour",
-                     "offline_relink_colour"):
+                     "offline_relink_colour", "claim_max_appearance"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -352,7 +366,7 @@ class TrackerSettings:
             raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
         for name in ("max_lost_frames", "report_lost_frames", "pose_keep_frames", "offline_fill_frames",
                      "offline_extend_frames", "tentative_patience", "relink_delay", "height_window", "revise_frames",
-                     "revise_gap"):
+                     "revise_gap", "claim_frames"):
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -373,6 +387,8 @@ class TrackerSettings:
             raise ValueError(f"keypoint_box_margin must be a number >= 0 or None, got {self.keypoint_box_margin}")
         if not (np.isfinite(self.box_max_boost) and self.box_max_boost >= 1.0):
             raise ValueError(f"box_max_boost must be a number >= 1, got {self.box_max_boost}")
+        if self.claim_colours < 1:
+            raise ValueError(f"claim_colours must be >= 1, got {self.claim_colours}")
         if not 1 <= self.relink_hits <= self.hold_hits:
             raise ValueError(f"relink_hits must be >= 1 and <= hold_hits, got {self.relink_hits} and {self.hold_hits}")
         if not isinstance(self.smoothing, SmoothingSettings):
@@ -559,6 +575,8 @@ class _LiveTrack:
         self.last_box = box
         self.pose_attached = False
         self.appearance: np.ndarray | None = None
+        self.own_colours: np.ndarray | None = None  # sum of its matched boxes' own colours while young (claim_frames)
+        self.own_count = 0
         self.reported_now = False
         self.pose_kept = -1
         self.ghost: _Ghost | None = None
@@ -629,7 +647,8 @@ class _LiveTrack:
         self.median_height = statistics.median(self._heights[-window:])  # a few floats: faster than numpy's
 
     def absorb(self, other: _LiveTrack) -> None:
-        """Take over the box and the detection of ``other``, a tentative track of this track's animal come back."""
+        """Take over the box and the detection of ``other``, a tentative track of this track's animal come back (or a
+        young one, :meth:`Tracker._claim_by_colour`)."""
         self.box_filter.mean, self.box_filter.cov = other.box_filter.mean.copy(), other.box_filter.cov.copy()
         self.maneuver = other.maneuver.copy()
         self.box, self.raw_box, self.last_box = other.box, other.raw_box, other.last_box
@@ -784,6 +803,7 @@ class Tracker:
         # own colours (TrackHistory.colours; created at the first colours given, NaN rows for the detections before).
         self._seen = Rows((7,), np.float64, spill=self._spill) if self.settings.records else None
         self._seen_colours: Rows | None = None
+        self._own: dict[int, np.ndarray] = {}  # this frame's own colours by detection index (claim_frames)
 
     @property
     def frame_index(self) -> int:
@@ -829,6 +849,8 @@ class Tracker:
                 own &= _clear_of_others(boxes)
         if self._seen is not None:
             self._record_seen(index, boxes, scores, features, own)
+        if self.settings.claim_frames > 0 and features is not None:
+            self._own = {int(index[j]): features[j] for j in np.flatnonzero(own)}
         pairs, unmatched_tentative, unmatched_established, unmatched_detections = self._match(
             boxes, scores, keypoints, features, own)
         if keypoints is not None:
@@ -856,6 +878,8 @@ class Tracker:
         # miss before its lost track could take it back); seen once, it ends at its first miss.
         unmatched_tentative = [t for t in unmatched_tentative
                                if t.hits < 2 or t.frames_since_update > self.settings.tentative_patience]
+        if colours is not None and self.settings.claim_frames > 0:
+            self._claim_by_colour(keypoints, {t.track_id: j for t, j in pairs})
         self._end(unmatched_tentative + [t for t in unmatched_established
                                          if t.frames_since_update > self.settings.max_lost_frames])
         awaited = self._awaited(boxes[unmatched_detections])
@@ -950,6 +974,30 @@ class Tracker:
             if newcomer.state is TrackState.TENTATIVE and newcomer.hits >= (max(s.hold_hits, s.min_hits) if held
                                                                              else s.min_hits):
                 newcomer.state = TrackState.CONFIRMED
+
+    def _claim_by_colour(self, keypoints: np.ndarray | None, detection_of: dict[int, int]) -> None:
+        """Let the tracks lost for more than ``relink_delay`` frames take over the young tracks matched in this frame
+        whose own colours are theirs (``claim_frames``); a young track taken over ends (its record keeps the frames
+        it was reported in)."""
+        s = self.settings
+        waiting = [t for t in self._tracks if t.state is TrackState.LOST and t.appearance is not None
+                   and t.frames_since_update > s.relink_delay]
+        young = [t for t in self._tracks if t.state is TrackState.CONFIRMED and t.frames_since_update == 0
+                 and self._frame - t.first_frame <= s.claim_frames and t.own_count >= s.claim_colours]
+        for track in young:
+            if not waiting:
+                return
+            distance = appearance_distance(track.own_colours[None], np.stack([t.appearance for t in waiting]))[0]
+            nearest = np.argsort(distance)
+            if distance[nearest[0]] > s.claim_max_appearance or (
+                    len(nearest) > 1 and distance[nearest[1]] - distance[nearest[0]] < s.appearance_margin):
+                continue
+            lost = waiting.pop(int(nearest[0]))
+            lost.absorb(track)
+            if keypoints is not None and track.track_id in detection_of:
+                lost.attach_pose(keypoints[detection_of[track.track_id]])
+            track.detection_index = -1  # its detection of this frame is the lost track's now
+            self._end([track])
 
     def _keep_held_frames(self, track: _LiveTrack, newcomer: _LiveTrack) -> None:
         """Record, for the offline output, the frames before this one in which ``newcomer`` (a held track that
@@ -1350,6 +1398,13 @@ class Tracker:
     def _advance(self) -> None:
         self._frame += 1
         self._review = None
+        if self._own:  # a young track's own colours of the frame before, once its match there is final
+            for track in self._tracks:
+                if track.detection_index in self._own and self._frame - track.first_frame <= self.settings.claim_frames:
+                    own = self._own[track.detection_index]
+                    track.own_colours = own.copy() if track.own_colours is None else track.own_colours + own
+                    track.own_count += 1
+            self._own = {}
         for track in self._tracks:
             if track.ghost is not None:
                 if (track.frames_since_update >= self.settings.relink_delay

@@ -1319,13 +1319,55 @@ def test_history_records_the_own_colours_of_the_detections():
     assert tracker.history().colours is None
 
 
+def _back_far_away(back: np.ndarray, other: np.ndarray = FB, **settings) -> list[list[Track]]:
+    """Two animals, ``FA`` at x=0 and ``other`` at x=300, for 10 frames; none for 25; then one with colours ``back``
+    at x=900, beyond where either lost track may be, for 15 frames. The tracks reported from frame 35 on."""
+    tracker = Tracker(TrackerSettings(**settings))
+    for _ in range(10):
+        tracker.update(dets(box_at(0.0), box_at(300.0)), features=np.stack([FA, other]), image_size=(1280, 720))
+    for _ in range(25):
+        tracker.update(Detections.empty(), features=np.zeros((0, 3)))
+    return [tracker.update(dets(box_at(900.0)), features=back[None]) for _ in range(15)]
+
+
+def test_a_lost_track_claims_a_new_track_with_its_colours():
+    # A new track (3) from the animal's second frame back; once 5 of its boxes showed their own colours (frames
+    # 35-39), FA's lost track takes it over, wherever it is.
+    claimed = _back_far_away(FA)
+    assert [[t.track_id for t in tracks] for tracks in claimed] == [[]] + [[3]] * 4 + [[1]] * 10
+    (track,) = claimed[-1]
+    assert track.state is TrackState.CONFIRMED and track.hits == 10 + 15 and track.frames_since_update == 0
+    assert [[t.track_id for t in tracks] for tracks in _back_far_away(FA, claim_colours=8)][7:9] == [[3], [1]]
+    # Not without the setting, not for other colours, not where two lost tracks' colours are alike (within
+    # appearance_margin of each other's distance).
+    look_alike = np.array([0.99, 0.14, 0.0]) / np.linalg.norm([0.99, 0.14, 0.0])  # 0.005 from FA
+    for frames in (_back_far_away(FA, claim_frames=0), _back_far_away(np.array([0.0, 0.0, 1.0])),
+                   _back_far_away(FA, other=look_alike)):
+        assert {t.track_id for tracks in frames for t in tracks} == {3}
+
+
+def test_only_a_young_track_is_claimed():
+    # Claimed only within claim_frames of its start: with 4 frames it has not shown 5 boxes' colours by then.
+    assert {t.track_id for tracks in _back_far_away(FA, claim_frames=4) for t in tracks} == {3}
+
+
+@pytest.mark.parametrize(("name", "value"), [("claim_frames", -1), ("claim_colours", 0),
+                                             ("claim_max_appearance", 1.5)])
+def test_claim_settings_are_checked(name, value):
+    assert (TrackerSettings().claim_frames, TrackerSettings().claim_colours) == (15, 5)
+    with pytest.raises(ValueError, match=name):
+        TrackerSettings(**{name: value})
+
+
 MID = (FA + FB) / np.linalg.norm(FA + FB)  # as far from FA as from FB
 
 
 def _back_after_an_absence(relink: float, back: np.ndarray) -> list[list[Track]]:
     """Two animals, ``FA`` at x=0 and ``FB`` at x=300, for 10 frames; none for 25; then one at x=300 for 15 frames,
-    its colours unsure (``MID``) in its first 4 and ``back`` after. The offline output."""
-    settings = TrackerSettings(smoothing=SmoothingSettings(mode=SmoothingMode.OFFLINE), offline_relink_colour=relink)
+    its colours unsure (``MID``) in its first 4 and ``back`` after. The offline output (no claim of the new track by a
+    lost one live, ``claim_frames``: the offline step alone)."""
+    settings = TrackerSettings(smoothing=SmoothingSettings(mode=SmoothingMode.OFFLINE), offline_relink_colour=relink,
+                               claim_frames=0)
     tracker = Tracker(settings)
     for _ in range(10):
         tracker.update(dets(box_at(0.0), box_at(300.0)), features=np.stack([FA, FB]), image_size=(1280, 720))
