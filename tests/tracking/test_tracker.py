@@ -1303,8 +1303,9 @@ def test_detections_without_features_still_match():
 
 # -- offline identities by colour ---------------------------------------------------------------------
 
-def test_history_records_the_own_colours_of_the_detections():
-    tracker = Tracker(TrackerSettings(record_history=True, appearance_weight=0.5))
+@pytest.mark.parametrize("spill", [True, False])
+def test_history_records_the_own_colours_of_the_detections(spill):
+    tracker = Tracker(TrackerSettings(record_history=True, appearance_weight=0.5, spill_history=spill))
     tracker.update(dets(box_at(0.0)))  # no colours given yet
     tracker.update(dets(box_at(5.0), box_at(300.0), scores=[0.9, 0.05]), features=_colours([FA, FB], [FA, FB]))
     tracker.update(dets(box_at(10.0), box_at(60.0)), features=_colours([FA, FB], [NO_COLOURS, FB]))
