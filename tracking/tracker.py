@@ -280,7 +280,8 @@ class TrackerSettings:
             colours (from ``claim_colours`` boxes or more) lies within ``claim_max_appearance`` of that lost track's
             colours and nearer to them than to any other lost track's by ``appearance_margin``: an animal back from
             out of the frame, or from behind others, where no lost track's position reached, gets its identity back
-            from then on (module docstring; 0: never).
+            from then on (not in a frame where its box is crowded and the poses may still review its match; module
+            docstring; 0: never).
         claim_colours, claim_max_appearance: see ``claim_frames``.
         record_history: keep every track's forward pass for :func:`smooth_tracks_offline`
             (always on when ``smoothing.mode`` is OFFLINE).
@@ -982,8 +983,11 @@ class Tracker:
         s = self.settings
         waiting = [t for t in self._tracks if t.state is TrackState.LOST and t.appearance is not None
                    and t.frames_since_update > s.relink_delay]
+        # A track whose match the poses may still review (a crowded box) waits for a frame clear of that.
+        reviewed = set() if self._review is None else {id(t) for t in self._review.tracks}
         young = [t for t in self._tracks if t.state is TrackState.CONFIRMED and t.frames_since_update == 0
-                 and self._frame - t.first_frame <= s.claim_frames and t.own_count >= s.claim_colours]
+                 and self._frame - t.first_frame <= s.claim_frames and t.own_count >= s.claim_colours
+                 and id(t) not in reviewed]
         for track in young:
             if not waiting:
                 return
@@ -1793,8 +1797,8 @@ def _relink_by_colour(frames: list[list[Track]], detections: np.ndarray | None, 
     (``colours``, aligned with ``detections``: :class:`TrackHistory`) of the detections its tracks hold. A stretch with
     none is judged with the stretch of its identity before it (the first one, with the one after it); an identity
     with none at all is left as it is. The stretches are joined again into identities by one optimal assignment
-    (:func:`~tracking.matching.linear_assignment`) of each stretch to the one that follows it, among the stretches that
-    start after it ends: a link costs the appearance distance of their mean colours, plus ``_RELINK_KEEP_BONUS`` where
+    (:func:`_link_stretches`) of each stretch to the one that follows it, among the stretches that start after it
+    ends: a link costs the appearance distance of their mean colours, plus ``_RELINK_KEEP_BONUS`` where
     the tracker did not make it, and at most ``max_distance`` plus that (else the stretch ends an identity, or starts
     one). Each chain keeps the identity of its first stretch, unless an earlier chain has it (then a new one, above
     every identity of ``frames``).
@@ -1806,13 +1810,13 @@ def _relink_by_colour(frames: list[list[Track]], detections: np.ndarray | None, 
     """
     if detections is None or colours is None or max_distance <= 0 or not len(detections):
         return {}
-    width = int(detections[:, 1].max()) + 1
-    keys = detections[:, 0].astype(np.int64) * width + detections[:, 1].astype(np.int64)  # frame and index: a row
-    order = np.argsort(keys, kind="stable")
     held: dict[int, list[tuple[int, int]]] = {}
     for t, tracks in enumerate(frames):
         for track in tracks:
             held.setdefault(track.track_id, []).append((t, track.detection_index))
+    width = max(int(detections[:, 1].max()), max((d for pairs in held.values() for _, d in pairs), default=0)) + 1
+    keys = detections[:, 0].astype(np.int64) * width + detections[:, 1].astype(np.int64)  # frame and index: a row
+    order = np.argsort(keys, kind="stable")
     stretches: list[list] = []  # [identity, first frame, last frame, sum of own colours, how many]
     for track_id, pairs in held.items():
         times, index = np.array(pairs, np.int64).T

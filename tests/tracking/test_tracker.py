@@ -1347,6 +1347,20 @@ def test_a_lost_track_claims_a_new_track_with_its_colours():
         assert {t.track_id for tracks in frames for t in tracks} == {3}
 
 
+def test_a_crowded_young_track_is_not_claimed():
+    # Back beside another animal, their boxes overlapping (IoU 0.6): the poses may still review who holds which box,
+    # so the lost track does not take the young one over, though its own colours are FA's.
+    tracker = Tracker(TrackerSettings())
+    for _ in range(10):
+        tracker.update(dets(box_at(0.0), box_at(300.0)), features=np.stack([FA, FB]), image_size=(1280, 720))
+    for _ in range(25):
+        tracker.update(Detections.empty(), features=np.zeros((0, 3)))
+    fc = np.array([0.0, 0.0, 1.0])
+    crowded = [tracker.update(dets(box_at(900.0), box_at(930.0)), features=_colours([FA, fc], [FA, fc]))
+               for _ in range(15)]
+    assert {t.track_id for tracks in crowded for t in tracks} == {3, 4}
+
+
 def test_only_a_young_track_is_claimed():
     # Claimed only within claim_frames of its start: with 4 frames it has not shown 5 boxes' colours by then.
     assert {t.track_id for tracks in _back_far_away(FA, claim_frames=4) for t in tracks} == {3}
