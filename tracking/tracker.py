@@ -873,14 +873,15 @@ class Tracker:
                 track.state = TrackState.CONFIRMED
         for track in unmatched_established:
             track.state = TrackState.LOST
+        detection_of = {t.track_id: j for t, j in pairs}
         self._settle_newcomers([t for t, _ in pairs if t.state is TrackState.TENTATIVE], unmatched_established,
-                               keypoints, {t.track_id: j for t, j in pairs})
+                               keypoints, detection_of)
         # A tentative track seen twice or more survives a few missed frames (a held one would otherwise die of one
         # miss before its lost track could take it back); seen once, it ends at its first miss.
         unmatched_tentative = [t for t in unmatched_tentative
                                if t.hits < 2 or t.frames_since_update > self.settings.tentative_patience]
         if colours is not None and self.settings.claim_frames > 0:
-            self._claim_by_colour(keypoints, {t.track_id: j for t, j in pairs})
+            self._claim_by_colour(keypoints, detection_of)
         self._end(unmatched_tentative + [t for t in unmatched_established
                                          if t.frames_since_update > self.settings.max_lost_frames])
         awaited = self._awaited(boxes[unmatched_detections])
