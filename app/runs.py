@@ -188,7 +188,7 @@ class TrackSettings:
     det_every: int = PipelineSettings.det_every
     smoothing: SmoothingMode | None = None
     pose_order: PoseOrder = PipelineSettings.pose_order
-    max_lost_s: float = 5.0
+    max_lost_s: float = 10.0
     min_hits: int = TrackerSettings.min_hits
     appearance: float = TrackerSettings.appearance_weight
     draw: DrawSettings = field(default_factory=DrawSettings)

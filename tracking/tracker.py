@@ -649,7 +649,10 @@ class _LiveTrack:
 
     def absorb(self, other: _LiveTrack) -> None:
         """Take over the box and the detection of ``other``, a tentative track of this track's animal come back (or a
-        young one, :meth:`Tracker._claim_by_colour`)."""
+        young one, :meth:`Tracker._claim_by_colour`). Matched in this frame, ``other``'s state before that match is
+        what :meth:`unmatch` goes back to: a pose check or review that takes the detection away (after tracking)
+        leaves this track as if it had been ``other`` missed in this frame."""
+        self._undo = other._undo
         self.box_filter.mean, self.box_filter.cov = other.box_filter.mean.copy(), other.box_filter.cov.copy()
         self.maneuver = other.maneuver.copy()
         self.box, self.raw_box, self.last_box = other.box, other.raw_box, other.last_box
