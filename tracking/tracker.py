@@ -1890,12 +1890,11 @@ def _link_stretches(colours: np.ndarray, owner: np.ndarray, first: np.ndarray, l
     from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
     n = len(colours)
-    unit = colours / np.linalg.norm(colours, axis=1, keepdims=True)
     before = {b: a for a, b in kept.items()}
     rows, cols, costs = [], [], []
     for start in range(0, n, 1024):  # columns in blocks: memory n x 1024 at most
         block = np.arange(start, min(start + 1024, n))
-        cost = np.clip(1.0 - unit @ unit[block].T, 0.0, 1.0)
+        cost = appearance_distance(colours, colours[block])
         cost += np.where(owner[:, None] == owner[None, block], 0.0, _RELINK_KEEP_BONUS)
         cost[(last[:, None] >= first[None, block]) | (cost > limit)] = np.inf
         keep = np.zeros(cost.shape, bool)
