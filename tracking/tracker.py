@@ -29,10 +29,12 @@ An animal is left unlabelled a few frames rather than given a neighbour's identi
 identity a few frames (``offline_extend_frames``) before each run of frames it is reported in, on the detections no
 track took there that continue its first box backwards: the detector often finds an animal walking in or coming out
 from behind another a few frames before its track is reported.
-With colours, the offline output also joins the stretches of frames each identity is reported in (runs without a
-gap) again by their own colours over each whole stretch (``offline_relink_colour``): an animal that the live tracker
-gave a neighbour's identity, or a new one, from its first few boxes after a crossing or an absence, shows its own
-colours over the stretch that follows, and takes its identity back there.
+The offline output also joins the stretches of frames each identity is reported in (runs without a gap) again into
+identities, over the whole video: by their own colours over each whole stretch (``offline_relink_colour``), and where
+either of two stretches has none (or no colours were given), by how the boxes at the end of one fit those at the
+start of the other (``offline_relink_fit``): an animal that the live tracker gave a neighbour's identity, or a new
+one, from its first few boxes after a crossing or an absence, shows its own colours, size and place over the stretch
+that follows, and takes its identity back there.
 
 A link made after a few unseen frames may still be wrong: a track hidden for a moment takes a neighbour that
 comes back first near where it was lost, and when its own animal shows again, the neighbour's lost track takes
@@ -207,10 +209,15 @@ class TrackerSettings:
             and ended, a newcomer held for a lost track). 0: never.
         offline_relink_colour: with appearance features, :func:`smooth_tracks_offline` joins the stretches of frames
             the identities are reported in (runs without a gap) again into identities by their own colours over each
-            whole stretch (:func:`_relink_by_colour`): one optimal assignment of each stretch to the one it follows,
+            whole stretch (:func:`_relink_stretches`): one optimal assignment of each stretch to the one it follows,
             among those that end before it starts, whose colours (appearance distance) are at most this far apart.
             The live tracker links an animal back from its first few boxes after a crossing or an absence, and may
             give it a neighbour's identity; over the whole stretch its colours tell better (0: never).
+        offline_relink_fit: in that assignment, two stretches of which either has no own colours (or all of them,
+            without appearance features or with ``offline_relink_colour`` 0) are joined by how the boxes at the end
+            of one fit those at the start of the other (:func:`_stretch_fit`: the height, the bottom centre in depth
+            and across the image, in units of the earlier stretch's height) where that squared normalised distance is
+            at most this (0: never; then a stretch without colours is judged with the one before it).
         duplicate_iou, duplicate_colour: with appearance features, a confident detection left unmatched that overlaps
             a detection matched in this frame by ``duplicate_iou`` (IoU) or more, with whole-box colours within
             ``duplicate_colour`` (appearance distance) of that detection's, starts no track: it is the matched animal
@@ -306,6 +313,7 @@ class TrackerSettings:
     offline_fill_frames: int = 10
     offline_extend_frames: int = 5
     offline_relink_colour: float = 0.6
+    offline_relink_fit: float = 16.0
     duplicate_iou: float = 0.45
     duplicate_colour: float = 0.1
     keypoint_box_margin: float | None = 0.5
@@ -373,6 +381,8 @@ class TrackerSettings:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         if not 1 <= self.pose_keep_keypoints <= NUM_KEYPOINTS:
             raise ValueError(f"pose_keep_keypoints must be in [1, {NUM_KEYPOINTS}], got {self.pose_keep_keypoints}")
+        if not (np.isfinite(self.offline_relink_fit) and self.offline_relink_fit >= 0):
+            raise ValueError(f"offline_relink_fit must be a number >= 0, got {self.offline_relink_fit}")
         for name in ("relink_gate", "relink_noise", "box_measurement_noise", "box_process_noise", "box_size_noise",
                      "match_gate", "vertical_ratio", "height_noise", "reach_speed", "review_iou"):
             value = getattr(self, name)
@@ -1630,9 +1640,10 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
         reported live, plus the matched frames before its confirmation, the matched frames of the held tracks it
         took back (module docstring; one track per ID and frame), and up to ``offline_extend_frames`` frames before
         each run of frames it is reported in, on detections no track took (:func:`_extend_back`: state TENTATIVE,
-        the detection's box, no keypoints), in ID order; with colours recorded, each run of frames under the
-        identity its colours join it to (:func:`_relink_by_colour`, ``offline_relink_colour``; a new ID above the
-        tracker's where a run starts an identity whose ID an earlier run kept). Other boxes are smoothed (and
+        the detection's box, no keypoints), in ID order; each run of frames under the identity its colours, or where
+        it or that identity's run before has none, its boxes join it to (:func:`_relink_stretches`,
+        ``offline_relink_colour``, ``offline_relink_fit``; a new ID above the tracker's where a run starts an identity
+        whose ID an earlier run kept). Other boxes are smoothed (and
         clipped to the image, ``history.image_size``); keypoints are SMOOTHED where observed, PREDICTED in short gaps,
         MISSING elsewhere and where they lie outside the smoothed box by more than ``keypoint_box_margin``.
         ``state`` is the live state of that frame.
@@ -1690,7 +1701,7 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
         for t, track in added:
             frames[t].append(track)
     recount = set(extensions)
-    pieces = _relink_by_colour(frames, history.detections, history.colours, history.settings.offline_relink_colour)
+    pieces = _relink_stretches(frames, history.detections, history.colours, history.settings)
     if pieces:
         started, matches = _relinked_counts(pieces, started, matches)
         frames = [[_relabelled(track, pieces) for track in tracks] for tracks in frames]
@@ -1709,7 +1720,7 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
 
 
 def _relabelled(track: Track, pieces: dict[int, list[tuple[int, int]]]) -> Track:
-    """``track`` under the identity :func:`_relink_by_colour` gave its stretch (itself where its identity kept all)."""
+    """``track`` under the identity :func:`_relink_stretches` gave its stretch (itself where its identity kept all)."""
     if track.track_id not in pieces:
         return track
     stretches = pieces[track.track_id]
@@ -1720,7 +1731,7 @@ def _relabelled(track: Track, pieces: dict[int, list[tuple[int, int]]]) -> Track
 def _relinked_counts(pieces: dict[int, list[tuple[int, int]]], started: dict[int, int],
                      matches: dict[int, np.ndarray]) -> tuple[dict[int, int], dict[int, np.ndarray]]:
     """Each identity's first frame and matched frames (``started``, ``matches``) once its stretches changed hands
-    (:func:`_relink_by_colour`): a stretch brings the matched frames of its identity from its first frame to the next
+    (:func:`_relink_stretches`): a stretch brings the matched frames of its identity from its first frame to the next
     stretch's (the first one, from the identity's start)."""
     started, matches = dict(started), dict(matches)
     gained: dict[int, list[tuple[int, np.ndarray]]] = {}
@@ -1787,67 +1798,96 @@ def _extend_back(frames: list[list[Track]], detections: np.ndarray | None, limit
     return found
 
 
-#: :func:`_relink_by_colour`: a link the tracker made (two stretches of one identity) costs this much less than a link
-#: between two identities with the same colour distance: the colours must clearly tell the tracker wrong.
+#: :func:`_relink_stretches`: a link the tracker made (two stretches of one identity) costs this much less than a link
+#: between two identities with the same colour distance: the colours must clearly tell the tracker wrong ...
 _RELINK_KEEP_BONUS = 0.05
+#: ... and this much less (squared normalised distance) with the same fit of their boxes (:func:`_stretch_fit`).
+_FIT_KEEP_BONUS = 4.0
+#: :func:`_stretch_fit`: a stretch's height at its start and end is the median over this many of its first and last
+#: frames ...
+_FIT_FRAMES = 10
+#: ... and two stretches' log height ratio has this std (an animal's box height changes little while it turns) ...
+_FIT_HEIGHT_NOISE = 0.08
+#: ... their bottom rows' offset (where the animals stand in depth) this std, plus this much per frame between them,
+#: in units of the earlier stretch's height ...
+_FIT_DEPTH_NOISE, _FIT_DEPTH_GROWTH = 0.08, 0.005
+#: ... and their bottom centres' offset across the image, from where the earlier one ended or from where it would be
+#: had it walked on at its last speed (the nearer), this std plus this much per frame between them.
+_FIT_ACROSS_NOISE, _FIT_ACROSS_GROWTH = 0.5, 0.02
 
 
-def _relink_by_colour(frames: list[list[Track]], detections: np.ndarray | None, colours: np.ndarray | None,
-                      max_distance: float) -> dict[int, list[tuple[int, int]]]:
-    """Which identity each stretch of the offline output (``frames``) belongs to, judged by its colours over the whole
-    video (``offline_relink_colour``).
+def _relink_stretches(frames: list[list[Track]], detections: np.ndarray | None, colours: np.ndarray | None,
+                      settings: TrackerSettings) -> dict[int, list[tuple[int, int]]]:
+    """Which identity each stretch of the offline output (``frames``) belongs to, judged over the whole video by its
+    colours (``offline_relink_colour``) or, where colours cannot judge, by its boxes (``offline_relink_fit``).
 
     A stretch is a run of consecutive frames an identity is reported in; its colours are the mean of the own colours
-    (``colours``, aligned with ``detections``: :class:`TrackHistory`) of the detections its tracks hold. A stretch with
-    none is judged with the stretch of its identity before it (the first one, with the one after it); an identity
-    with none at all is left as it is. The stretches are joined again into identities by one optimal assignment
-    (:func:`_link_stretches`) of each stretch to the one that follows it, among the stretches that start after it
-    ends: a link costs the appearance distance of their mean colours, plus ``_RELINK_KEEP_BONUS`` where
-    the tracker did not make it, and at most ``max_distance`` plus that (else the stretch ends an identity, or starts
-    one). Each chain keeps the identity of its first stretch, unless an earlier chain has it (then a new one, above
-    every identity of ``frames``).
+    (``colours``, aligned with ``detections``: :class:`TrackHistory`) of the detections its tracks hold. The stretches
+    are joined again into identities by one optimal assignment (:func:`_link_stretches`) of each stretch to the one
+    that follows it, among the stretches that start after it ends. Where both have colours, a link costs the
+    appearance distance of their mean colours, plus ``_RELINK_KEEP_BONUS`` where the tracker did not make it, at most
+    ``offline_relink_colour`` plus that; elsewhere it costs the fit of their boxes (:func:`_stretch_fit`), plus
+    ``_FIT_KEEP_BONUS`` where the tracker did not make it, at most ``offline_relink_fit`` plus that; each cost as a
+    fraction of its limit. A stretch with no link costs half a limit. With ``offline_relink_fit`` 0, a stretch with
+    no colours is judged with the stretch of its identity before it (the first one, with the one after it), and an
+    identity with none at all is left as it is. Each chain keeps the identity of its first stretch, unless an
+    earlier chain has it (then a new one, above every identity of ``frames``).
 
     Returns:
         Per identity whose stretches change hands, and per identity that gains or loses one, ``(first frame,
         identity)`` of each of its stretches in frame order: its frames from that one on (to the next one's first
-        frame) now belong to that identity. Empty when nothing changes, or no colours were recorded.
+        frame) now belong to that identity. Empty when nothing changes, or neither colours nor the fit may judge.
     """
-    if detections is None or colours is None or max_distance <= 0 or not len(detections):
+    by_colour = (detections is not None and colours is not None and settings.offline_relink_colour > 0
+                 and len(detections) > 0)
+    by_fit = settings.offline_relink_fit > 0
+    if not (by_colour or by_fit):
         return {}
-    held: dict[int, list[tuple[int, int]]] = {}
+    held: dict[int, list[tuple[int, int, np.ndarray]]] = {}
     for t, tracks in enumerate(frames):
         for track in tracks:
-            held.setdefault(track.track_id, []).append((t, track.detection_index))
-    width = max(int(detections[:, 1].max()), max((d for pairs in held.values() for _, d in pairs), default=0)) + 1
-    keys = detections[:, 0].astype(np.int64) * width + detections[:, 1].astype(np.int64)  # frame and index: a row
-    order = np.argsort(keys, kind="stable")
-    stretches: list[list] = []  # [identity, first frame, last frame, sum of own colours, how many]
+            held.setdefault(track.track_id, []).append((t, track.detection_index, track.box))
+    if not held:
+        return {}
+    size = colours.shape[1] if by_colour else 1
+    if by_colour:
+        most = max((d for pairs in held.values() for _, d, _ in pairs), default=0)
+        width = max(int(detections[:, 1].max()), most) + 1
+        keys = detections[:, 0].astype(np.int64) * width + detections[:, 1].astype(np.int64)  # frame and index: a row
+        order = np.argsort(keys, kind="stable")
+    stretches: list[list] = []  # [identity, first frame, last frame, sum of own colours, how many, boxes]
     for track_id, pairs in held.items():
-        times, index = np.array(pairs, np.int64).T
-        feature = np.full((len(pairs), colours.shape[1]), np.nan)
-        wanted = np.flatnonzero(index >= 0)
-        rows = order[np.minimum(np.searchsorted(keys, times[wanted] * width + index[wanted], sorter=order),
-                                len(keys) - 1)]
-        found = keys[rows] == times[wanted] * width + index[wanted]
-        feature[wanted[found]] = colours[rows[found]]
+        times = np.array([t for t, _, _ in pairs], np.int64)
+        index = np.array([d for _, d, _ in pairs], np.int64)
+        boxes = np.stack([box for _, _, box in pairs]).astype(np.float64)
+        feature = np.full((len(pairs), size), np.nan)
+        if by_colour:
+            wanted = np.flatnonzero(index >= 0)
+            rows = order[np.minimum(np.searchsorted(keys, times[wanted] * width + index[wanted], sorter=order),
+                                    len(keys) - 1)]
+            found = keys[rows] == times[wanted] * width + index[wanted]
+            feature[wanted[found]] = colours[rows[found]]
         has = np.isfinite(feature).all(axis=1)
         own: list[list] = []
         for run in np.split(np.arange(len(pairs)), np.flatnonzero(np.diff(times) > 1) + 1):
             stretch = [track_id, int(times[run[0]]), int(times[run[-1]]), feature[run[has[run]]].sum(axis=0),
-                       int(has[run].sum())]
-            if own and (stretch[4] == 0 or own[-1][4] == 0):  # no colours: judged with the stretch before
-                own[-1][2:] = stretch[2], own[-1][3] + stretch[3], own[-1][4] + stretch[4]
+                       int(has[run].sum()), boxes[run]]
+            if not by_fit and own and (stretch[4] == 0 or own[-1][4] == 0):  # no colours: judged with the one before
+                own[-1][2:] = stretch[2], own[-1][3] + stretch[3], own[-1][4] + stretch[4], None
             else:
                 own.append(stretch)
-        stretches += [stretch for stretch in own if stretch[4] > 0]
+        stretches += own if by_fit else [stretch for stretch in own if stretch[4] > 0]
     if len(stretches) < 2:
         return {}
     owner = np.array([stretch[0] for stretch in stretches])
     first, last = np.array([stretch[1] for stretch in stretches]), np.array([stretch[2] for stretch in stretches])
     # The tracker's links: the stretches are listed identity by identity, in frame order.
     kept = {k: k + 1 for k in range(len(stretches) - 1) if owner[k + 1] == owner[k]}
-    after = _link_stretches(np.stack([stretch[3] for stretch in stretches]), owner, first, last, kept,
-                            max_distance + _RELINK_KEEP_BONUS)
+    means = np.stack([stretch[3] / max(stretch[4], 1) if stretch[4] else np.full(size, np.nan)
+                      for stretch in stretches])
+    ends = np.stack([_stretch_ends(stretch[5]) for stretch in stretches]) if by_fit else None
+    after = _link_stretches(means, ends, owner, first, last, kept, settings.offline_relink_colour if by_colour else 0.0,
+                            settings.offline_relink_fit)
     if after == kept:
         return {}
     identity = owner.copy()
@@ -1870,22 +1910,52 @@ def _relink_by_colour(frames: list[list[Track]], detections: np.ndarray | None, 
     return out
 
 
-#: :func:`_link_stretches`: each stretch may follow the stretches nearest to it in colour among those that end before it
+def _stretch_ends(boxes: np.ndarray) -> np.ndarray:
+    """(7,) what :func:`_stretch_fit` compares of a stretch's ``boxes`` (T, 4) ``xyxy``: at its start the median height
+    of its first ``_FIT_FRAMES`` boxes and its first box's bottom centre (x, y); at its end the median height of its
+    last ``_FIT_FRAMES`` boxes, its last box's bottom centre and the bottom centre's speed across the image (pixels
+    per frame) over those boxes."""
+    head, tail = boxes[:_FIT_FRAMES], boxes[-_FIT_FRAMES:]
+    centre = 0.5 * (boxes[:, 0] + boxes[:, 2])
+    speed = (centre[-1] - centre[-len(tail)]) / max(len(tail) - 1, 1)
+    return np.array([np.median(head[:, 3] - head[:, 1]), centre[0], boxes[0, 3],
+                     np.median(tail[:, 3] - tail[:, 1]), centre[-1], boxes[-1, 3], speed])
+
+
+def _stretch_fit(ends: np.ndarray, rows: np.ndarray, columns: np.ndarray, gap: np.ndarray) -> np.ndarray:
+    """(R, C) squared normalised distances (3 dof) between the end of each stretch of ``rows`` and the start of each of
+    ``columns`` (:func:`_stretch_ends`), ``gap`` (R, C) frames later: the log ratio of their heights under
+    ``_FIT_HEIGHT_NOISE``; their bottom centres' offsets in depth (rows) and across the image (from where the earlier
+    stretch ended or from where it would be at its last speed, the nearer), in its height, under ``_FIT_DEPTH_*``
+    and ``_FIT_ACROSS_*`` (growing with the gap: the animal may have walked)."""
+    height, x, y, speed = (ends[rows, i, None] for i in (3, 4, 5, 6))
+    height = np.maximum(height, 1.0)
+    start_height, start_x, start_y = (ends[None, columns, i] for i in (0, 1, 2))
+    log_ratio = np.log(np.maximum(start_height, 1.0) / height)
+    depth = (start_y - y) / height / (_FIT_DEPTH_NOISE + _FIT_DEPTH_GROWTH * gap)
+    across = (np.minimum(np.abs(start_x - x), np.abs(start_x - x - speed * gap)) / height
+              / (_FIT_ACROSS_NOISE + _FIT_ACROSS_GROWTH * gap))
+    return (log_ratio / _FIT_HEIGHT_NOISE) ** 2 + depth**2 + across**2
+
+
+#: :func:`_link_stretches`: each stretch may follow the stretches cheapest to follow among those that end before it
 #: starts (this many, and the one the tracker linked it to), which keeps the assignment sparse over a long video.
 _RELINK_CANDIDATES = 10
 
 
-def _link_stretches(colours: np.ndarray, owner: np.ndarray, first: np.ndarray, last: np.ndarray,
-                    kept: dict[int, int], limit: float) -> dict[int, int]:
-    """The stretch that follows each stretch (:func:`_relink_by_colour`): the optimal assignment of stretches (rows)
-    to the stretches that follow them (columns), a link costing the appearance distance of their ``colours`` (sums of
-    features), plus ``_RELINK_KEEP_BONUS`` where it is not one of the tracker's (``kept``), at most ``limit``; a
-    stretch left without a follower, or without one to follow, costs ``limit / 2`` (as
-    :func:`~tracking.matching.linear_assignment` leaves a row or a column unmatched). Solved on a sparse graph
-    (``scipy.sparse.csgraph.min_weight_full_bipartite_matching``): the pairs within ``limit``, for each column its
-    ``_RELINK_CANDIDATES`` cheapest rows and the tracker's link, each row or column also paired with a stand-in of
-    its own (the unmatched cost), and the stand-ins with each other where their stretches may be linked, so that a
-    full matching always exists."""
+def _link_stretches(colours: np.ndarray, ends: np.ndarray | None, owner: np.ndarray, first: np.ndarray,
+                    last: np.ndarray, kept: dict[int, int], max_distance: float, max_fit: float) -> dict[int, int]:
+    """The stretch that follows each stretch (:func:`_relink_stretches`): the optimal assignment of stretches (rows)
+    to the stretches that follow them (columns). Where both have ``colours`` (mean features; NaN: none) and
+    ``max_distance`` > 0, a link costs the appearance distance of their colours plus ``_RELINK_KEEP_BONUS`` where it
+    is not one of the tracker's (``kept``), over ``max_distance`` plus that bonus; elsewhere, with ``ends``
+    (:func:`_stretch_ends`) and ``max_fit`` > 0, the fit of their boxes (:func:`_stretch_fit`) plus ``_FIT_KEEP_BONUS``
+    where it is not the tracker's, over ``max_fit`` plus that bonus; at most 1. A stretch left without a follower, or
+    without one to follow, costs 0.5 (as :func:`~tracking.matching.linear_assignment` leaves a row or a column
+    unmatched). Solved on a sparse graph (``scipy.sparse.csgraph.min_weight_full_bipartite_matching``): the pairs
+    within the limit, for each column its ``_RELINK_CANDIDATES`` cheapest rows and the tracker's link, each row or
+    column also paired with a stand-in of its own (the unmatched cost), and the stand-ins with each other where their
+    stretches may be linked, so that a full matching always exists."""
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
@@ -1894,9 +1964,17 @@ def _link_stretches(colours: np.ndarray, owner: np.ndarray, first: np.ndarray, l
     rows, cols, costs = [], [], []
     for start in range(0, n, 1024):  # columns in blocks: memory n x 1024 at most
         block = np.arange(start, min(start + 1024, n))
-        cost = appearance_distance(colours, colours[block])
-        cost += np.where(owner[:, None] == owner[None, block], 0.0, _RELINK_KEEP_BONUS)
-        cost[(last[:, None] >= first[None, block]) | (cost > limit)] = np.inf
+        other = owner[:, None] != owner[None, block]
+        cost = np.full((n, len(block)), np.nan)
+        if max_distance > 0:
+            cost = ((appearance_distance(colours, colours[block]) + np.where(other, _RELINK_KEEP_BONUS, 0.0))
+                    / (max_distance + _RELINK_KEEP_BONUS))  # NaN where either has no colours
+        if ends is not None and max_fit > 0:
+            gap = np.maximum(first[None, block] - last[:, None], 1).astype(np.float64)
+            fit = ((_stretch_fit(ends, np.arange(n), block, gap) + np.where(other, _FIT_KEEP_BONUS, 0.0))
+                   / (max_fit + _FIT_KEEP_BONUS))
+            cost = np.where(np.isnan(cost), fit, cost)
+        cost[(last[:, None] >= first[None, block]) | ~(cost <= 1.0)] = np.inf  # NaN: no colours, no fit
         keep = np.zeros(cost.shape, bool)
         count = min(_RELINK_CANDIDATES, n)
         keep[np.argpartition(cost, count - 1, axis=0)[:count], np.arange(len(block))] = True
@@ -1911,7 +1989,7 @@ def _link_stretches(colours: np.ndarray, owner: np.ndarray, first: np.ndarray, l
     own = np.arange(n)
     # Rows: stretches, then a stand-in per column; columns: stretches, then a stand-in per row. Every weight is
     # shifted by 1 (a full matching has 2n pairs whatever it is): the solver needs them nonzero.
-    graph = csr_matrix((np.concatenate([w, np.full(2 * n, limit / 2), np.zeros(len(r))]) + 1.0,
+    graph = csr_matrix((np.concatenate([w, np.full(2 * n, 0.5), np.zeros(len(r))]) + 1.0,
                         (np.concatenate([r, own, n + own, n + c]), np.concatenate([c, n + own, own, n + r]))),
                        shape=(2 * n, 2 * n))
     matched_rows, matched_cols = min_weight_full_bipartite_matching(graph)

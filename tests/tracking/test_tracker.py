@@ -1416,9 +1416,9 @@ MID = (FA + FB) / np.linalg.norm(FA + FB)  # as far from FA as from FB
 def _back_after_an_absence(relink: float, back: np.ndarray) -> list[list[Track]]:
     """Two animals, ``FA`` at x=0 and ``FB`` at x=300, for 10 frames; none for 25; then one at x=300 for 15 frames,
     its colours unsure (``MID``) in its first 4 and ``back`` after. The offline output (no claim of the new track by a
-    lost one live, ``claim_frames``: the offline step alone)."""
+    lost one live, ``claim_frames``: the offline step alone, by colours only, ``offline_relink_fit`` 0)."""
     settings = TrackerSettings(smoothing=SmoothingSettings(mode=SmoothingMode.OFFLINE), offline_relink_colour=relink,
-                               claim_frames=0)
+                               offline_relink_fit=0.0, claim_frames=0)
     tracker = Tracker(settings)
     for _ in range(10):
         tracker.update(dets(box_at(0.0), box_at(300.0)), features=np.stack([FA, FB]), image_size=(1280, 720))
@@ -1459,29 +1459,32 @@ def _at(track_id: int, t: int, index: int) -> Track:
                  hits=t + 1, frames_since_update=0, detection_index=index, frame_index=t)
 
 
-def _relinked(stretches: list[tuple[int, range, np.ndarray]], max_distance: float = 0.6) -> dict:
-    """:func:`_relink_by_colour` on 20 frames where each identity holds one detection per frame of its ranges, with
-    those colours (NaN: none), and no detection elsewhere."""
-    from tracking.tracker import _relink_by_colour
+def _relinked(stretches: list[tuple], max_distance: float = 0.6, max_fit: float = 0.0) -> dict:
+    """:func:`_relink_stretches` on 20 frames where each identity holds one detection per frame of its ranges, with
+    those colours (NaN: none) and boxes (``box_at(0.0)`` unless a fourth item gives one), and no detection
+    elsewhere."""
+    from tracking.tracker import _relink_stretches
 
     frames: list[list[Track]] = [[] for _ in range(20)]
     rows, colours = [], []
-    for track_id, span, colour in stretches:
+    for track_id, span, colour, *box in stretches:
+        box = box[0] if box else box_at(0.0)
         for t in span:
-            frames[t].append(_at(track_id, t, len(frames[t])))
-            rows.append([t, len(frames[t]) - 1, *box_at(0.0), 0.9])
+            frames[t].append(dataclasses.replace(_at(track_id, t, len(frames[t])), box=np.array(box, np.float32)))
+            rows.append([t, len(frames[t]) - 1, *box, 0.9])
             colours.append(colour)
     order = np.argsort([row[0] for row in rows], kind="stable")
-    return _relink_by_colour(frames, np.array(rows)[order], np.array(colours, np.float16)[order], max_distance)
+    settings = TrackerSettings(offline_relink_colour=max_distance, offline_relink_fit=max_fit)
+    return _relink_stretches(frames, np.array(rows)[order], np.array(colours, np.float16)[order], settings)
 
 
-def test_relink_by_colour_exchanges_swapped_identities():
+def test_relink_stretches_exchanges_identities_swapped_by_colour():
     swapped = [(1, range(0, 5), FA), (2, range(0, 5), FB), (1, range(10, 15), FB), (2, range(10, 15), FA)]
     assert _relinked(swapped) == {1: [(0, 1), (10, 2)], 2: [(0, 2), (10, 1)]}
     assert _relinked(swapped, max_distance=0.0) == {}
 
 
-def test_relink_by_colour_joins_a_fragment_and_keeps_links_colours_cannot_judge():
+def test_relink_stretches_joins_a_fragment_and_keeps_links_colours_cannot_judge():
     assert _relinked([(1, range(0, 5), FA), (3, range(12, 20), FA)]) == {1: [(0, 1)], 3: [(12, 1)]}
     # Colours as near to both earlier stretches: the tracker's link stands.
     assert _relinked([(1, range(0, 5), FA), (2, range(0, 5), FB), (1, range(10, 15), MID)]) == {}
@@ -1496,7 +1499,7 @@ def test_relink_by_colour_joins_a_fragment_and_keeps_links_colours_cannot_judge(
 def test_stretches_are_linked_as_the_dense_assignment_links_them(seed):
     """With as many candidates as stretches, the sparse graph's matching is the dense optimal assignment's."""
     from tracking.matching import linear_assignment
-    from tracking.tracker import _RELINK_KEEP_BONUS, _link_stretches
+    from tracking.tracker import _FIT_KEEP_BONUS, _RELINK_KEEP_BONUS, _link_stretches, _stretch_fit
 
     rng = np.random.default_rng(seed)
     n = 9
@@ -1504,7 +1507,7 @@ def test_stretches_are_linked_as_the_dense_assignment_links_them(seed):
     owner = rng.integers(1, 4, n)
     first = rng.integers(0, 50, n)
     last = first + rng.integers(0, 20, n)
-    order = np.lexsort((first, owner))  # identity by identity, in frame order, as _relink_by_colour lists them
+    order = np.lexsort((first, owner))  # identity by identity, in frame order, as _relink_stretches lists them
     colours, owner, first, last = colours[order], owner[order], first[order], last[order]
     kept = {k: k + 1 for k in range(n - 1) if owner[k + 1] == owner[k] and last[k] < first[k + 1]}
     cost = 1.0 - (colours / np.linalg.norm(colours, axis=1, keepdims=True)) @ (
@@ -1512,13 +1515,99 @@ def test_stretches_are_linked_as_the_dense_assignment_links_them(seed):
     cost += np.where(owner[:, None] == owner[None, :], 0.0, _RELINK_KEEP_BONUS)
     cost[last[:, None] >= first[None, :]] = np.inf
     dense = dict(linear_assignment(cost, 0.65).matches.tolist())
-    assert _link_stretches(colours, owner, first, last, kept, 0.65) == dense
+    assert _link_stretches(colours, None, owner, first, last, kept, 0.6, 0.0) == dense
+    # Some stretches without colours: those pairs are judged by the fit of their boxes, each cost over its limit.
+    ends = np.column_stack([rng.uniform(60, 120, (n, 1)), rng.uniform(0, 400, (n, 2)), rng.uniform(60, 120, (n, 1)),
+                            rng.uniform(0, 400, (n, 2)), rng.normal(0, 3, (n, 1))])
+    colours[rng.random(n) < 0.4] = np.nan
+    cost = np.where(np.isnan(cost), np.inf, cost / 0.65)
+    fit = _stretch_fit(ends, np.arange(n), np.arange(n), np.maximum(first[None] - last[:, None], 1).astype(float))
+    fit = (fit + np.where(owner[:, None] == owner[None, :], 0.0, _FIT_KEEP_BONUS)) / (16.0 + _FIT_KEEP_BONUS)
+    no_colours = np.isnan(colours).any(axis=1)
+    cost = np.where(no_colours[:, None] | no_colours[None, :], fit, cost)
+    cost[last[:, None] >= first[None, :]] = np.inf
+    dense = dict(linear_assignment(cost, 1.0).matches.tolist())
+    assert _link_stretches(colours, ends, owner, first, last, kept, 0.6, 16.0) == dense
 
 
 def test_offline_relink_colour_is_checked():
     assert TrackerSettings().offline_relink_colour == 0.6
     with pytest.raises(ValueError, match="offline_relink_colour"):
         TrackerSettings(offline_relink_colour=1.5)
+
+
+def test_stretch_fit_weighs_height_depth_and_place_across_in_the_earlier_height():
+    from tracking import tracker
+
+    _stretch_ends, _stretch_fit = tracker._stretch_ends, tracker._stretch_fit
+
+    # The earlier stretch walks right at 2 px per frame and ends at x=66 (bottom centre), 100 px tall, feet at 300.
+    earlier = _stretch_ends(np.array([[8.0 + 2 * t, 200.0, 48.0 + 2 * t, 300.0] for t in range(20)]))
+    np.testing.assert_allclose(earlier[3:], [100.0, 66.0, 300.0, 2.0])
+
+    def fit(box: list[float], gap: int) -> float:
+        later = _stretch_ends(np.array([box] * 5))
+        return float(_stretch_fit(np.stack([earlier, later]), np.array([0]), np.array([1]), np.full((1, 1), gap))[0, 0])
+
+    assert fit([66.0, 200.0, 106.0, 300.0], 10) == pytest.approx(0.0)  # where it would be at its speed
+    assert fit([46.0, 200.0, 86.0, 300.0], 10) == pytest.approx(0.0)  # where it stopped: the nearer of the two
+    assert fit([56.0, 200.0, 96.0, 300.0], 10) > 0.0
+    taller = 100.0 * np.exp(tracker._FIT_HEIGHT_NOISE)
+    assert fit([46.0, 300.0 - taller, 86.0, 300.0], 1) == pytest.approx(1.0)
+    # One std nearer the camera, 4 frames later.
+    lower = 100.0 * (tracker._FIT_DEPTH_NOISE + tracker._FIT_DEPTH_GROWTH * 4)
+    assert fit([54.0, 200.0 + lower, 94.0, 300.0 + lower], 4) == pytest.approx(1.0)
+    # Two std back from where it stopped, 10 frames later.
+    across = 100.0 * 2 * (tracker._FIT_ACROSS_NOISE + tracker._FIT_ACROSS_GROWTH * 10)
+    assert fit([46.0 - across, 200.0, 86.0 - across, 300.0], 10) == pytest.approx(4.0)
+
+
+def test_relink_stretches_judges_stretches_without_colours_by_their_boxes():
+    small, large = box_at(0.0, 100.0, 60.0, 40.0), box_at(0.0, 20.0, 120.0, 120.0)  # feet at 140
+    swapped = [(1, range(0, 5), NO_COLOURS, small), (2, range(0, 5), NO_COLOURS, large),
+               (1, range(10, 15), NO_COLOURS, large), (2, range(10, 15), NO_COLOURS, small)]
+    assert _relinked(swapped, max_fit=16.0) == {1: [(0, 1), (10, 2)], 2: [(0, 2), (10, 1)]}
+    assert _relinked(swapped, max_fit=0.0) == {}
+    # Colours, where both stretches have them, judge before the boxes: these swapped boxes have their colours.
+    coloured = [(1, range(0, 5), FA, small), (2, range(0, 5), FB, large), (1, range(10, 15), FA, large),
+                (2, range(10, 15), FB, small)]
+    assert _relinked(coloured, max_fit=16.0) == {}
+    # A fragment whose boxes fit where an identity ended, and a stretch whose boxes fit none: a new identity.
+    far = box_at(900.0, 300.0)
+    assert _relinked([(1, range(0, 5), NO_COLOURS, small), (3, range(12, 20), NO_COLOURS, small)],
+                     max_fit=16.0) == {1: [(0, 1)], 3: [(12, 1)]}
+    assert _relinked([(1, range(0, 5), NO_COLOURS, small), (3, range(12, 20), NO_COLOURS, far)], max_fit=16.0) == {}
+    # The tracker's link stands where the boxes cannot tell.
+    assert _relinked([(1, range(0, 5), NO_COLOURS, small), (2, range(0, 5), NO_COLOURS, small),
+                      (1, range(10, 15), NO_COLOURS, small)], max_fit=16.0) == {}
+
+
+def test_offline_output_gives_an_animal_back_its_identity_by_its_boxes_without_colours():
+    """No colours: an animal gone for longer than ``max_lost_frames`` comes back where it left, a new identity live;
+    offline its boxes there join it to its identity before, and its neighbour keeps its own."""
+    outputs = {}
+    for fit in (0.0, 16.0):
+        settings = TrackerSettings(smoothing=SmoothingSettings(mode=SmoothingMode.OFFLINE), max_lost_frames=10,
+                                   offline_relink_fit=fit)
+        tracker = Tracker(settings)
+        for _ in range(15):
+            tracker.update(dets(box_at(100.0), box_at(600.0, 60.0, 90.0, 150.0)), image_size=(1280, 720))
+        for _ in range(30):
+            tracker.update(dets(box_at(600.0, 60.0, 90.0, 150.0)), image_size=(1280, 720))
+        for _ in range(15):
+            tracker.update(dets(box_at(104.0), box_at(600.0, 60.0, 90.0, 150.0)), image_size=(1280, 720))
+        outputs[fit] = smooth_tracks_offline(tracker.history())
+    for fit, expected in ((0.0, 3), (16.0, 1)):
+        back = {t.track_id for tracks in outputs[fit][50:] for t in tracks if t.box[0] < 300}
+        assert back == {expected}
+        assert {t.track_id for tracks in outputs[fit] for t in tracks if t.box[0] > 300} == {2}
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf")])
+def test_offline_relink_fit_is_checked(value):
+    assert TrackerSettings().offline_relink_fit == 16.0
+    with pytest.raises(ValueError, match="offline_relink_fit"):
+        TrackerSettings(offline_relink_fit=value)
 
 
 def _track_walking_animal(mode: SmoothingMode) -> list[list[Track]]:
