@@ -1857,9 +1857,8 @@ def _relink_stretches(frames: list[list[Track]], detections: np.ndarray | None, 
         order = np.argsort(keys, kind="stable")
     stretches: list[list] = []  # [identity, first frame, last frame, sum of own colours, how many, boxes]
     for track_id, pairs in held.items():
-        times = np.array([t for t, _, _ in pairs], np.int64)
-        index = np.array([d for _, d, _ in pairs], np.int64)
-        boxes = np.stack([box for _, _, box in pairs]).astype(np.float64)
+        times, index, boxes = zip(*pairs)
+        times, index, boxes = np.array(times, np.int64), np.array(index, np.int64), np.stack(boxes).astype(np.float64)
         feature = np.full((len(pairs), size), np.nan)
         if by_colour:
             wanted = np.flatnonzero(index >= 0)
@@ -1883,10 +1882,10 @@ def _relink_stretches(frames: list[list[Track]], detections: np.ndarray | None, 
     first, last = np.array([stretch[1] for stretch in stretches]), np.array([stretch[2] for stretch in stretches])
     # The tracker's links: the stretches are listed identity by identity, in frame order.
     kept = {k: k + 1 for k in range(len(stretches) - 1) if owner[k + 1] == owner[k]}
-    means = np.stack([stretch[3] / max(stretch[4], 1) if stretch[4] else np.full(size, np.nan)
-                      for stretch in stretches])
+    # The sums of own colours (appearance_distance normalises them); NaN: none.
+    sums = np.stack([stretch[3] if stretch[4] else np.full(size, np.nan) for stretch in stretches])
     ends = np.stack([_stretch_ends(stretch[5]) for stretch in stretches]) if by_fit else None
-    after = _link_stretches(means, ends, owner, first, last, kept, settings.offline_relink_colour if by_colour else 0.0,
+    after = _link_stretches(sums, ends, owner, first, last, kept, settings.offline_relink_colour if by_colour else 0.0,
                             settings.offline_relink_fit)
     if after == kept:
         return {}
@@ -1946,7 +1945,7 @@ _RELINK_CANDIDATES = 10
 def _link_stretches(colours: np.ndarray, ends: np.ndarray | None, owner: np.ndarray, first: np.ndarray,
                     last: np.ndarray, kept: dict[int, int], max_distance: float, max_fit: float) -> dict[int, int]:
     """The stretch that follows each stretch (:func:`_relink_stretches`): the optimal assignment of stretches (rows)
-    to the stretches that follow them (columns). Where both have ``colours`` (mean features; NaN: none) and
+    to the stretches that follow them (columns). Where both have ``colours`` (sums of features; NaN: none) and
     ``max_distance`` > 0, a link costs the appearance distance of their colours plus ``_RELINK_KEEP_BONUS`` where it
     is not one of the tracker's (``kept``), over ``max_distance`` plus that bonus; elsewhere, with ``ends``
     (:func:`_stretch_ends`) and ``max_fit`` > 0, the fit of their boxes (:func:`_stretch_fit`) plus ``_FIT_KEEP_BONUS``
