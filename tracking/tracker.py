@@ -34,7 +34,9 @@ identities, over the whole video: by their own colours over each whole stretch (
 either of two stretches has none (or no colours were given), by how the boxes at the end of one fit those at the
 start of the other (``offline_relink_fit``): an animal that the live tracker gave a neighbour's identity, or a new
 one, from its first few boxes after a crossing or an absence, shows its own colours, size and place over the stretch
-that follows, and takes its identity back there.
+that follows, and takes its identity back there. Last, it drops each short identity (``offline_shadow_frames``) whose
+box lies, in most of its frames, inside or around the box of an identity reported longer: a second box the detector
+found on one animal.
 
 A link made after a few unseen frames may still be wrong: a track hidden for a moment takes a neighbour that
 comes back first near where it was lost, and when its own animal shows again, the neighbour's lost track takes
@@ -218,6 +220,11 @@ class TrackerSettings:
             of one fit those at the start of the other (:func:`_stretch_fit`: the height, the bottom centre in depth
             and across the image, in units of the earlier stretch's height) where that squared normalised distance is
             at most this (0: never; then a stretch without colours is judged with the one before it).
+        offline_shadow_frames: :func:`smooth_tracks_offline` drops an identity reported in at most this many frames
+            in all whose box lies, in most of them (``_SHADOW_SHARE``), largely inside or around the box of an
+            identity reported longer (their overlap at least ``_SHADOW_COVER`` of the smaller box): a second box the
+            detector found on one animal (a part of it, or two animals as one), whose short identity is noise beside
+            the animal's own. 0: never.
         duplicate_iou, duplicate_colour: with appearance features, a confident detection left unmatched that overlaps
             a detection matched in this frame by ``duplicate_iou`` (IoU) or more, with whole-box colours within
             ``duplicate_colour`` (appearance distance) of that detection's, starts no track: it is the matched animal
@@ -314,6 +321,7 @@ class TrackerSettings:
     offline_extend_frames: int = 5
     offline_relink_colour: float = 0.6
     offline_relink_fit: float = 16.0
+    offline_shadow_frames: int = 45
     duplicate_iou: float = 0.45
     duplicate_colour: float = 0.1
     keypoint_box_margin: float | None = 0.5
@@ -374,8 +382,8 @@ class TrackerSettings:
         if self.min_hits < 1:
             raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
         for name in ("max_lost_frames", "report_lost_frames", "pose_keep_frames", "offline_fill_frames",
-                     "offline_extend_frames", "tentative_patience", "relink_delay", "height_window", "revise_frames",
-                     "revise_gap", "claim_frames"):
+                     "offline_extend_frames", "offline_shadow_frames", "tentative_patience", "relink_delay",
+                     "height_window", "revise_frames", "revise_gap", "claim_frames"):
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -1706,17 +1714,17 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
         started, matches = _relinked_counts(pieces, started, matches)
         frames = [[_relabelled(track, pieces) for track in tracks] for tracks in frames]
         recount |= {track_id for stretches in pieces.values() for _, track_id in stretches}
-    if not recount:
-        return frames
-    # The identities extended or joined again start elsewhere and have other hits: their age and hits, in every frame,
-    # count from there.
-    for tracks in frames:
-        for i, track in enumerate(tracks):
-            if track.track_id in recount:
-                tracks[i] = _freeze(replace(
-                    track, age=track.frame_index - started[track.track_id],
-                    hits=int(np.searchsorted(matches[track.track_id], track.frame_index, side="right"))))
-    return [sorted(tracks, key=lambda t: t.track_id) for tracks in frames]
+    if recount:
+        # The identities extended or joined again start elsewhere and have other hits: their age and hits, in every
+        # frame, count from there.
+        for tracks in frames:
+            for i, track in enumerate(tracks):
+                if track.track_id in recount:
+                    tracks[i] = _freeze(replace(
+                        track, age=track.frame_index - started[track.track_id],
+                        hits=int(np.searchsorted(matches[track.track_id], track.frame_index, side="right"))))
+        frames = [sorted(tracks, key=lambda t: t.track_id) for tracks in frames]
+    return _drop_shadowed(frames, history.settings.offline_shadow_frames)
 
 
 def _relabelled(track: Track, pieces: dict[int, list[tuple[int, int]]]) -> Track:
@@ -1746,6 +1754,53 @@ def _relinked_counts(pieces: dict[int, list[tuple[int, int]]], started: dict[int
         started[label] = min(begin for begin, _ in parts)
         matches[label] = np.unique(np.concatenate([frames for _, frames in parts]))
     return started, matches
+
+
+#: :func:`_drop_shadowed`: a box is in another's shadow where their overlap covers this much of the smaller one ...
+_SHADOW_COVER = 0.5
+#: ... and a short identity is a duplicate where this share of its boxes is.
+_SHADOW_SHARE = 0.7
+
+
+def _drop_shadowed(frames: list[list[Track]], limit: int) -> list[list[Track]]:
+    """``frames`` (the offline output) without the identities reported in at most ``limit`` frames in all whose box
+    lies, in more than ``_SHADOW_SHARE`` of them, in the shadow of a box of an identity reported longer
+    (:func:`_in_shadow`; ``TrackerSettings.offline_shadow_frames``; 0: ``frames`` as they are)."""
+    if limit <= 0:
+        return frames
+    length: dict[int, int] = {}
+    for tracks in frames:
+        for track in tracks:
+            length[track.track_id] = length.get(track.track_id, 0) + 1
+    shaded: dict[int, int] = {}
+    for tracks in frames:
+        if len(tracks) < 2:
+            continue
+        # Longer identities first; of two as long, the lower ID casts the shadow.
+        order = sorted(range(len(tracks)), key=lambda k: (-length[tracks[k].track_id], tracks[k].track_id))
+        rank = np.empty(len(tracks), np.int64)
+        rank[order] = np.arange(len(tracks))
+        in_shadow = _in_shadow(np.array([track.box for track in tracks], np.float64), rank)
+        for track, shadowed in zip(tracks, in_shadow):
+            if shadowed:
+                shaded[track.track_id] = shaded.get(track.track_id, 0) + 1
+    dropped = {track_id for track_id, count in shaded.items()
+               if length[track_id] <= limit and count > _SHADOW_SHARE * length[track_id]}
+    if not dropped:
+        return frames
+    logger.debug("offline: dropped %d short identities in the shadow of others: %s", len(dropped), sorted(dropped))
+    return [[track for track in tracks if track.track_id not in dropped] for tracks in frames]
+
+
+def _in_shadow(boxes: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """(N,) bool, the ``boxes`` (N, 4) ``xyxy`` whose overlap with a box ranked before them (``rank`` (N,), lower
+    first) covers ``_SHADOW_COVER`` or more of the smaller of the two."""
+    low = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    high = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    overlap = np.prod(np.clip(high - low, 0.0, None), axis=-1)
+    area = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0.0, None), axis=-1)
+    cover = overlap / np.maximum(np.minimum(area[:, None], area[None, :]), 1e-9)
+    return ((cover >= _SHADOW_COVER) & (rank[None, :] < rank[:, None])).any(axis=1)
 
 
 #: :func:`_extend_back`: a detection continues an identity's first box backwards where it overlaps the box after it

@@ -1610,6 +1610,80 @@ def test_offline_relink_fit_is_checked(value):
         TrackerSettings(offline_relink_fit=value)
 
 
+def test_in_shadow_marks_boxes_largely_inside_or_around_a_box_ranked_before_them():
+    from tracking.tracker import _in_shadow
+
+    whole, part, apart = [0.0, 0.0, 100.0, 100.0], [10.0, 10.0, 50.0, 50.0], [200.0, 0.0, 300.0, 100.0]
+    beside = [60.0, 0.0, 160.0, 100.0]  # overlaps ``whole`` by 40% of either
+    boxes = np.array([whole, part, apart, beside])
+    np.testing.assert_array_equal(_in_shadow(boxes, np.array([0, 1, 2, 3])), [False, True, False, False])
+    # The whole box around the part: in its shadow where the part ranks first.
+    np.testing.assert_array_equal(_in_shadow(boxes, np.array([1, 0, 2, 3])), [True, False, False, False])
+    # Half of the smaller box covered: in the shadow.
+    half = np.array([whole, [50.0, 0.0, 150.0, 100.0]])
+    np.testing.assert_array_equal(_in_shadow(half, np.array([0, 1])), [False, True])
+
+
+def _animal_with_part_box(part_frames: range, shadow_frames: int, size: int = 60) -> list[list[Track]]:
+    """Offline output of an animal walking right for ``size`` frames, a second box on its head (a part the detector
+    found too) in ``part_frames``, and an animal elsewhere in frames 10-29."""
+    settings = TrackerSettings(smoothing=SmoothingSettings(mode=SmoothingMode.OFFLINE),
+                               offline_shadow_frames=shadow_frames)
+    tracker = Tracker(settings)
+    for t in range(size):
+        body = box_at(100.0 + 3.0 * t, 300.0, 200.0, 120.0)
+        boxes = [body]
+        if t in part_frames:
+            boxes.append([body[2] - 60.0, body[1], body[2], body[1] + 50.0])
+        if 10 <= t < 30:
+            boxes.append(box_at(900.0, 100.0))
+        found = dets(*boxes)
+        tracker.update(found, poses_for(found), image_size=(1280, 720))
+    return smooth_tracks_offline(tracker.history())
+
+
+def test_offline_output_drops_a_short_identity_in_another_ones_shadow():
+    kept = _animal_with_part_box(range(20, 36), shadow_frames=0)
+    assert len({t.track_id for tracks in kept for t in tracks}) == 3  # the animal, its head, the animal elsewhere
+    frames = _animal_with_part_box(range(20, 36), shadow_frames=45)
+    ids = {t.track_id for tracks in frames for t in tracks}
+    assert len(ids) == 2
+    (body,) = {t.track_id for t in frames[0]}
+    assert _frames_of(frames, body) == list(range(60))
+    (elsewhere,) = ids - {body}
+    assert _frames_of(frames, elsewhere) == _frames_of(kept, elsewhere)  # short, but in no one's shadow
+    # Every other track as it was.
+    for before, after in zip(kept, frames):
+        others = [t for t in before if t.track_id in ids]
+        assert len(others) == len(after)
+        for a, b in zip(others, after):
+            assert a.track_id == b.track_id and a.state is b.state
+            np.testing.assert_array_equal(a.box, b.box)
+            np.testing.assert_array_equal(a.keypoints, b.keypoints)
+
+
+def test_offline_output_keeps_a_shadowed_identity_reported_longer_than_the_limit():
+    frames = _animal_with_part_box(range(5, 55), shadow_frames=45)
+    assert len({t.track_id for tracks in frames for t in tracks}) == 3
+
+
+def test_offline_output_keeps_the_longer_of_two_short_identities_in_each_others_shadow():
+    """A clip shorter than the limit: the animal and the part box on it in most of its frames are both short, each
+    in the other's shadow; the longer one stays."""
+    frames = _animal_with_part_box(range(3, 28), shadow_frames=45, size=30)
+    ids = {t.track_id for tracks in frames for t in tracks}
+    assert len(ids) == 2  # the animal and the animal elsewhere
+    (body,) = {t.track_id for t in frames[0]}
+    assert _frames_of(frames, body) == list(range(30))
+
+
+@pytest.mark.parametrize("value", [-1])
+def test_offline_shadow_frames_must_not_be_negative(value):
+    assert TrackerSettings().offline_shadow_frames == 45
+    with pytest.raises(ValueError, match="offline_shadow_frames"):
+        TrackerSettings(offline_shadow_frames=value)
+
+
 def _track_walking_animal(mode: SmoothingMode) -> list[list[Track]]:
     """One animal walking right with noisy poses given after tracking (the pipeline's default order)."""
     rng = np.random.default_rng(7)
