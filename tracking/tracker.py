@@ -1651,7 +1651,8 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
         the detection's box, no keypoints), in ID order; each run of frames under the identity its colours, or where
         it or that identity's run before has none, its boxes join it to (:func:`_relink_stretches`,
         ``offline_relink_colour``, ``offline_relink_fit``; a new ID above the tracker's where a run starts an identity
-        whose ID an earlier run kept). Other boxes are smoothed (and
+        whose ID an earlier run kept); without the short identities in the shadow of a longer one's box
+        (:func:`_drop_shadowed`, ``offline_shadow_frames``). Other boxes are smoothed (and
         clipped to the image, ``history.image_size``); keypoints are SMOOTHED where observed, PREDICTED in short gaps,
         MISSING elsewhere and where they lie outside the smoothed box by more than ``keypoint_box_margin``.
         ``state`` is the live state of that frame.
