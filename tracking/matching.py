@@ -36,6 +36,16 @@ def box_area(boxes: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(area), area, 0.0)
 
 
+def box_intersection(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """(N, M) areas of the intersections of (N, 4) and (M, 4) ``xyxy`` boxes (0 where they do not overlap)."""
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(bottom_right - top_left, 0, None)
+    return wh[..., 0] * wh[..., 1]
+
+
 def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """(N, M) intersection over union of (N, 4) and (M, 4) ``xyxy`` boxes.
 
@@ -43,10 +53,7 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """
     a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(bottom_right - top_left, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
+    inter = box_intersection(a, b)
     union = box_area(a)[:, None] + box_area(b)[None, :] - inter
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = np.where(union > 0, inter / union, 0.0)

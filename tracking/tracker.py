@@ -128,6 +128,7 @@ from pose.structures import Detections, Poses
 from tracking.appearance import BoxColours, appearance_distance
 from tracking.matching import (
     box_area,
+    box_intersection,
     box_iou,
     fuse_similarities,
     keypoint_similarity,
@@ -1796,11 +1797,8 @@ def _drop_shadowed(frames: list[list[Track]], limit: int) -> list[list[Track]]:
 def _in_shadow(boxes: np.ndarray, rank: np.ndarray) -> np.ndarray:
     """(N,) bool, the ``boxes`` (N, 4) ``xyxy`` whose overlap with a box ranked before them (``rank`` (N,), lower
     first) covers ``_SHADOW_COVER`` or more of the smaller of the two."""
-    low = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
-    high = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
-    overlap = np.prod(np.clip(high - low, 0.0, None), axis=-1)
-    area = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0.0, None), axis=-1)
-    cover = overlap / np.maximum(np.minimum(area[:, None], area[None, :]), 1e-9)
+    area = box_area(boxes)
+    cover = box_intersection(boxes, boxes) / np.maximum(np.minimum(area[:, None], area[None, :]), 1e-9)
     return ((cover >= _SHADOW_COVER) & (rank[None, :] < rank[:, None])).any(axis=1)
 
 

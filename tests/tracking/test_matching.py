@@ -4,6 +4,7 @@ import pytest
 from pose.keypoints import NUM_KEYPOINTS, SIGMAS
 from tracking.matching import (
     box_area,
+    box_intersection,
     box_iou,
     fuse_similarities,
     keypoint_similarity,
@@ -41,6 +42,13 @@ def test_box_iou_shapes(n, m):
     iou = box_iou(a, b)
     assert iou.shape == (n, m)
     assert ((iou >= 0) & (iou <= 1)).all()
+
+
+def test_box_intersection_areas():
+    a = np.array([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+    b = np.array([[5.0, 5.0, 15.0, 20.0], [2.0, 3.0, 4.0, 7.0], [10.0, 0.0, 20.0, 10.0]])
+    np.testing.assert_allclose(box_intersection(a, b), [[25.0, 8.0, 0.0], [0.0, 0.0, 0.0]])
+    assert box_intersection(a, np.zeros((0, 4))).shape == (2, 0)
 
 
 def test_box_area_degenerate():
