@@ -36,7 +36,8 @@ start of the other (``offline_relink_fit``): an animal that the live tracker gav
 one, from its first few boxes after a crossing or an absence, shows its own colours, size and place over the stretch
 that follows, and takes its identity back there. Last, it drops each short identity (``offline_shadow_frames``) whose
 box lies, in most of its frames, inside or around the box of an identity reported longer: a second box the detector
-found on one animal.
+found on one animal; and each short identity (``offline_weak_frames``) kept alive on weak evidence: its detections
+scored on average under ``new_track_score`` and found it in few of the frames it is reported in.
 
 A link made after a few unseen frames may still be wrong: a track hidden for a moment takes a neighbour that
 comes back first near where it was lost, and when its own animal shows again, the neighbour's lost track takes
@@ -226,6 +227,11 @@ class TrackerSettings:
             identity reported longer (their overlap at least ``_SHADOW_COVER`` of the smaller box): a second box the
             detector found on one animal (a part of it, or two animals as one), whose short identity is noise beside
             the animal's own. 0: never.
+        offline_weak_frames: :func:`smooth_tracks_offline` also drops an identity reported in at most this many
+            frames in all whose detections scored under ``new_track_score`` on average (the score a box needs to
+            start a track) and found it in under ``_WEAK_FOUND`` of the frames it is reported in (the rest predicted
+            or filled): a short identity kept alive on weak boxes (a part of an animal, two animals as one, the
+            background), most often on no animal at all. 0: never.
         duplicate_iou, duplicate_colour: with appearance features, a confident detection left unmatched that overlaps
             a detection matched in this frame by ``duplicate_iou`` (IoU) or more, with whole-box colours within
             ``duplicate_colour`` (appearance distance) of that detection's, starts no track: it is the matched animal
@@ -323,6 +329,7 @@ class TrackerSettings:
     offline_relink_colour: float = 0.6
     offline_relink_fit: float = 16.0
     offline_shadow_frames: int = 45
+    offline_weak_frames: int = 45
     duplicate_iou: float = 0.45
     duplicate_colour: float = 0.1
     keypoint_box_margin: float | None = 0.5
@@ -383,7 +390,8 @@ class TrackerSettings:
         if self.min_hits < 1:
             raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
         for name in ("max_lost_frames", "report_lost_frames", "pose_keep_frames", "offline_fill_frames",
-                     "offline_extend_frames", "offline_shadow_frames", "tentative_patience", "relink_delay",
+                     "offline_extend_frames", "offline_shadow_frames", "offline_weak_frames", "tentative_patience",
+                     "relink_delay",
                      "height_window", "revise_frames", "revise_gap", "claim_frames"):
             value = getattr(self, name)
             if value < 0:
@@ -1653,7 +1661,8 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
         it or that identity's run before has none, its boxes join it to (:func:`_relink_stretches`,
         ``offline_relink_colour``, ``offline_relink_fit``; a new ID above the tracker's where a run starts an identity
         whose ID an earlier run kept); without the short identities in the shadow of a longer one's box
-        (:func:`_drop_shadowed`, ``offline_shadow_frames``). Other boxes are smoothed (and
+        (:func:`_drop_shadowed`, ``offline_shadow_frames``) and those kept alive on weak boxes (:func:`_drop_weak`,
+        ``offline_weak_frames``). Other boxes are smoothed (and
         clipped to the image, ``history.image_size``); keypoints are SMOOTHED where observed, PREDICTED in short gaps,
         MISSING elsewhere and where they lie outside the smoothed box by more than ``keypoint_box_margin``.
         ``state`` is the live state of that frame.
@@ -1726,7 +1735,8 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
                         track, age=track.frame_index - started[track.track_id],
                         hits=int(np.searchsorted(matches[track.track_id], track.frame_index, side="right"))))
         frames = [sorted(tracks, key=lambda t: t.track_id) for tracks in frames]
-    return _drop_shadowed(frames, history.settings.offline_shadow_frames)
+    frames = _drop_shadowed(frames, history.settings.offline_shadow_frames)
+    return _drop_weak(frames, history.settings.offline_weak_frames, history.settings.new_track_score)
 
 
 def _relabelled(track: Track, pieces: dict[int, list[tuple[int, int]]]) -> Track:
@@ -1791,6 +1801,36 @@ def _drop_shadowed(frames: list[list[Track]], limit: int) -> list[list[Track]]:
     if not dropped:
         return frames
     logger.debug("offline: dropped %d short identities in the shadow of others: %s", len(dropped), sorted(dropped))
+    return [[track for track in tracks if track.track_id not in dropped] for tracks in frames]
+
+
+#: :func:`_drop_weak`: a short identity is weak where the detector found it in under this share of the frames it is
+#: reported in (and its detections' mean score is under ``new_track_score``).
+_WEAK_FOUND = 0.8
+
+
+def _drop_weak(frames: list[list[Track]], limit: int, min_score: float) -> list[list[Track]]:
+    """``frames`` (the offline output) without the identities reported in at most ``limit`` frames in all that the
+    detector found in under ``_WEAK_FOUND`` of them (``detection_index`` >= 0; the rest predicted, filled or held) with
+    a mean score under ``min_score`` (0 where it found them in none; ``TrackerSettings.offline_weak_frames``; 0:
+    ``frames`` as they are)."""
+    if limit <= 0:
+        return frames
+    reported: dict[int, int] = {}
+    found: dict[int, int] = {}
+    score: dict[int, float] = {}
+    for tracks in frames:
+        for track in tracks:
+            reported[track.track_id] = reported.get(track.track_id, 0) + 1
+            if track.detection_index >= 0:
+                found[track.track_id] = found.get(track.track_id, 0) + 1
+                score[track.track_id] = score.get(track.track_id, 0.0) + track.score
+    dropped = {track_id for track_id, count in reported.items()
+               if count <= limit and found.get(track_id, 0) < _WEAK_FOUND * count
+               and score.get(track_id, 0.0) < min_score * max(found.get(track_id, 0), 1)}
+    if not dropped:
+        return frames
+    logger.debug("offline: dropped %d short identities on weak boxes: %s", len(dropped), sorted(dropped))
     return [[track for track in tracks if track.track_id not in dropped] for tracks in frames]
 
 

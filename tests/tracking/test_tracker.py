@@ -1684,6 +1684,76 @@ def test_offline_shadow_frames_must_not_be_negative(value):
         TrackerSettings(offline_shadow_frames=value)
 
 
+def _animal_and_weak_track(weak_score: float, every: int, weak_frames: int = 30, limit: int = 45,
+                           size: int = 60) -> list[list[Track]]:
+    """Offline output of an animal walking right for ``size`` frames and, elsewhere, boxes first found twice at a
+    score that starts a track (0.7, frames 10-11), then for ``weak_frames`` frames only every ``every``-th frame at
+    ``weak_score`` (the track kept alive between them, filled offline)."""
+    settings = TrackerSettings(smoothing=SmoothingSettings(mode=SmoothingMode.OFFLINE), offline_weak_frames=limit)
+    tracker = Tracker(settings)
+    for t in range(size):
+        boxes, scores = [box_at(100.0 + 3.0 * t, 300.0, 200.0, 120.0)], [0.9]
+        if t in (10, 11) or (12 <= t < 12 + weak_frames and (t - 11) % every == 0):
+            boxes.append(box_at(900.0, 100.0))
+            scores.append(0.7 if t < 12 else weak_score)
+        found = dets(*boxes, scores=scores)
+        tracker.update(found, poses_for(found), image_size=(1280, 720))
+    return smooth_tracks_offline(tracker.history())
+
+
+def test_offline_output_drops_a_short_identity_kept_alive_on_weak_boxes():
+    kept = _animal_and_weak_track(0.3, every=3, limit=0)
+    ids = {t.track_id for tracks in kept for t in tracks}
+    assert len(ids) == 2
+    (body,) = {t.track_id for t in kept[0]}
+    (weak,) = ids - {body}
+    found = [t for tracks in kept for t in tracks if t.track_id == weak and t.detection_index >= 0]
+    assert len(found) < 0.8 * len(_frames_of(kept, weak))  # found in 12 of its frames, filled between
+    frames = _animal_and_weak_track(0.3, every=3)
+    assert {t.track_id for tracks in frames for t in tracks} == {body}
+    # The animal as it was.
+    for before, after in zip(kept, frames):
+        (a,) = [t for t in before if t.track_id == body]
+        (b,) = after
+        assert a.track_id == b.track_id and a.state is b.state
+        np.testing.assert_array_equal(a.box, b.box)
+        np.testing.assert_array_equal(a.keypoints, b.keypoints)
+
+
+@pytest.mark.parametrize(("weak_score", "every", "weak_frames"), [
+    (0.75, 3, 30),  # confident boxes, found in few frames: an animal the detector often misses
+    (0.3, 1, 30),  # unsure boxes in every frame: an animal half hidden
+    (0.3, 3, 46),  # reported longer than the limit
+])
+def test_offline_output_keeps_an_identity_found_confidently_often_or_long(weak_score, every, weak_frames):
+    frames = _animal_and_weak_track(weak_score, every=every, weak_frames=weak_frames)
+    assert len({t.track_id for tracks in frames for t in tracks}) == 2
+
+
+def test_drop_weak_counts_an_identity_never_found_as_weak():
+    from tracking.tracker import _drop_weak
+
+    def track(track_id: int, frame: int, detection: int, score: float) -> Track:
+        return Track(track_id=track_id, state=TrackState.LOST, box=np.array(box_at(0.0), np.float32), score=score,
+                     class_id=0, keypoints=np.zeros((17, 3), np.float32),
+                     keypoint_status=np.zeros(17, np.int8), age=frame, hits=0, frames_since_update=0,
+                     detection_index=detection, frame_index=frame)
+
+    frames = [[track(1, t, -1, 0.9), track(2, t, 0, 0.5), track(3, t, t % 2 - 1, 0.5)] for t in range(4)]
+    # 1: never found; 2: found in every frame; 3: found in half of them at 0.5.
+    assert [[t.track_id for t in tracks] for tracks in _drop_weak(frames, 4, 0.6)] == [[2]] * 4
+    assert [[t.track_id for t in tracks] for tracks in _drop_weak(frames, 3, 0.6)] == [[1, 2, 3]] * 4
+    assert [[t.track_id for t in tracks] for tracks in _drop_weak(frames, 4, 0.5)] == [[2, 3]] * 4
+    assert _drop_weak(frames, 0, 0.6) is frames
+
+
+@pytest.mark.parametrize("value", [-1])
+def test_offline_weak_frames_must_not_be_negative(value):
+    assert TrackerSettings().offline_weak_frames == 45
+    with pytest.raises(ValueError, match="offline_weak_frames"):
+        TrackerSettings(offline_weak_frames=value)
+
+
 def _track_walking_animal(mode: SmoothingMode) -> list[list[Track]]:
     """One animal walking right with noisy poses given after tracking (the pipeline's default order)."""
     rng = np.random.default_rng(7)
