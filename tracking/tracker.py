@@ -391,8 +391,7 @@ class TrackerSettings:
             raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
         for name in ("max_lost_frames", "report_lost_frames", "pose_keep_frames", "offline_fill_frames",
                      "offline_extend_frames", "offline_shadow_frames", "offline_weak_frames", "tentative_patience",
-                     "relink_delay",
-                     "height_window", "revise_frames", "revise_gap", "claim_frames"):
+                     "relink_delay", "height_window", "revise_frames", "revise_gap", "claim_frames"):
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
