@@ -118,6 +118,7 @@ import bisect
 import itertools
 import logging
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -1779,10 +1780,7 @@ def _drop_shadowed(frames: list[list[Track]], limit: int) -> list[list[Track]]:
     (:func:`_in_shadow`; ``TrackerSettings.offline_shadow_frames``; 0: ``frames`` as they are)."""
     if limit <= 0:
         return frames
-    length: dict[int, int] = {}
-    for tracks in frames:
-        for track in tracks:
-            length[track.track_id] = length.get(track.track_id, 0) + 1
+    length = _frames_reported(frames)
     shaded: dict[int, int] = {}
     for tracks in frames:
         if len(tracks) < 2:
@@ -1797,10 +1795,7 @@ def _drop_shadowed(frames: list[list[Track]], limit: int) -> list[list[Track]]:
                 shaded[track.track_id] = shaded.get(track.track_id, 0) + 1
     dropped = {track_id for track_id, count in shaded.items()
                if length[track_id] <= limit and count > _SHADOW_SHARE * length[track_id]}
-    if not dropped:
-        return frames
-    logger.debug("offline: dropped %d short identities in the shadow of others: %s", len(dropped), sorted(dropped))
-    return [[track for track in tracks if track.track_id not in dropped] for tracks in frames]
+    return _without(frames, dropped, "in the shadow of others")
 
 
 #: :func:`_drop_weak`: a short identity is weak where the detector found it in under this share of the frames it is
@@ -1815,21 +1810,29 @@ def _drop_weak(frames: list[list[Track]], limit: int, min_score: float) -> list[
     ``frames`` as they are)."""
     if limit <= 0:
         return frames
-    reported: dict[int, int] = {}
-    found: dict[int, int] = {}
+    found: Counter[int] = Counter()
     score: dict[int, float] = {}
     for tracks in frames:
         for track in tracks:
-            reported[track.track_id] = reported.get(track.track_id, 0) + 1
             if track.detection_index >= 0:
-                found[track.track_id] = found.get(track.track_id, 0) + 1
+                found[track.track_id] += 1
                 score[track.track_id] = score.get(track.track_id, 0.0) + track.score
-    dropped = {track_id for track_id, count in reported.items()
-               if count <= limit and found.get(track_id, 0) < _WEAK_FOUND * count
-               and score.get(track_id, 0.0) < min_score * max(found.get(track_id, 0), 1)}
+    dropped = {track_id for track_id, count in _frames_reported(frames).items()
+               if count <= limit and found[track_id] < _WEAK_FOUND * count
+               and score.get(track_id, 0.0) < min_score * max(found[track_id], 1)}
+    return _without(frames, dropped, "on weak boxes")
+
+
+def _frames_reported(frames: list[list[Track]]) -> Counter[int]:
+    """How many frames of ``frames`` each identity is reported in."""
+    return Counter(track.track_id for tracks in frames for track in tracks)
+
+
+def _without(frames: list[list[Track]], dropped: set[int], why: str) -> list[list[Track]]:
+    """``frames`` without the identities ``dropped`` (``frames`` itself where there are none); ``why`` for the log."""
     if not dropped:
         return frames
-    logger.debug("offline: dropped %d short identities on weak boxes: %s", len(dropped), sorted(dropped))
+    logger.debug("offline: dropped %d short identities %s: %s", len(dropped), why, sorted(dropped))
     return [[track for track in tracks if track.track_id not in dropped] for tracks in frames]
 
 
