@@ -47,12 +47,12 @@ links are cheaper revised (the track on the newcomer, the animal it took to the 
 to a new identity) by ``revise_margin``, they are revised from this frame on (the frames already reported keep their
 identities; offline output too). Each track's keypoints are forgotten then, so that its next pose sets them.
 
-With the poses after tracking (``attach_poses``), the confirmed tracks matched in this frame to crowded
-detections (overlapping another matched detection, or the predicted box of a track missed in this frame
-and still reported) are reviewed once their poses arrive, together with those missed tracks: if the
-keypoints show that a track took another's animal (the cost of stage 1 with keypoint similarity, as when
-the poses come first, is lower for another assignment by more than ``review_margin``), the detections and
-poses change hands; a track left without a detection is lost for this frame, with no pose.
+With the poses after tracking (``attach_poses``), the tracks past their tentative frames (confirmed, or lost until
+this frame) matched in this frame to crowded detections (overlapping another matched detection, or the predicted box
+of a track missed in this frame and still reported) are reviewed once their poses arrive, together with those missed
+tracks: if the keypoints show that a track took another's animal (the cost of stage 1 with keypoint similarity, as
+when the poses come first, is lower for another assignment by more than ``review_margin``), the detections and poses
+change hands; a track left without a detection is lost for this frame, with no pose.
 
 Whichever the order, a confirmed track whose pose in this frame contradicts its own keypoints (their similarity,
 OKS against the track's predicted keypoints, under ``min_pose_similarity``) gives its detection up: the track is
@@ -279,9 +279,9 @@ class TrackerSettings:
             (0: off); above its expected value, the box's process variance grows by as much, up to
             ``box_max_boost`` (a start, a stop, a turn).
         box_max_boost: upper bound of that factor.
-        review_iou: with the poses after tracking, confirmed tracks matched to detections that overlap another
-            matched detection, or a missed track's predicted box, by this IoU are reviewed with their poses (see the
-            module docstring).
+        review_iou: with the poses after tracking, confirmed or lost tracks matched to detections that overlap
+            another matched detection, or a missed track's predicted box, by this IoU are reviewed with their poses
+            (see the module docstring).
         review_margin: the reviewed assignment changes when another one costs less by more than this.
         min_pose_similarity: a confirmed track gives up the detection it was matched to when the detection's pose
             is less similar than this (OKS) to the track's predicted keypoints, with at least 3 keypoints to compare
@@ -1233,14 +1233,15 @@ class Tracker:
 
     def _crowded(self, pairs: list[tuple[_LiveTrack, int]], missed: list[_LiveTrack], boxes: np.ndarray,
                  scores: np.ndarray, index: np.ndarray) -> _Review | None:
-        """The confirmed tracks matched in this frame to crowded detections, and the tracks missed in this frame
-        that could have taken one of them, for :meth:`_settle`: with the poses after tracking, their keypoints may
-        show that a track took another's animal.
+        """The tracks past their tentative frames (confirmed, or lost until this match) matched in this frame to
+        crowded detections, and the tracks missed in this frame that could have taken one of them, for
+        :meth:`_settle`: with the poses after tracking, their keypoints may show that a track took another's animal
+        (a track lost a frame or two among its neighbours takes one of their boxes back as easily as its own).
 
         A detection is crowded when it overlaps another matched detection, or the predicted box of a track missed
         in this frame (still reported: ``report_lost_frames``), by ``review_iou``.
         """
-        pairs = [(t, j) for t, j in pairs if t.state is TrackState.CONFIRMED]
+        pairs = [(t, j) for t, j in pairs if t.state is not TrackState.TENTATIVE]
         if not pairs or self.settings.oks_weight == 0:
             return None
         detections = np.array([j for _, j in pairs])
