@@ -52,7 +52,9 @@ this frame) matched in this frame to crowded detections (overlapping another mat
 of a track missed in this frame and still reported) are reviewed once their poses arrive, together with those missed
 tracks: if the keypoints show that a track took another's animal (the cost of stage 1 with keypoint similarity, as
 when the poses come first, is lower for another assignment by more than ``review_margin``), the detections and poses
-change hands; a track left without a detection is lost for this frame, with no pose.
+change hands; a track left without a detection is lost for this frame, with no pose. With colours, no detection
+goes to a track that the colours would have kept from matching it (a box of two animals may show the nearer one's
+pose, whichever animal the box is).
 
 Whichever the order, a confirmed track whose pose in this frame contradicts its own keypoints (their similarity,
 OKS against the track's predicted keypoints, under ``min_pose_similarity``) gives its detection up: the track is
@@ -887,7 +889,8 @@ class Tracker:
         if keypoints is not None:
             pairs, refused = self._refuse_contradicting(pairs, boxes, keypoints)
             unmatched_established += refused
-        self._review = self._crowded(pairs, unmatched_established, boxes, scores, index) if keypoints is None else None
+        self._review = (self._crowded(pairs, unmatched_established, boxes, scores, index, features, own)
+                        if keypoints is None else None)
         for track, j in pairs:
             if (self.settings.revise_frames > 0 and track.state is TrackState.LOST
                     and track.frames_since_update >= self.settings.revise_gap):
@@ -1232,7 +1235,8 @@ class Tracker:
         return [by_id[i].snapshot(self._frame, self._bounds) for i in track_ids]
 
     def _crowded(self, pairs: list[tuple[_LiveTrack, int]], missed: list[_LiveTrack], boxes: np.ndarray,
-                 scores: np.ndarray, index: np.ndarray) -> _Review | None:
+                 scores: np.ndarray, index: np.ndarray, features: np.ndarray | None, own: np.ndarray
+                 ) -> _Review | None:
         """The tracks past their tentative frames (confirmed, or lost until this match) matched in this frame to
         crowded detections, and the tracks missed in this frame that could have taken one of them, for
         :meth:`_settle`: with the poses after tracking, their keypoints may show that a track took another's animal
@@ -1260,6 +1264,13 @@ class Tracker:
         tracks = [t for (t, _), c in zip(pairs, crowded) if c] + [t for t, n in zip(missed, near) if n]
         detections = detections[crowded]
         cost, iou = self._box_cost(tracks, boxes[detections])
+        appearance = self._appearance(tracks, None if features is None else features[detections])
+        if appearance is not None:
+            # The poses re-assign no detection to a track its colours refuse (as stage 1 would): a box holding two
+            # animals may show one pose, the nearer one's, whichever animal the box is.
+            refused = self._refused_by_colour(tracks, appearance, features[detections], own[detections])
+            refused[np.arange(len(detections)), np.arange(len(detections))] = False  # the matches as they stand
+            cost = np.where(refused, np.inf, cost)
         return _Review(tracks, boxes[detections], scores[detections], index[detections], cost, iou)
 
     def _settle(self, track_ids: list[int], keypoints: np.ndarray, by_id: dict[int, _LiveTrack]) -> np.ndarray:
@@ -1514,22 +1525,31 @@ class Tracker:
         appearance = self._appearance(tracks, None if features is None else features[candidates])
         cost = self._blend(cost, appearance)
         if appearance is not None:
-            # A lost track is held to the re-link's appearance gate here too; any track refuses a
-            # detection of other colours than its own, unless that box overlaps another (two animals).
-            lost = np.array([t.state is TrackState.LOST for t in tracks])[:, None]
-            cost = np.where(lost & (appearance > self.settings.relink_max_appearance), np.inf, cost)
-            cost = np.where(own[candidates][None, :] & (appearance > self.settings.match_max_appearance), np.inf,
-                            cost)
-            if self.settings.appearance_margin < 1.0:
-                # ... nor one whose colours are clearly another track's (hidden, lost or matched elsewhere).
-                everyone = self._appearance(self._tracks, features[candidates])
-                closest = np.min(np.where(np.isnan(everyone), np.inf, everyone), axis=0, initial=np.inf)
-                other = appearance > closest[None, :] + self.settings.appearance_margin
-                cost = np.where(own[candidates][None, :] & other, np.inf, cost)
+            cost = np.where(self._refused_by_colour(tracks, appearance, features[candidates], own[candidates]),
+                            np.inf, cost)
         cost = cost + (box_cost - (1.0 - iou))  # the geometry term and the gates
         assignment = linear_assignment(cost, max_cost)
         pairs = [(tracks[i], int(candidates[j])) for i, j in assignment.matches]
         return pairs, [tracks[i] for i in assignment.unmatched_rows], candidates[assignment.unmatched_cols]
+
+    def _refused_by_colour(self, tracks: list[_LiveTrack], appearance: np.ndarray, features: np.ndarray,
+                           own: np.ndarray) -> np.ndarray:
+        """(T, D) bool, the pairs of ``tracks`` and detections (``features``, their colours; ``own``, whether those
+        are one animal's) that the colours forbid; ``appearance`` (T, D): their distances (:meth:`_appearance`).
+
+        A lost track is held to the re-link's appearance gate; any track refuses a detection of other colours than
+        its own, unless that box overlaps another (two animals), nor takes one whose colours are clearly another
+        track's (hidden, lost or matched elsewhere: ``appearance_margin``).
+        """
+        s = self.settings
+        lost = np.array([t.state is TrackState.LOST for t in tracks])[:, None]
+        refused = lost & (appearance > s.relink_max_appearance)
+        refused |= own[None, :] & (appearance > s.match_max_appearance)
+        if s.appearance_margin < 1.0:
+            everyone = self._appearance(self._tracks, features)
+            closest = np.min(np.where(np.isnan(everyone), np.inf, everyone), axis=0, initial=np.inf)
+            refused |= own[None, :] & (appearance > closest[None, :] + s.appearance_margin)
+        return refused
 
     def _box_cost(self, tracks: list[_LiveTrack], boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(T, D) cost of matching ``tracks`` to ``boxes`` by their boxes alone (``1 - IoU`` with the predicted box,

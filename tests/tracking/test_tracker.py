@@ -1964,27 +1964,30 @@ def test_poses_after_tracking_give_a_lone_box_to_the_missed_track_whose_pose_it_
     assert _one_box_at_a_crossing(1.0, min_pose_similarity=0.2) == {1: ("lost", -1), 2: ("lost", -1)}
 
 
+def _step_with_poses(tracker: Tracker, boxes: list[list[float]], facings: list[float],
+                     colours: np.ndarray | None = None) -> list[Track]:
+    """One frame of ``boxes`` (their colours: ``colours``, as both whole and own), then the pose model on each reported
+    box: the detection's own animal (facing ``facings``), or one facing left, unseen, in a missed track's box."""
+    tracks = tracker.update(dets(*boxes), features=None if colours is None else BoxColours(colours, colours))
+    if not tracks:
+        return tracks
+    poses = [pose_in(boxes[tr.detection_index], facings[tr.detection_index]) if tr.detection_index >= 0
+             else pose_in(tr.box, -1.0) for tr in tracks]
+    return tracker.attach_poses([tr.track_id for tr in tracks],
+                                Poses(np.stack(poses).astype(np.float32), np.stack([tr.box for tr in tracks])))
+
+
 def _walking_together_one_missed_then_boxes_swapped(review_iou: float, min_pose_similarity: float
                                                     ) -> dict[int, tuple[str, int]]:
     """Two animals walking side by side, their boxes overlapping (a facing right, track 1; b facing left, track 2),
     poses given after tracking; b is missed for a frame, then only a is detected, its box drawn nearer where b's
     track expects b. Returns {track id: (state, detection index)} after the poses of that frame."""
     tracker = Tracker(TrackerSettings(review_iou=review_iou, min_pose_similarity=min_pose_similarity))
-
-    def step(boxes: list[list[float]], facings: list[float]) -> list[Track]:
-        tracks = tracker.update(dets(*boxes))
-        if not tracks:
-            return tracks
-        # The pose model on each reported box: the detection's own animal, or b, unseen, in a missed track's box.
-        poses = [pose_in(boxes[tr.detection_index], facings[tr.detection_index]) if tr.detection_index >= 0
-                 else pose_in(tr.box, -1.0) for tr in tracks]
-        return tracker.attach_poses([tr.track_id for tr in tracks],
-                                    Poses(np.stack(poses).astype(np.float32), np.stack([tr.box for tr in tracks])))
-
     for t in range(8):
-        step([box_at(100.0 + 5 * t, 100.0), box_at(112.0 + 5 * t, 110.0)], [1.0, -1.0])
-    step([box_at(140.0, 100.0)], [1.0])  # b missed
-    after = step([box_at(150.0, 105.0)], [1.0])  # a where a is expected at (145, 100) and b at (157, 110)
+        _step_with_poses(tracker, [box_at(100.0 + 5 * t, 100.0), box_at(112.0 + 5 * t, 110.0)], [1.0, -1.0])
+    _step_with_poses(tracker, [box_at(140.0, 100.0)], [1.0])  # b missed
+    # a where a is expected at (145, 100) and b at (157, 110)
+    after = _step_with_poses(tracker, [box_at(150.0, 105.0)], [1.0])
     return {tr.track_id: (tr.state.value, tr.detection_index) for tr in after}
 
 
@@ -1997,6 +2000,32 @@ def test_the_review_gives_a_box_back_from_a_track_lost_a_frame():
     for min_pose_similarity in (0.0, 0.2):
         assert _walking_together_one_missed_then_boxes_swapped(0.3, min_pose_similarity) == {
             1: ("confirmed", 0), 2: ("lost", -1)}
+
+
+def _one_box_shows_the_hidden_animals_pose(appearance: float, min_pose_similarity: float = 0.0, review_iou: float = 0.3
+                                           ) -> dict[int, tuple[str, int]]:
+    """Two animals walking side by side (a facing right, track 1, colours FA; b facing left, track 2, colours FB),
+    poses given after tracking; then b, hidden behind a, is not detected, and the pose model finds b's pose in a's
+    box (a box of two animals may show the other one's pose). Returns {track id: (state, detection index)} after the
+    poses of that frame."""
+    tracker = Tracker(TrackerSettings(appearance_weight=appearance, min_pose_similarity=min_pose_similarity,
+                                      review_iou=review_iou))
+    for t in range(8):
+        _step_with_poses(tracker, [box_at(100.0 + 5 * t, 100.0), box_at(112.0 + 5 * t, 110.0)], [1.0, -1.0],
+                         np.stack([FA, FB]))
+    after = _step_with_poses(tracker, [box_at(144.0, 103.0)], [-1.0], FA[None])  # a's box, a's colours, b's pose
+    return {tr.track_id: (tr.state.value, tr.detection_index) for tr in after}
+
+
+def test_the_review_gives_no_box_to_a_track_its_colours_refuse():
+    # By boxes a's track keeps a's box (no review) ...
+    assert _one_box_shows_the_hidden_animals_pose(0.0, review_iou=1.0) == {1: ("confirmed", 0), 2: ("lost", -1)}
+    # ... the pose review, without colours, hands it to b's track, whose pose it shows ...
+    assert _one_box_shows_the_hidden_animals_pose(0.0) == {1: ("lost", -1), 2: ("confirmed", 0)}
+    # ... with them b's track refuses a's colours there, as it would in the match: a's track keeps its box, or, as
+    # the pose contradicts a's track (min_pose_similarity), nobody takes it.
+    assert _one_box_shows_the_hidden_animals_pose(0.6) == {1: ("confirmed", 0), 2: ("lost", -1)}
+    assert _one_box_shows_the_hidden_animals_pose(0.6, 0.2) == {1: ("lost", -1), 2: ("lost", -1)}
 
 
 def _box_with_a_strangers_pose(min_pose_similarity: float, poses_first: bool) -> tuple[list[Track], list[Track]]:
