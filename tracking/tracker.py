@@ -512,10 +512,10 @@ class TrackHistory:
 
 @dataclass(frozen=True)
 class _Review:
-    """Confirmed tracks matched in this frame to crowded detections (boxes, scores, original indices: the first
-    ``len(boxes)`` of ``tracks``, in the order of the detections), the tracks missed in this frame that overlap
-    them (the rest of ``tracks``), and the box cost and IoU of every track against every one of those detections,
-    kept for :meth:`Tracker._settle`."""
+    """Tracks past their tentative frames matched in this frame to crowded detections (boxes, scores, original
+    indices: the first ``len(boxes)`` of ``tracks``, in the order of the detections), the tracks missed in this frame
+    that overlap them (the rest of ``tracks``), and the box cost (colour-gated) and IoU of every track against every
+    one of those detections, kept for :meth:`Tracker._settle`."""
 
     tracks: list
     boxes: np.ndarray

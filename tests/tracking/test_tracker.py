@@ -1942,28 +1942,6 @@ def test_the_review_does_not_favour_a_pair_without_pose_evidence():
     assert swaps_undone >= 1
 
 
-def _one_box_at_a_crossing(review_iou: float, min_pose_similarity: float = 0.0) -> dict[int, tuple[str, int]]:
-    """As :func:`_crossing`, but in the frame they meet only the left-walker is detected, its box where the
-    right-walker's track expects one. Returns {track id: (state, detection index)} after the poses."""
-    tracker = Tracker(TrackerSettings(review_iou=review_iou, min_pose_similarity=min_pose_similarity))
-    _walk_towards_each_other(tracker)
-    tracks = tracker.update(dets(box_at(101.0, 100.0)))
-    # The pose model on each reported box: the detection's own pose for the matched track, the left-walker's pose
-    # in the missed track's predicted box (it is there too).
-    poses = Poses(np.stack([pose_in(box_at(101.0, 100.0) if tr.detection_index == 0 else tr.box, -1.0)
-                            for tr in tracks]).astype(np.float32), np.stack([tr.box for tr in tracks]))
-    after = tracker.attach_poses([tr.track_id for tr in tracks], poses)
-    return {tr.track_id: (tr.state.value, tr.detection_index) for tr in after}
-
-
-def test_poses_after_tracking_give_a_lone_box_to_the_missed_track_whose_pose_it_is():
-    assert _one_box_at_a_crossing(review_iou=1.0) == {1: ("confirmed", 0), 2: ("lost", -1)}  # by boxes alone
-    assert _one_box_at_a_crossing(review_iou=0.3) == {1: ("lost", -1), 2: ("confirmed", 0)}  # by its pose
-    assert _one_box_at_a_crossing(0.3, min_pose_similarity=0.2) == {1: ("lost", -1), 2: ("confirmed", 0)}
-    # Without the review the right-walker's track would take it, but the pose is not its animal's: unlabelled.
-    assert _one_box_at_a_crossing(1.0, min_pose_similarity=0.2) == {1: ("lost", -1), 2: ("lost", -1)}
-
-
 def _step_with_poses(tracker: Tracker, boxes: list[list[float]], facings: list[float],
                      colours: np.ndarray | None = None) -> list[Track]:
     """One frame of ``boxes`` (their colours: ``colours``, as both whole and own), then the pose model on each reported
@@ -1975,6 +1953,25 @@ def _step_with_poses(tracker: Tracker, boxes: list[list[float]], facings: list[f
              else pose_in(tr.box, -1.0) for tr in tracks]
     return tracker.attach_poses([tr.track_id for tr in tracks],
                                 Poses(np.stack(poses).astype(np.float32), np.stack([tr.box for tr in tracks])))
+
+
+def _one_box_at_a_crossing(review_iou: float, min_pose_similarity: float = 0.0) -> dict[int, tuple[str, int]]:
+    """As :func:`_crossing`, but in the frame they meet only the left-walker is detected, its box where the
+    right-walker's track expects one. Returns {track id: (state, detection index)} after the poses."""
+    tracker = Tracker(TrackerSettings(review_iou=review_iou, min_pose_similarity=min_pose_similarity))
+    _walk_towards_each_other(tracker)
+    # The pose model on each reported box: the detection's own pose for the matched track, the left-walker's pose
+    # in the missed track's predicted box (it is there too).
+    after = _step_with_poses(tracker, [box_at(101.0, 100.0)], [-1.0])
+    return {tr.track_id: (tr.state.value, tr.detection_index) for tr in after}
+
+
+def test_poses_after_tracking_give_a_lone_box_to_the_missed_track_whose_pose_it_is():
+    assert _one_box_at_a_crossing(review_iou=1.0) == {1: ("confirmed", 0), 2: ("lost", -1)}  # by boxes alone
+    assert _one_box_at_a_crossing(review_iou=0.3) == {1: ("lost", -1), 2: ("confirmed", 0)}  # by its pose
+    assert _one_box_at_a_crossing(0.3, min_pose_similarity=0.2) == {1: ("lost", -1), 2: ("confirmed", 0)}
+    # Without the review the right-walker's track would take it, but the pose is not its animal's: unlabelled.
+    assert _one_box_at_a_crossing(1.0, min_pose_similarity=0.2) == {1: ("lost", -1), 2: ("lost", -1)}
 
 
 def _walking_together_one_missed_then_boxes_swapped(review_iou: float, min_pose_similarity: float
