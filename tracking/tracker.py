@@ -60,7 +60,9 @@ Whichever the order, a confirmed track whose pose in this frame contradicts its 
 OKS against the track's predicted keypoints, under ``min_pose_similarity``) gives its detection up: the track is
 lost for this frame, with no pose, and the detection starts no track. Such a box is most often a neighbour's, the
 track's own animal hidden behind it or missed: the animal is left unlabelled a frame or two rather than given the
-neighbour's identity (or the neighbour's animal given its identity).
+neighbour's identity (or the neighbour's animal given its identity). The predicted keypoints drift while a track goes
+unseen, so that OKS is taken with the box's scale times the frames since the track's last detection (1: it was
+matched in the last frame).
 
 With the poses after tracking, the pose model also runs on the predicted boxes of the tracks missed in this
 frame; where such a box covers a neighbour (its own animal hidden behind it), the pose found there is the
@@ -286,8 +288,9 @@ class TrackerSettings:
             (see the module docstring).
         review_margin: the reviewed assignment changes when another one costs less by more than this.
         min_pose_similarity: a confirmed track gives up the detection it was matched to when the detection's pose
-            is less similar than this (OKS) to the track's predicted keypoints, with at least 3 keypoints to compare
-            (0, or ``oks_weight`` 0: never; module docstring).
+            is less similar than this (OKS, its scale grown with the frames since the track's last detection) to the
+            track's predicted keypoints, with at least 3 keypoints to compare (0, or ``oks_weight`` 0: never; module
+            docstring).
         relink_delay: a track lost for more than this many frames takes an animal back only through a held
             tentative track (module docstring).
         relink_hits: hits of such a tentative track before a lost track may take it over.
@@ -703,6 +706,12 @@ class _LiveTrack:
     def updated_now(self) -> bool:
         """Whether :meth:`update` ran in this frame (and :meth:`unmatch` can undo it)."""
         return self._undo is not None
+
+    @property
+    def unseen_before(self) -> int:
+        """Frames since the track's previous detection, counting this one (1: it was matched in the last frame),
+        whether or not it is matched in this frame yet."""
+        return self._undo[5] if self._undo is not None else self.frames_since_update
 
     def unmatch(self) -> None:
         """Undo this frame's :meth:`update`: the track is predicted, as if it had been missed (its state is the
@@ -1326,7 +1335,13 @@ class Tracker:
             return np.zeros(len(tracks), bool)
         predicted = np.stack([t.keypoints.positions() for t in tracks])
         valid = keypoints[:, :, 2] >= s.keypoint_threshold
-        oks = _paired_similarity(predicted, keypoints, boxes, valid)
+        # Predicted keypoints drift the longer a track goes unseen: their tolerance grows with the frames since its
+        # last detection (the keypoints carried through a missed frame, predicted or found by the pose model in the
+        # track's drifting predicted box, lie farther from its animal's next pose: end to end, a track back from a
+        # missed frame or two gave its own animal up in one check in five, a track seen in the last frame in under 1%).
+        # Poses first, a confirmed track is always one seen in the last frame.
+        unseen = np.array([max(t.unseen_before, 1) for t in tracks], np.float64)
+        oks = _paired_similarity(predicted, keypoints, boxes, valid, tolerance=unseen)
         return confirmed & (np.nan_to_num(oks, nan=1.0) < s.min_pose_similarity)
 
     def _refuse_contradicting(self, pairs: list[tuple[_LiveTrack, int]], boxes: np.ndarray, keypoints: np.ndarray
@@ -1648,10 +1663,12 @@ def _offsets_to_segments(points: np.ndarray, starts: np.ndarray, ends: np.ndarra
 
 
 def _paired_similarity(keypoints_a: np.ndarray, keypoints_b: np.ndarray, boxes_b: np.ndarray,
-                       valid_b: np.ndarray) -> np.ndarray:
+                       valid_b: np.ndarray, tolerance: np.ndarray | None = None) -> np.ndarray:
     """(n,) OKS of each pose of ``keypoints_a`` (n, K, 2+) with its partner in ``keypoints_b`` (n, K, 2+), scaled by
-    the area of ``boxes_b`` (n, 4) (:func:`tracking.matching.keypoint_similarity` pair by pair)."""
-    oks = keypoint_similarity(keypoints_a, keypoints_b, box_area(boxes_b), valid_b=valid_b, sigmas=SIGMAS)
+    the area of ``boxes_b`` (n, 4) (:func:`tracking.matching.keypoint_similarity` pair by pair), the scale of pair i
+    times ``tolerance[i]`` when given."""
+    area = box_area(boxes_b) if tolerance is None else box_area(boxes_b) * np.asarray(tolerance, np.float64) ** 2
+    oks = keypoint_similarity(keypoints_a, keypoints_b, area, valid_b=valid_b, sigmas=SIGMAS)
     return np.diagonal(oks).copy()
 
 

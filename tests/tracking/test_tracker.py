@@ -271,11 +271,17 @@ def test_a_link_is_undone_when_the_tracks_own_animal_comes_back(poses):
     assert all(frame == {"P": 1, "Q": 2} for frame in seen[33:])
 
 
-def test_with_the_poses_after_tracking_the_wrong_link_is_refused_by_its_pose():
-    """With the poses after tracking, Q's pose contradicts P's track (``min_pose_similarity``): the link is not made,
-    P and Q wait unlabelled, and both end with their own identities."""
+def test_with_the_poses_after_tracking_the_wrong_link_is_undone_too():
+    """With the poses after tracking, Q's pose lies far from P's track's predicted keypoints, but the track has gone
+    unseen 7 frames and judges it with 7 times the tolerance (``min_pose_similarity``): the link is made as without
+    poses, and undone when P shows again. Refused with the tolerance of a track seen in the last frame."""
+    from tracking.tracker import _paired_similarity
+
+    p_pose, q_pose = pose_in(_P)[None], pose_in(_Q_BACK)[None]
+    valid, q_box = np.ones((1, K), bool), np.array(_Q_BACK, float)[None]
+    assert _paired_similarity(p_pose, q_pose, q_box, valid)[0] < 0.2
     seen = _p_and_q(Tracker(), "after")
-    assert seen[27] == {}
+    assert seen[27] == {"Q": 1}
     assert all(frame == {"P": 1, "Q": 2} for frame in seen[33:])
 
 
@@ -1991,8 +1997,9 @@ def _walking_together_one_missed_then_boxes_swapped(review_iou: float, min_pose_
 def test_the_review_gives_a_box_back_from_a_track_lost_a_frame():
     # By boxes alone b's track, back from one missed frame, takes a's box and a's track misses a frame ...
     assert _walking_together_one_missed_then_boxes_swapped(1.0, 0.0) == {1: ("lost", -1), 2: ("confirmed", 0)}
-    # ... or, as a's pose contradicts b's track, neither keeps it.
-    assert _walking_together_one_missed_then_boxes_swapped(1.0, 0.2) == {1: ("lost", -1), 2: ("lost", -1)}
+    # ... and keeps it with min_pose_similarity too: back from a missed frame it judges a's pose (OKS 0.15 with its
+    # predicted keypoints, 0.33 with twice the tolerance) as its own animal's.
+    assert _walking_together_one_missed_then_boxes_swapped(1.0, 0.2) == {1: ("lost", -1), 2: ("confirmed", 0)}
     # Reviewed with the poses (b's track was lost until this frame), a's track takes its animal back.
     for min_pose_similarity in (0.0, 0.2):
         assert _walking_together_one_missed_then_boxes_swapped(0.3, min_pose_similarity) == {
@@ -2062,3 +2069,45 @@ def test_a_track_gives_up_a_box_whose_pose_is_not_its_animals(poses_first):
     assert [tr.track_id for tr in live] == [1]
     assert live[0].hits == 8
     assert not (live[0].keypoint_status == int(KeypointStatus.SMOOTHED)).any()
+
+
+def _back_with_a_shifted_pose(missed: int, shift: float) -> Track:
+    """An animal walking right, followed for 8 frames with its poses, then not detected for ``missed`` frames (the
+    pose model still finding it in the track's predicted box), then detected where the track expects it, its pose
+    ``shift`` pixels up from where the track's keypoints are predicted (the pose model's error, or the animal lowering
+    its head). Returns the track as reported in that frame."""
+    tracker = Tracker(TrackerSettings(min_pose_similarity=0.2))
+    for t in range(8):
+        detections = dets(box_at(100.0 + 5 * t))
+        tracks = tracker.update(detections)
+        if tracks:
+            tracker.attach_poses([tr.track_id for tr in tracks], poses_for(detections))
+    for _ in range(missed):
+        tracks = tracker.update(dets())
+        found = np.stack([pose_in(tr.box) for tr in tracks]).astype(np.float32)
+        tracker.attach_poses([tr.track_id for tr in tracks], Poses(found, np.stack([tr.box for tr in tracks])))
+    detections = dets(box_at(100.0 + 5 * (8 + missed)))
+    (track,) = tracker.update(detections)
+    pose = pose_in(detections.xyxy[0])
+    pose[:, 1] -= shift
+    (reported,) = tracker.attach_poses([track.track_id], Poses(pose[None].astype(np.float32), detections.xyxy))
+    return reported
+
+
+def test_a_track_back_from_missed_frames_judges_its_pose_with_more_tolerance():
+    """The track's predicted keypoints drift while it goes unseen: a pose off by as much as makes a track seen in
+    the last frame give its detection up is its own animal's for a track back from two missed frames (the
+    tolerance grows with the frames since its last detection), and a stranger's pose is still refused."""
+    from tracking.tracker import _paired_similarity
+
+    box = np.array(box_at(150.0), float)[None]
+    shifted = pose_in(box[0])
+    shifted[:, 1] -= 32.0
+    valid = np.ones((1, K), bool)
+    assert _paired_similarity(pose_in(box[0])[None], shifted[None], box, valid)[0] < 0.2
+    assert _paired_similarity(pose_in(box[0])[None], shifted[None], box, valid, tolerance=np.array([3.0]))[0] > 0.2
+    seen = _back_with_a_shifted_pose(missed=0, shift=32.0)
+    assert (seen.state, seen.detection_index) == (TrackState.LOST, -1)
+    back = _back_with_a_shifted_pose(missed=2, shift=32.0)
+    assert (back.state, back.detection_index, back.hits) == (TrackState.CONFIRMED, 0, 9)
+    assert _back_with_a_shifted_pose(missed=0, shift=0.0).state is TrackState.CONFIRMED
