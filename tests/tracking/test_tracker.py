@@ -2097,7 +2097,7 @@ def _back_with_a_shifted_pose(missed: int, shift: float) -> Track:
 def test_a_track_back_from_missed_frames_judges_its_pose_with_more_tolerance():
     """The track's predicted keypoints drift while it goes unseen: a pose off by as much as makes a track seen in
     the last frame give its detection up is its own animal's for a track back from two missed frames (the
-    tolerance grows with the frames since its last detection), and a stranger's pose is still refused."""
+    tolerance grows with the frames since its last detection), and a pose off by far more is still refused."""
     from tracking.tracker import _paired_similarity
 
     box = np.array(box_at(150.0), float)[None]
@@ -2111,3 +2111,7 @@ def test_a_track_back_from_missed_frames_judges_its_pose_with_more_tolerance():
     back = _back_with_a_shifted_pose(missed=2, shift=32.0)
     assert (back.state, back.detection_index, back.hits) == (TrackState.CONFIRMED, 0, 9)
     assert _back_with_a_shifted_pose(missed=0, shift=0.0).state is TrackState.CONFIRMED
+    far = pose_in(box[0])
+    far[:, 1] -= 100.0
+    assert _paired_similarity(pose_in(box[0])[None], far[None], box, valid, tolerance=np.array([3.0]))[0] < 0.2
+    assert _back_with_a_shifted_pose(missed=2, shift=100.0).state is TrackState.LOST
