@@ -752,6 +752,14 @@ class KeypointSmoother:
             return np.full((self.num_keypoints, 2), np.nan)
         return np.where(self.valid()[:, None], self.filter.positions, np.nan)
 
+    def carried(self) -> np.ndarray:
+        """(K, 2) where the filter has carried each keypoint ever observed, those predicted for too long (no longer in
+        :meth:`positions`) included; NaN for the others. Unseen, the keypoints move with the box (the reference
+        velocity of :meth:`predict`): a rough pose of a track unseen for a while."""
+        if self.filter is None:
+            return np.full((self.num_keypoints, 2), np.nan)
+        return np.where(self.ever_observed[:, None], self.filter.positions, np.nan)
+
     def output(self) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints (K, 3) as x, y, confidence and their (K,) :class:`KeypointStatus` codes for this frame."""
         if self.settings.mode is SmoothingMode.NONE:

@@ -52,9 +52,10 @@ this frame) matched in this frame to crowded detections (overlapping another mat
 of a track missed in this frame and still reported) are reviewed once their poses arrive, together with those missed
 tracks: if the keypoints show that a track took another's animal (the cost of stage 1 with keypoint similarity, as
 when the poses come first, is lower for another assignment by more than ``review_margin``), the detections and poses
-change hands; a track left without a detection is lost for this frame, with no pose. With colours, no detection
-goes to a track that the colours would have kept from matching it (a box of two animals may show the nearer one's
-pose, whichever animal the box is).
+change hands; a track left without a detection is lost for this frame, with no pose. A track unseen for longer than
+its keypoints are predicted (``max_predicted_frames``) is compared by the keypoints its filter still carries with
+its box. With colours, no detection goes to a track that the colours would have kept from matching it (a box of two
+animals may show the nearer one's pose, whichever animal the box is).
 
 Whichever the order, a confirmed track whose pose in this frame contradicts its own keypoints (their similarity,
 OKS against the track's predicted keypoints, under ``min_pose_similarity``) gives its detection up: the track is
@@ -1295,9 +1296,19 @@ class Tracker:
         det_kpts = keypoints[rows[:m]]
         track_kpts = np.stack([t.keypoints.positions() for t in review.tracks])
         valid = det_kpts[:, :, 2] >= self.settings.keypoint_threshold
-        oks = keypoint_similarity(track_kpts, det_kpts, box_area(review.boxes), valid_b=valid, sigmas=SIGMAS)
+        area = box_area(review.boxes)
+        oks = keypoint_similarity(track_kpts, det_kpts, area, valid_b=valid, sigmas=SIGMAS)
+        # A track unseen for more than max_predicted_frames has no predicted keypoints left: with nothing to compare,
+        # its match kept its boxes-only cost and won over a neighbour whose pose fitted (an animal hidden behind
+        # another took the box of the one in front). Where a pair shares too few predicted keypoints, the keypoints
+        # the track's filter still carries with its box are compared instead.
+        blind = np.isnan(oks).any(axis=1)
+        if blind.any():
+            carried = np.stack([review.tracks[i].keypoints.carried() for i in np.flatnonzero(blind)])
+            by_carried = keypoint_similarity(carried, det_kpts, area, valid_b=valid, sigmas=SIGMAS)
+            oks[blind] = np.where(np.isnan(oks[blind]), by_carried, oks[blind])
         # Stage 1's cost with the poses first (_associate): the boxes-only cost with its IoU part fused with OKS
-        # (a pair sharing too few keypoints to compare, OKS NaN, keeps its boxes-only cost).
+        # (a pair sharing too few keypoints to compare even so, OKS NaN, keeps its boxes-only cost).
         cost = review.cost - (1.0 - review.iou) + fuse_similarities(review.iou, oks, self.settings.oks_weight)
         assignment = linear_assignment(np.where(np.isfinite(cost), cost, _NO_LIMIT), _NO_LIMIT)
         if len(assignment.matches) < m:

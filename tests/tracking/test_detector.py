@@ -385,6 +385,12 @@ def test_onnxruntime_gives_predicts_boxes(calibrated_yolo, sample_images, kwargs
         # one export for every frame size: the letterboxed shapes differ between the images
         shapes.add(onnx._taken_apart.letterbox(image=image).shape)
         assert len(got) == len(expected)
+        # Boxes of (all but) equal scores may come in either order (2026-12-07, an AMD EPYC: two boxes 150 px apart
+        # swapped places): each box is compared with the nearest of the other runtime's, one to one.
+        if len(got):
+            nearest = np.abs(got.xyxy[:, None] - expected.xyxy[None]).max(axis=-1).argmin(axis=1)
+            assert len(set(nearest.tolist())) == len(got)
+            expected = expected[nearest]
         # another runtime's float32 rounding, through a random network: measured up to 0.06 px (torch on 1 or 2
         # threads: up to 0.005 px)
         np.testing.assert_allclose(got.xyxy, expected.xyxy, atol=0.1)

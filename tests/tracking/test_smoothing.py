@@ -144,6 +144,27 @@ def test_missing_keypoint_is_predicted_then_missing():
             assert np.isnan(keypoints[hidden, :2]).all() and keypoints[hidden, 2] == 0
 
 
+
+def test_carried_keeps_expired_keypoints_moving_with_the_box():
+    """Unseen longer than max_predicted_frames, a track's keypoints leave positions() but carried() still has them,
+    moved on with the box's velocity; a keypoint never observed is NaN in both."""
+    smoother = KeypointSmoother(SmoothingSettings(max_predicted_frames=2))
+    assert np.isnan(smoother.carried()).all()  # no pose yet
+    for t in range(20):
+        if t:
+            smoother.predict(100.0, np.array([4.0, 1.0]))
+        pose = _moving_pose(t)
+        pose[5, 2] = 0.0  # never seen
+        smoother.update(pose, 100.0)
+    np.testing.assert_array_equal(smoother.carried(), smoother.positions())  # all fresh: the same estimates
+    for t in range(20, 25):
+        smoother.predict(100.0, np.array([4.0, 1.0]))
+    assert np.isnan(smoother.positions()).all()
+    carried = smoother.carried()
+    assert np.isnan(carried[5]).all()
+    seen = np.arange(K) != 5
+    np.testing.assert_allclose(carried[seen], _moving_pose(24)[seen, :2], atol=1.0)
+
 def test_forget_drops_every_keypoint_until_the_next_pose_sets_it():
     """A track that took another animal forgets its keypoints: none is reported, and the next pose, wherever it is,
     sets them rather than being screened out as an outlier."""

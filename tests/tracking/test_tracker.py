@@ -2006,6 +2006,40 @@ def test_the_review_gives_a_box_back_from_a_track_lost_a_frame():
             1: ("confirmed", 0), 2: ("lost", -1)}
 
 
+
+def _one_box_after_the_hidden_animal_expired(review_iou: float) -> dict[int, tuple[str, int]]:
+    """a (track 1, facing right) walks slowly past b (track 2, facing left, smaller: farther), which stands behind
+    it, their boxes overlapping; poses given after tracking. b is then hidden for 3 frames, longer than its keypoints
+    are predicted (max_predicted_frames 2), the pose model finding nothing in its predicted box; then only a is
+    detected, its box drawn nearer where b's track expects b. Returns {track id: (state, detection index)} after the
+    poses of that frame."""
+    tracker = Tracker(TrackerSettings(review_iou=review_iou))
+
+    def step(boxes: list[list[float]], facings: list[float]) -> list[Track]:
+        tracks = tracker.update(dets(*boxes))
+        if not tracks:
+            return tracks
+        poses = [pose_in(boxes[tr.detection_index], facings[tr.detection_index]) if tr.detection_index >= 0
+                 else pose_in(tr.box, conf=0.0) for tr in tracks]
+        return tracker.attach_poses([tr.track_id for tr in tracks],
+                                    Poses(np.stack(poses).astype(np.float32), np.stack([tr.box for tr in tracks])))
+
+    for t in range(8):
+        step([box_at(100.0 + 2 * t), box_at(150.0, 95.0, 110.0, 75.0)], [1.0, -1.0])
+    for t in range(8, 11):
+        step([box_at(100.0 + 2 * t)], [1.0])
+    after = step([box_at(136.0, 98.0, 116.0, 78.0)], [1.0])  # a expected at x 122, b at 150
+    return {tr.track_id: (tr.state.value, tr.detection_index) for tr in after}
+
+
+def test_the_review_compares_a_track_whose_keypoints_expired_by_those_it_carries():
+    # By boxes alone the hidden animal's track, lost 3 frames, takes a's box, and a's track misses the frame.
+    assert _one_box_after_the_hidden_animal_expired(review_iou=1.0) == {1: ("lost", -1), 2: ("confirmed", 0)}
+    # In the review, b's track has no predicted keypoints left; compared by nothing, its match kept its boxes-only
+    # cost (before this rule it kept the box). The keypoints its filter carries face the other way than the pose in
+    # the box, which a's track's fit: a's track takes its animal back.
+    assert _one_box_after_the_hidden_animal_expired(review_iou=0.3) == {1: ("confirmed", 0), 2: ("lost", -1)}
+
 def _one_box_shows_the_hidden_animals_pose(appearance: float, min_pose_similarity: float = 0.0, review_iou: float = 0.3
                                            ) -> dict[int, tuple[str, int]]:
     """Two animals walking side by side (a facing right, track 1, colours FA; b facing left, track 2, colours FB),
