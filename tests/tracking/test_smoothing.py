@@ -144,7 +144,6 @@ def test_missing_keypoint_is_predicted_then_missing():
             assert np.isnan(keypoints[hidden, :2]).all() and keypoints[hidden, 2] == 0
 
 
-
 def test_carried_keeps_expired_keypoints_moving_with_the_box():
     """Unseen longer than max_predicted_frames, a track's keypoints leave positions() but carried() still has them,
     moved on with the box's velocity; a keypoint never observed is NaN in both."""
@@ -164,6 +163,7 @@ def test_carried_keeps_expired_keypoints_moving_with_the_box():
     assert np.isnan(carried[5]).all()
     seen = np.arange(K) != 5
     np.testing.assert_allclose(carried[seen], _moving_pose(24)[seen, :2], atol=1.0)
+
 
 def test_forget_drops_every_keypoint_until_the_next_pose_sets_it():
     """A track that took another animal forgets its keypoints: none is reported, and the next pose, wherever it is,

@@ -2006,7 +2006,6 @@ def test_the_review_gives_a_box_back_from_a_track_lost_a_frame():
             1: ("confirmed", 0), 2: ("lost", -1)}
 
 
-
 def _one_box_after_the_hidden_animal_expired(review_iou: float) -> dict[int, tuple[str, int]]:
     """a (track 1, facing right) walks slowly past b (track 2, facing left, smaller: farther), which stands behind
     it, their boxes overlapping; poses given after tracking. b is then hidden for 3 frames, longer than its keypoints
@@ -2035,10 +2034,11 @@ def _one_box_after_the_hidden_animal_expired(review_iou: float) -> dict[int, tup
 def test_the_review_compares_a_track_whose_keypoints_expired_by_those_it_carries():
     # By boxes alone the hidden animal's track, lost 3 frames, takes a's box, and a's track misses the frame.
     assert _one_box_after_the_hidden_animal_expired(review_iou=1.0) == {1: ("lost", -1), 2: ("confirmed", 0)}
-    # In the review, b's track has no predicted keypoints left; compared by nothing, its match kept its boxes-only
-    # cost (before this rule it kept the box). The keypoints its filter carries face the other way than the pose in
-    # the box, which a's track's fit: a's track takes its animal back.
+    # In the review b's track has no predicted keypoints left: compared by nothing, its match kept its boxes-only cost
+    # and b's track kept the box (checked before this rule). The keypoints its filter still carries face the other
+    # way from the pose in the box, while a's track's fit it: a's track takes its animal back.
     assert _one_box_after_the_hidden_animal_expired(review_iou=0.3) == {1: ("confirmed", 0), 2: ("lost", -1)}
+
 
 def _one_box_shows_the_hidden_animals_pose(appearance: float, min_pose_similarity: float = 0.0, review_iou: float = 0.3
                                            ) -> dict[int, tuple[str, int]]:
