@@ -1949,14 +1949,15 @@ def test_the_review_does_not_favour_a_pair_without_pose_evidence():
 
 
 def _step_with_poses(tracker: Tracker, boxes: list[list[float]], facings: list[float],
-                     colours: np.ndarray | None = None) -> list[Track]:
+                     colours: np.ndarray | None = None, found_unseen: bool = True) -> list[Track]:
     """One frame of ``boxes`` (their colours: ``colours``, as both whole and own), then the pose model on each reported
-    box: the detection's own animal (facing ``facings``), or one facing left, unseen, in a missed track's box."""
+    box: the detection's own animal (facing ``facings``), or one facing left, unseen, in a missed track's box (with
+    ``found_unseen`` False: nothing found there, every keypoint's confidence 0)."""
     tracks = tracker.update(dets(*boxes), features=None if colours is None else BoxColours(colours, colours))
     if not tracks:
         return tracks
     poses = [pose_in(boxes[tr.detection_index], facings[tr.detection_index]) if tr.detection_index >= 0
-             else pose_in(tr.box, -1.0) for tr in tracks]
+             else pose_in(tr.box, -1.0, conf=0.9 if found_unseen else 0.0) for tr in tracks]
     return tracker.attach_poses([tr.track_id for tr in tracks],
                                 Poses(np.stack(poses).astype(np.float32), np.stack([tr.box for tr in tracks])))
 
@@ -2013,21 +2014,13 @@ def _one_box_after_the_hidden_animal_expired(review_iou: float) -> dict[int, tup
     detected, its box drawn nearer where b's track expects b. Returns {track id: (state, detection index)} after the
     poses of that frame."""
     tracker = Tracker(TrackerSettings(review_iou=review_iou))
-
-    def step(boxes: list[list[float]], facings: list[float]) -> list[Track]:
-        tracks = tracker.update(dets(*boxes))
-        if not tracks:
-            return tracks
-        poses = [pose_in(boxes[tr.detection_index], facings[tr.detection_index]) if tr.detection_index >= 0
-                 else pose_in(tr.box, conf=0.0) for tr in tracks]
-        return tracker.attach_poses([tr.track_id for tr in tracks],
-                                    Poses(np.stack(poses).astype(np.float32), np.stack([tr.box for tr in tracks])))
-
     for t in range(8):
-        step([box_at(100.0 + 2 * t), box_at(150.0, 95.0, 110.0, 75.0)], [1.0, -1.0])
+        _step_with_poses(tracker, [box_at(100.0 + 2 * t), box_at(150.0, 95.0, 110.0, 75.0)], [1.0, -1.0],
+                         found_unseen=False)
     for t in range(8, 11):
-        step([box_at(100.0 + 2 * t)], [1.0])
-    after = step([box_at(136.0, 98.0, 116.0, 78.0)], [1.0])  # a expected at x 122, b at 150
+        _step_with_poses(tracker, [box_at(100.0 + 2 * t)], [1.0], found_unseen=False)
+    # a expected at x 122, b at 150
+    after = _step_with_poses(tracker, [box_at(136.0, 98.0, 116.0, 78.0)], [1.0], found_unseen=False)
     return {tr.track_id: (tr.state.value, tr.detection_index) for tr in after}
 
 
