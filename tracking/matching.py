@@ -32,7 +32,7 @@ class Assignment:
 def box_area(boxes: np.ndarray) -> np.ndarray:
     """(N,) areas of (N, 4) ``xyxy`` boxes; degenerate or non-finite boxes have area 0."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    area = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    area = np.maximum(boxes[:, 2] - boxes[:, 0], 0.0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0.0)
     return np.where(np.isfinite(area), area, 0.0)
 
 
@@ -42,7 +42,7 @@ def box_intersection(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
     top_left = np.maximum(a[:, None, :2], b[None, :, :2])
     bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(bottom_right - top_left, 0, None)
+    wh = np.maximum(bottom_right - top_left, 0.0)
     return wh[..., 0] * wh[..., 1]
 
 

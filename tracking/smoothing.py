@@ -234,6 +234,14 @@ def kalman_update(
     return mean, 0.5 * (cov + np.swapaxes(cov, 1, 2))
 
 
+def _per_point(std: np.ndarray | float, n: int) -> np.ndarray:
+    """(n,) variances of a std given as a scalar or per point."""
+    variance = np.asarray(std, dtype=np.float64) ** 2
+    if variance.shape == (n,):
+        return variance
+    return np.full(n, variance) if variance.ndim == 0 else variance * np.ones(n)
+
+
 class PointFilter:
     """A batch of ``n`` independent 2-D points under one kinematic model; optionally records its forward pass.
 
@@ -303,11 +311,12 @@ class PointFilter:
             reference_velocity: (2,) velocity, in pixels per frame, that the damped derivatives of every
                 point decay towards (None: zero).
         """
-        variance = np.asarray(process_std, dtype=np.float64) ** 2 * np.ones(len(self))
+        variance = _per_point(process_std, len(self))
         noise = self._unit_noise * variance[:, None, None]
-        drift = np.zeros_like(self.mean)
+        drift: np.ndarray | float = 0.0
         if reference_velocity is not None:
             reference_velocity = np.asarray(reference_velocity, dtype=np.float64).reshape(2)
+            drift = np.zeros_like(self.mean)
             drift[:, 1, :] = self._pull[:, None] * reference_velocity
         if self._log is not None:
             self._log.append(self.mean, self.cov, variance, reference_velocity)
@@ -337,7 +346,7 @@ class PointFilter:
 
     def update(self, measured: np.ndarray, measurement_std: np.ndarray | float, observed: np.ndarray) -> None:
         """Correct the ``observed`` points with (n, 2) measured positions of std ``measurement_std`` pixels."""
-        variance = np.asarray(measurement_std, dtype=np.float64) ** 2 * np.ones(len(self))
+        variance = _per_point(measurement_std, len(self))
         self.mean, self.cov = kalman_update(self.mean, self.cov, measured, variance, observed)
 
     def history(self) -> FilterHistory:
@@ -585,10 +594,17 @@ def rts_smooth(history: FilterHistory) -> tuple[np.ndarray, np.ndarray]:
     return smoothed.reshape(t, n, d, 2) + offset, np.moveaxis(diag, 0, 1)
 
 
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of a few finite floats, at a fraction of its cost."""
+    ordered = np.sort(values)
+    half = len(ordered) // 2
+    return float(ordered[half]) if len(ordered) % 2 else float((ordered[half - 1] + ordered[half]) / 2.0)
+
+
 def keypoint_measurement_std(confidence: np.ndarray, scale: float, settings: SmoothingSettings) -> np.ndarray:
     """(K,) measurement std in pixels: ``measurement_noise * weight * scale / max(confidence, 0.05)``."""
     weights = np.asarray(settings.measurement_weights)
-    return settings.measurement_noise * weights * scale / np.clip(confidence, 0.05, 1.0)
+    return settings.measurement_noise * weights * scale / np.minimum(np.maximum(confidence, 0.05), 1.0)
 
 
 @dataclass(frozen=True)
@@ -670,7 +686,7 @@ class KeypointSmoother:
         """(K,) std of each keypoint's random acceleration this frame, in pixels: the base noise, lowered to
         ``still_noise`` of it while the body stands (keypoints of a standing animal hardly move), raised while the
         keypoint manoeuvres."""
-        boost = np.sqrt(np.clip(self.maneuver, 1.0, self.settings.max_noise_boost))
+        boost = np.sqrt(np.minimum(np.maximum(self.maneuver, 1.0), self.settings.max_noise_boost))
         motion = 1.0
         if body_velocity is not None and self.settings.still_noise < 1.0:
             speed = float(np.linalg.norm(body_velocity)) / max(scale, 1.0)
@@ -695,12 +711,12 @@ class KeypointSmoother:
         std = keypoint_measurement_std(confidence, scale, self.settings)
         measured = np.where(finite[:, None], keypoints[:, :2], 0.0)
         innovation = measured - self.filter.positions
-        nis = np.sum(innovation**2, axis=-1) / (self.filter.position_variance + std**2) / 2.0
+        nis = (innovation[:, 0] ** 2 + innovation[:, 1] ** 2) / (self.filter.position_variance + std**2) / 2.0
         if self.settings.outlier_nis > 0:
             observed = self._screen(observed, nis, innovation, scale)
         if self.settings.pose_surprise > 0 and observed.sum() >= 3:
             fresh = observed & self.ever_observed
-            if fresh.sum() >= 3 and np.median(nis[fresh]) > self.settings.pose_surprise:
+            if fresh.sum() >= 3 and _median(nis[fresh]) > self.settings.pose_surprise:
                 if trusted:  # a turn, the head going down, another animal taken over: follow it now
                     jump = np.minimum(np.sum(innovation**2, axis=-1), (2.0 * scale) ** 2)
                     # The keypoints not seen now are no longer where they were predicted: forgotten until seen.
@@ -764,10 +780,14 @@ class KeypointSmoother:
         """Keypoints (K, 3) as x, y, confidence and their (K,) :class:`KeypointStatus` codes for this frame."""
         if self.settings.mode is SmoothingMode.NONE:
             return raw_output(self.raw_now, self.num_keypoints)
+        valid = self.valid()
+        keypoints = np.empty((self.num_keypoints, 3), np.float32)
+        positions = np.nan if self.filter is None else self.filter.mean[:, 0, :]
+        keypoints[:, :2] = np.where(valid[:, None], positions, np.nan)
         decay = self.settings.confidence_decay ** self.frames_since_observed
-        confidence = self.last_confidence * decay
-        status = np.where(self.observed_now, KeypointStatus.SMOOTHED, KeypointStatus.PREDICTED).astype(np.int8)
-        return _mask_invalid(self.positions(), confidence, status, self.valid())
+        keypoints[:, 2] = np.where(valid, self.last_confidence * decay, 0.0)
+        status = np.where(valid, np.where(self.observed_now, _SMOOTHED, _PREDICTED), _MISSING)
+        return keypoints, status
 
     def flush(self) -> None:
         """Move what the record holds in memory to its spill (nothing without one)."""
@@ -786,6 +806,10 @@ class KeypointSmoother:
         confidence = np.concatenate([self._confidence_log.array.astype(np.float64),
                                      np.where(self.observed_now, self.last_confidence, 0.0)[None]])
         return KeypointHistory(self.filter.history(), observed, confidence)
+
+
+_MISSING, _PREDICTED, _SMOOTHED = (np.int8(code) for code in (KeypointStatus.MISSING, KeypointStatus.PREDICTED,
+                                                               KeypointStatus.SMOOTHED))
 
 
 def raw_output(raw: np.ndarray | None, num_keypoints: int = NUM_KEYPOINTS) -> tuple[np.ndarray, np.ndarray]:

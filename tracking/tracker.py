@@ -550,7 +550,7 @@ def _scale(box: np.ndarray) -> float:
 def _predict_box(owner: _LiveTrack | _Ghost, scale: float) -> None:
     """Advance the box filter of a track (or its ghost) one frame, its process noise raised while the box manoeuvres,
     and set its predicted box."""
-    boost = np.sqrt(np.clip(owner.maneuver, 1.0, owner.settings.box_max_boost))
+    boost = np.sqrt(np.minimum(np.maximum(owner.maneuver, 1.0), owner.settings.box_max_boost))
     owner.box_filter.predict(owner._box_noise * scale * boost)
     owner.box = _points_to_xyxy(owner.box_filter.positions)
 
@@ -655,12 +655,12 @@ class _LiveTrack:
                       self.last_box, self.frames_since_update)
         scale = _scale(box)
         std = self.settings.box_measurement_noise * scale
-        measured = _xyxy_to_points(box[None])[0]
+        measured = np.stack([0.5 * (box[:2] + box[2:]), box[2:] - box[:2]])  # _xyxy_to_points of one box
         if self.settings.box_adaptation > 0:
             # A start, a stop or a turn: the innovations outgrow what the filter expects; its process noise grows
             # by as much until they fall back (as the keypoints', tracking.smoothing).
             innovation = measured - self.box_filter.positions
-            nis = np.sum(innovation**2, axis=-1) / (self.box_filter.position_variance + std**2) / 2.0
+            nis = (innovation[:, 0] ** 2 + innovation[:, 1] ** 2) / (self.box_filter.position_variance + std**2) / 2.0
             rate = self.settings.box_adaptation
             self.maneuver = (1 - rate) * self.maneuver + rate * nis
         self.box_filter.update(measured, std, np.ones(2, bool))
@@ -756,10 +756,10 @@ class _LiveTrack:
             box = self.box
         box = _in_image(np.asarray(box, np.float64), bounds)
         keypoints, status = self.keypoints.output()
-        keypoints, status = _outside_box(keypoints[None], status[None], box[None], self.settings.keypoint_box_margin)
+        keypoints, status = _outside_box(keypoints, status, box, self.settings.keypoint_box_margin)
         return _freeze(Track(
             track_id=self.track_id, state=self.state, box=np.asarray(box, np.float32), score=float(self.score),
-            class_id=int(self.class_id), keypoints=keypoints[0], keypoint_status=status[0], age=self.age,
+            class_id=int(self.class_id), keypoints=keypoints, keypoint_status=status, age=self.age,
             hits=self.hits, frames_since_update=self.frames_since_update,
             detection_index=int(self.detection_index), frame_index=frame,
         ))
@@ -1643,8 +1643,9 @@ def _geometry(tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSett
     offset = _offsets_to_segments(points, start, end)  # (T, D, 2)
     height = np.maximum(predicted[:, 3] - predicted[:, 1], 1.0)
     unseen = np.array([t.frames_since_update for t in tracks], float)
-    variance = np.array([t.box_filter.position_variance[0] for t in tracks])
-    speed = np.array([np.linalg.norm(t.box_filter.velocities[0]) for t in tracks])
+    variance = np.array([t.box_filter.cov[0, 0, 0] for t in tracks])
+    velocity = np.stack([t.box_filter.mean[0, 1] for t in tracks])
+    speed = np.sqrt(velocity[:, 0] ** 2 + velocity[:, 1] ** 2)
     walked = np.maximum(settings.reach_speed * height, speed) * np.maximum(unseen - 1, 0.0)
     lost = (unseen > 1) | relinking
     noise = (settings.box_measurement_noise * height) ** 2 + np.where(lost, (settings.relink_noise * height) ** 2, 0.0)
@@ -2157,12 +2158,12 @@ def _outside_box(keypoints: np.ndarray, status: np.ndarray, boxes: np.ndarray, m
                  ) -> tuple[np.ndarray, np.ndarray]:
     """``keypoints`` (T, K, 3) and ``status`` (T, K) with the keypoints farther outside their frame's box (``boxes``
     (T, 4) ``xyxy``) than ``margin`` of its width (x) or height (y) made MISSING (``keypoint_box_margin``); the inputs
-    themselves when none is."""
+    themselves when none is. One frame's (K, 3), (K,) and (4,) work as well."""
     if margin is None:
         return keypoints, status
-    size = boxes[:, None, 2:] - boxes[:, None, :2]
+    size = boxes[..., None, 2:] - boxes[..., None, :2]
     position = keypoints[..., :2]
-    low, high = boxes[:, None, :2] - margin * size, boxes[:, None, 2:] + margin * size
+    low, high = boxes[..., None, :2] - margin * size, boxes[..., None, 2:] + margin * size
     outside = ((position < low) | (position > high)).any(-1)
     if not outside.any():
         return keypoints, status

@@ -21,6 +21,7 @@ from tracking.smoothing import (
     smooth_keypoints_offline,
     transition_matrix,
 )
+from tracking.smoothing import _median as median_of_few
 
 K = NUM_KEYPOINTS
 
@@ -79,6 +80,13 @@ def test_batched_steps_equal_filterpy(motion, damping):
                 x, p = filterpy_update(x, p, measured[i, axis], variance[i], h)
             np.testing.assert_allclose(got_mean[i, :, axis], x, rtol=1e-9, atol=1e-9)
             np.testing.assert_allclose(got_cov[i], p, rtol=1e-9, atol=1e-9)
+
+
+def test_median_of_a_few_values_is_numpys_to_the_bit():
+    rng = np.random.default_rng(0)
+    for count in range(1, 18):
+        values = rng.normal(size=count) * 10.0 ** rng.integers(-3, 4)
+        assert median_of_few(values) == np.median(values)
 
 
 def test_update_ignores_nan_where_not_observed():
