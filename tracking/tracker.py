@@ -530,10 +530,10 @@ class _Review:
 
 
 def _xyxy_to_points(boxes: np.ndarray) -> np.ndarray:
-    """(N, 4) xyxy -> (N, 2, 2) rows of (centre, size)."""
-    centre = 0.5 * (boxes[:, :2] + boxes[:, 2:])
-    size = boxes[:, 2:] - boxes[:, :2]
-    return np.stack([centre, size], axis=1)
+    """(..., 4) xyxy -> (..., 2, 2) rows of (centre, size)."""
+    centre = 0.5 * (boxes[..., :2] + boxes[..., 2:])
+    size = boxes[..., 2:] - boxes[..., :2]
+    return np.stack([centre, size], axis=-2)
 
 
 def _points_to_xyxy(points: np.ndarray) -> np.ndarray:
@@ -592,7 +592,7 @@ class _LiveTrack:
         self.first_frame = frame
         scale = _scale(box)
         # Box filter points: centre (constant velocity) and size (damped rate of change).
-        self.box_filter = PointFilter(_xyxy_to_points(box[None])[0], settings.box_measurement_noise * scale,
+        self.box_filter = PointFilter(_xyxy_to_points(box), settings.box_measurement_noise * scale,
                                       np.array([0.1, 0.05]) * scale, damping=np.array([1.0, settings.box_size_damping]),
                                       record=settings.records, spill=spill)
         self._box_noise = np.array([settings.box_process_noise, settings.box_size_noise])
@@ -655,7 +655,7 @@ class _LiveTrack:
                       self.last_box, self.frames_since_update)
         scale = _scale(box)
         std = self.settings.box_measurement_noise * scale
-        measured = np.stack([0.5 * (box[:2] + box[2:]), box[2:] - box[:2]])  # _xyxy_to_points of one box
+        measured = _xyxy_to_points(box)
         if self.settings.box_adaptation > 0:
             # A start, a stop or a turn: the innovations outgrow what the filter expects; its process noise grows
             # by as much until they fall back (as the keypoints', tracking.smoothing).
