@@ -711,14 +711,15 @@ class KeypointSmoother:
         std = keypoint_measurement_std(confidence, scale, self.settings)
         measured = np.where(finite[:, None], keypoints[:, :2], 0.0)
         innovation = measured - self.filter.positions
-        nis = (innovation[:, 0] ** 2 + innovation[:, 1] ** 2) / (self.filter.position_variance + std**2) / 2.0
+        distance2 = innovation[:, 0] ** 2 + innovation[:, 1] ** 2
+        nis = distance2 / (self.filter.position_variance + std**2) / 2.0
         if self.settings.outlier_nis > 0:
             observed = self._screen(observed, nis, innovation, scale)
         if self.settings.pose_surprise > 0 and observed.sum() >= 3:
             fresh = observed & self.ever_observed
             if fresh.sum() >= 3 and _median(nis[fresh]) > self.settings.pose_surprise:
                 if trusted:  # a turn, the head going down, another animal taken over: follow it now
-                    jump = np.minimum(np.sum(innovation**2, axis=-1), (2.0 * scale) ** 2)
+                    jump = np.minimum(distance2, (2.0 * scale) ** 2)
                     # The keypoints not seen now are no longer where they were predicted: forgotten until seen.
                     stale = ~observed & self.ever_observed
                     self.filter.kick(np.where(fresh, jump, np.where(stale, (2.0 * scale) ** 2, 0.0)))
@@ -780,14 +781,11 @@ class KeypointSmoother:
         """Keypoints (K, 3) as x, y, confidence and their (K,) :class:`KeypointStatus` codes for this frame."""
         if self.settings.mode is SmoothingMode.NONE:
             return raw_output(self.raw_now, self.num_keypoints)
-        valid = self.valid()
-        keypoints = np.empty((self.num_keypoints, 3), np.float32)
-        positions = np.nan if self.filter is None else self.filter.mean[:, 0, :]
-        keypoints[:, :2] = np.where(valid[:, None], positions, np.nan)
+        # No estimate without a filter: valid() is all False then, and _mask_invalid sets no position.
+        positions = np.zeros((self.num_keypoints, 2)) if self.filter is None else self.filter.mean[:, 0, :]
         decay = self.settings.confidence_decay ** self.frames_since_observed
-        keypoints[:, 2] = np.where(valid, self.last_confidence * decay, 0.0)
-        status = np.where(valid, np.where(self.observed_now, _SMOOTHED, _PREDICTED), _MISSING)
-        return keypoints, status
+        status = np.where(self.observed_now, _SMOOTHED, _PREDICTED)
+        return _mask_invalid(positions, self.last_confidence * decay, status, self.valid())
 
     def flush(self) -> None:
         """Move what the record holds in memory to its spill (nothing without one)."""
@@ -828,7 +826,7 @@ def _mask_invalid(
     keypoints = np.empty((len(positions), 3), np.float32)
     keypoints[:, :2] = np.where(valid[:, None], positions, np.nan)
     keypoints[:, 2] = np.where(valid, confidence, 0.0)
-    return keypoints, np.where(valid, status, KeypointStatus.MISSING).astype(np.int8)
+    return keypoints, np.where(valid, status, _MISSING).astype(np.int8, copy=False)
 
 
 def smooth_keypoints_offline(history: KeypointHistory, settings: SmoothingSettings) -> tuple[np.ndarray, np.ndarray]:
