@@ -824,9 +824,13 @@ def _mask_invalid(
     positions: np.ndarray, confidence: np.ndarray, status: np.ndarray, valid: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     keypoints = np.empty((len(positions), 3), np.float32)
-    keypoints[:, :2] = np.where(valid[:, None], positions, np.nan)
-    keypoints[:, 2] = np.where(valid, confidence, 0.0)
-    return keypoints, np.where(valid, status, _MISSING).astype(np.int8, copy=False)
+    keypoints[:, :2] = positions
+    keypoints[:, 2] = confidence
+    status = np.asarray(status).astype(np.int8)  # a copy: the caller's array stays as it is
+    invalid = ~valid
+    keypoints[invalid] = (np.nan, np.nan, 0.0)
+    status[invalid] = _MISSING
+    return keypoints, status
 
 
 def smooth_keypoints_offline(history: KeypointHistory, settings: SmoothingSettings) -> tuple[np.ndarray, np.ndarray]:

@@ -122,6 +122,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import logging
+import math
 import statistics
 from collections import Counter
 from collections.abc import Sequence
@@ -531,9 +532,10 @@ class _Review:
 
 def _xyxy_to_points(boxes: np.ndarray) -> np.ndarray:
     """(..., 4) xyxy -> (..., 2, 2) rows of (centre, size)."""
-    centre = 0.5 * (boxes[..., :2] + boxes[..., 2:])
-    size = boxes[..., 2:] - boxes[..., :2]
-    return np.stack([centre, size], axis=-2)
+    points = np.empty((*boxes.shape[:-1], 2, 2), boxes.dtype if boxes.dtype.kind == "f" else np.float64)
+    points[..., 0, :] = 0.5 * (boxes[..., :2] + boxes[..., 2:])
+    points[..., 1, :] = boxes[..., 2:] - boxes[..., :2]
+    return points
 
 
 def _points_to_xyxy(points: np.ndarray) -> np.ndarray:
@@ -542,9 +544,14 @@ def _points_to_xyxy(points: np.ndarray) -> np.ndarray:
     return np.concatenate([centre - 0.5 * size, centre + 0.5 * size], axis=-1)
 
 
+#: The box filter's two points (centre and size), both measured by every detection.
+_BOTH_POINTS = np.ones(2, bool)
+_BOTH_POINTS.setflags(write=False)
+
+
 def _scale(box: np.ndarray) -> float:
     w, h = box[2] - box[0], box[3] - box[1]
-    return float(np.sqrt(max(w, 1.0) * max(h, 1.0)))
+    return math.sqrt(max(w, 1.0) * max(h, 1.0))  # as np.sqrt (both correctly rounded), without its call overhead
 
 
 def _predict_box(owner: _LiveTrack | _Ghost, scale: float) -> None:
@@ -663,7 +670,7 @@ class _LiveTrack:
             nis = (innovation[:, 0] ** 2 + innovation[:, 1] ** 2) / (self.box_filter.position_variance + std**2) / 2.0
             rate = self.settings.box_adaptation
             self.maneuver = (1 - rate) * self.maneuver + rate * nis
-        self.box_filter.update(measured, std, np.ones(2, bool))
+        self.box_filter.update(measured, std, _BOTH_POINTS)
         self.box = _points_to_xyxy(self.box_filter.positions)
         self.score = score
         self.hits += 1
@@ -1584,7 +1591,7 @@ class Tracker:
         A pair with no box overlap at all is never matched by it (re-linking handles lost tracks), nor one whose box
         is not where the track's animal can be (infinite cost); among the others, the nearer counts.
         """
-        iou = box_iou(np.stack([t.box for t in tracks]), boxes)
+        iou = box_iou(np.array([t.box for t in tracks], np.float64), boxes)
         geometry, _ = _geometry(tracks, boxes, self.settings)
         # A track missed in one frame is still held to the match gate: one box cut or grown by a neighbour, which
         # made it miss, must not hand its animal to a track lost for longer (whose wider spread fits it anyway).
@@ -1635,16 +1642,13 @@ def _geometry(tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSett
         (T, D) squared normalised distances (3 dof) and (T,) log-determinants of the three variances (a track
         that may be anywhere fits every box a little).
     """
-    last = np.stack([t.last_box for t in tracks])
-    predicted = np.stack([t.box for t in tracks])
-    start = np.stack([0.5 * (last[:, 0] + last[:, 2]), last[:, 3]], axis=1)
-    end = np.stack([0.5 * (predicted[:, 0] + predicted[:, 2]), predicted[:, 3]], axis=1)
-    points = np.stack([0.5 * (boxes[:, 0] + boxes[:, 2]), boxes[:, 3]], axis=1)
-    offset = _offsets_to_segments(points, start, end)  # (T, D, 2)
+    last = np.array([t.last_box for t in tracks], np.float64)
+    predicted = np.array([t.box for t in tracks], np.float64)
+    offset = _offsets_to_segments(_bottom_centres(boxes), _bottom_centres(last), _bottom_centres(predicted))
     height = np.maximum(predicted[:, 3] - predicted[:, 1], 1.0)
     unseen = np.array([t.frames_since_update for t in tracks], float)
     variance = np.array([t.box_filter.cov[0, 0, 0] for t in tracks])
-    velocity = np.stack([t.box_filter.mean[0, 1] for t in tracks])
+    velocity = np.array([t.box_filter.mean[0, 1] for t in tracks])
     speed = np.sqrt(velocity[:, 0] ** 2 + velocity[:, 1] ** 2)
     walked = np.maximum(settings.reach_speed * height, speed) * np.maximum(unseen - 1, 0.0)
     lost = (unseen > 1) | relinking
@@ -1665,12 +1669,23 @@ def _geometry(tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSett
     return d2, np.log(across * depth * height_var)
 
 
+def _bottom_centres(boxes: np.ndarray) -> np.ndarray:
+    """(N, 2) bottom centres of (N, 4) ``xyxy`` boxes."""
+    out = np.empty((len(boxes), 2))
+    out[:, 0] = 0.5 * (boxes[:, 0] + boxes[:, 2])
+    out[:, 1] = boxes[:, 3]
+    return out
+
+
 def _offsets_to_segments(points: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """(T, D, 2) offsets of D points (D, 2) from their nearest points on T segments from ``starts`` to ``ends``."""
     direction = ends - starts
-    length2 = np.maximum(np.sum(direction**2, axis=-1), 1e-12)
-    along = np.sum((points[None] - starts[:, None]) * direction[:, None], axis=-1) / length2[:, None]
-    nearest = starts[:, None] + np.clip(along, 0.0, 1.0)[..., None] * direction[:, None]
+    # Sums of two terms written out (as np.sum adds them) and np.minimum/np.maximum for np.clip: called per stage and
+    # frame on a few points, where numpy's call overhead is the cost.
+    length2 = np.maximum(direction[:, 0] ** 2 + direction[:, 1] ** 2, 1e-12)
+    towards = (points[None] - starts[:, None]) * direction[:, None]
+    along = (towards[..., 0] + towards[..., 1]) / length2[:, None]
+    nearest = starts[:, None] + np.minimum(np.maximum(along, 0.0), 1.0)[..., None] * direction[:, None]
     return points[None] - nearest
 
 
