@@ -107,9 +107,13 @@ Confident detections left over start tentative tracks, confirmed after ``min_hit
 ``tentative_patience`` frames in a row. With appearance features, a box left over that repeats a matched one
 (overlapping it by ``duplicate_iou``, its colours within ``duplicate_colour`` of that box's) starts no track: the
 detector found that animal twice, where a second animal would show other colours (where an animal lost for long
-may be back, such a box still starts a held track, above). Association ignores the detector's class (a dog called
-a cat for one frame keeps its track); a track keeps the class of its first detection. Every tracker owns its ID
-counter; IDs start at 1.
+may be back, such a box still starts a held track, above). Whichever the pose order, a young track (at most
+``young_duplicate_hits`` matches) whose detection shows the pose of an older confirmed track's detection in the same
+frame (OKS ``young_duplicate_oks`` over ``young_duplicate_keypoints`` keypoints) ends, unrecorded: the detector found
+that animal twice, a box on part of it beside the other (with the poses after tracking, this shows once the track is
+confirmed and its pose found; it is then left out of what ``attach_poses`` returns). Association ignores the
+detector's class (a dog called a cat for one frame keeps its track); a track keeps the class of its first detection.
+Every tracker owns its ID counter; IDs start at 1.
 
 Poses may come with the detections (``update(detections, poses)``) or after tracking, when the pose
 model runs on the tracks' boxes: then call ``attach_poses(track_ids, poses)`` in the same frame.
@@ -205,6 +209,13 @@ class TrackerSettings:
             too, beyond ``report_lost_frames``, while it is at most ``pose_keep_frames`` frames unmatched: the
             detector missed an animal that the pose model still finds where the track expects it (0: never).
         pose_keep_keypoints, pose_keep_frames: see ``pose_keep_oks``.
+        young_duplicate_oks: a track with at most ``young_duplicate_hits`` matches whose detection's pose in this frame
+            has this OKS or more, over at least ``young_duplicate_keypoints`` keypoints above ``keypoint_threshold``
+            in both, with the pose of a confirmed track with more matches, matched in the same frame, ends (unrecorded):
+            the detector found that animal twice (a box on a part of it beside the box on the whole, or on its
+            other part, which non-maximum suppression keeps at an IoU under its threshold) and the pose model found
+            the same animal in both; two animals hardly share that pose so closely (0: never).
+        young_duplicate_hits, young_duplicate_keypoints: see ``young_duplicate_oks``.
         keypoint_box_margin: a reported keypoint farther outside the track's box than this fraction of the box's
             width (across) or height (up and down) is reported MISSING, in every smoothing mode and offline: it is not
             the animal's (a neighbour's pose found in a box the frame edge cut narrow, a keypoint predicted on after
@@ -371,6 +382,9 @@ class TrackerSettings:
     pose_keep_oks: float = 0.5
     pose_keep_keypoints: int = 6
     pose_keep_frames: int = 6
+    young_duplicate_oks: float = 0.75
+    young_duplicate_hits: int = 10
+    young_duplicate_keypoints: int = 8
     relink_delay: int = 8
     relink_hits: int = 3
     hold_hits: int = 6
@@ -389,7 +403,7 @@ class TrackerSettings:
                      "keypoint_threshold", "appearance_weight", "relink_max_appearance", "match_max_appearance",
                      "appearance_momentum", "appearance_margin", "appearance_update_max", "min_pose_similarity",
                      "box_size_damping", "duplicate_pose_oks", "pose_keep_oks", "duplicate_iou", "duplicate_colour",
-                     "offline_relink_colour", "claim_max_appearance"):
+                     "offline_relink_colour", "claim_max_appearance", "young_duplicate_oks"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -399,12 +413,15 @@ class TrackerSettings:
             raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
         for name in ("max_lost_frames", "report_lost_frames", "pose_keep_frames", "offline_fill_frames",
                      "offline_extend_frames", "offline_shadow_frames", "offline_weak_frames", "tentative_patience",
-                     "relink_delay", "height_window", "revise_frames", "revise_gap", "claim_frames"):
+                     "relink_delay", "height_window", "revise_frames", "revise_gap", "claim_frames",
+                     "young_duplicate_hits"):
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
-        if not 1 <= self.pose_keep_keypoints <= NUM_KEYPOINTS:
-            raise ValueError(f"pose_keep_keypoints must be in [1, {NUM_KEYPOINTS}], got {self.pose_keep_keypoints}")
+        for name in ("pose_keep_keypoints", "young_duplicate_keypoints"):
+            value = getattr(self, name)
+            if not 1 <= value <= NUM_KEYPOINTS:
+                raise ValueError(f"{name} must be in [1, {NUM_KEYPOINTS}], got {value}")
         if not (np.isfinite(self.offline_relink_fit) and self.offline_relink_fit >= 0):
             raise ValueError(f"offline_relink_fit must be a number >= 0, got {self.offline_relink_fit}")
         for name in ("relink_gate", "relink_noise", "box_measurement_noise", "box_process_noise", "box_size_noise",
@@ -945,6 +962,10 @@ class Tracker:
                             None if keypoints is None else keypoints[j])
                 if own[j]:
                     self._tracks[-1].update_appearance(features[j])
+        if keypoints is not None:
+            row = {int(d): j for j, d in enumerate(index)}
+            seen = [t for t in self._tracks if t.detection_index >= 0]
+            self._end_young_duplicates(seen, keypoints[[row[t.detection_index] for t in seen]])
         return self._report(self._reported_after_update)
 
     def _record_seen(self, index: np.ndarray, boxes: np.ndarray, scores: np.ndarray, features: np.ndarray | None,
@@ -1233,7 +1254,8 @@ class Tracker:
             poses: one pose per ID.
 
         Returns:
-            Fresh snapshots of those tracks, in the order of ``track_ids``.
+            Fresh snapshots of those tracks, in the order of ``track_ids``, less the young ones ended as another's
+            duplicate (``TrackerSettings.young_duplicate_oks``).
         """
         track_ids = [int(i) for i in track_ids]
         _check_poses(poses, len(track_ids))
@@ -1246,10 +1268,33 @@ class Tracker:
             keypoints = self._settle(track_ids, keypoints, by_id)
         keypoints = self._give_up_contradicting(track_ids, keypoints, by_id)
         keypoints = self._drop_duplicates(track_ids, keypoints, by_id)
+        rows = [i for i, track_id in enumerate(track_ids) if by_id[track_id].updated_now]
+        ended = {t.track_id for t in self._end_young_duplicates([by_id[track_ids[i]] for i in rows], keypoints[rows])}
         self._keep_by_pose(track_ids, keypoints, by_id)
         for track_id, pose in zip(track_ids, keypoints):
-            by_id[track_id].attach_pose(pose)
-        return [by_id[i].snapshot(self._frame, self._bounds) for i in track_ids]
+            if track_id not in ended:
+                by_id[track_id].attach_pose(pose)
+        return [by_id[i].snapshot(self._frame, self._bounds) for i in track_ids if i not in ended]
+
+    def _end_young_duplicates(self, tracks: list[_LiveTrack], keypoints: np.ndarray) -> list[_LiveTrack]:
+        """End (unrecorded) the young ``tracks`` whose pose is that of an older one (``young_duplicate_oks``); all of
+        ``tracks`` matched in this frame, to detections whose poses are ``keypoints`` (n, K, 3). Returns the ended."""
+        s = self.settings
+        if s.young_duplicate_oks == 0 or len(tracks) < 2:
+            return []
+        young = np.array([t.hits <= s.young_duplicate_hits for t in tracks])
+        older = ~young & np.array([t.state is TrackState.CONFIRMED for t in tracks])
+        if not (young.any() and older.any()):
+            return []
+        valid = np.nan_to_num(keypoints[..., 2]) >= s.keypoint_threshold
+        area = box_area(np.array([t.raw_box for t, o in zip(tracks, older) if o], np.float64))
+        oks = keypoint_similarity(keypoints[young], keypoints[older], area, valid_a=valid[young], valid_b=valid[older],
+                                  sigmas=SIGMAS, min_keypoints=s.young_duplicate_keypoints)
+        ended = [tracks[i] for i in np.flatnonzero(young)[(np.nan_to_num(oks) >= s.young_duplicate_oks).any(axis=1)]]
+        for track in ended:
+            logger.debug("frame %d: track %d ends, a duplicate of an older track's animal", self._frame, track.track_id)
+            self._tracks.remove(track)
+        return ended
 
     def _crowded(self, pairs: list[tuple[_LiveTrack, int]], missed: list[_LiveTrack], boxes: np.ndarray,
                  scores: np.ndarray, index: np.ndarray, features: np.ndarray | None, own: np.ndarray

@@ -55,6 +55,10 @@ def poses_for(detections: Detections, facings=None) -> Poses:
         ("pose_keep_keypoints", 0, "pose_keep_keypoints"),
         ("pose_keep_keypoints", K + 1, "pose_keep_keypoints"),
         ("pose_keep_frames", -1, "pose_keep_frames"),
+        ("young_duplicate_oks", 1.5, "young_duplicate_oks"),
+        ("young_duplicate_hits", -1, "young_duplicate_hits"),
+        ("young_duplicate_keypoints", 0, "young_duplicate_keypoints"),
+        ("young_duplicate_keypoints", K + 1, "young_duplicate_keypoints"),
         ("relink_gate", 0.0, "relink_gate"),
         ("box_process_noise", float("inf"), "box_process_noise"),
         ("box_size_damping", 1.5, "box_size_damping"),
@@ -578,6 +582,48 @@ def test_poses_on_a_frame_without_the_detector_are_not_judged_duplicates():
     snapshots = tracker.attach_poses([1, 2, 3], Poses(np.stack([pose_in(a), pose_in(a), pose_in(a)]),
                                                       np.array([a, b, c], np.float32)))
     assert [s.track_id for s in snapshots] == [1, 2, 3]
+
+
+def _second_box_on_one_animal(young_duplicate_oks: float, pose_in_part: str, order: str = "after"
+                              ) -> tuple[list[list[int]], dict[int, TrackState], list[int]]:
+    """An animal tracked alone for 12 frames, then found twice for 3 frames: its whole box and a second box on its
+    rear part (IoU 0.58 with the whole), in which the pose model finds "same" (the animal's pose, as in the whole box)
+    or "other" (another pose, facing the other way). Returns the IDs reported in those 3 frames, the IDs still live
+    after them with their states, and the IDs recorded for offline output."""
+    tracker = Tracker(TrackerSettings(young_duplicate_oks=young_duplicate_oks, record_history=True))
+    whole, part = box_at(0.0), [50.0, 110.0, 120.0, 180.0]
+    found = {"same": pose_in(whole), "other": pose_in(part, -1.0)}[pose_in_part]
+    reported = []
+    for i in range(15):
+        boxes = [whole] if i < 12 else [whole, part]
+        keypoints = np.stack([pose_in(whole), found][:len(boxes)])
+        if order == "before":
+            tracks = tracker.update(dets(*boxes), Poses(keypoints, np.array(boxes, np.float32)))
+        else:
+            tracks = tracker.update(dets(*boxes))
+            rows = [t.detection_index for t in tracks]
+            tracks = tracker.attach_poses([t.track_id for t in tracks], Poses(keypoints[rows],
+                                                                              np.array(boxes, np.float32)[rows]))
+        if i >= 12:
+            reported.append([t.track_id for t in tracks])
+    live = {t.track_id: t.state for t in tracker.tracks()}
+    return reported, live, [r.track_id for r in tracker.history().records]
+
+
+@pytest.mark.parametrize("order", ["after", "before"])
+def test_a_young_track_on_a_second_box_of_an_older_tracks_animal_ends(order):
+    reported, live, recorded = _second_box_on_one_animal(0.75, "same", order)
+    assert reported == [[1], [1], [1]]
+    assert 2 not in recorded  # ended unrecorded: offline output does not bring it back
+    if order == "before":  # the pose is known at once: the second box's track ends in its first frame
+        assert live == {1: TrackState.CONFIRMED}
+    else:  # ... and once confirmed, with the poses after tracking; the box starts another, ended in turn
+        assert live == {1: TrackState.CONFIRMED, 3: TrackState.TENTATIVE}
+    # Another animal's pose in the second box (or the rule off) keeps its track, reported once confirmed.
+    for oks, pose in ((0.75, "other"), (0.0, "same")):
+        reported, live, recorded = _second_box_on_one_animal(oks, pose, order)
+        assert reported == [[1], [1, 2], [1, 2]], (oks, pose)
+        assert live == {1: TrackState.CONFIRMED, 2: TrackState.CONFIRMED} and recorded == [1, 2]
 
 
 @pytest.mark.parametrize(
