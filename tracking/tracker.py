@@ -25,7 +25,8 @@ edge and back at another, or hidden for long behind others) starts a new track; 
 frames after its start, the lost track whose colours the new track's own colours (``claim_colours`` boxes or more)
 match, clearly nearer than any other lost track's, takes it over: the animal has its identity back from then on.
 An animal is left unlabelled a few frames rather than given a neighbour's identity; the offline output
-(:func:`smooth_tracks_offline`) reports those frames under the identity that took it back. It also reports an
+(:func:`smooth_tracks_offline`) reports those frames under the identity that took it back, and likewise the frames
+a young track taken over by colours was reported in under its own. It also reports an
 identity a few frames (``offline_extend_frames``) before each run of frames it is reported in, on the detections no
 track took there that continue its first box backwards: the detector often finds an animal walking in or coming out
 from behind another a few frames before its track is reported.
@@ -500,9 +501,9 @@ class TrackRecord:
             frames before its confirmation when it was confirmed later.
         states: (T,) state per frame.
 
-    A held track that a lost track took back is recorded too, under the ID of the track that took it, with its
-    matched frames before that one reported (TENTATIVE; its last frame, the take-back, is also the track's own): one
-    ID may have more than one record.
+    A held track that a lost track took back, or a young track that it took over by colours (``claim_frames``), is
+    recorded too, under the ID of the track that took it, with its matched frames before that one reported (its last
+    frame, the take-back, is also the track's own): one ID may have more than one record.
     """
 
     track_id: int
@@ -1050,8 +1051,8 @@ class Tracker:
 
     def _claim_by_colour(self, keypoints: np.ndarray | None, detection_of: dict[int, int]) -> None:
         """Let the tracks lost for more than ``relink_delay`` frames take over the young tracks matched in this frame
-        whose own colours are theirs (``claim_frames``); a young track taken over ends (its record keeps the frames
-        it was reported in)."""
+        whose own colours are theirs (``claim_frames``); a young track taken over ends, the frames it was matched in
+        recorded under the identity that took it over (:meth:`_keep_held_frames`)."""
         s = self.settings
         waiting = [t for t in self._tracks if t.state is TrackState.LOST and t.appearance is not None
                    and t.frames_since_update > s.relink_delay]
@@ -1073,11 +1074,15 @@ class Tracker:
             if keypoints is not None and track.track_id in detection_of:
                 lost.attach_pose(keypoints[detection_of[track.track_id]])
             track.detection_index = -1  # its detection of this frame is the lost track's now
-            self._end([track])
+            # The tracker judged the young track to be the lost track's animal: its frames are recorded under that
+            # identity (offline output), as a held track's are, not under an identity of a few frames.
+            self._keep_held_frames(lost, track)
+            self._tracks.remove(track)
 
     def _keep_held_frames(self, track: _LiveTrack, newcomer: _LiveTrack) -> None:
         """Record, for the offline output, the frames before this one in which ``newcomer`` (a held track that
-        ``track`` takes back now) was matched, under ``track``'s identity: the live tracker could not report them."""
+        ``track`` takes back now, or a young one it takes over) was matched, under ``track``'s identity: the live
+        tracker could not report them so."""
         if not self.settings.records:
             return
         record = newcomer.record()
@@ -1763,19 +1768,19 @@ def smooth_tracks_offline(history: TrackHistory, fill_gaps: int | None = None) -
             not report it). None: the tracker's ``offline_fill_frames``.
 
     Returns:
-        One list of tracks per frame (``history.num_frames`` lists): each track in the frames it was
-        reported live, plus the matched frames before its confirmation, the matched frames of the held tracks it
-        took back (module docstring; one track per ID and frame), and up to ``offline_extend_frames`` frames before
-        each run of frames it is reported in, on detections no track took (:func:`_extend_back`: state TENTATIVE,
-        the detection's box, no keypoints), in ID order; each run of frames under the identity its colours, or where
-        it or that identity's run before has none, its boxes join it to (:func:`_relink_stretches`,
-        ``offline_relink_colour``, ``offline_relink_fit``; a new ID above the tracker's where a run starts an identity
-        whose ID an earlier run kept); without the short identities in the shadow of a longer one's box
-        (:func:`_drop_shadowed`, ``offline_shadow_frames``) and those kept alive on weak boxes (:func:`_drop_weak`,
-        ``offline_weak_frames``). Other boxes are smoothed (and
-        clipped to the image, ``history.image_size``); keypoints are SMOOTHED where observed, PREDICTED in short gaps,
-        MISSING elsewhere and where they lie outside the smoothed box by more than ``keypoint_box_margin``.
-        ``state`` is the live state of that frame.
+        One list of tracks per frame (``history.num_frames`` lists): each track in the frames it was reported live, plus
+        the matched frames before its confirmation, the matched frames of the held tracks it took back and of the young
+        tracks it took over by colours (module docstring; one track per ID and frame), and up to
+        ``offline_extend_frames`` frames before each run of frames it is reported in, on detections no track took
+        (:func:`_extend_back`: state TENTATIVE, the detection's box, no keypoints), in ID order; each run of frames
+        under the identity its colours, or where it or that identity's run before has none, its boxes join it to
+        (:func:`_relink_stretches`, ``offline_relink_colour``, ``offline_relink_fit``; a new ID above the tracker's
+        where a run starts an identity whose ID an earlier run kept); without the short identities in the shadow of a
+        longer one's box (:func:`_drop_shadowed`, ``offline_shadow_frames``) and those kept alive on weak boxes
+        (:func:`_drop_weak`, ``offline_weak_frames``). Other boxes are smoothed (and clipped to the image,
+        ``history.image_size``); keypoints are SMOOTHED where observed, PREDICTED in short gaps, MISSING elsewhere and
+        where they lie outside the smoothed box by more than ``keypoint_box_margin``. ``state`` is the live state of
+        that frame.
     """
     if fill_gaps is None:
         fill_gaps = history.settings.offline_fill_frames

@@ -1411,12 +1411,18 @@ def test_history_records_the_own_colours_of_the_detections(spill):
 def _back_far_away(back: np.ndarray, other: np.ndarray = FB, **settings) -> list[list[Track]]:
     """Two animals, ``FA`` at x=0 and ``other`` at x=300, for 10 frames; none for 25; then one with colours ``back``
     at x=900, beyond where either lost track may be, for 15 frames. The tracks reported from frame 35 on."""
+    return _back_far_away_tracker(back, other, **settings)[1]
+
+
+def _back_far_away_tracker(back: np.ndarray, other: np.ndarray = FB, **settings
+                           ) -> tuple[Tracker, list[list[Track]]]:
+    """:func:`_back_far_away`, and the tracker that ran it."""
     tracker = Tracker(TrackerSettings(**settings))
     for _ in range(10):
         tracker.update(dets(box_at(0.0), box_at(300.0)), features=np.stack([FA, other]), image_size=(1280, 720))
     for _ in range(25):
         tracker.update(Detections.empty(), features=np.zeros((0, 3)))
-    return [tracker.update(dets(box_at(900.0)), features=back[None]) for _ in range(15)]
+    return tracker, [tracker.update(dets(box_at(900.0)), features=back[None]) for _ in range(15)]
 
 
 def test_a_lost_track_claims_a_new_track_with_its_colours():
@@ -1433,6 +1439,21 @@ def test_a_lost_track_claims_a_new_track_with_its_colours():
     for frames in (_back_far_away(FA, claim_frames=0), _back_far_away(np.array([0.0, 0.0, 1.0])),
                    _back_far_away(FA, other=look_alike)):
         assert {t.track_id for tracks in frames for t in tracks} == {3}
+
+
+def test_the_frames_of_a_claimed_track_are_the_claiming_identitys_offline():
+    # Live, the young track 3 was reported in frames 36-39 before FA's lost track 1 took it over; offline those frames
+    # are track 1's (the animal's identity), and identity 3 is gone: by the claim itself, not by the offline step that
+    # joins stretches again (off here).
+    unjoined = {"offline_relink_colour": 0.0, "offline_relink_fit": 0.0}
+    tracker, live = _back_far_away_tracker(FA, record_history=True, **unjoined)
+    assert [[t.track_id for t in tracks] for tracks in live][1:6] == [[3]] * 4 + [[1]]
+    offline = smooth_tracks_offline(tracker.history())
+    assert {t.track_id for tracks in offline for t in tracks} == {1, 2}
+    assert [[t.track_id for t in tracks if t.box[0] > 600] for tracks in offline[35:]] == [[1]] * 15
+    # Without the claim (claim_frames 0), identity 3 keeps its frames.
+    tracker, _ = _back_far_away_tracker(FA, record_history=True, claim_frames=0, **unjoined)
+    assert {t.track_id for tracks in smooth_tracks_offline(tracker.history()) for t in tracks} == {1, 2, 3}
 
 
 def test_a_crowded_young_track_is_not_claimed():
