@@ -25,8 +25,8 @@ edge and back at another, or hidden for long behind others) starts a new track; 
 frames after its start, the lost track whose colours the new track's own colours (``claim_colours`` boxes or more)
 match, clearly nearer than any other lost track's, takes it over: the animal has its identity back from then on.
 An animal is left unlabelled a few frames rather than given a neighbour's identity; the offline output
-(:func:`smooth_tracks_offline`) reports those frames under the identity that took it back, and likewise the frames
-a young track taken over by colours was reported in under its own. It also reports an
+(:func:`smooth_tracks_offline`) reports those frames under the identity that took it back, as it does the frames of
+a young track taken over by colours (live, they were reported under the young track's identity). It also reports an
 identity a few frames (``offline_extend_frames``) before each run of frames it is reported in, on the detections no
 track took there that continue its first box backwards: the detector often finds an animal walking in or coming out
 from behind another a few frames before its track is reported.
