@@ -146,5 +146,6 @@ def linear_assignment(cost: np.ndarray, max_cost: float) -> Assignment:
     rows, cols = rows[keep], cols[keep]
     row_free, col_free = np.ones(n, bool), np.ones(m, bool)
     row_free[rows], col_free[cols] = False, False
-    matches = np.stack([rows, cols], axis=1).astype(np.int64)
+    matches = np.empty((len(rows), 2), np.int64)
+    matches[:, 0], matches[:, 1] = rows, cols
     return Assignment(matches, np.flatnonzero(row_free), np.flatnonzero(col_free))

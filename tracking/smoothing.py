@@ -38,8 +38,10 @@ pose are logged, not run through the filter.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -199,6 +201,15 @@ def transition_matrix(motion: MotionModel, damping: float = 1.0, dt: float = 1.0
     return transition
 
 
+@lru_cache(maxsize=64)
+def _shared_transition(motion: MotionModel, damping: tuple[float, ...]) -> np.ndarray:
+    """(n, d, d) read-only transitions of points with these dampings, one array per model and dampings: filters
+    that share it can be predicted together (:func:`predict_together`)."""
+    transition = np.stack([transition_matrix(motion, k) for k in damping])
+    transition.setflags(write=False)
+    return transition
+
+
 def kalman_predict(
     mean: np.ndarray, cov: np.ndarray, transition: np.ndarray, noise: np.ndarray, drift: np.ndarray | float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -232,6 +243,44 @@ def kalman_update(
     mean = mean + gain[:, :, None] * innovation[:, None, :]
     cov = cov - gain[:, :, None] * cov[:, None, 0, :]
     return mean, 0.5 * (cov + np.swapaxes(cov, 1, 2))
+
+
+def predict_together(filters: Sequence[PointFilter], process_std: np.ndarray,
+                     reference_velocity: np.ndarray | None = None) -> None:
+    """Advance ``filters`` one frame, each exactly as its :meth:`PointFilter.predict` would, in one batch (numpy's
+    cost per call, not per point, is what a few points cost).
+
+    Args:
+        filters: F filters of one motion model, size and damping (ValueError otherwise).
+        process_std: (F, n) per-frame random acceleration (CV) or jerk (CA) std of each filter's points.
+        reference_velocity: (F, 2) velocity that each filter's damped derivatives decay towards (None: zero).
+    """
+    if not filters:
+        return
+    if any(f.transition is not filters[0].transition for f in filters):
+        raise ValueError("predict_together needs filters of one motion model, size and damping")
+    variance = np.asarray(process_std, dtype=np.float64) ** 2
+    if reference_velocity is not None:
+        reference_velocity = np.asarray(reference_velocity, dtype=np.float64).reshape(len(filters), 2)
+    _predict(filters, variance.reshape(len(filters), len(filters[0])), reference_velocity)
+
+
+def _predict(filters: Sequence[PointFilter], variance: np.ndarray, reference_velocity: np.ndarray | None) -> None:
+    """:func:`predict_together` with (F, n) process variances and (F, 2) reference velocities (or None)."""
+    first = filters[0]
+    noise = first._unit_noise * variance[..., None, None]
+    mean = np.array([f.mean for f in filters])
+    cov = np.array([f.cov for f in filters])
+    drift: np.ndarray | float = 0.0
+    if reference_velocity is not None:
+        drift = np.zeros_like(mean)
+        drift[:, :, 1, :] = first._pull[None, :, None] * reference_velocity[:, None, :]
+    for i, f in enumerate(filters):
+        if f._log is not None:
+            f._log.append(f.mean, f.cov, variance[i], None if reference_velocity is None else reference_velocity[i])
+    mean, cov = kalman_predict(mean, cov, first.transition, noise, drift)
+    for f, m, c in zip(filters, mean, cov):
+        f.mean, f.cov = m, c
 
 
 def _per_point(std: np.ndarray | float, n: int) -> np.ndarray:
@@ -273,8 +322,7 @@ class PointFilter:
             raise ValueError(f"damping must be in [0, 1], got {damping}")
         self.motion = motion
         self.damping = damping
-        self.transition = np.stack([transition_matrix(motion, float(k)) for k in damping])
-        self._transition_t = np.swapaxes(self.transition, 1, 2)
+        self.transition = _shared_transition(motion, tuple(damping.tolist()))
         self._pull = 1.0 - damping
         self.mean = np.zeros((n, d, 2))
         self.mean[:, 0, :] = np.nan_to_num(positions)
@@ -311,16 +359,8 @@ class PointFilter:
             reference_velocity: (2,) velocity, in pixels per frame, that the damped derivatives of every
                 point decay towards (None: zero).
         """
-        variance = _per_point(process_std, len(self))
-        noise = self._unit_noise * variance[:, None, None]
-        drift: np.ndarray | float = 0.0
-        if reference_velocity is not None:
-            reference_velocity = np.asarray(reference_velocity, dtype=np.float64).reshape(2)
-            drift = np.zeros_like(self.mean)
-            drift[:, 1, :] = self._pull[:, None] * reference_velocity
-        if self._log is not None:
-            self._log.append(self.mean, self.cov, variance, reference_velocity)
-        self.mean, self.cov = kalman_predict(self.mean, self.cov, self.transition, noise, drift)
+        _predict([self], _per_point(process_std, len(self))[None],
+                 None if reference_velocity is None else np.asarray(reference_velocity, np.float64).reshape(1, 2))
 
     def kick(self, variance: np.ndarray) -> None:
         """Add ``variance`` (n,) pixels^2 to the predicted position variance (a jump that the process noise of the last
@@ -642,7 +682,6 @@ class KeypointSmoother:
         self.num_keypoints = num_keypoints
         self._record = record
         self._spill = spill
-        self._process_weights = np.asarray(settings.process_weights, dtype=np.float64)
         self.maneuver = np.ones(num_keypoints)
         self.strikes = np.zeros(num_keypoints, np.int64)
         self.ever_observed = np.zeros(num_keypoints, bool)
@@ -662,7 +701,7 @@ class KeypointSmoother:
         if self._record:
             # The record lines up with the track's frames: the frames before the first pose are logged, not run
             # through the filter, so that its forward pass is the causal filter's.
-            self.filter.pad(self._frames, self._process_std(scale))
+            self.filter.pad(self._frames, _process_std(self.settings, self.maneuver[None], np.array([scale]))[0])
 
     def predict(self, scale: float, body_velocity: np.ndarray | None = None) -> None:
         """Advance one frame.
@@ -672,6 +711,11 @@ class KeypointSmoother:
             body_velocity: (2,) velocity of the box centre in pixels per frame, which damped
                 keypoint velocities decay towards.
         """
+        predict_smoothers([self], np.array([scale], np.float64),
+                          None if body_velocity is None else np.asarray(body_velocity, np.float64).reshape(1, 2))
+
+    def _tick(self) -> None:
+        """A new frame's bookkeeping (no pose in it yet), the record's row for the frame before."""
         if self._record:
             self._observed_log.append(self.observed_now)
             self._confidence_log.append(np.where(self.observed_now, self.last_confidence, 0.0))
@@ -679,20 +723,6 @@ class KeypointSmoother:
         self.observed_now = np.zeros(self.num_keypoints, bool)
         self.raw_now = None
         self.frames_since_observed += 1
-        if self.filter is not None:
-            self.filter.predict(self._process_std(scale, body_velocity), body_velocity)
-
-    def _process_std(self, scale: float, body_velocity: np.ndarray | None = None) -> np.ndarray:
-        """(K,) std of each keypoint's random acceleration this frame, in pixels: the base noise, lowered to
-        ``still_noise`` of it while the body stands (keypoints of a standing animal hardly move), raised while the
-        keypoint manoeuvres."""
-        boost = np.sqrt(np.minimum(np.maximum(self.maneuver, 1.0), self.settings.max_noise_boost))
-        motion = 1.0
-        if body_velocity is not None and self.settings.still_noise < 1.0:
-            speed = float(np.linalg.norm(body_velocity)) / max(scale, 1.0)
-            still = self.settings.still_noise
-            motion = still + (1.0 - still) * min(speed / self.settings.walking_speed, 1.0)
-        return self.settings.process_noise * scale * self._process_weights * boost * motion
 
     def update(self, keypoints: np.ndarray, scale: float, trusted: bool = True) -> None:
         """Correct with one pose (K, 3) of this frame; keypoints below threshold or not finite are only predicted, and
@@ -777,15 +807,12 @@ class KeypointSmoother:
             return np.full((self.num_keypoints, 2), np.nan)
         return np.where(self.ever_observed[:, None], self.filter.positions, np.nan)
 
-    def output(self) -> tuple[np.ndarray, np.ndarray]:
-        """Keypoints (K, 3) as x, y, confidence and their (K,) :class:`KeypointStatus` codes for this frame."""
-        if self.settings.mode is SmoothingMode.NONE:
-            return raw_output(self.raw_now, self.num_keypoints)
-        # No estimate without a filter: valid() is all False then, and _mask_invalid sets no position.
-        positions = np.zeros((self.num_keypoints, 2)) if self.filter is None else self.filter.mean[:, 0, :]
-        decay = self.settings.confidence_decay ** self.frames_since_observed
-        status = np.where(self.observed_now, _SMOOTHED, _PREDICTED)
-        return _mask_invalid(positions, self.last_confidence * decay, status, self.valid())
+    def output(self, limits: tuple[float, float, float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoints (K, 3) as x, y, confidence and their (K,) :class:`KeypointStatus` codes for this frame; with
+        ``limits`` (x min, y min, x max, y max), the keypoints outside them are MISSING too (not in the raw mode,
+        ``SmoothingMode.NONE``, whose keypoints are the pose's)."""
+        keypoints, status = smoother_outputs([self], None if limits is None else np.asarray(limits, np.float64)[None])
+        return keypoints[0], status[0]
 
     def flush(self) -> None:
         """Move what the record holds in memory to its spill (nothing without one)."""
@@ -804,6 +831,71 @@ class KeypointSmoother:
         confidence = np.concatenate([self._confidence_log.array.astype(np.float64),
                                      np.where(self.observed_now, self.last_confidence, 0.0)[None]])
         return KeypointHistory(self.filter.history(), observed, confidence)
+
+
+def smoother_outputs(smoothers: Sequence[KeypointSmoother], limits: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints (S, K, 3) and status codes (S, K) of ``smoothers`` (of one settings object) for this frame, each
+    row as its :meth:`KeypointSmoother.output` (with ``limits`` (S, 4), one row per smoother) gives it, in one batch."""
+    settings, count = smoothers[0].settings, len(smoothers)
+    if settings.mode is SmoothingMode.NONE:
+        rows = [raw_output(smoother.raw_now, smoother.num_keypoints) for smoother in smoothers]
+        return np.array([k for k, _ in rows]), np.array([s for _, s in rows])
+    k = smoothers[0].num_keypoints
+    keypoints = np.empty((count, k, 3), np.float32)
+    # No estimate without a filter: valid is all False then, and no position is set.
+    keypoints[..., :2] = np.array([np.zeros((k, 2)) if s.filter is None else s.filter.mean[:, 0, :] for s in smoothers])
+    unseen = np.array([s.frames_since_observed for s in smoothers])
+    keypoints[..., 2] = np.array([s.last_confidence for s in smoothers]) * settings.confidence_decay ** unseen
+    status = np.where(np.array([s.observed_now for s in smoothers]), _SMOOTHED, _PREDICTED)
+    # Not valid (KeypointSmoother.valid): never observed, or predicted for too long.
+    invalid = ~np.array([s.ever_observed for s in smoothers]) | (unseen > settings.max_predicted_frames)
+    if limits is not None:
+        # Compared as float64, as the limits are: a keypoint on the limit is inside.
+        x, y = keypoints[..., 0], keypoints[..., 1]
+        invalid |= (x < limits[:, 0:1]) | (y < limits[:, 1:2]) | (x > limits[:, 2:3]) | (y > limits[:, 3:4])
+    keypoints[invalid] = (np.nan, np.nan, 0.0)
+    status[invalid] = _MISSING
+    return keypoints, status
+
+
+def predict_smoothers(smoothers: Sequence[KeypointSmoother], scales: np.ndarray,
+                      body_velocities: np.ndarray | None = None) -> None:
+    """Advance ``smoothers`` one frame, each exactly as its :meth:`KeypointSmoother.predict` would, their filters in
+    one batch (:func:`predict_together`).
+
+    Args:
+        smoothers: S smoothers of one settings object (one tracker's tracks; ValueError otherwise).
+        scales: (S,) box scales ``sqrt(w * h)`` in pixels.
+        body_velocities: (S, 2) velocities of the box centres in pixels per frame, which damped keypoint velocities
+            decay towards (None: zero).
+    """
+    if any(smoother.settings is not smoothers[0].settings for smoother in smoothers):
+        raise ValueError("predict_smoothers needs smoothers of one settings object")
+    for smoother in smoothers:
+        smoother._tick()
+    running = [i for i, smoother in enumerate(smoothers) if smoother.filter is not None]
+    if not running:
+        return
+    velocities = None if body_velocities is None else body_velocities[running]
+    std = _process_std(smoothers[0].settings, np.array([smoothers[i].maneuver for i in running]), scales[running],
+                       velocities)
+    predict_together([smoothers[i].filter for i in running], std, velocities)
+
+
+def _process_std(settings: SmoothingSettings, maneuver: np.ndarray, scale: np.ndarray,
+                 body_velocity: np.ndarray | None = None) -> np.ndarray:
+    """(S, K) std of each keypoint's random acceleration this frame, in pixels, for S tracks of these (S, K)
+    manoeuvre levels, (S,) box scales and (S, 2) body velocities: the base noise, lowered to ``still_noise`` of it
+    while the body stands (keypoints of a standing animal hardly move), raised while the keypoint manoeuvres."""
+    boost = np.sqrt(np.minimum(np.maximum(maneuver, 1.0), settings.max_noise_boost))
+    motion: np.ndarray | float = 1.0
+    if body_velocity is not None and settings.still_noise < 1.0:
+        speed = np.sqrt(body_velocity[:, 0] ** 2 + body_velocity[:, 1] ** 2) / np.maximum(scale, 1.0)
+        still = settings.still_noise
+        motion = (still + (1.0 - still) * np.minimum(speed / settings.walking_speed, 1.0))[:, None]
+    weights = np.asarray(settings.process_weights, dtype=np.float64)
+    return (settings.process_noise * scale)[:, None] * weights * boost * motion
 
 
 _MISSING, _PREDICTED, _SMOOTHED = (np.int8(code) for code in (KeypointStatus.MISSING, KeypointStatus.PREDICTED,

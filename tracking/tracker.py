@@ -157,9 +157,13 @@ from tracking.smoothing import (
     SmoothingMode,
     SmoothingSettings,
     Spill,
+    kalman_update,
+    predict_smoothers,
+    predict_together,
     raw_output,
     rts_smooth,
     smooth_keypoints_offline,
+    smoother_outputs,
 )
 
 logger = logging.getLogger(__name__)
@@ -562,22 +566,83 @@ def _points_to_xyxy(points: np.ndarray) -> np.ndarray:
     return np.concatenate([centre - 0.5 * size, centre + 0.5 * size], axis=-1)
 
 
-#: The box filter's two points (centre and size), both measured by every detection.
-_BOTH_POINTS = np.ones(2, bool)
-_BOTH_POINTS.setflags(write=False)
-
 
 def _scale(box: np.ndarray) -> float:
     w, h = box[2] - box[0], box[3] - box[1]
     return math.sqrt(max(w, 1.0) * max(h, 1.0))  # as np.sqrt (both correctly rounded), without its call overhead
 
 
-def _predict_box(owner: _LiveTrack | _Ghost, scale: float) -> None:
-    """Advance the box filter of a track (or its ghost) one frame, its process noise raised while the box manoeuvres,
-    and set its predicted box."""
-    boost = np.sqrt(np.minimum(np.maximum(owner.maneuver, 1.0), owner.settings.box_max_boost))
-    owner.box_filter.predict(owner._box_noise * scale * boost)
-    owner.box = _points_to_xyxy(owner.box_filter.positions)
+def _predict_boxes(owners: list[_LiveTrack] | list[_Ghost]) -> np.ndarray:
+    """Advance the box filters of tracks (or ghosts) of one tracker one frame, in one batch, each one's process noise
+    raised while its box manoeuvres, and set their predicted boxes; returns the (n,) scales they were predicted at."""
+    scales = np.array([_scale(owner.box) for owner in owners])
+    boost = np.sqrt(np.minimum(np.maximum(np.array([owner.maneuver for owner in owners]), 1.0),
+                               owners[0].settings.box_max_boost))
+    filters = [owner.box_filter for owner in owners]
+    predict_together(filters, owners[0]._box_noise * scales[:, None] * boost)
+    for owner, box in zip(owners, _points_to_xyxy(np.array([f.mean[:, 0, :] for f in filters]))):
+        owner.box = box
+    return scales
+
+
+def _update_tracks(tracks: list[_LiveTrack], boxes: np.ndarray, scores: list[float],
+                   detection_indices: list[int]) -> None:
+    """Update each of ``tracks`` (of one tracker) with its detection in this frame (``boxes`` (n, 4), aligned), the box
+    filters in one batch; :meth:`_LiveTrack.unmatch` undoes it."""
+    settings = tracks[0].settings
+    filters = [t.box_filter for t in tracks]
+    for track in tracks:
+        track._undo = (track.box_filter.mean.copy(), track.box_filter.cov.copy(), track.maneuver.copy(), track.score,
+                       track.last_box, track.frames_since_update)
+    stds = [settings.box_measurement_noise * _scale(box) for box in boxes]
+    measured = _xyxy_to_points(boxes)
+    mean, cov = np.array([f.mean for f in filters]), np.array([f.cov for f in filters])
+    if settings.box_adaptation > 0:
+        # A start, a stop or a turn: the innovations outgrow what the filter expects; its process noise grows
+        # by as much until they fall back (as the keypoints', tracking.smoothing).
+        innovation = measured - mean[:, :, 0, :]
+        variance = cov[:, :, 0, 0] + np.array([std**2 for std in stds])[:, None]
+        nis = (innovation[..., 0] ** 2 + innovation[..., 1] ** 2) / variance / 2.0
+        rate = settings.box_adaptation
+        for track, row in zip(tracks, (1 - rate) * np.array([t.maneuver for t in tracks]) + rate * nis):
+            track.maneuver = row
+    # Both points (centre and size) measured, each under the detection's measurement noise.
+    mean, cov = kalman_update(mean.reshape(-1, 2, 2), cov.reshape(-1, 2, 2), measured.reshape(-1, 2),
+                              np.repeat(np.asarray(stds, np.float64) ** 2, 2), np.ones(2 * len(tracks), bool))
+    mean, cov = mean.reshape(-1, 2, 2, 2), cov.reshape(-1, 2, 2, 2)
+    for track, f, m, c, box, new_box, score, index in zip(tracks, filters, mean, cov, boxes,
+                                                          _points_to_xyxy(mean[:, :, 0, :]), scores,
+                                                          detection_indices):
+        f.mean, f.cov = m, c
+        track.box = new_box
+        track.score = score
+        track.hits += 1
+        track.frames_since_update = 0
+        track.detection_index = index
+        track.raw_box = box
+        track.last_box = box
+        track._heights.append(float(box[3] - box[1]))
+        track._new_median()
+
+
+def _predict_tracks(tracks: list[_LiveTrack]) -> None:
+    """Advance the live ``tracks`` of one tracker one frame: box and keypoint filters predicted, this frame's match,
+    detection and pose not yet known."""
+    if not tracks:
+        return
+    if tracks[0].settings.records:
+        for track in tracks:
+            track._log(reported=track.reported_now)
+    scales = _predict_boxes(tracks)
+    predict_smoothers([t.keypoints for t in tracks], scales, np.array([t.box_filter.mean[0, 1] for t in tracks]))
+    for track in tracks:
+        track.age += 1
+        track.frames_since_update += 1
+        track.detection_index = -1
+        track.raw_box = None
+        track.pose_attached = False
+        track.reported_now = False
+        track._undo = None
 
 
 class _Ghost:
@@ -602,7 +667,7 @@ class _Ghost:
         self.cost, self.others = costs  # the link's cost, and that of each other lost track (by ID) for its box
 
     def predict(self) -> None:
-        _predict_box(self, _scale(self.box))
+        _predict_boxes([self])
         self.frames_since_update += 1
 
 
@@ -662,42 +727,10 @@ class _LiveTrack:
         return _scale(self.box)
 
     def predict(self) -> None:
-        if self.settings.records:
-            self._log(reported=self.reported_now)
-        scale = self.scale
-        _predict_box(self, scale)
-        self.keypoints.predict(scale, self.box_filter.velocities[0])
-        self.age += 1
-        self.frames_since_update += 1
-        self.detection_index = -1
-        self.raw_box = None
-        self.pose_attached = False
-        self.reported_now = False
-        self._undo = None
+        _predict_tracks([self])
 
     def update(self, box: np.ndarray, score: float, detection_index: int) -> None:
-        self._undo = (self.box_filter.mean.copy(), self.box_filter.cov.copy(), self.maneuver.copy(), self.score,
-                      self.last_box, self.frames_since_update)
-        scale = _scale(box)
-        std = self.settings.box_measurement_noise * scale
-        measured = _xyxy_to_points(box)
-        if self.settings.box_adaptation > 0:
-            # A start, a stop or a turn: the innovations outgrow what the filter expects; its process noise grows
-            # by as much until they fall back (as the keypoints', tracking.smoothing).
-            innovation = measured - self.box_filter.positions
-            nis = (innovation[:, 0] ** 2 + innovation[:, 1] ** 2) / (self.box_filter.position_variance + std**2) / 2.0
-            rate = self.settings.box_adaptation
-            self.maneuver = (1 - rate) * self.maneuver + rate * nis
-        self.box_filter.update(measured, std, _BOTH_POINTS)
-        self.box = _points_to_xyxy(self.box_filter.positions)
-        self.score = score
-        self.hits += 1
-        self.frames_since_update = 0
-        self.detection_index = detection_index
-        self.raw_box = box
-        self.last_box = box
-        self._heights.append(float(box[3] - box[1]))
-        self._new_median()
+        _update_tracks([self], box[None], [score], [detection_index])
 
     def _new_median(self) -> None:
         window = max(self.settings.height_window, 1)
@@ -774,21 +807,6 @@ class _LiveTrack:
         self.score_log.append(self.score)
         self.state_log.append(_STATE_CODES[self.state])
 
-    def snapshot(self, frame: int, bounds: np.ndarray | None = None) -> Track:
-        if self.settings.smoothing.mode is SmoothingMode.NONE and self.raw_box is not None:
-            box = self.raw_box
-        else:
-            box = self.box
-        box = _in_image(np.asarray(box, np.float64), bounds)
-        keypoints, status = self.keypoints.output()
-        keypoints, status = _outside_box(keypoints, status, box, self.settings.keypoint_box_margin)
-        return _freeze(Track(
-            track_id=self.track_id, state=self.state, box=np.asarray(box, np.float32), score=float(self.score),
-            class_id=int(self.class_id), keypoints=keypoints, keypoint_status=status, age=self.age,
-            hits=self.hits, frames_since_update=self.frames_since_update,
-            detection_index=int(self.detection_index), frame_index=frame,
-        ))
-
     def record(self) -> TrackRecord:
         states = tuple(_STATES[int(code)] for code in self.state_log.array) + (self.state,)
         reported = np.append(self.reported.array, self.reported_now)
@@ -802,6 +820,30 @@ class _LiveTrack:
             detection_index=detections, scores=np.append(self.score_log.array, self.score).astype(np.float64),
             reported=reported, states=states,
         )
+
+
+def _snapshots(tracks: list[_LiveTrack], frame: int, bounds: np.ndarray | None) -> list[Track]:
+    """What ``tracks`` (of one tracker) report in this frame, keypoints in one batch: the box (the raw detection in
+    the raw mode) clipped to the image ``bounds``, keypoints outside it by more than ``keypoint_box_margin``
+    MISSING."""
+    if not tracks:
+        return []
+    settings = tracks[0].settings
+    raw = settings.smoothing.mode is SmoothingMode.NONE
+    boxes = _in_image(np.array([t.raw_box if raw and t.raw_box is not None else t.box for t in tracks], np.float64),
+                      bounds)
+    margin = settings.keypoint_box_margin
+    if raw or margin is None:
+        outputs = [_outside_box(*t.keypoints.output(), box, margin) for t, box in zip(tracks, boxes)]
+    else:  # the same test as _outside_box's, with the smoothers' own masking
+        size = boxes[:, 2:] - boxes[:, :2]
+        limits = np.concatenate([boxes[:, :2] - margin * size, boxes[:, 2:] + margin * size], axis=1)
+        outputs = zip(*smoother_outputs([t.keypoints for t in tracks], limits))
+    return [_freeze(Track(
+        track_id=t.track_id, state=t.state, box=box.astype(np.float32), score=float(t.score), class_id=int(t.class_id),
+        keypoints=keypoints, keypoint_status=status, age=t.age, hits=t.hits, frames_since_update=t.frames_since_update,
+        detection_index=int(t.detection_index), frame_index=frame,
+    )) for t, box, (keypoints, status) in zip(tracks, boxes, outputs)]
 
 
 def _in_image(boxes: np.ndarray, bounds: np.ndarray | None) -> np.ndarray:
@@ -866,6 +908,7 @@ class Tracker:
         self._frame = -1
         self._review: _Review | None = None
         self._bounds: np.ndarray | None = None  # (width, height, width, height), once update() is told the size
+        self._size_given: tuple | None = None  # the image_size those bounds came from, when given as a tuple
         self._held: list[TrackRecord] = []  # held tracks taken back, recorded under the identity that took them
         # Every usable detection (frame, index, box, score), for offline output (TrackHistory.detections), and its
         # own colours (TrackHistory.colours; created at the first colours given, NaN rows for the detections before).
@@ -902,8 +945,9 @@ class Tracker:
         if poses is not None:
             _check_poses(poses, len(detections))
         colours, split = self._check_features(features, len(detections)), isinstance(features, BoxColours)
-        if image_size is not None:
+        if image_size is not None and not (isinstance(image_size, tuple) and image_size == self._size_given):
             self._bounds = _image_bounds(image_size)
+            self._size_given = image_size if isinstance(image_size, tuple) else None
         self._advance()
         index, boxes, scores, keypoints = _clean(detections, poses)
         # Colours of a box that overlaps another are not one animal's, beyond its own part: they update no average
@@ -932,7 +976,10 @@ class Tracker:
                 feature = features[j] if own[j] else None
                 track.ghost = _Ghost(track, self._frame, self._link_costs(track, boxes[j], feature,
                                                                           unmatched_established))
-            track.update(boxes[j], float(scores[j]), int(index[j]))
+        if pairs:
+            matched = [j for _, j in pairs]
+            _update_tracks([t for t, _ in pairs], boxes[matched], scores[matched].tolist(), index[matched].tolist())
+        for track, j in pairs:
             if keypoints is not None:
                 track.attach_pose(keypoints[j])
             if own[j] and self._fits(track, features[j]):
@@ -1279,7 +1326,7 @@ class Tracker:
         for track_id, pose in zip(track_ids, keypoints):
             if track_id not in ended:
                 by_id[track_id].attach_pose(pose)
-        return [by_id[i].snapshot(self._frame, self._bounds) for i in track_ids if i not in ended]
+        return _snapshots([by_id[i] for i in track_ids if i not in ended], self._frame, self._bounds)
 
     def _end_young_duplicates(self, tracks: list[_LiveTrack], keypoints: np.ndarray) -> list[_LiveTrack]:
         """End (unrecorded) the young ``tracks`` whose pose is that of an older one (``young_duplicate_oks``); all of
@@ -1323,7 +1370,7 @@ class Tracker:
                   and t.frames_since_update <= self.settings.report_lost_frames]
         near = np.zeros(len(missed), bool)
         if missed:
-            reach = box_iou(np.stack([t.box for t in missed]), boxes[detections]) >= self.settings.review_iou
+            reach = box_iou(np.array([t.box for t in missed]), boxes[detections]) >= self.settings.review_iou
             near = reach.any(axis=1)
             crowded |= reach.any(axis=0)
         if crowded.sum() + near.sum() < 2:
@@ -1351,7 +1398,7 @@ class Tracker:
         m = len(review.boxes)  # the matched tracks: track i holds detection i
         rows = [position[t.track_id] for t in review.tracks]
         det_kpts = keypoints[rows[:m]]
-        track_kpts = np.stack([t.keypoints.positions() for t in review.tracks])
+        track_kpts = np.array([t.keypoints.positions() for t in review.tracks])
         valid = det_kpts[:, :, 2] >= self.settings.keypoint_threshold
         area = box_area(review.boxes)
         oks = keypoint_similarity(track_kpts, det_kpts, area, valid_b=valid, sigmas=SIGMAS)
@@ -1361,7 +1408,7 @@ class Tracker:
         # the track's filter still carries with its box are compared instead.
         blind = np.isnan(oks).any(axis=1)
         if blind.any():
-            carried = np.stack([review.tracks[i].keypoints.carried() for i in np.flatnonzero(blind)])
+            carried = np.array([review.tracks[i].keypoints.carried() for i in np.flatnonzero(blind)])
             by_carried = keypoint_similarity(carried, det_kpts, area, valid_b=valid, sigmas=SIGMAS)
             oks[blind] = np.where(np.isnan(oks[blind]), by_carried, oks[blind])
         # Stage 1's cost with the poses first (_associate): the boxes-only cost with its IoU part fused with OKS
@@ -1401,7 +1448,7 @@ class Tracker:
         confirmed = np.array([t.state is TrackState.CONFIRMED for t in tracks], bool)
         if s.min_pose_similarity == 0 or s.oks_weight == 0 or not confirmed.any():
             return np.zeros(len(tracks), bool)
-        predicted = np.stack([t.keypoints.positions() for t in tracks])
+        predicted = np.array([t.keypoints.positions() for t in tracks])
         valid = keypoints[:, :, 2] >= s.keypoint_threshold
         # Predicted keypoints drift the longer a track goes unseen: their tolerance grows with the frames since its
         # last detection (the keypoints carried through a missed frame, predicted or found by the pose model in the
@@ -1430,7 +1477,7 @@ class Tracker:
         if not rows:
             return keypoints
         tracks = [by_id[track_ids[i]] for i in rows]
-        give_up = self._contradicting(tracks, np.stack([t.raw_box for t in tracks]), keypoints[rows])
+        give_up = self._contradicting(tracks, np.array([t.raw_box for t in tracks]), keypoints[rows])
         if not give_up.any():
             return keypoints
         keypoints = keypoints.copy()
@@ -1476,7 +1523,7 @@ class Tracker:
             return keypoints
         valid = keypoints[..., 2] >= self.settings.keypoint_threshold
         unseen = np.flatnonzero(missed)
-        boxes = np.stack([by_id[track_ids[i]].raw_box for i in np.flatnonzero(seen)])
+        boxes = np.array([by_id[track_ids[i]].raw_box for i in np.flatnonzero(seen)])
         oks = keypoint_similarity(keypoints[unseen], keypoints[seen], box_area(boxes), valid_a=valid[unseen],
                                   valid_b=valid[seen], sigmas=SIGMAS)
         duplicate = np.nan_to_num(oks).max(axis=1) >= threshold
@@ -1542,7 +1589,7 @@ class Tracker:
                     track.ghost = None
                 else:
                     track.ghost.predict()
-            track.predict()
+        _predict_tracks(self._tracks)
 
     def _start(self, box: np.ndarray, score: float, class_id: int, detection_index: int,
                keypoints: np.ndarray | None) -> None:
@@ -1562,13 +1609,11 @@ class Tracker:
                 self._ended.append(track)
 
     def _report(self, keep, mark: bool = True) -> list[Track]:
-        out = []
-        for track in sorted(self._tracks, key=lambda t: t.track_id):
-            if keep(track):
-                if mark:
-                    track.reported_now = True
-                out.append(track.snapshot(self._frame, self._bounds))
-        return out
+        reported = [track for track in sorted(self._tracks, key=lambda t: t.track_id) if keep(track)]
+        if mark:
+            for track in reported:
+                track.reported_now = True
+        return _snapshots(reported, self._frame, self._bounds)
 
     def _appearance(self, tracks: list[_LiveTrack], features: np.ndarray | None) -> np.ndarray | None:
         """(T, D) appearance distances of ``tracks`` to the rows of ``features``, NaN where either has none;
@@ -1578,7 +1623,7 @@ class Tracker:
         out = np.full((len(tracks), len(features)), np.nan)
         rows = [i for i, t in enumerate(tracks) if t.appearance is not None]
         if rows:
-            out[rows] = appearance_distance(np.stack([tracks[i].appearance for i in rows]), features)
+            out[rows] = appearance_distance(np.array([tracks[i].appearance for i in rows]), features)
         return out
 
     def _blend(self, cost: np.ndarray, appearance: np.ndarray | None) -> np.ndarray:
@@ -1599,7 +1644,7 @@ class Tracker:
         box_cost, iou = self._box_cost(tracks, boxes[candidates])
         cost = 1.0 - iou
         if keypoints is not None and self.settings.oks_weight > 0:
-            track_kpts = np.stack([t.keypoints.positions() for t in tracks])
+            track_kpts = np.array([t.keypoints.positions() for t in tracks])
             det_kpts = keypoints[candidates]
             det_valid = det_kpts[:, :, 2] >= self.settings.keypoint_threshold
             oks = keypoint_similarity(track_kpts, det_kpts, box_area(boxes[candidates]), valid_b=det_valid,

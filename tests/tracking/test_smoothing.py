@@ -17,8 +17,11 @@ from tracking.smoothing import (
     SmoothingSettings,
     kalman_predict,
     kalman_update,
+    predict_smoothers,
+    predict_together,
     rts_smooth,
     smooth_keypoints_offline,
+    smoother_outputs,
     transition_matrix,
 )
 from tracking.smoothing import _median as median_of_few
@@ -369,6 +372,90 @@ def test_history_pads_frames_before_the_first_pose():
     assert history.filter.means.shape[0] == 4
     assert history.observed.shape == (4, K)
     assert not history.observed[:2].any() and history.observed[2].all()
+
+
+def _filters(rng: np.random.Generator, record: bool) -> list[PointFilter]:
+    filters = []
+    for i in range(3):
+        f = PointFilter(rng.uniform(0, 500, (4, 2)), 5.0, 2.0, damping=np.array([1.0, 0.9, 0.9, 0.5]), record=record)
+        for _ in range(i + 1):  # different states
+            f.predict(rng.uniform(0.5, 2.0, 4), rng.normal(0, 3, 2))
+            f.update(rng.uniform(0, 500, (4, 2)), rng.uniform(1, 4, 4), rng.random(4) > 0.3)
+        filters.append(f)
+    return filters
+
+
+@pytest.mark.parametrize("record", [False, True])
+def test_filters_predicted_together_are_each_predicted_alone(record):
+    together, alone = _filters(np.random.default_rng(3), record), _filters(np.random.default_rng(3), record)
+    rng = np.random.default_rng(4)
+    for step in range(3):
+        std, velocity = rng.uniform(0.5, 3.0, (3, 4)), rng.normal(0, 4, (3, 2))
+        predict_together(together, std, None if step == 1 else velocity)
+        for f, s, v in zip(alone, std, velocity):
+            f.predict(s, None if step == 1 else v)
+    for a, b in zip(together, alone):
+        np.testing.assert_array_equal(a.mean, b.mean)
+        np.testing.assert_array_equal(a.cov, b.cov)
+        if record:
+            np.testing.assert_array_equal(a.history().noises, b.history().noises)
+            np.testing.assert_array_equal(a.history().drifts, b.history().drifts)
+
+
+def test_filters_of_other_dampings_are_not_predicted_together():
+    filters = [PointFilter(np.zeros((2, 2)), 1.0, 1.0), PointFilter(np.zeros((2, 2)), 1.0, 1.0, damping=0.5)]
+    with pytest.raises(ValueError, match="damping"):
+        predict_together(filters, np.ones((2, 2)))
+
+
+def _smoothers(settings: SmoothingSettings) -> list[KeypointSmoother]:
+    smoothers = [KeypointSmoother(settings) for _ in range(3)]
+    for i, smoother in enumerate(smoothers[:2]):  # the last one never has a pose
+        for t in range(4 + 3 * i):
+            if t:
+                smoother.predict(100.0, np.array([4.0, 1.0]))
+            pose = _moving_pose(t + 10 * i)
+            pose[i::5, 2] = 0.1  # some keypoints unseen
+            smoother.update(pose, 100.0)
+    return smoothers
+
+
+def test_smoothers_predicted_together_are_each_predicted_alone():
+    settings = SmoothingSettings(still_noise=0.3)
+    together, alone = _smoothers(settings), _smoothers(settings)
+    scales, velocities = np.array([80.0, 120.0, 60.0]), np.array([[0.0, 0.0], [6.0, -2.0], [1.0, 1.0]])
+    for _ in range(2):
+        predict_smoothers(together, scales, velocities)
+        for smoother, scale, velocity in zip(alone, scales, velocities):
+            smoother.predict(float(scale), velocity)
+    for a, b in zip(together, alone):
+        for batched, single in zip(a.output(), b.output()):  # keypoints, then status
+            np.testing.assert_array_equal(batched, single)
+        np.testing.assert_array_equal(a.frames_since_observed, b.frames_since_observed)
+
+
+def test_smoother_outputs_are_each_smoothers_output_with_its_limits():
+    smoothers = _smoothers(SmoothingSettings())
+    limits = np.array([[0.0, 0.0, 200.0, 100.0], [50.0, 20.0, 120.0, 60.0], [0.0, 0.0, 1.0, 1.0]])
+    keypoints, status = smoother_outputs(smoothers, limits)
+    for smoother, row, kpts, codes in zip(smoothers, limits, keypoints, status):
+        alone = smoother.output(tuple(row))
+        np.testing.assert_array_equal(kpts, alone[0])
+        np.testing.assert_array_equal(codes, alone[1])
+    free, _ = smoothers[1].output()
+    x = free[:, 0]
+    outside = (x < 50.0) | (x > 120.0) | (free[:, 1] < 20.0) | (free[:, 1] > 60.0)
+    assert outside.any() and (~outside & np.isfinite(x)).any()
+    assert (status[1][outside] == KeypointStatus.MISSING).all() and np.isnan(keypoints[1][outside, :2]).all()
+    assert (keypoints[1][outside, 2] == 0.0).all()
+    np.testing.assert_array_equal(keypoints[1][~outside], free[~outside])
+    assert (status[2] == KeypointStatus.MISSING).all()  # never had a pose
+
+
+def test_smoothers_of_other_settings_are_not_predicted_together():
+    with pytest.raises(ValueError, match="settings"):
+        predict_smoothers([KeypointSmoother(SmoothingSettings()), KeypointSmoother(SmoothingSettings())],
+                          np.ones(2))
 
 
 def test_point_filter_rejects_bad_damping():

@@ -2209,3 +2209,45 @@ def test_a_track_back_from_missed_frames_judges_its_pose_with_more_tolerance():
     far[:, 1] -= 100.0
     assert _paired_similarity(pose_in(box[0])[None], far[None], box, valid, tolerance=np.array([3.0]))[0] < 0.2
     assert _back_with_a_shifted_pose(missed=2, shift=100.0).state is TrackState.LOST
+
+
+def _three_live_tracks(settings: TrackerSettings) -> list:
+    from tracking.tracker import _LiveTrack
+
+    rng = np.random.default_rng(5)
+    tracks = []
+    for i in range(3):
+        box = np.array([100.0 + 200 * i, 100.0, 180.0 + 200 * i, 170.0])
+        track = _LiveTrack(i + 1, box, 0.9, 0, 0, settings)
+        if i < 2:  # the third never has a pose
+            pose = np.concatenate([rng.uniform(box[:2], box[2:], (K, 2)), np.full((K, 1), 0.8)], 1)
+            track.attach_pose(pose)
+        tracks.append(track)
+    return tracks
+
+
+def test_tracks_predicted_and_updated_together_are_each_alone():
+    from tracking.tracker import _predict_tracks, _update_tracks
+
+    settings = TrackerSettings()
+    together, alone = _three_live_tracks(settings), _three_live_tracks(settings)
+    rng = np.random.default_rng(6)
+    for step in range(1, 5):
+        boxes = np.array([t.last_box for t in alone]) + rng.normal(0, 3, (3, 4)) + [6.0 * step, 0, 6.0 * step, 0]
+        _predict_tracks(together)
+        for track in alone:
+            track.predict()
+        _update_tracks(together[:2], boxes[:2], [0.8, 0.7], [0, 1])
+        for track, box, score, index in zip(alone[:2], boxes, [0.8, 0.7], [0, 1]):
+            track.update(box, score, index)
+    for a, b in zip(together, alone):
+        np.testing.assert_array_equal(a.box_filter.mean, b.box_filter.mean)
+        np.testing.assert_array_equal(a.box_filter.cov, b.box_filter.cov)
+        np.testing.assert_array_equal(a.box, b.box)
+        np.testing.assert_array_equal(a.maneuver, b.maneuver)
+        np.testing.assert_array_equal(a.keypoints.output()[0], b.keypoints.output()[0])
+        assert (a.hits, a.frames_since_update, a.age, a.detection_index) == (b.hits, b.frames_since_update, b.age,
+                                                                             b.detection_index)
+    assert together[2].frames_since_update == 4 and together[0].frames_since_update == 0
+    together[0].unmatch()  # back to its prediction of the last frame
+    assert together[0].hits == alone[0].hits - 1 and together[0].frames_since_update == 1
