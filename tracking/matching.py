@@ -92,16 +92,46 @@ def keypoint_similarity(
             f"keypoints_a and keypoints_b must have shapes (N, {len(sigmas)}, 2+) and (M, {len(sigmas)}, 2+), "
             f"got {np.shape(keypoints_a)} and {np.shape(keypoints_b)}"
         )
-    finite_a = np.isfinite(a).all(-1)
-    finite_b = np.isfinite(b).all(-1)
-    va = finite_a if valid_a is None else np.asarray(valid_a, bool) & finite_a
-    vb = finite_b if valid_b is None else np.asarray(valid_b, bool) & finite_b
-    both = va[:, None, :] & vb[None, :, :]
-    d2 = np.sum((a[:, None] - b[None, :]) ** 2, axis=-1)
+    va, vb = _valid(a, valid_a), _valid(b, valid_b)
+    areas = np.asarray(areas_b, dtype=np.float64).reshape(-1)
+    return _similarity(a[:, None], b[None, :], va[:, None, :] & vb[None, :, :], areas[None, :, None], sigmas,
+                       min_keypoints)
+
+
+def paired_keypoint_similarity(
+    keypoints_a: np.ndarray,
+    keypoints_b: np.ndarray,
+    areas_b: np.ndarray,
+    valid_a: np.ndarray | None = None,
+    valid_b: np.ndarray | None = None,
+    sigmas: np.ndarray = SIGMAS,
+    min_keypoints: int = 3,
+) -> np.ndarray:
+    """(N,) OKS of each pose of ``keypoints_a`` (N, K, 2+) with its partner in ``keypoints_b`` (N, K, 2+), scaled by
+    ``areas_b`` (N,): the diagonal of :func:`keypoint_similarity`, without the pairs off it."""
+    a = np.asarray(keypoints_a, dtype=np.float64)[..., :2]
+    b = np.asarray(keypoints_b, dtype=np.float64)[..., :2]
+    if a.ndim != 3 or a.shape != b.shape or a.shape[1] != len(sigmas):
+        raise ValueError(f"keypoints_a and keypoints_b must have one shape (N, {len(sigmas)}, 2+), "
+                         f"got {np.shape(keypoints_a)} and {np.shape(keypoints_b)}")
+    areas = np.asarray(areas_b, dtype=np.float64).reshape(-1)
+    return _similarity(a, b, _valid(a, valid_a) & _valid(b, valid_b), areas[:, None], sigmas, min_keypoints)
+
+
+def _valid(keypoints: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """(..., K) keypoints that may be compared: finite and ``valid`` (all where None)."""
+    finite = np.isfinite(keypoints).all(-1)
+    return finite if valid is None else np.asarray(valid, bool) & finite
+
+
+def _similarity(a: np.ndarray, b: np.ndarray, both: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
+                min_keypoints: int) -> np.ndarray:
+    """OKS of broadcast keypoints ``a`` and ``b`` (..., K, 2) over the keypoints ``both`` (..., K) marks, each pair
+    scaled by its area (``areas``, broadcast as (..., 1)); NaN where fewer than ``min_keypoints`` are shared."""
+    d2 = np.sum((a - b) ** 2, axis=-1)
     variances = (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2
-    areas = np.maximum(np.asarray(areas_b, dtype=np.float64).reshape(-1), 1.0)
     with np.errstate(invalid="ignore", over="ignore"):
-        per_keypoint = np.exp(-d2 / (2.0 * areas[None, :, None] * variances))
+        per_keypoint = np.exp(-d2 / (2.0 * np.maximum(areas, 1.0) * variances))
     per_keypoint = np.where(both, per_keypoint, 0.0)
     count = both.sum(-1)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -146,6 +146,7 @@ from tracking.matching import (
     fuse_similarities,
     keypoint_similarity,
     linear_assignment,
+    paired_keypoint_similarity,
 )
 from tracking.smoothing import (
     FilterHistory,
@@ -564,7 +565,6 @@ def _points_to_xyxy(points: np.ndarray) -> np.ndarray:
     """(..., 2, 2) (centre, size) -> (..., 4) xyxy, with sizes floored at 1 pixel."""
     centre, size = points[..., 0, :], np.maximum(points[..., 1, :], 1.0)
     return np.concatenate([centre - 0.5 * size, centre + 0.5 * size], axis=-1)
-
 
 
 def _scale(box: np.ndarray) -> float:
@@ -1790,8 +1790,7 @@ def _paired_similarity(keypoints_a: np.ndarray, keypoints_b: np.ndarray, boxes_b
     the area of ``boxes_b`` (n, 4) (:func:`tracking.matching.keypoint_similarity` pair by pair), the scale of pair i
     times ``tolerance[i]`` when given."""
     area = box_area(boxes_b) if tolerance is None else box_area(boxes_b) * np.asarray(tolerance, np.float64) ** 2
-    oks = keypoint_similarity(keypoints_a, keypoints_b, area, valid_b=valid_b, sigmas=SIGMAS)
-    return np.diagonal(oks).copy()
+    return paired_keypoint_similarity(keypoints_a, keypoints_b, area, valid_b=valid_b, sigmas=SIGMAS)
 
 
 def _clear_of_others(boxes: np.ndarray, max_iou: float = 0.1) -> np.ndarray:

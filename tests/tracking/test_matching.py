@@ -9,6 +9,7 @@ from tracking.matching import (
     fuse_similarities,
     keypoint_similarity,
     linear_assignment,
+    paired_keypoint_similarity,
 )
 
 
@@ -72,6 +73,22 @@ def test_keypoint_similarity_matches_coco_formula():
     d2 = 2 * 3.0**2
     expected = np.mean(np.exp(-d2 / (2 * area * (2 * SIGMAS) ** 2)))
     assert keypoint_similarity(a[None], b[None], np.array([area]))[0, 0] == pytest.approx(expected)
+
+
+def test_paired_keypoint_similarity_is_the_diagonal_of_the_matrix():
+    rng = np.random.default_rng(2)
+    a = np.stack([_pose(d) for d in (0.0, 2.0, 10.0, 30.0)])
+    a[..., :2] += rng.normal(0, 2, (4, len(SIGMAS), 2))
+    b = np.stack([_pose(d) for d in (1.0, 0.0, 12.0, 0.0)])
+    valid_a, valid_b = rng.random((4, len(SIGMAS))) > 0.3, rng.random((4, len(SIGMAS))) > 0.3
+    valid_b[3, 3:] = False  # fewer than 3 shared: NaN
+    areas = np.array([3000.0, 5000.0, 0.5, 8000.0])
+    full = keypoint_similarity(a, b, areas, valid_a=valid_a, valid_b=valid_b)
+    paired = paired_keypoint_similarity(a, b, areas, valid_a=valid_a, valid_b=valid_b)
+    np.testing.assert_array_equal(paired, np.diagonal(full))
+    assert np.isnan(paired[3]) and np.isfinite(paired[:3]).all()
+    with pytest.raises(ValueError, match="one shape"):
+        paired_keypoint_similarity(a, b[:3], areas)
 
 
 def test_keypoint_similarity_decreases_with_distance():
