@@ -167,13 +167,22 @@ def linear_assignment(cost: np.ndarray, max_cost: float) -> Assignment:
     if n == 0 or m == 0:
         return Assignment(np.zeros((0, 2), np.int64), np.arange(n, dtype=np.int64), np.arange(m, dtype=np.int64))
     allowed = np.isfinite(cost) & (cost <= max_cost)
-    # Forbidden pairs get a cost above the limit so lapjv leaves them unmatched.
-    safe = np.where(allowed, cost, max_cost + 1.0)
-    _, row_to_col, _ = lap.lapjv(safe, extend_cost=True, cost_limit=max_cost + 1e-9)
-    rows = np.flatnonzero(row_to_col >= 0)
-    cols = row_to_col[rows].astype(np.int64)
-    keep = allowed[rows, cols]
-    rows, cols = rows[keep], cols[keep]
+    if allowed.sum(axis=0).max() <= 1 and allowed.sum(axis=1).max() <= 1:
+        # No row or column has a choice (the animals apart, most frames): every allowed pair is matched (at or under
+        # the limit, a pair costs less than leaving both alone).
+        rows, cols = np.nonzero(allowed)
+    else:
+        # lapjv takes costs from about 1e7 on for its own infinity and then leaves allowed pairs unmatched: past
+        # twice the allowed costs' sum, a higher limit changes no matching (every pair it can add, it adds), so the
+        # limit stays there.
+        limit = min(max_cost, 2.0 * np.abs(cost[allowed]).sum() + 1.0)
+        # Forbidden pairs get a cost above the limit so lapjv leaves them unmatched.
+        safe = np.where(allowed, cost, limit + 1.0)
+        _, row_to_col, _ = lap.lapjv(safe, extend_cost=True, cost_limit=limit + 1e-9)
+        rows = np.flatnonzero(row_to_col >= 0)
+        cols = row_to_col[rows].astype(np.int64)
+        keep = allowed[rows, cols]
+        rows, cols = rows[keep], cols[keep]
     row_free, col_free = np.ones(n, bool), np.ones(m, bool)
     row_free[rows], col_free[cols] = False, False
     matches = np.empty((len(rows), 2), np.int64)
