@@ -732,55 +732,8 @@ class KeypointSmoother:
         once when ``trusted`` (found in the box of this frame's detection of the animal), and dropped when not (found
         in a predicted box, where the animal may not be: the box may hold another animal or none).
         """
-        keypoints = np.asarray(keypoints, dtype=np.float64).reshape(self.num_keypoints, 3)
-        finite = np.isfinite(keypoints).all(-1)
-        if self.filter is None:
-            self._start(keypoints, scale)
-        confidence = np.where(finite, keypoints[:, 2], 0.0)
-        observed = confidence >= self.settings.keypoint_threshold
-        std = keypoint_measurement_std(confidence, scale, self.settings)
-        measured = np.where(finite[:, None], keypoints[:, :2], 0.0)
-        innovation = measured - self.filter.positions
-        distance2 = innovation[:, 0] ** 2 + innovation[:, 1] ** 2
-        nis = distance2 / (self.filter.position_variance + std**2) / 2.0
-        if self.settings.outlier_nis > 0:
-            observed = self._screen(observed, nis, innovation, scale)
-        if self.settings.pose_surprise > 0 and observed.sum() >= 3:
-            fresh = observed & self.ever_observed
-            if fresh.sum() >= 3 and _median(nis[fresh]) > self.settings.pose_surprise:
-                if trusted:  # a turn, the head going down, another animal taken over: follow it now
-                    jump = np.minimum(distance2, (2.0 * scale) ** 2)
-                    # The keypoints not seen now are no longer where they were predicted: forgotten until seen.
-                    stale = ~observed & self.ever_observed
-                    self.filter.kick(np.where(fresh, jump, np.where(stale, (2.0 * scale) ** 2, 0.0)))
-                    self.frames_since_observed[stale] = self.settings.max_predicted_frames + 1
-                else:
-                    observed = np.zeros_like(observed)
-        if self.settings.adaptation > 0:
-            rate = self.settings.adaptation
-            self.maneuver = np.where(observed, (1 - rate) * self.maneuver + rate * nis, self.maneuver)
-        self.filter.update(measured, std, observed)
-        self.raw_now = keypoints
-        self.observed_now |= observed
-        self.ever_observed |= observed
-        self.frames_since_observed[observed] = 0
-        self.last_confidence[observed] = confidence[observed]
-
-    def _screen(self, observed: np.ndarray, nis: np.ndarray, innovation: np.ndarray, scale: float) -> np.ndarray:
-        """The keypoints to update: a fresh keypoint (observed within ``max_predicted_frames``) whose normalised
-        innovation passes ``outlier_nis`` is an outlier the first time (a swapped or misplaced keypoint: predicted,
-        not updated); the second time in a row it is a manoeuvre (the animal turned round, the pose is another
-        animal's): its position variance grows by the squared innovation, so the update all but takes the
-        measurement."""
-        fresh = self.ever_observed & (self.frames_since_observed <= self.settings.max_predicted_frames)
-        surprise = observed & fresh & (nis > self.settings.outlier_nis)
-        first = surprise & (self.strikes == 0)
-        again = surprise & ~first
-        self.strikes = np.where(observed & first, 1, np.where(observed, 0, self.strikes))
-        if again.any():
-            jump = np.minimum(np.sum(innovation**2, axis=-1), (2.0 * scale) ** 2)  # at most twice the box
-            self.filter.kick(np.where(again, jump, 0.0))
-        return observed & ~first
+        update_smoothers([self], np.asarray(keypoints, dtype=np.float64).reshape(1, self.num_keypoints, 3),
+                         np.array([scale], np.float64), np.array([trusted]))
 
     def forget(self, scale: float) -> None:
         """Forget where every keypoint is (the track took another animal): each is predicted no more, and its
@@ -831,6 +784,96 @@ class KeypointSmoother:
         confidence = np.concatenate([self._confidence_log.array.astype(np.float64),
                                      np.where(self.observed_now, self.last_confidence, 0.0)[None]])
         return KeypointHistory(self.filter.history(), observed, confidence)
+
+
+def update_smoothers(smoothers: Sequence[KeypointSmoother], keypoints: np.ndarray, scales: np.ndarray,
+                     trusted: np.ndarray) -> None:
+    """Correct each of ``smoothers`` (of one settings object) with its pose of this frame, exactly as its
+    :meth:`KeypointSmoother.update` would, in one batch.
+
+    A fresh keypoint (observed within ``max_predicted_frames``) whose normalised innovation passes ``outlier_nis`` is
+    an outlier the first time (a swapped or misplaced keypoint: predicted, not updated); the second time in a row it
+    is a manoeuvre (the animal turned round, the pose is another animal's): its position variance grows by the
+    squared innovation (at most twice the box), so the update all but takes the measurement. A pose whose fresh
+    keypoints' median innovation passes ``pose_surprise`` moved as a whole: followed at once where ``trusted`` (the
+    keypoints not seen now forgotten until seen), dropped where not.
+
+    Args:
+        smoothers: S smoothers.
+        keypoints: (S, K, 3) one pose each.
+        scales: (S,) box scales ``sqrt(w * h)`` in pixels.
+        trusted: (S,) bool, the poses found in the box of this frame's detection of the animal.
+    """
+    settings = smoothers[0].settings
+    if any(smoother.settings is not settings for smoother in smoothers):
+        raise ValueError("update_smoothers needs smoothers of one settings object")
+    count, k = len(smoothers), smoothers[0].num_keypoints
+    keypoints = np.asarray(keypoints, dtype=np.float64).reshape(count, k, 3)
+    finite = np.isfinite(keypoints).all(-1)
+    for smoother, pose, scale in zip(smoothers, keypoints, scales.tolist()):
+        if smoother.filter is None:
+            smoother._start(pose, scale)
+    # Twice the box, squared, as Python computes it for one track (a float's own power).
+    limit = np.array([(2.0 * scale) ** 2 for scale in scales.tolist()])
+    confidence = np.where(finite, keypoints[..., 2], 0.0)
+    observed = confidence >= settings.keypoint_threshold
+    std = keypoint_measurement_std(confidence, scales[:, None], settings)
+    measured = np.where(finite[..., None], keypoints[..., :2], 0.0)
+    filters = [smoother.filter for smoother in smoothers]
+    mean, cov = np.array([f.mean for f in filters]), np.array([f.cov for f in filters])  # copies: kicked below
+    innovation = measured - mean[:, :, 0, :]
+    distance2 = innovation[..., 0] ** 2 + innovation[..., 1] ** 2
+    nis = distance2 / (cov[:, :, 0, 0] + std**2) / 2.0
+    ever = np.array([smoother.ever_observed for smoother in smoothers])
+    unseen = np.array([smoother.frames_since_observed for smoother in smoothers])
+    strikes = np.array([smoother.strikes for smoother in smoothers])
+    kicks = []  # (rows, variances) added to the predicted position variances, in order
+    if settings.outlier_nis > 0:
+        fresh = ever & (unseen <= settings.max_predicted_frames)
+        surprise = observed & fresh & (nis > settings.outlier_nis)
+        first = surprise & (strikes == 0)
+        again = surprise & ~first
+        strikes = np.where(observed & first, 1, np.where(observed, 0, strikes))
+        rows = np.flatnonzero(again.any(axis=1))
+        if len(rows):
+            jump = np.minimum(np.sum(innovation[rows] ** 2, axis=-1), limit[rows, None])
+            kicks.append((rows, np.where(again[rows], jump, 0.0)))
+        observed = observed & ~first
+    if settings.pose_surprise > 0:
+        for i in np.flatnonzero(observed.sum(axis=1) >= 3):
+            fresh = observed[i] & ever[i]
+            if fresh.sum() >= 3 and _median(nis[i][fresh]) > settings.pose_surprise:
+                if trusted[i]:  # a turn, the head going down, another animal taken over: follow it now
+                    jump = np.minimum(distance2[i], limit[i])
+                    # The keypoints not seen now are no longer where they were predicted: forgotten until seen.
+                    stale = ~observed[i] & ever[i]
+                    kicks.append((np.array([i]), np.where(fresh, jump, np.where(stale, limit[i], 0.0))[None]))
+                    unseen[i][stale] = settings.max_predicted_frames + 1
+                else:
+                    observed[i] = False
+    for rows, variance in kicks:
+        cov[rows, :, 0, 0] += variance
+        for i, row in zip(rows, variance):
+            if filters[i]._log is not None and filters[i]._log.size:
+                filters[i]._log.kick(row)
+    maneuver = np.array([smoother.maneuver for smoother in smoothers])
+    if settings.adaptation > 0:
+        rate = settings.adaptation
+        maneuver = np.where(observed, (1 - rate) * maneuver + rate * nis, maneuver)
+    d = mean.shape[2]
+    mean, cov = kalman_update(mean.reshape(-1, d, 2), cov.reshape(-1, d, d), measured.reshape(-1, 2),
+                              (std**2).reshape(-1), observed.reshape(-1))
+    mean, cov = mean.reshape(count, k, d, 2), cov.reshape(count, k, d, d)
+    observed_now = np.array([smoother.observed_now for smoother in smoothers]) | observed
+    last_confidence = np.where(observed, confidence, np.array([smoother.last_confidence for smoother in smoothers]))
+    unseen[observed] = 0
+    ever |= observed
+    for i, (smoother, f) in enumerate(zip(smoothers, filters)):
+        f.mean, f.cov = mean[i], cov[i]
+        smoother.maneuver, smoother.strikes = maneuver[i], strikes[i]
+        smoother.raw_now = keypoints[i]
+        smoother.observed_now, smoother.ever_observed = observed_now[i], ever[i]
+        smoother.frames_since_observed, smoother.last_confidence = unseen[i], last_confidence[i]
 
 
 def smoother_outputs(smoothers: Sequence[KeypointSmoother], limits: np.ndarray | None = None

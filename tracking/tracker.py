@@ -165,6 +165,7 @@ from tracking.smoothing import (
     rts_smooth,
     smooth_keypoints_offline,
     smoother_outputs,
+    update_smoothers,
 )
 
 logger = logging.getLogger(__name__)
@@ -625,6 +626,21 @@ def _update_tracks(tracks: list[_LiveTrack], boxes: np.ndarray, scores: list[flo
         track._new_median()
 
 
+def _attach_poses(tracks: list[_LiveTrack], poses: np.ndarray) -> None:
+    """Give each of ``tracks`` (of one tracker) its pose of this frame (``poses`` (n, K, 3), aligned), the keypoint
+    filters in one batch; ValueError for a track with a pose in this frame already (or given two)."""
+    if not tracks:
+        return
+    for i, track in enumerate(tracks):
+        if track.pose_attached or any(track is other for other in tracks[:i]):
+            raise ValueError(f"track {track.track_id} already has a pose in this frame")
+    # A pose found in a predicted box (no detection of the animal in this frame) is trusted less.
+    update_smoothers([t.keypoints for t in tracks], poses, np.array([t.scale for t in tracks]),
+                     np.array([t.frames_since_update == 0 for t in tracks]))
+    for track in tracks:
+        track.pose_attached = True
+
+
 def _predict_tracks(tracks: list[_LiveTrack]) -> None:
     """Advance the live ``tracks`` of one tracker one frame: box and keypoint filters predicted, this frame's match,
     detection and pose not yet known."""
@@ -795,11 +811,7 @@ class _LiveTrack:
             self.appearance = (1.0 - momentum) * self.appearance + momentum * feature
 
     def attach_pose(self, keypoints: np.ndarray) -> None:
-        if self.pose_attached:
-            raise ValueError(f"track {self.track_id} already has a pose in this frame")
-        # A pose found in a predicted box (no detection of the animal in this frame) is trusted less.
-        self.keypoints.update(keypoints, self.scale, trusted=self.frames_since_update == 0)
-        self.pose_attached = True
+        _attach_poses([self], np.asarray(keypoints, np.float64)[None])
 
     def _log(self, reported: bool) -> None:
         self.reported.append(reported)
@@ -979,9 +991,9 @@ class Tracker:
         if pairs:
             matched = [j for _, j in pairs]
             _update_tracks([t for t, _ in pairs], boxes[matched], scores[matched].tolist(), index[matched].tolist())
-        for track, j in pairs:
             if keypoints is not None:
-                track.attach_pose(keypoints[j])
+                _attach_poses([t for t, _ in pairs], keypoints[matched])
+        for track, j in pairs:
             if own[j] and self._fits(track, features[j]):
                 track.update_appearance(features[j])
             if track.state is not TrackState.TENTATIVE:
@@ -1323,9 +1335,8 @@ class Tracker:
         rows = [i for i, track_id in enumerate(track_ids) if by_id[track_id].updated_now]
         ended = {t.track_id for t in self._end_young_duplicates([by_id[track_ids[i]] for i in rows], keypoints[rows])}
         self._keep_by_pose(track_ids, keypoints, by_id)
-        for track_id, pose in zip(track_ids, keypoints):
-            if track_id not in ended:
-                by_id[track_id].attach_pose(pose)
+        kept = [i for i, track_id in enumerate(track_ids) if track_id not in ended]
+        _attach_poses([by_id[track_ids[i]] for i in kept], keypoints[kept])
         return _snapshots([by_id[i] for i in track_ids if i not in ended], self._frame, self._bounds)
 
     def _end_young_duplicates(self, tracks: list[_LiveTrack], keypoints: np.ndarray) -> list[_LiveTrack]:

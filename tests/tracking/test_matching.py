@@ -158,6 +158,12 @@ def test_fuse_similarities_rejects_weight(weight):
         ([[0.5]], 0.5, [(0, 0)]),
         # nothing below the limit
         ([[0.9, 0.95], [0.99, 0.91]], 0.8, []),
+        # no limit (the gates decide): a lone allowed pair is matched, forbidden pairs around it or not
+        ([[10.9, np.inf], [np.inf, np.inf]], 1e9, [(0, 0)]),
+        ([[10.9, np.inf], [np.inf, 4.0]], 1e9, [(0, 0), (1, 1)]),
+        # no limit, with a choice: as many pairs as possible, then the cheapest
+        ([[5.0, 4.0, np.inf], [3.0, np.inf, np.inf]], 1e9, [(0, 1), (1, 0)]),
+        ([[1.0, 2.0], [1.5, np.inf]], 1e9, [(0, 1), (1, 0)]),
     ],
 )
 def test_linear_assignment_hand_made(cost, max_cost, matches):
@@ -179,6 +185,21 @@ def test_linear_assignment_is_optimal_against_brute_force():
         best = min(sum(cost[i, p[i]] for i in range(4)) for p in permutations(range(4)))
         result = linear_assignment(cost, 2.0)
         assert cost[result.matches[:, 0], result.matches[:, 1]].sum() == pytest.approx(best)
+
+
+def test_linear_assignment_without_limit_matches_most_pairs_then_least_cost():
+    from itertools import permutations
+
+    rng = np.random.default_rng(4)
+    for _ in range(30):
+        cost = np.where(rng.random((4, 4)) < 0.55, np.inf, rng.uniform(0, 20, (4, 4)))
+        best = (0, 0.0)  # (pairs, -cost): most pairs, then the least cost
+        for p in permutations(range(4)):
+            pairs = [(i, p[i]) for i in range(4) if np.isfinite(cost[i, p[i]])]
+            best = max(best, (len(pairs), -sum(cost[i, j] for i, j in pairs)))
+        result = linear_assignment(cost, 1e9)
+        assert len(result.matches) == best[0]
+        assert cost[result.matches[:, 0], result.matches[:, 1]].sum() == pytest.approx(-best[1])
 
 
 @pytest.mark.parametrize("shape", [(0, 0), (0, 4), (3, 0)])

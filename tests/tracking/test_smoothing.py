@@ -23,6 +23,7 @@ from tracking.smoothing import (
     smooth_keypoints_offline,
     smoother_outputs,
     transition_matrix,
+    update_smoothers,
 )
 from tracking.smoothing import _median as median_of_few
 
@@ -434,6 +435,53 @@ def test_smoothers_predicted_together_are_each_predicted_alone():
         np.testing.assert_array_equal(a.frames_since_observed, b.frames_since_observed)
 
 
+@pytest.mark.parametrize("record", [False, True])
+def test_smoothers_updated_together_are_each_updated_alone(record):
+    """The batch takes every branch of the single update: outliers (twice: a manoeuvre), a pose that moved as a whole
+    (trusted: followed; not trusted: dropped), keypoints not seen, a smoother's first pose."""
+    settings = SmoothingSettings(mode=SmoothingMode.OFFLINE if record else SmoothingMode.CAUSAL)
+
+    def smoothers():
+        out = [KeypointSmoother(settings, record=record) for _ in range(4)]
+        for smoother in out[:3]:
+            for t in range(5):
+                if t:
+                    smoother.predict(100.0, np.array([4.0, 1.0]))
+                smoother.update(_moving_pose(t), 100.0)
+        return out
+
+    together, alone = smoothers(), smoothers()
+    rng = np.random.default_rng(7)
+    for t in range(5, 9):
+        poses = np.stack([_moving_pose(t) for _ in range(4)])
+        poses[0, 2:4, :2] += 60.0  # two keypoints far off, frame after frame
+        poses[1, :, :2] += 80.0 if t == 6 else 0.0  # the whole pose moved
+        poses[2, :, :2] += 80.0 if t == 7 else 0.0
+        poses[:, :, 2] = np.where(rng.random((4, K)) < 0.2, 0.1, poses[:, :, 2])
+        poses[3, 5] = np.nan
+        trusted = np.array([True, True, False, True])
+        scales = np.array([100.0, 90.0, 110.0, 80.0])
+        for smoothers_now in (together, alone):
+            for smoother, scale in zip(smoothers_now, scales):
+                if smoother.filter is not None:
+                    smoother.predict(float(scale), np.array([4.0, 1.0]))
+        update_smoothers(together, poses, scales, trusted)
+        for smoother, pose, scale, trust in zip(alone, poses, scales, trusted):
+            smoother.update(pose, float(scale), trusted=bool(trust))
+        for a, b in zip(together, alone):
+            for batched, single in zip(a.output(), b.output()):
+                np.testing.assert_array_equal(batched, single)
+            for name in ("maneuver", "strikes", "frames_since_observed", "ever_observed", "last_confidence"):
+                np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+            np.testing.assert_array_equal(a.filter.cov, b.filter.cov)
+    if record:
+        for a, b in zip(together, alone):
+            np.testing.assert_array_equal(a.history().filter.noises, b.history().filter.noises)
+    with pytest.raises(ValueError, match="settings"):
+        update_smoothers([KeypointSmoother(SmoothingSettings()), KeypointSmoother(SmoothingSettings())],
+                         np.zeros((2, K, 3)), np.ones(2), np.ones(2, bool))
+
+
 def test_smoother_outputs_are_each_smoothers_output_with_its_limits():
     smoothers = _smoothers(SmoothingSettings())
     limits = np.array([[0.0, 0.0, 200.0, 100.0], [50.0, 20.0, 120.0, 60.0], [0.0, 0.0, 1.0, 1.0]])
@@ -549,6 +597,21 @@ def test_a_pose_that_turns_round_is_followed_at_once_when_trusted(pose_surprise,
         smoother.update(_turning_pose(t, 10), 100.0, trusted=trusted or t < 10)
     error = np.abs(smoother.filter.positions[:, 0] - _turning_pose(11, 10)[:, 0]).max()
     assert (error < 10.0) == follows
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_a_pose_that_moved_as_a_whole_is_dropped_where_not_trusted(trusted):
+    smoother = KeypointSmoother(SmoothingSettings(pose_surprise=3.0, outlier_nis=0.0))
+    for t in range(10):
+        if t:
+            smoother.predict(100.0)
+        smoother.update(_moving_pose(t), 100.0)
+    moved = _moving_pose(10)
+    moved[:, 0] += 80.0  # the pose of an animal beside it, in a box predicted there
+    smoother.predict(100.0)
+    smoother.update(moved, 100.0, trusted=trusted)
+    smoothed = smoother.output()[1] == KeypointStatus.SMOOTHED
+    assert smoothed.all() if trusted else not smoothed.any()
 
 
 def test_outlier_is_dropped_once_then_a_jump_is_followed():
