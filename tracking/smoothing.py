@@ -41,7 +41,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -201,7 +201,7 @@ def transition_matrix(motion: MotionModel, damping: float = 1.0, dt: float = 1.0
     return transition
 
 
-@lru_cache(maxsize=64)
+@cache  # never evicted: filters made apart, with the same model and dampings, must get the same array
 def _shared_transition(motion: MotionModel, damping: tuple[float, ...]) -> np.ndarray:
     """(n, d, d) read-only transitions of points with these dampings, one array per model and dampings: filters
     that share it can be predicted together (:func:`predict_together`)."""
