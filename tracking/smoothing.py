@@ -804,6 +804,8 @@ def update_smoothers(smoothers: Sequence[KeypointSmoother], keypoints: np.ndarra
         scales: (S,) box scales ``sqrt(w * h)`` in pixels.
         trusted: (S,) bool, the poses found in the box of this frame's detection of the animal.
     """
+    if not smoothers:
+        return
     settings = smoothers[0].settings
     if any(smoother.settings is not settings for smoother in smoothers):
         raise ValueError("update_smoothers needs smoothers of one settings object")
@@ -879,7 +881,8 @@ def update_smoothers(smoothers: Sequence[KeypointSmoother], keypoints: np.ndarra
 def smoother_outputs(smoothers: Sequence[KeypointSmoother], limits: np.ndarray | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints (S, K, 3) and status codes (S, K) of ``smoothers`` (of one settings object) for this frame, each
-    row as its :meth:`KeypointSmoother.output` (with ``limits`` (S, 4), one row per smoother) gives it, in one batch."""
+    row as its :meth:`KeypointSmoother.output` (with ``limits`` (S, 4), one row per smoother) gives it, in one batch;
+    at least one smoother (its K sets the shapes)."""
     settings, count = smoothers[0].settings, len(smoothers)
     if settings.mode is SmoothingMode.NONE:
         rows = [raw_output(smoother.raw_now, smoother.num_keypoints) for smoother in smoothers]

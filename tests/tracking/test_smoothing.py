@@ -480,6 +480,7 @@ def test_smoothers_updated_together_are_each_updated_alone(record):
     with pytest.raises(ValueError, match="settings"):
         update_smoothers([KeypointSmoother(SmoothingSettings()), KeypointSmoother(SmoothingSettings())],
                          np.zeros((2, K, 3)), np.ones(2), np.ones(2, bool))
+    update_smoothers([], np.zeros((0, K, 3)), np.zeros(0), np.zeros(0, bool))  # nothing to do
 
 
 def test_smoother_outputs_are_each_smoothers_output_with_its_limits():
