@@ -744,7 +744,7 @@ class KeypointSmoother:
 
     def valid(self) -> np.ndarray:
         """(K,) keypoints with an estimate: observed once and not predicted longer than allowed."""
-        return self.ever_observed & (self.frames_since_observed <= self.settings.max_predicted_frames)
+        return _estimated(self.ever_observed, self.frames_since_observed, self.settings)
 
     def positions(self) -> np.ndarray:
         """(K, 2) current estimates, NaN where :meth:`valid` is False."""
@@ -894,8 +894,7 @@ def smoother_outputs(smoothers: Sequence[KeypointSmoother], limits: np.ndarray |
     unseen = np.array([s.frames_since_observed for s in smoothers])
     keypoints[..., 2] = np.array([s.last_confidence for s in smoothers]) * settings.confidence_decay ** unseen
     status = np.where(np.array([s.observed_now for s in smoothers]), _SMOOTHED, _PREDICTED)
-    # Not valid (KeypointSmoother.valid): never observed, or predicted for too long.
-    invalid = ~np.array([s.ever_observed for s in smoothers]) | (unseen > settings.max_predicted_frames)
+    invalid = ~_estimated(np.array([s.ever_observed for s in smoothers]), unseen, settings)
     if limits is not None:
         # Compared as float64, as the limits are: a keypoint on the limit is inside.
         x, y = keypoints[..., 0], keypoints[..., 1]
@@ -903,6 +902,13 @@ def smoother_outputs(smoothers: Sequence[KeypointSmoother], limits: np.ndarray |
     keypoints[invalid] = (np.nan, np.nan, 0.0)
     status[invalid] = _MISSING
     return keypoints, status
+
+
+def _estimated(ever_observed: np.ndarray, frames_since_observed: np.ndarray, settings: SmoothingSettings
+               ) -> np.ndarray:
+    """Keypoints with an estimate (:meth:`KeypointSmoother.valid`), of any shape: observed once and not predicted
+    longer than ``max_predicted_frames``."""
+    return ever_observed & (frames_since_observed <= settings.max_predicted_frames)
 
 
 def predict_smoothers(smoothers: Sequence[KeypointSmoother], scales: np.ndarray,

@@ -847,10 +847,8 @@ def _snapshots(tracks: list[_LiveTrack], frame: int, bounds: np.ndarray | None) 
     margin = settings.keypoint_box_margin
     if raw or margin is None:
         outputs = [_outside_box(*t.keypoints.output(), box, margin) for t, box in zip(tracks, boxes)]
-    else:  # the same test as _outside_box's, with the smoothers' own masking
-        size = boxes[:, 2:] - boxes[:, :2]
-        limits = np.concatenate([boxes[:, :2] - margin * size, boxes[:, 2:] + margin * size], axis=1)
-        outputs = zip(*smoother_outputs([t.keypoints for t in tracks], limits))
+    else:  # _outside_box's test, with the smoothers' own masking
+        outputs = zip(*smoother_outputs([t.keypoints for t in tracks], _keypoint_limits(boxes, margin)))
     return [_freeze(Track(
         track_id=t.track_id, state=t.state, box=box.astype(np.float32), score=float(t.score), class_id=int(t.class_id),
         keypoints=keypoints, keypoint_status=status, age=t.age, hits=t.hits, frames_since_update=t.frames_since_update,
@@ -920,7 +918,6 @@ class Tracker:
         self._frame = -1
         self._review: _Review | None = None
         self._bounds: np.ndarray | None = None  # (width, height, width, height), once update() is told the size
-        self._size_given: tuple | None = None  # the image_size those bounds came from, when given as a tuple
         self._held: list[TrackRecord] = []  # held tracks taken back, recorded under the identity that took them
         # Every usable detection (frame, index, box, score), for offline output (TrackHistory.detections), and its
         # own colours (TrackHistory.colours; created at the first colours given, NaN rows for the detections before).
@@ -957,9 +954,8 @@ class Tracker:
         if poses is not None:
             _check_poses(poses, len(detections))
         colours, split = self._check_features(features, len(detections)), isinstance(features, BoxColours)
-        if image_size is not None and not (isinstance(image_size, tuple) and image_size == self._size_given):
+        if image_size is not None:
             self._bounds = _image_bounds(image_size)
-            self._size_given = image_size if isinstance(image_size, tuple) else None
         self._advance()
         index, boxes, scores, keypoints = _clean(detections, poses)
         # Colours of a box that overlaps another are not one animal's, beyond its own part: they update no average
@@ -2281,15 +2277,21 @@ def _outside_box(keypoints: np.ndarray, status: np.ndarray, boxes: np.ndarray, m
     themselves when none is. One frame's (K, 3), (K,) and (4,) work as well."""
     if margin is None:
         return keypoints, status
-    size = boxes[..., None, 2:] - boxes[..., None, :2]
+    limits = _keypoint_limits(boxes, margin)[..., None, :]
     position = keypoints[..., :2]
-    low, high = boxes[..., None, :2] - margin * size, boxes[..., None, 2:] + margin * size
-    outside = ((position < low) | (position > high)).any(-1)
+    outside = ((position < limits[..., :2]) | (position > limits[..., 2:])).any(-1)
     if not outside.any():
         return keypoints, status
     keypoints, status = keypoints.copy(), status.copy()
     keypoints[outside, :2], keypoints[outside, 2], status[outside] = np.nan, 0.0, KeypointStatus.MISSING
     return keypoints, status
+
+
+def _keypoint_limits(boxes: np.ndarray, margin: float) -> np.ndarray:
+    """(..., 4) x min, y min, x max, y max of the keypoints kept in ``boxes`` (..., 4) ``xyxy``: each box grown by
+    ``margin`` of its width (x) and height (y) on every side (``keypoint_box_margin``)."""
+    size = boxes[..., 2:] - boxes[..., :2]
+    return np.concatenate([boxes[..., :2] - margin * size, boxes[..., 2:] + margin * size], axis=-1)
 
 
 def _short_gaps(matched: np.ndarray, longest: int) -> np.ndarray:
