@@ -32,7 +32,8 @@ class Assignment:
 def box_area(boxes: np.ndarray) -> np.ndarray:
     """(N,) areas of (N, 4) ``xyxy`` boxes; degenerate or non-finite boxes have area 0."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    area = np.maximum(boxes[:, 2] - boxes[:, 0], 0.0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0.0)
+    size = np.maximum(boxes[:, 2:] - boxes[:, :2], 0.0)
+    area = size[:, 0] * size[:, 1]
     return np.where(np.isfinite(area), area, 0.0)
 
 
@@ -55,8 +56,7 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
     inter = box_intersection(a, b)
     union = box_area(a)[:, None] + box_area(b)[None, :] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, inter / union, 0.0)
+    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
     return np.where(np.isfinite(iou), iou, 0.0)
 
 
@@ -128,15 +128,17 @@ def _similarity(a: np.ndarray, b: np.ndarray, both: np.ndarray, areas: np.ndarra
                 min_keypoints: int) -> np.ndarray:
     """OKS of broadcast keypoints ``a`` and ``b`` (..., K, 2) over the keypoints ``both`` (..., K) marks, each pair
     scaled by its area (``areas``, broadcast as (..., 1)); NaN where fewer than ``min_keypoints`` are shared."""
-    d2 = np.sum((a - b) ** 2, axis=-1)
-    variances = (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2
-    with np.errstate(invalid="ignore", over="ignore"):
-        per_keypoint = np.exp(-d2 / (2.0 * np.maximum(areas, 1.0) * variances))
-    per_keypoint = np.where(both, per_keypoint, 0.0)
+    offset = a - b
+    d2 = offset[..., 0] ** 2 + offset[..., 1] ** 2  # np.sum's order; written out (called per stage and frame)
+    variances = _SIGMA_VARIANCES if sigmas is SIGMAS else (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2
     count = both.sum(-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        oks = per_keypoint.sum(-1) / count
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        per_keypoint = np.exp(-d2 / (2.0 * np.maximum(areas, 1.0) * variances))
+        oks = np.where(both, per_keypoint, 0.0).sum(-1) / count
     return np.where(count >= max(min_keypoints, 1), oks, np.nan)
+
+
+_SIGMA_VARIANCES = (2.0 * np.asarray(SIGMAS, dtype=np.float64)) ** 2
 
 
 def fuse_similarities(iou: np.ndarray, oks: np.ndarray, oks_weight: float) -> np.ndarray:

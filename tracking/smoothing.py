@@ -210,6 +210,14 @@ def _shared_transition(motion: MotionModel, damping: tuple[float, ...]) -> np.nd
     return transition
 
 
+@cache
+def _unit_noise(d: int) -> np.ndarray:
+    """(d, d) read-only process noise of a unit random acceleration (or jerk) over one frame, one array per order."""
+    noise = np.asarray(Q_discrete_white_noise(dim=d, dt=1.0, var=1.0), dtype=np.float64)
+    noise.setflags(write=False)
+    return noise
+
+
 def kalman_predict(
     mean: np.ndarray, cov: np.ndarray, transition: np.ndarray, noise: np.ndarray, drift: np.ndarray | float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -330,7 +338,7 @@ class PointFilter:
         variances[:, 0] = np.asarray(position_std, dtype=np.float64) ** 2
         variances[:, 1:] = (np.asarray(velocity_std, dtype=np.float64) ** 2 * np.ones(n))[:, None]
         self.cov = variances[:, :, None] * np.eye(d)[None]
-        self._unit_noise = np.asarray(Q_discrete_white_noise(dim=d, dt=1.0, var=1.0), dtype=np.float64)
+        self._unit_noise = _unit_noise(d)
         self._log = _ForwardLog(n, d, spill) if record else None
 
     def __len__(self) -> int:
@@ -748,9 +756,7 @@ class KeypointSmoother:
 
     def positions(self) -> np.ndarray:
         """(K, 2) current estimates, NaN where :meth:`valid` is False."""
-        if self.filter is None:
-            return np.full((self.num_keypoints, 2), np.nan)
-        return np.where(self.valid()[:, None], self.filter.positions, np.nan)
+        return smoother_positions([self])[0]
 
     def carried(self) -> np.ndarray:
         """(K, 2) where the filter has carried each keypoint ever observed, those predicted for too long (no longer in
@@ -902,6 +908,17 @@ def smoother_outputs(smoothers: Sequence[KeypointSmoother], limits: np.ndarray |
     keypoints[invalid] = (np.nan, np.nan, 0.0)
     status[invalid] = _MISSING
     return keypoints, status
+
+
+def smoother_positions(smoothers: Sequence[KeypointSmoother]) -> np.ndarray:
+    """(S, K, 2) each of ``smoothers``' (of one settings object, at least one) :meth:`KeypointSmoother.positions`,
+    in one batch."""
+    k = smoothers[0].num_keypoints
+    # No estimate without a filter: valid is all False then.
+    means = np.array([np.zeros((k, 2)) if s.filter is None else s.filter.mean[:, 0, :] for s in smoothers])
+    valid = _estimated(np.array([s.ever_observed for s in smoothers]),
+                       np.array([s.frames_since_observed for s in smoothers]), smoothers[0].settings)
+    return np.where(valid[..., None], means, np.nan)
 
 
 def _estimated(ever_observed: np.ndarray, frames_since_observed: np.ndarray, settings: SmoothingSettings

@@ -165,6 +165,7 @@ from tracking.smoothing import (
     rts_smooth,
     smooth_keypoints_offline,
     smoother_outputs,
+    smoother_positions,
     update_smoothers,
 )
 
@@ -682,9 +683,15 @@ class _Ghost:
         self.frame = frame
         self.cost, self.others = costs  # the link's cost, and that of each other lost track (by ID) for its box
 
-    def predict(self) -> None:
-        _predict_boxes([self])
-        self.frames_since_update += 1
+
+
+def _predict_ghosts(ghosts: list[_Ghost]) -> None:
+    """Advance the ``ghosts`` of one tracker's tracks one frame, their box filters in one batch, as lost tracks'."""
+    if not ghosts:
+        return
+    _predict_boxes(ghosts)
+    for ghost in ghosts:
+        ghost.frames_since_update += 1
 
 
 class _LiveTrack:
@@ -873,9 +880,12 @@ def _freeze(track: Track) -> Track:
 def _image_bounds(image_size) -> np.ndarray:
     """(4,) float (width, height, width, height) of a valid ``image_size``; ValueError otherwise."""
     size = np.asarray(image_size, np.float64)
-    if size.shape != (2,) or not (np.isfinite(size).all() and (size > 0).all()):
+    if size.shape != (2,):
         raise ValueError(f"image_size must be (width, height), two positive numbers, got {image_size!r}")
-    return np.tile(size, 2)
+    width, height = size.tolist()
+    if not (0.0 < width < math.inf and 0.0 < height < math.inf):  # NaN fails both
+        raise ValueError(f"image_size must be (width, height), two positive numbers, got {image_size!r}")
+    return np.array([width, height, width, height])
 
 
 def _check_poses(poses: Poses, count: int) -> None:
@@ -1349,7 +1359,7 @@ class Tracker:
         area = box_area(np.array([t.raw_box for t, o in zip(tracks, older) if o], np.float64))
         oks = keypoint_similarity(keypoints[young], keypoints[older], area, valid_a=valid[young], valid_b=valid[older],
                                   sigmas=SIGMAS, min_keypoints=s.young_duplicate_keypoints)
-        ended = [tracks[i] for i in np.flatnonzero(young)[(np.nan_to_num(oks) >= s.young_duplicate_oks).any(axis=1)]]
+        ended = [tracks[i] for i in np.flatnonzero(young)[(oks >= s.young_duplicate_oks).any(axis=1)]]  # NaN: no
         for track in ended:
             logger.debug("frame %d: track %d ends, a duplicate of an older track's animal", self._frame, track.track_id)
             self._tracks.remove(track)
@@ -1405,7 +1415,7 @@ class Tracker:
         m = len(review.boxes)  # the matched tracks: track i holds detection i
         rows = [position[t.track_id] for t in review.tracks]
         det_kpts = keypoints[rows[:m]]
-        track_kpts = np.array([t.keypoints.positions() for t in review.tracks])
+        track_kpts = smoother_positions([t.keypoints for t in review.tracks])
         valid = det_kpts[:, :, 2] >= self.settings.keypoint_threshold
         area = box_area(review.boxes)
         oks = keypoint_similarity(track_kpts, det_kpts, area, valid_b=valid, sigmas=SIGMAS)
@@ -1455,7 +1465,7 @@ class Tracker:
         confirmed = np.array([t.state is TrackState.CONFIRMED for t in tracks], bool)
         if s.min_pose_similarity == 0 or s.oks_weight == 0 or not confirmed.any():
             return np.zeros(len(tracks), bool)
-        predicted = np.array([t.keypoints.positions() for t in tracks])
+        predicted = smoother_positions([t.keypoints for t in tracks])
         valid = keypoints[:, :, 2] >= s.keypoint_threshold
         # Predicted keypoints drift the longer a track goes unseen: their tolerance grows with the frames since its
         # last detection (the keypoints carried through a missed frame, predicted or found by the pose model in the
@@ -1464,7 +1474,7 @@ class Tracker:
         # Poses first, a confirmed track is always one seen in the last frame.
         unseen = np.array([max(t.unseen_before, 1) for t in tracks], np.float64)
         oks = _paired_similarity(predicted, keypoints, boxes, valid, tolerance=unseen)
-        return confirmed & (np.nan_to_num(oks, nan=1.0) < s.min_pose_similarity)
+        return confirmed & (oks < s.min_pose_similarity)  # NaN (fewer than 3 keypoints compare) contradicts nothing
 
     def _refuse_contradicting(self, pairs: list[tuple[_LiveTrack, int]], boxes: np.ndarray, keypoints: np.ndarray
                               ) -> tuple[list[tuple[_LiveTrack, int]], list[_LiveTrack]]:
@@ -1533,7 +1543,7 @@ class Tracker:
         boxes = np.array([by_id[track_ids[i]].raw_box for i in np.flatnonzero(seen)])
         oks = keypoint_similarity(keypoints[unseen], keypoints[seen], box_area(boxes), valid_a=valid[unseen],
                                   valid_b=valid[seen], sigmas=SIGMAS)
-        duplicate = np.nan_to_num(oks).max(axis=1) >= threshold
+        duplicate = (oks >= threshold).any(axis=1)  # NaN (too few keypoints shared): no duplicate
         if not duplicate.any():
             return keypoints
         keypoints = keypoints.copy()
@@ -1589,13 +1599,15 @@ class Tracker:
                     track.own_colours = own.copy() if track.own_colours is None else track.own_colours + own
                     track.own_count += 1
             self._own = {}
+        ghosts = []
         for track in self._tracks:
             if track.ghost is not None:
                 if (track.frames_since_update >= self.settings.relink_delay
                         or self._frame - track.ghost.frame > self.settings.revise_frames):
                     track.ghost = None
                 else:
-                    track.ghost.predict()
+                    ghosts.append(track.ghost)
+        _predict_ghosts(ghosts)
         _predict_tracks(self._tracks)
 
     def _start(self, box: np.ndarray, score: float, class_id: int, detection_index: int,
@@ -1651,7 +1663,7 @@ class Tracker:
         box_cost, iou = self._box_cost(tracks, boxes[candidates])
         cost = 1.0 - iou
         if keypoints is not None and self.settings.oks_weight > 0:
-            track_kpts = np.array([t.keypoints.positions() for t in tracks])
+            track_kpts = smoother_positions([t.keypoints for t in tracks])
             det_kpts = keypoints[candidates]
             det_valid = det_kpts[:, :, 2] >= self.settings.keypoint_threshold
             oks = keypoint_similarity(track_kpts, det_kpts, box_area(boxes[candidates]), valid_b=det_valid,

@@ -22,6 +22,7 @@ from tracking.smoothing import (
     rts_smooth,
     smooth_keypoints_offline,
     smoother_outputs,
+    smoother_positions,
     transition_matrix,
     update_smoothers,
 )
@@ -499,6 +500,21 @@ def test_smoother_outputs_are_each_smoothers_output_with_its_limits():
     assert (keypoints[1][outside, 2] == 0.0).all()
     np.testing.assert_array_equal(keypoints[1][~outside], free[~outside])
     assert (status[2] == KeypointStatus.MISSING).all()  # never had a pose
+
+
+def test_smoother_positions_are_each_smoothers_estimates():
+    smoothers = _smoothers(SmoothingSettings(max_predicted_frames=2))
+    for _ in range(2):  # the second smoother's unseen keypoints pass max_predicted_frames
+        smoothers[1].predict(100.0)
+    positions = smoother_positions(smoothers)
+    assert positions.shape == (3, K, 2)
+    for smoother, rows in zip(smoothers[:2], positions):
+        valid = smoother.ever_observed & (smoother.frames_since_observed <= 2)
+        assert valid.any() and not valid.all()
+        np.testing.assert_array_equal(rows[valid], smoother.filter.mean[valid, 0, :])
+        assert np.isnan(rows[~valid]).all()
+        np.testing.assert_array_equal(smoother.positions(), rows)
+    assert np.isnan(positions[2]).all()  # never had a pose
 
 
 def test_smoothers_of_other_settings_are_not_predicted_together():

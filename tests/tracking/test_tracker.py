@@ -464,7 +464,7 @@ def test_predict_only_reports_boxes_in_the_image_it_was_told():
         assert track.box[2] == 400 and track.box[0] > 300
 
 
-@pytest.mark.parametrize("size", [(0, 300), (400,), (400, float("nan")), (-1, 2)])
+@pytest.mark.parametrize("size", [(0, 300), (400,), (400, float("nan")), (-1, 2), (float("inf"), 300), ((4, 3),)])
 def test_update_rejects_a_bad_image_size(size):
     with pytest.raises(ValueError, match="image_size"):
         Tracker().update(dets(box_at(0.0)), image_size=size)
@@ -2224,6 +2224,27 @@ def _three_live_tracks(settings: TrackerSettings) -> list:
             track.attach_pose(pose)
         tracks.append(track)
     return tracks
+
+
+def test_ghosts_predicted_together_are_each_predicted_alone():
+    from tracking.tracker import _Ghost, _predict_ghosts, _predict_tracks
+
+    tracks = _three_live_tracks(TrackerSettings())
+    _predict_tracks(tracks)
+    tracks[1].box_filter.mean[0, 1] = (5.0, -2.0)  # one of them walking
+    together = [_Ghost(t, 1, (0.5, {})) for t in tracks]
+    alone = [_Ghost(t, 1, (0.5, {})) for t in tracks]
+    for _ in range(3):
+        _predict_ghosts(together)
+        for ghost in alone:
+            _predict_ghosts([ghost])
+    for a, b, track in zip(together, alone, tracks):
+        np.testing.assert_array_equal(a.box_filter.mean, b.box_filter.mean)
+        np.testing.assert_array_equal(a.box_filter.cov, b.box_filter.cov)
+        np.testing.assert_array_equal(a.box, b.box)
+        assert a.frames_since_update == track.frames_since_update + 3
+    assert together[1].box[0] > tracks[1].box[0] + 10.0  # walked on
+    _predict_ghosts([])  # nothing to do
 
 
 def test_tracks_predicted_and_updated_together_are_each_alone():
