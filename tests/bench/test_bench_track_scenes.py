@@ -66,6 +66,24 @@ def test_evaluate_scores_every_mode_on_the_same_entries(short):
     assert rows["offline"]["jitter"] < rows["causal"]["jitter"] < rows["none"]["jitter"]
 
 
+def test_evaluate_keeps_the_fastest_of_the_causal_runs(short, monkeypatch):
+    import bench.track_scenes as track_scenes
+
+    calls, times = [], iter([0.5, 0.3, 0.2, 0.4, 0.6])
+
+    def timed(sequence, settings, *args, **kwargs):
+        calls.append(settings.smoothing.mode)
+        return dataclasses.replace(run_tracker(sequence, settings, *args, **kwargs), seconds=next(times))
+
+    monkeypatch.setattr(track_scenes, "run_tracker", timed)
+    rows = evaluate(short, cost_runs=3)
+    # none once (0.5), causal three times (0.3, 0.2, 0.4), offline once (0.6)
+    assert calls == [SmoothingMode.NONE, *[SmoothingMode.CAUSAL] * 3, SmoothingMode.OFFLINE]
+    assert (rows["none"]["seconds"], rows["causal"]["seconds"], rows["offline"]["seconds"]) == (0.5, 0.2, 0.6)
+    with pytest.raises(ValueError, match="cost_runs"):
+        evaluate(short, cost_runs=0)
+
+
 def test_pool_weights_keypoints_by_entries():
     rows = [dict(idf1=1.0, idf1_ideal=1.0, num_switches=0, mota=1.0, recall=1.0, precision=1.0, rmse_box=0.1, count=1,
                  jitter=1.0, truth_jitter=1.0, runs=1, lag=1.0, animal_frames=10, seconds=0.01, offline_seconds=0.0),
@@ -98,6 +116,7 @@ def test_run_scenes_tables(short):
 def test_parser_defaults():
     args = get_args_parser().parse_args([])
     assert args.split == "validation" and args.max_lost_s is None and args.pose_order is None
+    assert args.cost_runs == 1
     assert set(args.scenes) == set(SCENES)
 
 
