@@ -642,11 +642,16 @@ def rts_smooth(history: FilterHistory) -> tuple[np.ndarray, np.ndarray]:
     return smoothed.reshape(t, n, d, 2) + offset, np.moveaxis(diag, 0, 1)
 
 
-def _median(values: np.ndarray) -> float:
-    """``np.median`` of a few finite floats, at a fraction of its cost."""
-    ordered = np.sort(values)
-    half = len(ordered) // 2
-    return float(ordered[half]) if len(ordered) % 2 else float((ordered[half - 1] + ordered[half]) / 2.0)
+def _row_medians(values: np.ndarray, selected: np.ndarray, at_least: int = 1) -> np.ndarray:
+    """(S,) ``np.median`` of each row of ``values`` (S, K) over its ``selected`` (S, K) entries (finite), all rows
+    at once (numpy's median is slow on a few values); NaN for a row with fewer than ``at_least`` of them."""
+    count = selected.sum(axis=1)
+    ordered = np.sort(np.where(selected, values, np.inf), axis=1)
+    rows, half = np.arange(len(values)), count // 2
+    upper = ordered[rows, np.minimum(half, values.shape[1] - 1)]
+    lower = ordered[rows, np.maximum(half - 1, 0)]
+    medians = np.where(count % 2 == 1, upper, (lower + upper) / 2.0)
+    return np.where(count >= max(at_least, 1), medians, np.nan)
 
 
 def keypoint_measurement_std(confidence: np.ndarray, scale: float, settings: SmoothingSettings) -> np.ndarray:
@@ -848,17 +853,16 @@ def update_smoothers(smoothers: Sequence[KeypointSmoother], keypoints: np.ndarra
             kicks.append((rows, np.where(again[rows], jump, 0.0)))
         observed = observed & ~first
     if settings.pose_surprise > 0:
-        for i in np.flatnonzero(observed.sum(axis=1) >= 3):
-            fresh = observed[i] & ever[i]
-            if fresh.sum() >= 3 and _median(nis[i][fresh]) > settings.pose_surprise:
-                if trusted[i]:  # a turn, the head going down, another animal taken over: follow it now
-                    jump = np.minimum(distance2[i], limit[i])
-                    # The keypoints not seen now are no longer where they were predicted: forgotten until seen.
-                    stale = ~observed[i] & ever[i]
-                    kicks.append((np.array([i]), np.where(fresh, jump, np.where(stale, limit[i], 0.0))[None]))
-                    unseen[i][stale] = settings.max_predicted_frames + 1
-                else:
-                    observed[i] = False
+        fresh = observed & ever
+        for i in np.flatnonzero(_row_medians(nis, fresh, at_least=3) > settings.pose_surprise):
+            if trusted[i]:  # a turn, the head going down, another animal taken over: follow it now
+                jump = np.minimum(distance2[i], limit[i])
+                # The keypoints not seen now are no longer where they were predicted: forgotten until seen.
+                stale = ~observed[i] & ever[i]
+                kicks.append((np.array([i]), np.where(fresh[i], jump, np.where(stale, limit[i], 0.0))[None]))
+                unseen[i][stale] = settings.max_predicted_frames + 1
+            else:
+                observed[i] = False
     for rows, variance in kicks:
         cov[rows, :, 0, 0] += variance
         for i, row in zip(rows, variance):

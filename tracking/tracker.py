@@ -857,10 +857,10 @@ def _snapshots(tracks: list[_LiveTrack], frame: int, bounds: np.ndarray | None) 
     else:  # _outside_box's test, with the smoothers' own masking
         outputs = zip(*smoother_outputs([t.keypoints for t in tracks], _keypoint_limits(boxes, margin)))
     return [_freeze(Track(
-        track_id=t.track_id, state=t.state, box=box.astype(np.float32), score=float(t.score), class_id=int(t.class_id),
+        track_id=t.track_id, state=t.state, box=box, score=float(t.score), class_id=int(t.class_id),
         keypoints=keypoints, keypoint_status=status, age=t.age, hits=t.hits, frames_since_update=t.frames_since_update,
         detection_index=int(t.detection_index), frame_index=frame,
-    )) for t, box, (keypoints, status) in zip(tracks, boxes, outputs)]
+    )) for t, box, (keypoints, status) in zip(tracks, boxes.astype(np.float32), outputs)]
 
 
 def _in_image(boxes: np.ndarray, bounds: np.ndarray | None) -> np.ndarray:
@@ -1377,14 +1377,14 @@ class Tracker:
         in this frame (still reported: ``report_lost_frames``), by ``review_iou``.
         """
         pairs = [(t, j) for t, j in pairs if t.state is not TrackState.TENTATIVE]
-        if not pairs or self.settings.oks_weight == 0:
+        missed = [t for t in missed if t.state is not TrackState.TENTATIVE
+                  and t.frames_since_update <= self.settings.report_lost_frames]
+        if not pairs or len(pairs) + len(missed) < 2 or self.settings.oks_weight == 0:  # nothing to review
             return None
         detections = np.array([j for _, j in pairs])
         overlap = box_iou(boxes[detections], boxes[detections])
         np.fill_diagonal(overlap, 0.0)
         crowded = overlap.max(axis=1) >= self.settings.review_iou
-        missed = [t for t in missed if t.state is not TrackState.TENTATIVE
-                  and t.frames_since_update <= self.settings.report_lost_frames]
         near = np.zeros(len(missed), bool)
         if missed:
             reach = box_iou(np.array([t.box for t in missed]), boxes[detections]) >= self.settings.review_iou

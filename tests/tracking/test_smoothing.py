@@ -15,6 +15,7 @@ from tracking.smoothing import (
     PointFilter,
     SmoothingMode,
     SmoothingSettings,
+    _row_medians,
     kalman_predict,
     kalman_update,
     predict_smoothers,
@@ -26,7 +27,6 @@ from tracking.smoothing import (
     transition_matrix,
     update_smoothers,
 )
-from tracking.smoothing import _median as median_of_few
 
 K = NUM_KEYPOINTS
 
@@ -87,11 +87,19 @@ def test_batched_steps_equal_filterpy(motion, damping):
             np.testing.assert_allclose(got_cov[i], p, rtol=1e-9, atol=1e-9)
 
 
-def test_median_of_a_few_values_is_numpys_to_the_bit():
+def test_row_medians_are_numpys_to_the_bit():
     rng = np.random.default_rng(0)
-    for count in range(1, 18):
-        values = rng.normal(size=count) * 10.0 ** rng.integers(-3, 4)
-        assert median_of_few(values) == np.median(values)
+    values = rng.normal(size=(40, K)) * 10.0 ** rng.integers(-3, 4, size=(40, 1))
+    values[0, 3] = np.nan  # not selected: ignored
+    selected = rng.random((40, K)) < rng.random((40, 1))
+    selected[0], selected[1], selected[2] = np.arange(K) != 3, True, False
+    medians = _row_medians(values, selected, at_least=3)
+    for row, chosen, median in zip(values, selected, medians):
+        if chosen.sum() >= 3:
+            assert median == np.median(row[chosen])
+        else:
+            assert np.isnan(median)
+    assert np.isnan(medians[2]) and (selected.sum(axis=1) < 3).any() and (selected.sum(axis=1) % 2 == 0).any()
 
 
 def test_update_ignores_nan_where_not_observed():
