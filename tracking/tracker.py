@@ -684,7 +684,6 @@ class _Ghost:
         self.cost, self.others = costs  # the link's cost, and that of each other lost track (by ID) for its box
 
 
-
 def _predict_ghosts(ghosts: list[_Ghost]) -> None:
     """Advance the ``ghosts`` of one tracker's tracks one frame, their box filters in one batch, as lost tracks'."""
     if not ghosts:
