@@ -66,22 +66,30 @@ def test_evaluate_scores_every_mode_on_the_same_entries(short):
     assert rows["offline"]["jitter"] < rows["causal"]["jitter"] < rows["none"]["jitter"]
 
 
-def test_evaluate_keeps_the_fastest_of_the_causal_runs(short, monkeypatch):
+def test_run_scenes_keeps_the_fastest_causal_run_of_passes_over_all_sequences(short, monkeypatch):
     import bench.track_scenes as track_scenes
 
-    calls, times = [], iter([0.5, 0.3, 0.2, 0.4, 0.6])
+    other = simulate_sequence(dataclasses.replace(SCENES["runner"], num_frames=40), SCENE_NOISE, seed=2)
+    sequences = {("close-crossing", 1): short, ("runner", 1): other}
+    calls, times = [], iter([0.5, 0.3, 0.6, 0.4, 0.1, 0.7, 0.2, 0.9, 0.8, 0.35])
 
     def timed(sequence, settings, *args, **kwargs):
-        calls.append(settings.smoothing.mode)
+        calls.append((sequence.scenario.name, settings.smoothing.mode))
         return dataclasses.replace(run_tracker(sequence, settings, *args, **kwargs), seconds=next(times))
 
     monkeypatch.setattr(track_scenes, "run_tracker", timed)
-    rows = evaluate(short, cost_runs=3)
-    # none once (0.5), causal three times (0.3, 0.2, 0.4), offline once (0.6)
-    assert calls == [SmoothingMode.NONE, *[SmoothingMode.CAUSAL] * 3, SmoothingMode.OFFLINE]
-    assert (rows["none"]["seconds"], rows["causal"]["seconds"], rows["offline"]["seconds"]) == (0.5, 0.2, 0.6)
+    results = run_scenes(["close-crossing", "runner"], [1], sequences=sequences, cost_runs=3)
+    # Each sequence in the three modes (times 0.5, 0.3, 0.6 and 0.4, 0.1, 0.7), then two more causal passes over
+    # both (0.2, 0.9 and 0.8, 0.35): the repeats of one sequence are apart.
+    names = [short.scenario.name, other.scenario.name]
+    causal = SmoothingMode.CAUSAL
+    assert calls[6:] == [(names[0], causal), (names[1], causal)] * 2
+    frames = {name: seq.present.sum() for name, seq in zip(names, (short, other))}
+    assert results["close-crossing"]["causal"]["ms_per_animal_frame"] == pytest.approx(1e3 * 0.2 / frames[names[0]])
+    assert results["runner"]["causal"]["ms_per_animal_frame"] == pytest.approx(1e3 * 0.1 / frames[names[1]])
+    assert results["runner"]["none"]["ms_per_animal_frame"] == pytest.approx(1e3 * 0.4 / frames[names[1]])
     with pytest.raises(ValueError, match="cost_runs"):
-        evaluate(short, cost_runs=0)
+        run_scenes(["close-crossing"], [1], sequences=sequences, cost_runs=0)
 
 
 def test_pool_weights_keypoints_by_entries():
