@@ -897,14 +897,12 @@ def smoother_outputs(smoothers: Sequence[KeypointSmoother], limits: np.ndarray |
     if settings.mode is SmoothingMode.NONE:
         rows = [raw_output(smoother.raw_now, smoother.num_keypoints) for smoother in smoothers]
         return np.array([k for k, _ in rows]), np.array([s for _, s in rows])
-    k = smoothers[0].num_keypoints
-    keypoints = np.empty((count, k, 3), np.float32)
-    # No estimate without a filter: valid is all False then, and no position is set.
-    keypoints[..., :2] = np.array([np.zeros((k, 2)) if s.filter is None else s.filter.mean[:, 0, :] for s in smoothers])
-    unseen = np.array([s.frames_since_observed for s in smoothers])
+    means, unseen, valid = _estimates(smoothers)
+    keypoints = np.empty((count, smoothers[0].num_keypoints, 3), np.float32)
+    keypoints[..., :2] = means
     keypoints[..., 2] = np.array([s.last_confidence for s in smoothers]) * settings.confidence_decay ** unseen
     status = np.where(np.array([s.observed_now for s in smoothers]), _SMOOTHED, _PREDICTED)
-    invalid = ~_estimated(np.array([s.ever_observed for s in smoothers]), unseen, settings)
+    invalid = ~valid
     if limits is not None:
         # Compared as float64, as the limits are: a keypoint on the limit is inside.
         x, y = keypoints[..., 0], keypoints[..., 1]
@@ -917,12 +915,18 @@ def smoother_outputs(smoothers: Sequence[KeypointSmoother], limits: np.ndarray |
 def smoother_positions(smoothers: Sequence[KeypointSmoother]) -> np.ndarray:
     """(S, K, 2) each of ``smoothers``' (of one settings object, at least one) :meth:`KeypointSmoother.positions`,
     in one batch."""
-    k = smoothers[0].num_keypoints
-    # No estimate without a filter: valid is all False then.
-    means = np.array([np.zeros((k, 2)) if s.filter is None else s.filter.mean[:, 0, :] for s in smoothers])
-    valid = _estimated(np.array([s.ever_observed for s in smoothers]),
-                       np.array([s.frames_since_observed for s in smoothers]), smoothers[0].settings)
+    means, _, valid = _estimates(smoothers)
     return np.where(valid[..., None], means, np.nan)
+
+
+def _estimates(smoothers: Sequence[KeypointSmoother]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Of ``smoothers`` (of one settings object, at least one): (S, K, 2) their filters' positions (0 without a
+    filter: valid is all False then), (S, K) frames since each keypoint was observed, and (S, K) which keypoints have
+    an estimate (:func:`_estimated`)."""
+    k = smoothers[0].num_keypoints
+    means = np.array([np.zeros((k, 2)) if s.filter is None else s.filter.mean[:, 0, :] for s in smoothers])
+    unseen = np.array([s.frames_since_observed for s in smoothers])
+    return means, unseen, _estimated(np.array([s.ever_observed for s in smoothers]), unseen, smoothers[0].settings)
 
 
 def _estimated(ever_observed: np.ndarray, frames_since_observed: np.ndarray, settings: SmoothingSettings

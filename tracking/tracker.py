@@ -879,12 +879,10 @@ def _freeze(track: Track) -> Track:
 def _image_bounds(image_size) -> np.ndarray:
     """(4,) float (width, height, width, height) of a valid ``image_size``; ValueError otherwise."""
     size = np.asarray(image_size, np.float64)
-    if size.shape != (2,):
+    values = size.tolist() if size.shape == (2,) else []
+    if len(values) != 2 or not all(0.0 < value < math.inf for value in values):  # NaN fails too
         raise ValueError(f"image_size must be (width, height), two positive numbers, got {image_size!r}")
-    width, height = size.tolist()
-    if not (0.0 < width < math.inf and 0.0 < height < math.inf):  # NaN fails both
-        raise ValueError(f"image_size must be (width, height), two positive numbers, got {image_size!r}")
-    return np.array([width, height, width, height])
+    return np.array(values * 2)
 
 
 def _check_poses(poses: Poses, count: int) -> None:
