@@ -39,11 +39,13 @@ def box_area(boxes: np.ndarray) -> np.ndarray:
 
 def box_intersection(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """(N, M) areas of the intersections of (N, 4) and (M, 4) ``xyxy`` boxes (0 where they do not overlap)."""
-    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.maximum(bottom_right - top_left, 0.0)
+    return _intersection(np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4),
+                         np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4))
+
+
+def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`box_intersection` of float64 (N, 4) and (M, 4) arrays."""
+    wh = np.maximum(np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2]), 0.0)
     return wh[..., 0] * wh[..., 1]
 
 
@@ -54,8 +56,10 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """
     a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
-    inter = box_intersection(a, b)
-    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
+    inter = _intersection(a, b)
+    # Both sides' areas in one pass (called per stage and frame on a few boxes: numpy's call overhead is the cost).
+    areas = box_area(np.concatenate([a, b]))
+    union = areas[:len(a), None] + areas[None, len(a):] - inter
     iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
     return np.where(np.isfinite(iou), iou, 0.0)
 
@@ -169,11 +173,10 @@ def linear_assignment(cost: np.ndarray, max_cost: float) -> Assignment:
     if n == 0 or m == 0:
         return Assignment(np.zeros((0, 2), np.int64), np.arange(n, dtype=np.int64), np.arange(m, dtype=np.int64))
     allowed = np.isfinite(cost) & (cost <= max_cost)
-    if allowed.sum(axis=0).max() <= 1 and allowed.sum(axis=1).max() <= 1:
-        # No row or column has a choice (the animals apart, most frames): every allowed pair is matched (at or under
-        # the limit, a pair costs less than leaving both alone).
-        rows, cols = np.nonzero(allowed)
-    else:
+    rows, cols = np.nonzero(allowed)
+    # Where no row or column has a choice (the animals apart, most frames), every allowed pair is matched (at or
+    # under the limit, a pair costs less than leaving both alone); lapjv solves the others.
+    if len(set(rows.tolist())) < len(rows) or len(set(cols.tolist())) < len(cols):
         # lapjv takes costs from about 1e7 on for its own infinity and then leaves allowed pairs unmatched: past
         # twice the allowed costs' sum, a higher limit changes no matching (every pair it can add, it adds), so the
         # limit stays there.

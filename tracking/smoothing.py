@@ -905,8 +905,8 @@ def smoother_outputs(smoothers: Sequence[KeypointSmoother], limits: np.ndarray |
     invalid = ~valid
     if limits is not None:
         # Compared as float64, as the limits are: a keypoint on the limit is inside.
-        x, y = keypoints[..., 0], keypoints[..., 1]
-        invalid |= (x < limits[:, 0:1]) | (y < limits[:, 1:2]) | (x > limits[:, 2:3]) | (y > limits[:, 3:4])
+        xy = keypoints[..., :2]
+        invalid |= (xy < limits[:, None, :2]).any(-1) | (xy > limits[:, None, 2:]).any(-1)
     keypoints[invalid] = (np.nan, np.nan, 0.0)
     status[invalid] = _MISSING
     return keypoints, status

@@ -565,8 +565,8 @@ def _xyxy_to_points(boxes: np.ndarray) -> np.ndarray:
 
 def _points_to_xyxy(points: np.ndarray) -> np.ndarray:
     """(..., 2, 2) (centre, size) -> (..., 4) xyxy, with sizes floored at 1 pixel."""
-    centre, size = points[..., 0, :], np.maximum(points[..., 1, :], 1.0)
-    return np.concatenate([centre - 0.5 * size, centre + 0.5 * size], axis=-1)
+    centre, half = points[..., 0, :], 0.5 * np.maximum(points[..., 1, :], 1.0)
+    return np.concatenate([centre - half, centre + half], axis=-1)
 
 
 def _scale(box: np.ndarray) -> float:
@@ -642,15 +642,18 @@ def _attach_poses(tracks: list[_LiveTrack], poses: np.ndarray) -> None:
         track.pose_attached = True
 
 
-def _predict_tracks(tracks: list[_LiveTrack]) -> None:
-    """Advance the live ``tracks`` of one tracker one frame: box and keypoint filters predicted, this frame's match,
+def _predict_tracks(tracks: list[_LiveTrack], ghosts: Sequence[_Ghost] = ()) -> None:
+    """Advance the live ``tracks`` of one tracker one frame, and the ``ghosts`` of some of them, the box filters of
+    both in one batch, as lost tracks' for the ghosts: box and keypoint filters predicted, this frame's match,
     detection and pose not yet known."""
     if not tracks:
         return
     if tracks[0].settings.records:
         for track in tracks:
             track._log(reported=track.reported_now)
-    scales = _predict_boxes(tracks)
+    scales = _predict_boxes([*ghosts, *tracks])[len(ghosts):]
+    for ghost in ghosts:
+        ghost.frames_since_update += 1
     predict_smoothers([t.keypoints for t in tracks], scales, np.array([t.box_filter.mean[0, 1] for t in tracks]))
     for track in tracks:
         track.age += 1
@@ -682,15 +685,6 @@ class _Ghost:
         self.appearance = None if track.appearance is None else track.appearance.copy()
         self.frame = frame
         self.cost, self.others = costs  # the link's cost, and that of each other lost track (by ID) for its box
-
-
-def _predict_ghosts(ghosts: list[_Ghost]) -> None:
-    """Advance the ``ghosts`` of one tracker's tracks one frame, their box filters in one batch, as lost tracks'."""
-    if not ghosts:
-        return
-    _predict_boxes(ghosts)
-    for ghost in ghosts:
-        ghost.frames_since_update += 1
 
 
 class _LiveTrack:
@@ -852,14 +846,18 @@ def _snapshots(tracks: list[_LiveTrack], frame: int, bounds: np.ndarray | None) 
                       bounds)
     margin = settings.keypoint_box_margin
     if raw or margin is None:
-        outputs = [_outside_box(*t.keypoints.output(), box, margin) for t, box in zip(tracks, boxes)]
+        rows = [_outside_box(*t.keypoints.output(), box, margin) for t, box in zip(tracks, boxes)]
+        keypoints, status = np.array([k for k, _ in rows]), np.array([s for _, s in rows])
     else:  # _outside_box's test, with the smoothers' own masking
-        outputs = zip(*smoother_outputs([t.keypoints for t in tracks], _keypoint_limits(boxes, margin)))
-    return [_freeze(Track(
+        keypoints, status = smoother_outputs([t.keypoints for t in tracks], _keypoint_limits(boxes, margin))
+    boxes = boxes.astype(np.float32)
+    for array in (boxes, keypoints, status):  # and so each track's rows of them (views)
+        array.setflags(write=False)
+    return [Track(
         track_id=t.track_id, state=t.state, box=box, score=float(t.score), class_id=int(t.class_id),
-        keypoints=keypoints, keypoint_status=status, age=t.age, hits=t.hits, frames_since_update=t.frames_since_update,
+        keypoints=k, keypoint_status=s, age=t.age, hits=t.hits, frames_since_update=t.frames_since_update,
         detection_index=int(t.detection_index), frame_index=frame,
-    )) for t, box, (keypoints, status) in zip(tracks, boxes.astype(np.float32), outputs)]
+    ) for t, box, k, s in zip(tracks, boxes, keypoints, status)]
 
 
 def _in_image(boxes: np.ndarray, bounds: np.ndarray | None) -> np.ndarray:
@@ -898,13 +896,51 @@ def _clean(detections: Detections, poses: Poses | None) -> tuple[np.ndarray, np.
     """Indices, boxes, scores and keypoints of the usable detections (finite, positive size)."""
     boxes = detections.xyxy.astype(np.float64)
     scores = detections.scores.astype(np.float64)
-    positive = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    usable = np.isfinite(boxes).all(1) & np.isfinite(scores) & positive
-    if not usable.all():
-        logger.debug("dropping %d detections with non-finite or empty boxes", int((~usable).sum()))
+    usable = (boxes[:, 2:] > boxes[:, :2]).all(1) & np.isfinite(boxes).all(1) & np.isfinite(scores)
+    if usable.all():  # most frames: nothing to drop
+        return (np.arange(len(boxes)), boxes, scores,
+                None if poses is None else poses.keypoints.astype(np.float64))
+    logger.debug("dropping %d detections with non-finite or empty boxes", int((~usable).sum()))
     index = np.flatnonzero(usable)
     keypoints = None if poses is None else poses.keypoints[index].astype(np.float64)
     return index, boxes[index], scores[index], keypoints
+
+
+def _box_costs(tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSettings
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(T, D) cost of matching ``tracks`` to ``boxes`` by their boxes alone (``1 - IoU`` with the predicted box,
+    plus the geometric fit, :func:`_geometry`), and the IoU.
+
+    A pair with no box overlap at all is never matched by it (re-linking handles lost tracks), nor one whose box
+    is not where the track's animal can be (infinite cost); among the others, the nearer counts.
+    """
+    iou = box_iou(np.array([t.box for t in tracks], np.float64), boxes)
+    geometry, _ = _geometry(tracks, boxes, settings)
+    # A track missed in one frame is still held to the match gate: one box cut or grown by a neighbour, which
+    # made it miss, must not hand its animal to a track lost for longer (whose wider spread fits it anyway).
+    lost = np.array([t.state is TrackState.LOST and t.frames_since_update > 2 for t in tracks])
+    gate = np.where(lost, settings.relink_gate, settings.match_gate)[:, None]
+    cost = 1.0 - iou + settings.geometry_weight * np.minimum(geometry / gate, 1.0)
+    return np.where((iou > 0) & (geometry <= gate), cost, np.inf), iou
+
+
+class _FrameCosts:
+    """:func:`_box_costs` of all the live tracks and all the detections of one frame, computed at the first use and
+    sliced for each stage after (numpy's cost per call, not per pair, is what a few pairs cost); the tracks' boxes
+    and states must not change meanwhile (:meth:`Tracker.update` drops it before they do)."""
+
+    def __init__(self, tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSettings) -> None:
+        self._tracks, self._boxes, self._settings = list(tracks), boxes, settings
+        self._rows: dict[int, int] | None = None
+        self._cost = self._iou = np.zeros((0, 0))
+
+    def __call__(self, tracks: list[_LiveTrack], detections: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(T, D) :func:`_box_costs` and IoU of ``tracks`` (live in this frame) and ``detections`` (indices)."""
+        if self._rows is None:
+            self._cost, self._iou = _box_costs(self._tracks, self._boxes, self._settings)
+            self._rows = {id(t): i for i, t in enumerate(self._tracks)}
+        rows = [self._rows[id(t)] for t in tracks]
+        return self._cost[rows][:, detections], self._iou[rows][:, detections]
 
 
 class Tracker:
@@ -931,6 +967,7 @@ class Tracker:
         self._seen = Rows((7,), np.float64, spill=self._spill) if self.settings.records else None
         self._seen_colours: Rows | None = None
         self._own: dict[int, np.ndarray] = {}  # this frame's own colours by detection index (claim_frames)
+        self._costs: _FrameCosts | None = None  # this frame's box costs, from matching to the review (update())
 
     @property
     def frame_index(self) -> int:
@@ -978,6 +1015,7 @@ class Tracker:
             self._record_seen(index, boxes, scores, features, own)
         if self.settings.claim_frames > 0 and features is not None:
             self._own = {int(index[j]): features[j] for j in np.flatnonzero(own)}
+        self._costs = _FrameCosts(self._tracks, boxes, self.settings)
         pairs, unmatched_tentative, unmatched_established, unmatched_detections = self._match(
             boxes, scores, keypoints, features, own)
         if keypoints is not None:
@@ -985,6 +1023,7 @@ class Tracker:
             unmatched_established += refused
         self._review = (self._crowded(pairs, unmatched_established, boxes, scores, index, features, own)
                         if keypoints is None else None)
+        self._costs = None  # the tracks change from here
         for track, j in pairs:
             if (self.settings.revise_frames > 0 and track.state is TrackState.LOST
                     and track.frames_since_update >= self.settings.revise_gap):
@@ -1331,13 +1370,17 @@ class Tracker:
         if missing:
             raise ValueError(f"track_ids {missing} are not live tracks of this tracker")
         keypoints = poses.keypoints.astype(np.float64)
+        # The tracks' predicted keypoints, which the checks below compare the poses with, taken once: the keypoint
+        # filters change only when the poses are attached, last.
+        predicted = (smoother_positions([by_id[i].keypoints for i in track_ids]) if track_ids
+                     else np.zeros((0, NUM_KEYPOINTS, 2)))
         if self._review is not None:
-            keypoints = self._settle(track_ids, keypoints, by_id)
-        keypoints = self._give_up_contradicting(track_ids, keypoints, by_id)
+            keypoints = self._settle(track_ids, keypoints, by_id, predicted)
+        keypoints = self._give_up_contradicting(track_ids, keypoints, by_id, predicted)
         keypoints = self._drop_duplicates(track_ids, keypoints, by_id)
         rows = [i for i, track_id in enumerate(track_ids) if by_id[track_id].updated_now]
         ended = {t.track_id for t in self._end_young_duplicates([by_id[track_ids[i]] for i in rows], keypoints[rows])}
-        self._keep_by_pose(track_ids, keypoints, by_id)
+        self._keep_by_pose(track_ids, keypoints, by_id, predicted)
         kept = [i for i, track_id in enumerate(track_ids) if track_id not in ended]
         _attach_poses([by_id[track_ids[i]] for i in kept], keypoints[kept])
         return _snapshots([by_id[i] for i in track_ids if i not in ended], self._frame, self._bounds)
@@ -1391,7 +1434,7 @@ class Tracker:
             return None
         tracks = [t for (t, _), c in zip(pairs, crowded) if c] + [t for t, n in zip(missed, near) if n]
         detections = detections[crowded]
-        cost, iou = self._box_cost(tracks, boxes[detections])
+        cost, iou = self._costs(tracks, detections)
         appearance = self._appearance(tracks, None if features is None else features[detections])
         if appearance is not None:
             # The poses re-assign no detection to a track its colours refuse (as stage 1 would): a box holding two
@@ -1401,10 +1444,12 @@ class Tracker:
             cost = np.where(refused, np.inf, cost)
         return _Review(tracks, boxes[detections], scores[detections], index[detections], cost, iou)
 
-    def _settle(self, track_ids: list[int], keypoints: np.ndarray, by_id: dict[int, _LiveTrack]) -> np.ndarray:
+    def _settle(self, track_ids: list[int], keypoints: np.ndarray, by_id: dict[int, _LiveTrack],
+                predicted: np.ndarray) -> np.ndarray:
         """Re-assign the reviewed detections among their tracks with the poses found in them (the stage-1 cost
         with keypoint similarity, as when the poses come first); returns ``keypoints`` re-ordered to follow the
-        detections to their new tracks (a track left without one gets no pose: NaN)."""
+        detections to their new tracks (a track left without one gets no pose: NaN). ``predicted``: the predicted
+        keypoints of ``track_ids``' tracks (:func:`tracking.smoothing.smoother_positions`)."""
         review, self._review = self._review, None
         position = {track_id: i for i, track_id in enumerate(track_ids)}
         if any(t.track_id not in position for t in review.tracks):
@@ -1412,7 +1457,7 @@ class Tracker:
         m = len(review.boxes)  # the matched tracks: track i holds detection i
         rows = [position[t.track_id] for t in review.tracks]
         det_kpts = keypoints[rows[:m]]
-        track_kpts = smoother_positions([t.keypoints for t in review.tracks])
+        track_kpts = predicted[rows]
         valid = det_kpts[:, :, 2] >= self.settings.keypoint_threshold
         area = box_area(review.boxes)
         oks = keypoint_similarity(track_kpts, det_kpts, area, valid_b=valid, sigmas=SIGMAS)
@@ -1454,15 +1499,17 @@ class Tracker:
             keypoints[rows[i]] = det_kpts[j]
         return keypoints
 
-    def _contradicting(self, tracks: list[_LiveTrack], boxes: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+    def _contradicting(self, tracks: list[_LiveTrack], boxes: np.ndarray, keypoints: np.ndarray,
+                       predicted: np.ndarray | None = None) -> np.ndarray:
         """(n,) bool, the confirmed ``tracks`` whose detection's pose (``keypoints`` (n, K, 3) in ``boxes`` (n, 4),
-        aligned with them) is less similar than ``min_pose_similarity`` to their predicted keypoints (module
-        docstring); False where fewer than 3 keypoints compare."""
+        aligned with them) is less similar than ``min_pose_similarity`` to their ``predicted`` keypoints (n, K, 2;
+        None: taken from their filters) (module docstring); False where fewer than 3 keypoints compare."""
         s = self.settings
         confirmed = np.array([t.state is TrackState.CONFIRMED for t in tracks], bool)
         if s.min_pose_similarity == 0 or s.oks_weight == 0 or not confirmed.any():
             return np.zeros(len(tracks), bool)
-        predicted = smoother_positions([t.keypoints for t in tracks])
+        if predicted is None:
+            predicted = smoother_positions([t.keypoints for t in tracks])
         valid = keypoints[:, :, 2] >= s.keypoint_threshold
         # Predicted keypoints drift the longer a track goes unseen: their tolerance grows with the frames since its
         # last detection (the keypoints carried through a missed frame, predicted or found by the pose model in the
@@ -1484,14 +1531,14 @@ class Tracker:
         return ([p for p, r in zip(pairs, refuse) if not r], [t for (t, _), r in zip(pairs, refuse) if r])
 
     def _give_up_contradicting(self, track_ids: list[int], keypoints: np.ndarray,
-                               by_id: dict[int, _LiveTrack]) -> np.ndarray:
+                               by_id: dict[int, _LiveTrack], predicted: np.ndarray) -> np.ndarray:
         """With the poses after tracking: the tracks matched in this frame whose pose contradicts them
         (:meth:`_contradicting`) are lost for this frame; returns ``keypoints`` with their rows NaN (no pose)."""
         rows = [i for i, track_id in enumerate(track_ids) if by_id[track_id].updated_now]
         if not rows:
             return keypoints
         tracks = [by_id[track_ids[i]] for i in rows]
-        give_up = self._contradicting(tracks, np.array([t.raw_box for t in tracks]), keypoints[rows])
+        give_up = self._contradicting(tracks, np.array([t.raw_box for t in tracks]), keypoints[rows], predicted[rows])
         if not give_up.any():
             return keypoints
         keypoints = keypoints.copy()
@@ -1502,7 +1549,8 @@ class Tracker:
                 keypoints[i] = np.nan
         return keypoints
 
-    def _keep_by_pose(self, track_ids: list[int], keypoints: np.ndarray, by_id: dict[int, _LiveTrack]) -> None:
+    def _keep_by_pose(self, track_ids: list[int], keypoints: np.ndarray, by_id: dict[int, _LiveTrack],
+                      predicted: np.ndarray) -> None:
         """Mark the lost tracks whose pose, found in their predicted box in this frame, is their animal's: at least
         ``pose_keep_keypoints`` confident keypoints, as similar as ``pose_keep_oks`` to the track's predicted
         keypoints (``keypoints`` after :meth:`_drop_duplicates`: a matched neighbour's pose is gone). Such a track
@@ -1510,15 +1558,14 @@ class Tracker:
         s = self.settings
         if s.pose_keep_oks <= 0:
             return
-        for track_id, pose in zip(track_ids, keypoints):
+        for track_id, pose, positions in zip(track_ids, keypoints, predicted):
             track = by_id[track_id]
             if track.state is not TrackState.LOST or track.frames_since_update == 0:
                 continue
             valid = np.nan_to_num(pose[:, 2]) >= s.keypoint_threshold
             if valid.sum() < s.pose_keep_keypoints:
                 continue
-            predicted = track.keypoints.positions()
-            oks = _paired_similarity(predicted[None], pose[None], track.box[None], valid[None])[0]
+            oks = _paired_similarity(positions[None], pose[None], track.box[None], valid[None])[0]
             if not oks >= s.pose_keep_oks:  # NaN (nothing to compare) keeps nothing
                 continue
             track.pose_kept = self._frame
@@ -1604,8 +1651,7 @@ class Tracker:
                     track.ghost = None
                 else:
                     ghosts.append(track.ghost)
-        _predict_ghosts(ghosts)
-        _predict_tracks(self._tracks)
+        _predict_tracks(self._tracks, ghosts)
 
     def _start(self, box: np.ndarray, score: float, class_id: int, detection_index: int,
                keypoints: np.ndarray | None) -> None:
@@ -1657,7 +1703,7 @@ class Tracker:
         appearance) cost."""
         if not tracks or len(candidates) == 0:
             return [], list(tracks), candidates
-        box_cost, iou = self._box_cost(tracks, boxes[candidates])
+        box_cost, iou = self._costs(tracks, candidates)
         cost = 1.0 - iou
         if keypoints is not None and self.settings.oks_weight > 0:
             track_kpts = smoother_positions([t.keypoints for t in tracks])
@@ -1694,22 +1740,6 @@ class Tracker:
             closest = np.min(np.where(np.isnan(everyone), np.inf, everyone), axis=0, initial=np.inf)
             refused |= own[None, :] & (appearance > closest[None, :] + s.appearance_margin)
         return refused
-
-    def _box_cost(self, tracks: list[_LiveTrack], boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(T, D) cost of matching ``tracks`` to ``boxes`` by their boxes alone (``1 - IoU`` with the predicted box,
-        plus the geometric fit, :func:`_geometry`), and the IoU.
-
-        A pair with no box overlap at all is never matched by it (re-linking handles lost tracks), nor one whose box
-        is not where the track's animal can be (infinite cost); among the others, the nearer counts.
-        """
-        iou = box_iou(np.array([t.box for t in tracks], np.float64), boxes)
-        geometry, _ = _geometry(tracks, boxes, self.settings)
-        # A track missed in one frame is still held to the match gate: one box cut or grown by a neighbour, which
-        # made it miss, must not hand its animal to a track lost for longer (whose wider spread fits it anyway).
-        lost = np.array([t.state is TrackState.LOST and t.frames_since_update > 2 for t in tracks])
-        gate = np.where(lost, self.settings.relink_gate, self.settings.match_gate)[:, None]
-        cost = 1.0 - iou + self.settings.geometry_weight * np.minimum(geometry / gate, 1.0)
-        return np.where((iou > 0) & (geometry <= gate), cost, np.inf), iou
 
     def _relink(self, tracks: list[_LiveTrack], candidates: np.ndarray, boxes: np.ndarray,
                 features: np.ndarray | None):
@@ -1753,9 +1783,11 @@ def _geometry(tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSett
         (T, D) squared normalised distances (3 dof) and (T,) log-determinants of the three variances (a track
         that may be anywhere fits every box a little).
     """
-    last = np.array([t.last_box for t in tracks], np.float64)
-    predicted = np.array([t.box for t in tracks], np.float64)
-    offset = _offsets_to_segments(_bottom_centres(boxes), _bottom_centres(last), _bottom_centres(predicted))
+    n = len(tracks)
+    last_and_predicted = np.array([t.last_box for t in tracks] + [t.box for t in tracks], np.float64)
+    predicted = last_and_predicted[n:]
+    ends = _bottom_centres(last_and_predicted)
+    offset = _offsets_to_segments(_bottom_centres(boxes), ends[:n], ends[n:])
     height = np.maximum(predicted[:, 3] - predicted[:, 1], 1.0)
     unseen = np.array([t.frames_since_update for t in tracks], float)
     variance = np.array([t.box_filter.cov[0, 0, 0] for t in tracks])

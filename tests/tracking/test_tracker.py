@@ -2226,25 +2226,66 @@ def _three_live_tracks(settings: TrackerSettings) -> list:
     return tracks
 
 
-def test_ghosts_predicted_together_are_each_predicted_alone():
-    from tracking.tracker import _Ghost, _predict_ghosts, _predict_tracks
+def test_ghosts_predicted_with_all_tracks_are_each_predicted_alone():
+    from tracking.tracker import _Ghost, _predict_tracks
 
-    tracks = _three_live_tracks(TrackerSettings())
-    _predict_tracks(tracks)
-    tracks[1].box_filter.mean[0, 1] = (5.0, -2.0)  # one of them walking
-    together = [_Ghost(t, 1, (0.5, {})) for t in tracks]
-    alone = [_Ghost(t, 1, (0.5, {})) for t in tracks]
+    together, alone = _three_live_tracks(TrackerSettings()), _three_live_tracks(TrackerSettings())
+    for tracks in (together, alone):
+        _predict_tracks(tracks)
+        tracks[1].box_filter.mean[0, 1] = (5.0, -2.0)  # one of them walking
+    ghosts = [_Ghost(t, 1, (0.5, {})) for t in together[:2]]  # the third has none
+    own = [_Ghost(t, 1, (0.5, {})) for t in alone[:2]]
     for _ in range(3):
-        _predict_ghosts(together)
-        for ghost in alone:
-            _predict_ghosts([ghost])
-    for a, b, track in zip(together, alone, tracks):
+        _predict_tracks(together, ghosts)
+        for track, ghost in zip(alone, [*own, None]):
+            _predict_tracks([track], [] if ghost is None else [ghost])
+    for a, b, track in zip(ghosts, own, together):
         np.testing.assert_array_equal(a.box_filter.mean, b.box_filter.mean)
         np.testing.assert_array_equal(a.box_filter.cov, b.box_filter.cov)
         np.testing.assert_array_equal(a.box, b.box)
-        assert a.frames_since_update == track.frames_since_update + 3
-    assert together[1].box[0] > tracks[1].box[0] + 10.0  # walked on
-    _predict_ghosts([])  # nothing to do
+        assert a.frames_since_update == b.frames_since_update == track.frames_since_update  # all missed 3 frames
+    for a, b in zip(together, alone):
+        np.testing.assert_array_equal(a.box_filter.mean, b.box_filter.mean)
+        np.testing.assert_array_equal(a.box, b.box)
+    assert ghosts[1].box[0] > 300.0 + 10.0  # walked on from x = 300
+
+
+@pytest.mark.parametrize("mode", [SmoothingMode.CAUSAL, SmoothingMode.NONE])
+def test_reported_arrays_are_read_only(mode):
+    tracker = Tracker(TrackerSettings(min_hits=1, smoothing=SmoothingSettings(mode=mode)))
+    detections = Detections(xyxy=np.array([[10, 10, 50, 60], [100, 100, 150, 160]], np.float32),
+                            scores=np.array([0.9, 0.9], np.float32), class_ids=np.zeros(2, np.int64))
+    tracks = tracker.update(detections, image_size=(640, 480))
+    poses = Poses(keypoints=np.full((2, NUM_KEYPOINTS, 3), 30.0, np.float32), boxes=detections.xyxy)
+    tracks += tracker.attach_poses([t.track_id for t in tracks], poses)
+    assert len(tracks) == 4
+    for track in tracks:
+        for array in (track.box, track.keypoints, track.keypoint_status):
+            with pytest.raises(ValueError):
+                array[0] = 1
+            with pytest.raises(ValueError):
+                array.setflags(write=True)  # each track's rows of the frame's arrays: not to be made writable either
+
+
+def test_frame_costs_slice_what_each_stage_would_compute():
+    from tracking.tracker import _box_costs, _FrameCosts, _predict_tracks
+
+    settings = TrackerSettings()
+    tracks = _three_live_tracks(settings)
+    for _ in range(3):  # the third lost for three frames: held to the re-link gate
+        _predict_tracks(tracks)
+    tracks[2].state = TrackState.LOST
+    rng = np.random.default_rng(8)
+    boxes = np.array([t.box for t in tracks] * 2) + rng.normal(0, 8, (6, 4))
+    costs = _FrameCosts(tracks, boxes, settings)
+    for rows, detections in [([0, 1, 2], np.arange(6)), ([2, 0], np.array([5, 1, 3])), ([1], np.array([4])),
+                             ([0, 2], np.array([], int))]:
+        cost, iou = costs([tracks[i] for i in rows], detections)
+        want_cost, want_iou = _box_costs([tracks[i] for i in rows], boxes[detections], settings)
+        np.testing.assert_array_equal(cost, want_cost)
+        np.testing.assert_array_equal(iou, want_iou)
+    cost, _ = costs(tracks, np.arange(6))
+    assert np.isfinite(cost[[0, 1, 2], [0, 1, 2]]).all() and np.isinf(cost[0, 1])  # its own box, not another's
 
 
 def test_tracks_predicted_and_updated_together_are_each_alone():
