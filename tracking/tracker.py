@@ -925,14 +925,16 @@ def _box_costs(tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSet
 
 
 class _FrameCosts:
-    """:func:`_box_costs` of all the live tracks and all the detections of one frame, computed at the first use and
-    sliced for each stage after (numpy's cost per call, not per pair, is what a few pairs cost); the tracks' boxes
-    and states must not change meanwhile (:meth:`Tracker.update` drops it before they do)."""
+    """:func:`_box_costs` of all the live tracks and all the detections of one frame, and the detections' overlaps,
+    each computed at its first use and sliced for each association stage and the pose review after (numpy's cost
+    per call, not per pair, is what a few pairs cost); the tracks' boxes and states must not change meanwhile
+    (:meth:`Tracker.update` drops it before they do)."""
 
     def __init__(self, tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSettings) -> None:
         self._tracks, self._boxes, self._settings = list(tracks), boxes, settings
         self._rows: dict[int, int] | None = None
         self._cost = self._iou = np.zeros((0, 0))
+        self._overlaps: np.ndarray | None = None
 
     def __call__(self, tracks: list[_LiveTrack], detections: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(T, D) :func:`_box_costs` and IoU of ``tracks`` (live in this frame) and ``detections`` (indices)."""
@@ -941,6 +943,12 @@ class _FrameCosts:
             self._rows = {id(t): i for i, t in enumerate(self._tracks)}
         rows = [self._rows[id(t)] for t in tracks]
         return self._cost[rows][:, detections], self._iou[rows][:, detections]
+
+    def overlaps(self, detections: np.ndarray) -> np.ndarray:
+        """(D, D) IoU of ``detections`` (indices) with each other (a copy)."""
+        if self._overlaps is None:
+            self._overlaps = box_iou(self._boxes, self._boxes)
+        return self._overlaps[detections][:, detections]
 
 
 class Tracker:
@@ -1422,12 +1430,12 @@ class Tracker:
         if not pairs or len(pairs) + len(missed) < 2 or self.settings.oks_weight == 0:  # nothing to review
             return None
         detections = np.array([j for _, j in pairs])
-        overlap = box_iou(boxes[detections], boxes[detections])
+        overlap = self._costs.overlaps(detections)
         np.fill_diagonal(overlap, 0.0)
         crowded = overlap.max(axis=1) >= self.settings.review_iou
         near = np.zeros(len(missed), bool)
         if missed:
-            reach = box_iou(np.array([t.box for t in missed]), boxes[detections]) >= self.settings.review_iou
+            reach = self._costs(missed, detections)[1] >= self.settings.review_iou  # IoU with their predicted boxes
             near = reach.any(axis=1)
             crowded |= reach.any(axis=0)
         if crowded.sum() + near.sum() < 2:

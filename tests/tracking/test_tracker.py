@@ -2268,6 +2268,7 @@ def test_reported_arrays_are_read_only(mode):
 
 
 def test_frame_costs_slice_what_each_stage_would_compute():
+    from tracking.matching import box_iou
     from tracking.tracker import _box_costs, _FrameCosts, _predict_tracks
 
     settings = TrackerSettings()
@@ -2286,6 +2287,11 @@ def test_frame_costs_slice_what_each_stage_would_compute():
         np.testing.assert_array_equal(iou, want_iou)
     cost, _ = costs(tracks, np.arange(6))
     assert np.isfinite(cost[[0, 1, 2], [0, 1, 2]]).all() and np.isinf(cost[0, 1])  # its own box, not another's
+    for detections in (np.arange(6), np.array([4, 0, 3])):
+        overlaps = costs.overlaps(detections)
+        np.testing.assert_array_equal(overlaps, box_iou(boxes[detections], boxes[detections]))
+        overlaps[:] = 0.0  # a copy: the frame's own stay
+    assert costs.overlaps(np.array([0, 3]))[0, 1] > 0.3  # a box and its repeat, not zeroed above
 
 
 def test_tracks_predicted_and_updated_together_are_each_alone():
