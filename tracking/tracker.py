@@ -133,6 +133,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from functools import cached_property
 
 import numpy as np
 
@@ -932,23 +933,25 @@ class _FrameCosts:
 
     def __init__(self, tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSettings) -> None:
         self._tracks, self._boxes, self._settings = list(tracks), boxes, settings
-        self._rows: dict[int, int] | None = None
-        self._cost = self._iou = np.zeros((0, 0))
-        self._overlaps: np.ndarray | None = None
+        self._rows = {id(t): i for i, t in enumerate(self._tracks)}
+
+    @cached_property
+    def _all_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        return _box_costs(self._tracks, self._boxes, self._settings)
+
+    @cached_property
+    def _all_overlaps(self) -> np.ndarray:
+        return box_iou(self._boxes, self._boxes)
 
     def __call__(self, tracks: list[_LiveTrack], detections: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(T, D) :func:`_box_costs` and IoU of ``tracks`` (live in this frame) and ``detections`` (indices)."""
-        if self._rows is None:
-            self._cost, self._iou = _box_costs(self._tracks, self._boxes, self._settings)
-            self._rows = {id(t): i for i, t in enumerate(self._tracks)}
         rows = [self._rows[id(t)] for t in tracks]
-        return self._cost[rows][:, detections], self._iou[rows][:, detections]
+        cost, iou = self._all_pairs
+        return cost[rows][:, detections], iou[rows][:, detections]
 
     def overlaps(self, detections: np.ndarray) -> np.ndarray:
         """(D, D) IoU of ``detections`` (indices) with each other (a copy)."""
-        if self._overlaps is None:
-            self._overlaps = box_iou(self._boxes, self._boxes)
-        return self._overlaps[detections][:, detections]
+        return self._all_overlaps[detections][:, detections]
 
 
 class Tracker:
@@ -1508,16 +1511,15 @@ class Tracker:
         return keypoints
 
     def _contradicting(self, tracks: list[_LiveTrack], boxes: np.ndarray, keypoints: np.ndarray,
-                       predicted: np.ndarray | None = None) -> np.ndarray:
+                       predicted: np.ndarray) -> np.ndarray:
         """(n,) bool, the confirmed ``tracks`` whose detection's pose (``keypoints`` (n, K, 3) in ``boxes`` (n, 4),
-        aligned with them) is less similar than ``min_pose_similarity`` to their ``predicted`` keypoints (n, K, 2;
-        None: taken from their filters) (module docstring); False where fewer than 3 keypoints compare."""
+        aligned with them) is less similar than ``min_pose_similarity`` to their ``predicted`` keypoints (n, K, 2,
+        :func:`tracking.smoothing.smoother_positions`) (module docstring); False where fewer than 3 keypoints
+        compare."""
         s = self.settings
         confirmed = np.array([t.state is TrackState.CONFIRMED for t in tracks], bool)
         if s.min_pose_similarity == 0 or s.oks_weight == 0 or not confirmed.any():
             return np.zeros(len(tracks), bool)
-        if predicted is None:
-            predicted = smoother_positions([t.keypoints for t in tracks])
         valid = keypoints[:, :, 2] >= s.keypoint_threshold
         # Predicted keypoints drift the longer a track goes unseen: their tolerance grows with the frames since its
         # last detection (the keypoints carried through a missed frame, predicted or found by the pose model in the
@@ -1535,8 +1537,10 @@ class Tracker:
         if not pairs:
             return pairs, []
         detections = np.array([j for _, j in pairs])
-        refuse = self._contradicting([t for t, _ in pairs], boxes[detections], keypoints[detections])
-        return ([p for p, r in zip(pairs, refuse) if not r], [t for (t, _), r in zip(pairs, refuse) if r])
+        tracks = [t for t, _ in pairs]
+        refuse = self._contradicting(tracks, boxes[detections], keypoints[detections],
+                                     smoother_positions([t.keypoints for t in tracks]))
+        return [p for p, r in zip(pairs, refuse) if not r], [t for t, r in zip(tracks, refuse) if r]
 
     def _give_up_contradicting(self, track_ids: list[int], keypoints: np.ndarray,
                                by_id: dict[int, _LiveTrack], predicted: np.ndarray) -> np.ndarray:
