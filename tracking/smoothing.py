@@ -847,14 +847,14 @@ def update_smoothers(smoothers: Sequence[KeypointSmoother], keypoints: np.ndarra
         first = surprise & (strikes == 0)
         again = surprise & ~first
         strikes = np.where(observed & first, 1, np.where(observed, 0, strikes))
-        rows = np.flatnonzero(again.any(axis=1))
+        rows = again.any(axis=1).nonzero()[0]
         if len(rows):
             jump = np.minimum(np.sum(innovation[rows] ** 2, axis=-1), limit[rows, None])
             kicks.append((rows, np.where(again[rows], jump, 0.0)))
         observed = observed & ~first
     if settings.pose_surprise > 0:
         fresh = observed & ever
-        for i in np.flatnonzero(_row_medians(nis, fresh, at_least=3) > settings.pose_surprise):
+        for i in (_row_medians(nis, fresh, at_least=3) > settings.pose_surprise).nonzero()[0]:
             if trusted[i]:  # a turn, the head going down, another animal taken over: follow it now
                 jump = np.minimum(distance2[i], limit[i])
                 # The keypoints not seen now are no longer where they were predicted: forgotten until seen.
@@ -901,12 +901,16 @@ def smoother_outputs(smoothers: Sequence[KeypointSmoother], limits: np.ndarray |
     keypoints = np.empty((count, smoothers[0].num_keypoints, 3), np.float32)
     keypoints[..., :2] = means
     keypoints[..., 2] = np.array([s.last_confidence for s in smoothers]) * settings.confidence_decay ** unseen
-    status = np.where(np.array([s.observed_now for s in smoothers]), _SMOOTHED, _PREDICTED)
+    # SMOOTHED where observed now, PREDICTED elsewhere: a bool's byte added to PREDICTED, SMOOTHED the next code.
+    status = np.array([s.observed_now for s in smoothers]).view(np.int8) + _PREDICTED
     invalid = ~valid
     if limits is not None:
-        # Compared as float64, as the limits are: a keypoint on the limit is inside.
-        xy = keypoints[..., :2]
-        invalid |= (xy < limits[:, None, :2]).any(-1) | (xy > limits[:, None, 2:]).any(-1)
+        # Compared as float64, as the limits are: a keypoint on the limit is inside. Both axes' tests in one array,
+        # and its two columns or-ed, not reduced (numpy's cost per call, on a few keypoints).
+        xy = keypoints[..., :2].astype(np.float64)
+        outside = xy < limits[:, None, :2]
+        outside |= xy > limits[:, None, 2:]
+        invalid |= outside[..., 0] | outside[..., 1]
     keypoints[invalid] = (np.nan, np.nan, 0.0)
     status[invalid] = _MISSING
     return keypoints, status
@@ -954,9 +958,9 @@ def predict_smoothers(smoothers: Sequence[KeypointSmoother], scales: np.ndarray,
     running = [i for i, smoother in enumerate(smoothers) if smoother.filter is not None]
     if not running:
         return
-    velocities = None if body_velocities is None else body_velocities[running]
-    std = _process_std(smoothers[0].settings, np.array([smoothers[i].maneuver for i in running]), scales[running],
-                       velocities)
+    velocities = None if body_velocities is None else body_velocities.take(running, 0)
+    std = _process_std(smoothers[0].settings, np.array([smoothers[i].maneuver for i in running]),
+                       scales.take(running), velocities)
     predict_together([smoothers[i].filter for i in running], std, velocities)
 
 

@@ -947,11 +947,11 @@ class _FrameCosts:
         """(T, D) :func:`_box_costs` and IoU of ``tracks`` (live in this frame) and ``detections`` (indices)."""
         rows = [self._rows[id(t)] for t in tracks]
         cost, iou = self._all_pairs
-        return cost[rows][:, detections], iou[rows][:, detections]
+        return cost.take(rows, 0).take(detections, 1), iou.take(rows, 0).take(detections, 1)
 
     def overlaps(self, detections: np.ndarray) -> np.ndarray:
         """(D, D) IoU of ``detections`` (indices) with each other (a copy)."""
-        return self._all_overlaps[detections][:, detections]
+        return self._all_overlaps.take(detections, 0).take(detections, 1)
 
 
 class Tracker:
@@ -1043,9 +1043,10 @@ class Tracker:
                                                                           unmatched_established))
         if pairs:
             matched = [j for _, j in pairs]
-            _update_tracks([t for t, _ in pairs], boxes[matched], scores[matched].tolist(), index[matched].tolist())
+            _update_tracks([t for t, _ in pairs], boxes.take(matched, 0), scores.take(matched).tolist(),
+                           index.take(matched).tolist())
             if keypoints is not None:
-                _attach_poses([t for t, _ in pairs], keypoints[matched])
+                _attach_poses([t for t, _ in pairs], keypoints.take(matched, 0))
         for track, j in pairs:
             if own[j] and self._fits(track, features[j]):
                 track.update_appearance(features[j])
@@ -1064,7 +1065,7 @@ class Tracker:
             self._claim_by_colour(keypoints, detection_of)
         self._end(unmatched_tentative + [t for t in unmatched_established
                                          if t.frames_since_update > self.settings.max_lost_frames])
-        awaited = self._awaited(boxes[unmatched_detections])
+        awaited = self._awaited(boxes.take(unmatched_detections, 0))
         # A box that repeats a matched one starts no track, unless an animal lost for long may be back there: a
         # track started there is held, unreported, until a lost track takes it or it proves a new animal.
         keep = ~self._duplicates(boxes, whole, unmatched_detections, [j for _, j in pairs]) | awaited
@@ -1390,10 +1391,11 @@ class Tracker:
         keypoints = self._give_up_contradicting(track_ids, keypoints, by_id, predicted)
         keypoints = self._drop_duplicates(track_ids, keypoints, by_id)
         rows = [i for i, track_id in enumerate(track_ids) if by_id[track_id].updated_now]
-        ended = {t.track_id for t in self._end_young_duplicates([by_id[track_ids[i]] for i in rows], keypoints[rows])}
+        ended = {t.track_id for t in self._end_young_duplicates([by_id[track_ids[i]] for i in rows],
+                                                                keypoints.take(rows, 0))}
         self._keep_by_pose(track_ids, keypoints, by_id, predicted)
         kept = [i for i, track_id in enumerate(track_ids) if track_id not in ended]
-        _attach_poses([by_id[track_ids[i]] for i in kept], keypoints[kept])
+        _attach_poses([by_id[track_ids[i]] for i in kept], keypoints.take(kept, 0))
         return _snapshots([by_id[i] for i in track_ids if i not in ended], self._frame, self._bounds)
 
     def _end_young_duplicates(self, tracks: list[_LiveTrack], keypoints: np.ndarray) -> list[_LiveTrack]:
@@ -1408,9 +1410,10 @@ class Tracker:
             return []
         valid = np.nan_to_num(keypoints[..., 2]) >= s.keypoint_threshold
         area = box_area(np.array([t.raw_box for t, o in zip(tracks, older) if o], np.float64))
-        oks = keypoint_similarity(keypoints[young], keypoints[older], area, valid_a=valid[young], valid_b=valid[older],
+        oks = keypoint_similarity(keypoints.compress(young, 0), keypoints.compress(older, 0), area,
+                                  valid_a=valid.compress(young, 0), valid_b=valid.compress(older, 0),
                                   sigmas=SIGMAS, min_keypoints=s.young_duplicate_keypoints)
-        ended = [tracks[i] for i in np.flatnonzero(young)[(oks >= s.young_duplicate_oks).any(axis=1)]]  # NaN: no
+        ended = [tracks[i] for i in young.nonzero()[0][(oks >= s.young_duplicate_oks).any(axis=1)]]  # NaN: no
         for track in ended:
             logger.debug("frame %d: track %d ends, a duplicate of an older track's animal", self._frame, track.track_id)
             self._tracks.remove(track)
@@ -1453,7 +1456,7 @@ class Tracker:
             refused = self._refused_by_colour(tracks, appearance, features[detections], own[detections])
             refused[np.arange(len(detections)), np.arange(len(detections))] = False  # the matches as they stand
             cost = np.where(refused, np.inf, cost)
-        return _Review(tracks, boxes[detections], scores[detections], index[detections], cost, iou)
+        return _Review(tracks, boxes.take(detections, 0), scores[detections], index[detections], cost, iou)
 
     def _settle(self, track_ids: list[int], keypoints: np.ndarray, by_id: dict[int, _LiveTrack],
                 predicted: np.ndarray) -> np.ndarray:
@@ -1467,8 +1470,8 @@ class Tracker:
             return keypoints
         m = len(review.boxes)  # the matched tracks: track i holds detection i
         rows = [position[t.track_id] for t in review.tracks]
-        det_kpts = keypoints[rows[:m]]
-        track_kpts = predicted[rows]
+        det_kpts = keypoints.take(rows[:m], 0)
+        track_kpts = predicted.take(rows, 0)
         valid = det_kpts[:, :, 2] >= self.settings.keypoint_threshold
         area = box_area(review.boxes)
         oks = keypoint_similarity(track_kpts, det_kpts, area, valid_b=valid, sigmas=SIGMAS)
@@ -1550,7 +1553,8 @@ class Tracker:
         if not rows:
             return keypoints
         tracks = [by_id[track_ids[i]] for i in rows]
-        give_up = self._contradicting(tracks, np.array([t.raw_box for t in tracks]), keypoints[rows], predicted[rows])
+        give_up = self._contradicting(tracks, np.array([t.raw_box for t in tracks]), keypoints.take(rows, 0),
+                                      predicted.take(rows, 0))
         if not give_up.any():
             return keypoints
         keypoints = keypoints.copy()
@@ -1632,8 +1636,8 @@ class Tracker:
             unmatched, and indices of confident detections left unmatched.
         """
         s = self.settings
-        high = np.flatnonzero(scores >= s.high_score)
-        low = np.flatnonzero((scores >= s.low_score) & (scores < s.high_score))
+        high = (scores >= s.high_score).nonzero()[0]
+        low = ((scores >= s.low_score) & (scores < s.high_score)).nonzero()[0]
         established = [t for t in self._tracks if t.state is not TrackState.TENTATIVE]
         tentative = [t for t in self._tracks if t.state is TrackState.TENTATIVE]
         pairs, waiting, high = self._associate(established, high, boxes, keypoints, features, own, s.max_cost)
@@ -1766,7 +1770,7 @@ class Tracker:
         tracks = [t for t in tracks if t.frames_since_update <= self.settings.relink_delay]
         if not tracks or len(candidates) == 0:
             return [], tracks + waiting, candidates
-        d2, log_det = _geometry(tracks, boxes[candidates], self.settings, relinking=True)
+        d2, log_det = _geometry(tracks, boxes.take(candidates, 0), self.settings, relinking=True)
         # Negative log-likelihood (up to a constant): a track seen recently, with a tight prediction, wins over one
         # that may be anywhere by now.
         nll = d2 + log_det[:, None]
