@@ -609,9 +609,10 @@ def _update_tracks(tracks: list[_LiveTrack], boxes: np.ndarray, scores: list[flo
         rate = settings.box_adaptation
         for track, row in zip(tracks, (1 - rate) * np.array([t.maneuver for t in tracks]) + rate * nis):
             track.maneuver = row
-    # Both points (centre and size) measured, each under the detection's measurement noise.
+    # Both points (centre and size) measured, each under the detection's measurement noise (squared as numpy squares,
+    # x * x: Python's x ** 2 differs in the last bit now and then).
     mean, cov = kalman_update(mean.reshape(-1, 2, 2), cov.reshape(-1, 2, 2), measured.reshape(-1, 2),
-                              np.repeat(np.asarray(stds, np.float64) ** 2, 2), np.ones(2 * len(tracks), bool))
+                              np.array([v for std in stds for v in (std * std,) * 2]), np.ones(2 * len(tracks), bool))
     mean, cov = mean.reshape(-1, 2, 2, 2), cov.reshape(-1, 2, 2, 2)
     for track, f, m, c, box, new_box, score, index in zip(tracks, filters, mean, cov, boxes,
                                                           _points_to_xyxy(mean[:, :, 0, :]), scores,
@@ -1135,7 +1136,7 @@ class Tracker:
         waiting = [t for t in lost if t.frames_since_update > s.relink_delay]
         claimable = np.zeros(len(newcomers), bool)
         if newcomers and waiting:
-            d2, _ = _geometry(waiting, np.stack([t.last_box for t in newcomers]), s, relinking=True)
+            d2, _ = _geometry(waiting, np.array([t.last_box for t in newcomers]), s, relinking=True)
             gated = d2 <= s.relink_gate
             claimable = gated.any(axis=0)
             ready = np.array([t.hits >= s.relink_hits for t in newcomers])
@@ -1408,7 +1409,7 @@ class Tracker:
         older = ~young & np.array([t.state is TrackState.CONFIRMED for t in tracks])
         if not (young.any() and older.any()):
             return []
-        valid = np.nan_to_num(keypoints[..., 2]) >= s.keypoint_threshold
+        valid = _confident(keypoints[..., 2], s.keypoint_threshold)
         area = box_area(np.array([t.raw_box for t, o in zip(tracks, older) if o], np.float64))
         oks = keypoint_similarity(keypoints.compress(young, 0), keypoints.compress(older, 0), area,
                                   valid_a=valid.compress(young, 0), valid_b=valid.compress(older, 0),
@@ -1578,7 +1579,7 @@ class Tracker:
             track = by_id[track_id]
             if track.state is not TrackState.LOST or track.frames_since_update == 0:
                 continue
-            valid = np.nan_to_num(pose[:, 2]) >= s.keypoint_threshold
+            valid = _confident(pose[:, 2], s.keypoint_threshold)
             if valid.sum() < s.pose_keep_keypoints:
                 continue
             oks = _paired_similarity(positions[None], pose[None], track.box[None], valid[None])[0]
@@ -2347,8 +2348,17 @@ def _outside_box(keypoints: np.ndarray, status: np.ndarray, boxes: np.ndarray, m
 def _keypoint_limits(boxes: np.ndarray, margin: float) -> np.ndarray:
     """(..., 4) x min, y min, x max, y max of the keypoints kept in ``boxes`` (..., 4) ``xyxy``: each box grown by
     ``margin`` of its width (x) and height (y) on every side (``keypoint_box_margin``)."""
-    size = boxes[..., 2:] - boxes[..., :2]
-    return np.concatenate([boxes[..., :2] - margin * size, boxes[..., 2:] + margin * size], axis=-1)
+    grown = margin * (boxes[..., 2:] - boxes[..., :2])
+    return np.concatenate([boxes[..., :2] - grown, boxes[..., 2:] + grown], axis=-1)
+
+
+def _confident(confidence: np.ndarray, threshold: float) -> np.ndarray:
+    """``confidence >= threshold`` with NaN read as 0, as ``np.nan_to_num(confidence) >= threshold`` (without its
+    cost, per track and frame)."""
+    valid = confidence >= threshold
+    if threshold <= 0.0:
+        valid |= np.isnan(confidence)
+    return valid
 
 
 def _short_gaps(matched: np.ndarray, longest: int) -> np.ndarray:

@@ -510,6 +510,27 @@ def test_smoother_outputs_are_each_smoothers_output_with_its_limits():
     assert (status[2] == KeypointStatus.MISSING).all()  # never had a pose
 
 
+def test_smoother_outputs_status_codes_follow_the_observed_keypoints():
+    smoothers = _smoothers(SmoothingSettings(max_predicted_frames=2))
+    for i, smoother in enumerate(smoothers[:2]):  # keypoints seen before, not now
+        smoother.predict(100.0)
+        pose = _moving_pose(4 + 13 * i)  # its next frame (_smoothers)
+        pose[i::5, 2] = 0.1
+        pose[2 + i::4, 2] = 0.1
+        smoother.update(pose, 100.0)
+    _, status = smoother_outputs(smoothers)
+    assert status.dtype == np.int8
+    for smoother, codes in zip(smoothers[:2], status):
+        valid = smoother.valid()
+        assert smoother.observed_now.any() and (valid & ~smoother.observed_now).any()
+        np.testing.assert_array_equal(codes[valid & smoother.observed_now], KeypointStatus.SMOOTHED)
+        np.testing.assert_array_equal(codes[valid & ~smoother.observed_now], KeypointStatus.PREDICTED)
+        np.testing.assert_array_equal(codes[~valid], KeypointStatus.MISSING)
+    smoothers[0].predict(100.0)  # nothing observed in the new frame
+    _, status = smoother_outputs(smoothers[:1])
+    assert set(status[0].tolist()) <= {KeypointStatus.PREDICTED, KeypointStatus.MISSING}
+
+
 def test_smoother_positions_are_each_smoothers_estimates():
     smoothers = _smoothers(SmoothingSettings(max_predicted_frames=2))
     for _ in range(2):  # the second smoother's unseen keypoints pass max_predicted_frames

@@ -2319,3 +2319,12 @@ def test_tracks_predicted_and_updated_together_are_each_alone():
     assert together[2].frames_since_update == 4 and together[0].frames_since_update == 0
     together[0].unmatch()  # back to its prediction of the last frame
     assert together[0].hits == alone[0].hits - 1 and together[0].frames_since_update == 1
+
+
+def test_confident_reads_nan_as_zero():
+    from tracking.tracker import _confident
+
+    confidence = np.array([0.9, 0.3, np.nan, 0.0, np.inf, -np.inf])
+    for threshold in (0.0, 0.3, 0.5, 1.0):
+        np.testing.assert_array_equal(_confident(confidence, threshold), np.nan_to_num(confidence) >= threshold)
+    assert _confident(confidence, 0.0)[2] and not _confident(confidence, 0.3)[2]
