@@ -1811,31 +1811,44 @@ def _geometry(tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSett
     """
     n = len(tracks)
     last_and_predicted = np.array([t.last_box for t in tracks] + [t.box for t in tracks], np.float64)
-    predicted = last_and_predicted[n:]
     ends = _bottom_centres(last_and_predicted)
     offset = _offsets_to_segments(_bottom_centres(boxes), ends[:n], ends[n:])
-    height = np.maximum(predicted[:, 3] - predicted[:, 1], 1.0)
-    unseen = np.array([t.frames_since_update for t in tracks], float)
-    variance = np.array([t.box_filter.cov[0, 0, 0] for t in tracks])
-    velocity = np.array([t.box_filter.mean[0, 1] for t in tracks])
-    speed = np.sqrt(velocity[:, 0] ** 2 + velocity[:, 1] ** 2)
-    walked = np.maximum(settings.reach_speed * height, speed) * np.maximum(unseen - 1, 0.0)
-    lost = (unseen > 1) | relinking
-    noise = (settings.box_measurement_noise * height) ** 2 + np.where(lost, (settings.relink_noise * height) ** 2, 0.0)
-    spread = variance + walked**2
-    if settings.reach_limit > 0:
-        spread = np.minimum(spread, (settings.reach_limit * height) ** 2)
-    across = spread + noise
-    depth = settings.vertical_ratio**2 * spread + noise
+    # Each track's variances on Python floats (a few tracks: numpy's cost per call, about 40 calls on (T,) arrays,
+    # was the cost), computed as numpy did: squares as x * x (numpy's square; Python's x ** 2 may differ in the last
+    # bit), square roots correctly rounded by both.
+    per_track = [_spread(t, top, bottom, settings, relinking)
+                 for t, (_, top, _, bottom) in zip(tracks, last_and_predicted[n:].tolist())]
+    across, depth, reference, height_var = np.array(per_track).T
     det_height = np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
-    reference = height
-    if settings.height_window > 0:
-        reference = np.sqrt(height * np.array([t.median_height for t in tracks]))
     log_ratio = np.log(det_height[None, :] / reference[:, None])
-    height_var = settings.height_noise**2 + (settings.height_drift * unseen) ** 2
     d2 = (offset[..., 0] ** 2 / across[:, None] + offset[..., 1] ** 2 / depth[:, None]
           + log_ratio**2 / height_var[:, None])
     return d2, np.log(across * depth * height_var)
+
+
+def _spread(track: _LiveTrack, top: float, bottom: float, settings: TrackerSettings, relinking: bool
+            ) -> tuple[float, float, float, float]:
+    """Of one track (or ghost) for :func:`_geometry`, whose predicted box spans ``top`` to ``bottom``: the variances
+    across and in depth, the reference height and the variance of the log height ratio."""
+    height = max(bottom - top, 1.0)
+    unseen = float(track.frames_since_update)
+    variance = float(track.box_filter.cov[0, 0, 0])
+    vx, vy = track.box_filter.mean[0, 1].tolist()
+    speed = math.sqrt(vx * vx + vy * vy)
+    walked = max(settings.reach_speed * height, speed) * max(unseen - 1, 0.0)
+    measured = settings.box_measurement_noise * height
+    noise = measured * measured
+    if unseen > 1 or relinking:
+        relink = settings.relink_noise * height
+        noise = noise + relink * relink
+    spread = variance + walked * walked
+    if settings.reach_limit > 0:
+        limit = settings.reach_limit * height
+        spread = min(spread, limit * limit)
+    reference = math.sqrt(height * track.median_height) if settings.height_window > 0 else height
+    drift = settings.height_drift * unseen
+    return (spread + noise, settings.vertical_ratio**2 * spread + noise, reference,
+            settings.height_noise**2 + drift * drift)
 
 
 def _bottom_centres(boxes: np.ndarray) -> np.ndarray:

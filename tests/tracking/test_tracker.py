@@ -2333,3 +2333,40 @@ def test_confident_reads_nan_as_zero():
     for threshold in (0.0, 0.3, 0.5, 1.0):
         np.testing.assert_array_equal(_confident(confidence, threshold), np.nan_to_num(confidence) >= threshold)
     assert _confident(confidence, 0.0)[2] and not _confident(confidence, 0.3)[2]
+
+
+@pytest.mark.parametrize("height_window", [0, 30])
+@pytest.mark.parametrize("relinking", [False, True])
+def test_geometry_per_track_variances_are_numpys_to_the_bit(height_window, relinking):
+    from tracking.tracker import _geometry, _offsets_to_segments, _predict_tracks
+
+    settings = TrackerSettings(height_window=height_window)
+    tracks = _three_live_tracks(settings) + [_lost_runner(settings, 4)]
+    _predict_tracks(tracks[:3])
+    _predict_tracks(tracks[2:3])  # unseen 1, 1, 2 and the runner 4
+    rng = np.random.default_rng(3)
+    boxes = np.array([t.box for t in tracks] * 2) + rng.normal(0, 20, (8, 4))
+    d2, log_det = _geometry(tracks, boxes, settings, relinking=relinking)
+    # The formula on (T,) arrays, as numpy computes it.
+    s = settings
+    last, predicted = np.array([t.last_box for t in tracks]), np.array([t.box for t in tracks])
+    bottom = lambda b: np.stack([0.5 * (b[:, 0] + b[:, 2]), b[:, 3]], 1)  # noqa: E731
+    offset = _offsets_to_segments(bottom(boxes), bottom(last), bottom(predicted))
+    height = np.maximum(predicted[:, 3] - predicted[:, 1], 1.0)
+    unseen = np.array([t.frames_since_update for t in tracks], float)
+    velocity = np.array([t.box_filter.mean[0, 1] for t in tracks])
+    walked = (np.maximum(s.reach_speed * height, np.sqrt(velocity[:, 0] ** 2 + velocity[:, 1] ** 2))
+              * np.maximum(unseen - 1, 0.0))
+    lost = (unseen > 1) | relinking
+    noise = (s.box_measurement_noise * height) ** 2 + np.where(lost, (s.relink_noise * height) ** 2, 0.0)
+    spread = np.minimum(np.array([t.box_filter.cov[0, 0, 0] for t in tracks]) + walked**2,
+                        (s.reach_limit * height) ** 2)
+    across, depth = spread + noise, s.vertical_ratio**2 * spread + noise
+    reference = np.sqrt(height * np.array([t.median_height for t in tracks])) if height_window else height
+    height_var = s.height_noise**2 + (s.height_drift * unseen) ** 2
+    log_ratio = np.log(np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)[None, :] / reference[:, None])
+    want = (offset[..., 0] ** 2 / across[:, None] + offset[..., 1] ** 2 / depth[:, None]
+            + log_ratio**2 / height_var[:, None])
+    assert s.reach_limit > 0 and lost.any() and not lost.all() or relinking
+    np.testing.assert_array_equal(d2, want)
+    np.testing.assert_array_equal(log_det, np.log(across * depth * height_var))
