@@ -37,6 +37,7 @@ pose are logged, not run through the filter.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -656,8 +657,24 @@ def _row_medians(values: np.ndarray, selected: np.ndarray, at_least: int = 1) ->
 
 def keypoint_measurement_std(confidence: np.ndarray, scale: float, settings: SmoothingSettings) -> np.ndarray:
     """(K,) measurement std in pixels: ``measurement_noise * weight * scale / max(confidence, 0.05)``."""
-    weights = np.asarray(settings.measurement_weights)
+    weights = _weights(settings.measurement_weights)
     return settings.measurement_noise * weights * scale / np.minimum(np.maximum(confidence, 0.05), 1.0)
+
+
+def _weights(values: tuple[float, ...]) -> np.ndarray:
+    """(K,) float64 per-keypoint weights of a settings object, one read-only array per tuple (made once: converting
+    the tuple cost as much as the arithmetic it weighs)."""
+    try:
+        return _weight_array(values)
+    except TypeError:  # a list or an array given for the tuple
+        return np.asarray(values, dtype=np.float64)
+
+
+@cache
+def _weight_array(values: tuple[float, ...]) -> np.ndarray:
+    weights = np.asarray(values, dtype=np.float64)
+    weights.setflags(write=False)
+    return weights
 
 
 @dataclass(frozen=True)
@@ -972,11 +989,12 @@ def _process_std(settings: SmoothingSettings, maneuver: np.ndarray, scale: np.nd
     boost = np.sqrt(np.minimum(np.maximum(maneuver, 1.0), settings.max_noise_boost))
     motion: np.ndarray | float = 1.0
     if body_velocity is not None and settings.still_noise < 1.0:
-        speed = np.sqrt(body_velocity[:, 0] ** 2 + body_velocity[:, 1] ** 2) / np.maximum(scale, 1.0)
-        still = settings.still_noise
-        motion = (still + (1.0 - still) * np.minimum(speed / settings.walking_speed, 1.0))[:, None]
-    weights = np.asarray(settings.process_weights, dtype=np.float64)
-    return (settings.process_noise * scale)[:, None] * weights * boost * motion
+        # Per track on Python floats (numpy's cost per call, on a few tracks), as numpy computed it: the squares as
+        # x * x, the square root correctly rounded by both.
+        still, walking = settings.still_noise, settings.walking_speed
+        motion = np.array([still + (1.0 - still) * min(math.sqrt(vx * vx + vy * vy) / max(size, 1.0) / walking, 1.0)
+                           for (vx, vy), size in zip(body_velocity.tolist(), scale.tolist())])[:, None]
+    return (settings.process_noise * scale)[:, None] * _weights(settings.process_weights) * boost * motion
 
 
 _MISSING, _PREDICTED, _SMOOTHED = (np.int8(code) for code in (KeypointStatus.MISSING, KeypointStatus.PREDICTED,

@@ -805,3 +805,21 @@ def test_keypoints_unseen_when_the_pose_jumps_are_forgotten(pose_surprise, forgo
     smoother.predict(100.0, np.zeros(2))
     smoother.update(np.concatenate([other[:, :2], np.full((K, 1), 0.9)], 1), 100.0)
     assert (np.abs(smoother.output()[0][hidden, 0] - other[hidden, 0]).max() < 10.0) == forgotten
+
+
+def test_process_std_per_track_is_numpys_formula_to_the_bit():
+    from tracking.smoothing import _process_std
+
+    settings = SmoothingSettings(still_noise=0.3)
+    rng = np.random.default_rng(4)
+    maneuver = rng.uniform(0.5, 30.0, (5, K))
+    scale = np.array([0.5, 40.0, 90.0, 130.0, 300.0])
+    velocity = rng.normal(0.0, 3.0, (5, 2))
+    velocity[0] = 0.0
+    speed = np.sqrt(velocity[:, 0] ** 2 + velocity[:, 1] ** 2) / np.maximum(scale, 1.0)
+    motion = 0.3 + 0.7 * np.minimum(speed / settings.walking_speed, 1.0)
+    want = ((settings.process_noise * scale)[:, None] * np.asarray(settings.process_weights)
+            * np.sqrt(np.minimum(np.maximum(maneuver, 1.0), settings.max_noise_boost)) * motion[:, None])
+    np.testing.assert_array_equal(_process_std(settings, maneuver, scale, velocity), want)
+    listed = SmoothingSettings(still_noise=0.3, process_weights=list(settings.process_weights))  # not hashable
+    np.testing.assert_array_equal(_process_std(listed, maneuver, scale, velocity), want)
