@@ -235,7 +235,7 @@ def kalman_predict(
 
 
 def kalman_update(
-    mean: np.ndarray, cov: np.ndarray, measured: np.ndarray, variance: np.ndarray, observed: np.ndarray
+    mean: np.ndarray, cov: np.ndarray, measured: np.ndarray, variance: np.ndarray, observed: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Batched update with a position measurement (``H = [1, 0, ...]``) for the ``observed`` points.
 
@@ -244,11 +244,16 @@ def kalman_update(
         cov: (n, d, d) predicted covariances.
         measured: (n, 2) measured positions in pixels (ignored, may be NaN, where not observed).
         variance: (n,) measurement variance in pixels^2.
-        observed: (n,) bool, which points to update; the others keep their prediction.
+        observed: (n,) bool, which points to update; the others keep their prediction. None: all (the same numbers,
+            without the masking).
     """
-    observed = np.asarray(observed, bool)[:, None]
-    gain = cov[:, :, 0] * (observed / (cov[:, 0, 0] + variance)[:, None])
-    innovation = np.where(observed, measured - mean[:, 0, :], 0.0)
+    if observed is None:
+        gain = cov[:, :, 0] * (1.0 / (cov[:, 0, 0] + variance))[:, None]
+        innovation = measured - mean[:, 0, :]
+    else:
+        observed = np.asarray(observed, bool)[:, None]
+        gain = cov[:, :, 0] * (observed / (cov[:, 0, 0] + variance)[:, None])
+        innovation = np.where(observed, measured - mean[:, 0, :], 0.0)
     mean = mean + gain[:, :, None] * innovation[:, None, :]
     cov = cov - gain[:, :, None] * cov[:, None, 0, :]
     return mean, 0.5 * (cov + np.swapaxes(cov, 1, 2))

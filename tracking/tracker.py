@@ -612,7 +612,7 @@ def _update_tracks(tracks: list[_LiveTrack], boxes: np.ndarray, scores: list[flo
     # Both points (centre and size) measured, each under the detection's measurement noise (squared as numpy squares,
     # x * x: Python's x ** 2 differs in the last bit now and then).
     mean, cov = kalman_update(mean.reshape(-1, 2, 2), cov.reshape(-1, 2, 2), measured.reshape(-1, 2),
-                              np.array([v for std in stds for v in (std * std,) * 2]), np.ones(2 * len(tracks), bool))
+                              np.array([v for std in stds for v in (std * std,) * 2]), None)
     mean, cov = mean.reshape(-1, 2, 2, 2), cov.reshape(-1, 2, 2, 2)
     for track, f, m, c, box, new_box, score, index in zip(tracks, filters, mean, cov, boxes,
                                                           _points_to_xyxy(mean[:, :, 0, :]), scores,
@@ -929,8 +929,8 @@ def _box_costs(tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSet
     geometry, _ = _geometry(tracks, boxes, settings)
     # A track missed in one frame is still held to the match gate: one box cut or grown by a neighbour, which
     # made it miss, must not hand its animal to a track lost for longer (whose wider spread fits it anyway).
-    lost = np.array([t.state is TrackState.LOST and t.frames_since_update > 2 for t in tracks])
-    gate = np.where(lost, settings.relink_gate, settings.match_gate)[:, None]
+    gate = np.array([settings.relink_gate if t.state is TrackState.LOST and t.frames_since_update > 2
+                     else settings.match_gate for t in tracks])[:, None]
     cost = 1.0 - iou + settings.geometry_weight * np.minimum(geometry / gate, 1.0)
     return np.where((iou > 0) & (geometry <= gate), cost, np.inf), iou
 

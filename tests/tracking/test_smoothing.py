@@ -111,6 +111,16 @@ def test_update_ignores_nan_where_not_observed():
     np.testing.assert_array_equal(new_cov[1], cov[1])
 
 
+def test_update_of_all_points_is_the_masked_update_of_all():
+    rng = np.random.default_rng(2)
+    mean, cov = rng.normal(0, 50, (6, 2, 2)), rng.normal(0, 3, (6, 2, 2))
+    cov = cov @ np.swapaxes(cov, 1, 2) + np.eye(2)
+    measured, variance = rng.normal(0, 50, (6, 2)), rng.uniform(1, 30, 6)
+    for got, want in zip(kalman_update(mean, cov, measured, variance, None),
+                         kalman_update(mean, cov, measured, variance, np.ones(6, bool))):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_constant_velocity_target_is_tracked_with_vanishing_error():
     rng = np.random.default_rng(1)
     start, velocity = np.array([[100.0, 50.0], [0.0, 0.0]]), np.array([[3.0, -1.5], [-2.0, 4.0]])
