@@ -859,16 +859,13 @@ def _snapshots(tracks: list[_LiveTrack], frame: int, bounds: np.ndarray | None) 
     for t, box, k, s in zip(tracks, boxes, keypoints, status):
         # Track's fields set as its frozen __init__ sets them, at a third of its cost (12 object.__setattr__ calls per
         # track and frame); the tests hold this to Track(...).
-        snapshot = _new_instance(Track)
+        snapshot = object.__new__(Track)
         snapshot.__dict__.update(
             track_id=t.track_id, state=t.state, box=box, score=float(t.score), class_id=int(t.class_id),
             keypoints=k, keypoint_status=s, age=t.age, hits=t.hits, frames_since_update=t.frames_since_update,
             detection_index=int(t.detection_index), frame_index=frame)
         snapshots.append(snapshot)
     return snapshots
-
-
-_new_instance = object.__new__
 
 
 def _in_image(boxes: np.ndarray, bounds: np.ndarray | None) -> np.ndarray:
