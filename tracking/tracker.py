@@ -571,8 +571,10 @@ def _points_to_xyxy(points: np.ndarray) -> np.ndarray:
 
 
 def _scale(box: np.ndarray) -> float:
-    w, h = box[2] - box[0], box[3] - box[1]
-    return math.sqrt(max(w, 1.0) * max(h, 1.0))  # as np.sqrt (both correctly rounded), without its call overhead
+    # On Python floats (the same IEEE operations as numpy's scalars, at two thirds of their cost); math.sqrt as
+    # np.sqrt (both correctly rounded).
+    x0, y0, x1, y1 = box.tolist()
+    return math.sqrt(max(x1 - x0, 1.0) * max(y1 - y0, 1.0))
 
 
 def _predict_boxes(owners: list[_LiveTrack] | list[_Ghost]) -> np.ndarray:
@@ -922,8 +924,9 @@ def _box_costs(tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSet
     A pair with no box overlap at all is never matched by it (re-linking handles lost tracks), nor one whose box
     is not where the track's animal can be (infinite cost); among the others, the nearer counts.
     """
-    iou = box_iou(np.array([t.box for t in tracks], np.float64), boxes)
-    geometry, _ = _geometry(tracks, boxes, settings)
+    predicted = np.array([t.box for t in tracks], np.float64)
+    iou = box_iou(predicted, boxes)
+    geometry, _ = _geometry(tracks, boxes, settings, predicted=predicted)
     # A track missed in one frame is still held to the match gate: one box cut or grown by a neighbour, which
     # made it miss, must not hand its animal to a track lost for longer (whose wider spread fits it anyway).
     gate = np.array([settings.relink_gate if t.state is TrackState.LOST and t.frames_since_update > 2
@@ -1789,7 +1792,7 @@ class Tracker:
 
 
 def _geometry(tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSettings,
-              relinking: bool = False) -> tuple[np.ndarray, np.ndarray]:
+              relinking: bool = False, predicted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """How well ``boxes`` (D, 4) fit where each track's animal may be now.
 
     The fit is taken at the bottom centre of the box (where the animal stands: across the image and in depth)
@@ -1800,27 +1803,45 @@ def _geometry(tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSett
     measurement noise and, once unseen, ``relink_noise`` and as far as the animal may have walked since
     (``reach_speed`` of its height per frame, or its own speed if faster, in any direction: it may have turned),
     that spread at most ``reach_limit`` of its height; the height ratio (to the track's reference height,
-    ``height_window``) under ``height_noise``, growing by ``height_drift`` per frame unseen.
+    ``height_window``) under ``height_noise``, growing by ``height_drift`` per frame unseen. ``predicted``: the
+    tracks' (T, 4) predicted boxes, when the caller has them as an array already.
 
     Returns:
         (T, D) squared normalised distances (3 dof) and (T,) log-determinants of the three variances (a track
         that may be anywhere fits every box a little).
     """
-    n = len(tracks)
-    last_and_predicted = np.array([t.last_box for t in tracks] + [t.box for t in tracks], np.float64)
-    ends = _bottom_centres(last_and_predicted)
-    offset = _offsets_to_segments(_bottom_centres(boxes), ends[:n], ends[n:])
-    # Each track's variances on Python floats (a few tracks: numpy's cost per call, about 40 calls on (T,) arrays,
-    # was the cost), computed as numpy did: squares as x * x (numpy's square; Python's x ** 2 may differ in the last
-    # bit), square roots correctly rounded by both.
-    per_track = [_spread(t, top, bottom, settings, relinking)
-                 for t, (_, top, _, bottom) in zip(tracks, last_and_predicted[n:].tolist())]
-    across, depth, reference, height_var = np.array(per_track).T
-    det_height = np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
-    log_ratio = np.log(det_height[None, :] / reference[:, None])
-    d2 = (offset[..., 0] ** 2 / across[:, None] + offset[..., 1] ** 2 / depth[:, None]
-          + log_ratio**2 / height_var[:, None])
-    return d2, np.log(across * depth * height_var)
+    # Each track's terms on Python floats (a few tracks: numpy's cost per call was the cost), computed as numpy did:
+    # squares as x * x (numpy's square; Python's x ** 2 may differ in the last bit), square roots correctly rounded by
+    # both. The pairs' terms in flat (T * D,) arrays, pair (i, j) at i * D + j, each track's terms repeated D times
+    # and each box's T times (numpy 2.4 takes two to three times as long to broadcast a few rows as to add them).
+    count = len(boxes)
+    per_track = [(*_segment(last, box), *_spread(t, box[1], box[3], settings, relinking))
+                 for t, last, box in zip(tracks, np.array([t.last_box for t in tracks], np.float64).tolist(),
+                                         (np.array([t.box for t in tracks], np.float64) if predicted is None
+                                          else predicted).tolist())]
+    terms = np.array(per_track).T
+    sx, sy, dx, dy, length2, across, depth, reference, height_var = terms.repeat(count, 1)
+    b = boxes.T
+    px, py, height = np.array([0.5 * (b[0] + b[2]), b[3], np.maximum(b[3] - b[1], 1.0)])[:, None, :].repeat(
+        len(tracks), 1).reshape(3, -1)
+    # The offset of each box's bottom centre from its nearest point on the segment from where the track was last
+    # seen to where it is predicted.
+    ox, oy = px - sx, py - sy
+    along = (ox * dx + oy * dy) / length2
+    along = np.minimum(np.maximum(along, 0.0), 1.0)
+    ox = px - (sx + along * dx)
+    oy = py - (sy + along * dy)
+    log_ratio = np.log(height / reference)
+    d2 = ox * ox / across + oy * oy / depth + log_ratio * log_ratio / height_var
+    return d2.reshape(len(tracks), count), np.log(terms[5] * terms[6] * terms[8])
+
+
+def _segment(last: list[float], predicted: list[float]) -> tuple[float, float, float, float, float]:
+    """Of one track for :func:`_geometry`, from its last and predicted ``xyxy`` boxes: the start of the segment
+    between their bottom centres, its direction (x, y) and its squared length (at least 1e-12)."""
+    sx = 0.5 * (last[0] + last[2])
+    dx, dy = 0.5 * (predicted[0] + predicted[2]) - sx, predicted[3] - last[3]
+    return sx, last[3], dx, dy, max(dx * dx + dy * dy, 1e-12)
 
 
 def _spread(track: _LiveTrack, top: float, bottom: float, settings: TrackerSettings, relinking: bool
@@ -1846,26 +1867,6 @@ def _spread(track: _LiveTrack, top: float, bottom: float, settings: TrackerSetti
     drift = settings.height_drift * unseen
     return (spread + noise, settings.vertical_ratio**2 * spread + noise, reference,
             settings.height_noise**2 + drift * drift)
-
-
-def _bottom_centres(boxes: np.ndarray) -> np.ndarray:
-    """(N, 2) bottom centres of (N, 4) ``xyxy`` boxes."""
-    out = np.empty((len(boxes), 2))
-    out[:, 0] = 0.5 * (boxes[:, 0] + boxes[:, 2])
-    out[:, 1] = boxes[:, 3]
-    return out
-
-
-def _offsets_to_segments(points: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """(T, D, 2) offsets of D points (D, 2) from their nearest points on T segments from ``starts`` to ``ends``."""
-    direction = ends - starts
-    # Sums of two terms written out (as np.sum adds them) and np.minimum/np.maximum for np.clip: called per stage and
-    # frame on a few points, where numpy's call overhead is the cost.
-    length2 = np.maximum(direction[:, 0] ** 2 + direction[:, 1] ** 2, 1e-12)
-    towards = (points[None] - starts[:, None]) * direction[:, None]
-    along = (towards[..., 0] + towards[..., 1]) / length2[:, None]
-    nearest = starts[:, None] + np.minimum(np.maximum(along, 0.0), 1.0)[..., None] * direction[:, None]
-    return points[None] - nearest
 
 
 def _paired_similarity(keypoints_a: np.ndarray, keypoints_b: np.ndarray, boxes_b: np.ndarray,

@@ -2326,6 +2326,17 @@ def test_tracks_predicted_and_updated_together_are_each_alone():
     assert together[0].hits == alone[0].hits - 1 and together[0].frames_since_update == 1
 
 
+def test_scale_is_numpys_to_the_bit():
+    from tracking.tracker import _scale
+
+    rng = np.random.default_rng(5)
+    boxes = rng.uniform(-1e3, 1e3, (2000, 4))
+    boxes[:, 2:] += rng.uniform(-2.0, 300.0, (2000, 2))  # some sizes under 1 pixel: floored at 1
+    sizes = np.maximum(boxes[:, 2:] - boxes[:, :2], 1.0)
+    want = np.sqrt(sizes[:, 0] * sizes[:, 1])
+    assert [_scale(box) for box in boxes] == want.tolist()
+
+
 def test_confident_reads_nan_as_zero():
     from tracking.tracker import _confident
 
@@ -2338,7 +2349,7 @@ def test_confident_reads_nan_as_zero():
 @pytest.mark.parametrize("height_window", [0, 30])
 @pytest.mark.parametrize("relinking", [False, True])
 def test_geometry_per_track_variances_are_numpys_to_the_bit(height_window, relinking):
-    from tracking.tracker import _geometry, _offsets_to_segments, _predict_tracks
+    from tracking.tracker import _geometry, _predict_tracks
 
     settings = TrackerSettings(height_window=height_window)
     tracks = _three_live_tracks(settings) + [_lost_runner(settings, 4)]
@@ -2351,7 +2362,12 @@ def test_geometry_per_track_variances_are_numpys_to_the_bit(height_window, relin
     s = settings
     last, predicted = np.array([t.last_box for t in tracks]), np.array([t.box for t in tracks])
     bottom = lambda b: np.stack([0.5 * (b[:, 0] + b[:, 2]), b[:, 3]], 1)  # noqa: E731
-    offset = _offsets_to_segments(bottom(boxes), bottom(last), bottom(predicted))
+    points, starts = bottom(boxes), bottom(last)
+    direction = bottom(predicted) - starts
+    length2 = np.maximum(direction[:, 0] ** 2 + direction[:, 1] ** 2, 1e-12)
+    towards = (points[None] - starts[:, None]) * direction[:, None]
+    along = np.clip((towards[..., 0] + towards[..., 1]) / length2[:, None], 0.0, 1.0)
+    offset = points[None] - (starts[:, None] + along[..., None] * direction[:, None])
     height = np.maximum(predicted[:, 3] - predicted[:, 1], 1.0)
     unseen = np.array([t.frames_since_update for t in tracks], float)
     velocity = np.array([t.box_filter.mean[0, 1] for t in tracks])
@@ -2370,3 +2386,10 @@ def test_geometry_per_track_variances_are_numpys_to_the_bit(height_window, relin
     assert s.reach_limit > 0 and lost.any() and not lost.all() or relinking
     np.testing.assert_array_equal(d2, want)
     np.testing.assert_array_equal(log_det, np.log(across * depth * height_var))
+    # The predicted boxes passed in (as _box_costs has them) change nothing; no boxes: (T, 0) and the same (T,).
+    given = _geometry(tracks, boxes, settings, relinking=relinking, predicted=predicted)
+    np.testing.assert_array_equal(given[0], d2)
+    np.testing.assert_array_equal(given[1], log_det)
+    none, none_log_det = _geometry(tracks, boxes[:0], settings, relinking=relinking)
+    assert none.shape == (len(tracks), 0)
+    np.testing.assert_array_equal(none_log_det, log_det)
