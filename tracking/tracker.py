@@ -325,13 +325,17 @@ class TrackerSettings:
         revise_gap, revise_margin: see ``revise_frames``; the margin is in the take-backs' costs (normalised distance
             of the geometric fit, 3 dof, plus the colours' penalty).
         claim_frames: with appearance features, up to this many frames after a track started as a new animal, a
-            track lost for more than ``relink_delay`` frames takes it over, wherever it is, when the mean of its own
+            track lost for more than ``claim_delay`` frames takes it over, wherever it is, when the mean of its own
             colours (from ``claim_colours`` boxes or more) lies within ``claim_max_appearance`` of that lost track's
             colours and nearer to them than to any other lost track's by ``appearance_margin``: an animal back from
             out of the frame, or from behind others, where no lost track's position reached, gets its identity back
             from then on (not in a frame where its box is crowded and the poses may still review its match; module
             docstring; 0: never).
         claim_colours, claim_max_appearance: see ``claim_frames``.
+        claim_delay: a lost track claims a young track (``claim_frames``) once unseen for more than this many frames;
+            up to ``relink_delay`` frames only where another lost track's colours are there to compare (the claiming
+            track's nearer by ``appearance_margin``): its animal may still come back where it was, and a track lost
+            for a few frames beside a neighbour that starts a new track has that neighbour's colours near its own.
         record_history: keep every track's forward pass for :func:`smooth_tracks_offline`
             (always on when ``smoothing.mode`` is OFFLINE).
         spill_history: keep the recorded forward passes in an anonymous temporary file
@@ -403,6 +407,7 @@ class TrackerSettings:
     claim_frames: int = 15
     claim_colours: int = 5
     claim_max_appearance: float = 0.2
+    claim_delay: int = 3
     record_history: bool = False
     spill_history: bool = True
     smoothing: SmoothingSettings = field(default_factory=SmoothingSettings)
@@ -423,7 +428,7 @@ class TrackerSettings:
         for name in ("max_lost_frames", "report_lost_frames", "pose_keep_frames", "offline_fill_frames",
                      "offline_extend_frames", "offline_shadow_frames", "offline_weak_frames", "tentative_patience",
                      "relink_delay", "height_window", "revise_frames", "revise_gap", "claim_frames",
-                     "young_duplicate_hits"):
+                     "claim_delay", "young_duplicate_hits"):
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -1173,12 +1178,12 @@ class Tracker:
                 newcomer.state = TrackState.CONFIRMED
 
     def _claim_by_colour(self, keypoints: np.ndarray | None, detection_of: dict[int, int]) -> None:
-        """Let the tracks lost for more than ``relink_delay`` frames take over the young tracks matched in this frame
+        """Let the tracks lost for more than ``claim_delay`` frames take over the young tracks matched in this frame
         whose own colours are theirs (``claim_frames``); a young track taken over ends, the frames it was matched in
         recorded under the identity that took it over (:meth:`_keep_held_frames`)."""
         s = self.settings
         waiting = [t for t in self._tracks if t.state is TrackState.LOST and t.appearance is not None
-                   and t.frames_since_update > s.relink_delay]
+                   and t.frames_since_update > s.claim_delay]
         # A track whose match the poses may still review (a crowded box) waits for a frame clear of that.
         reviewed = set() if self._review is None else {id(t) for t in self._review.tracks}
         young = [t for t in self._tracks if t.state is TrackState.CONFIRMED and t.frames_since_update == 0
@@ -1189,6 +1194,8 @@ class Tracker:
                 return
             distance = appearance_distance(track.own_colours[None], np.stack([t.appearance for t in waiting]))[0]
             nearest = np.argsort(distance)
+            if len(nearest) < 2 and waiting[int(nearest[0])].frames_since_update <= s.relink_delay:
+                continue  # lost for a few frames: only where the colours single it out among others
             if distance[nearest[0]] > s.claim_max_appearance or (
                     len(nearest) > 1 and distance[nearest[1]] - distance[nearest[0]] < s.appearance_margin):
                 continue

@@ -1419,13 +1419,17 @@ def _back_far_away(back: np.ndarray, other: np.ndarray = FB, **settings) -> list
     return _back_far_away_tracker(back, other, **settings)[1]
 
 
-def _back_far_away_tracker(back: np.ndarray, other: np.ndarray = FB, **settings
+def _back_far_away_tracker(back: np.ndarray, other: np.ndarray | None = FB, gap: int = 25, **settings
                            ) -> tuple[Tracker, list[list[Track]]]:
-    """:func:`_back_far_away`, and the tracker that ran it."""
+    """:func:`_back_far_away`, and the tracker that ran it; ``gap`` frames without animals (25), no second animal
+    where ``other`` is None."""
     tracker = Tracker(TrackerSettings(**settings))
     for _ in range(10):
-        tracker.update(dets(box_at(0.0), box_at(300.0)), features=np.stack([FA, other]), image_size=(1280, 720))
-    for _ in range(25):
+        if other is None:
+            tracker.update(dets(box_at(0.0)), features=FA[None], image_size=(1280, 720))
+        else:
+            tracker.update(dets(box_at(0.0), box_at(300.0)), features=np.stack([FA, other]), image_size=(1280, 720))
+    for _ in range(gap):
         tracker.update(Detections.empty(), features=np.zeros((0, 3)))
     return tracker, [tracker.update(dets(box_at(900.0)), features=back[None]) for _ in range(15)]
 
@@ -1444,6 +1448,24 @@ def test_a_lost_track_claims_a_new_track_with_its_colours():
     for frames in (_back_far_away(FA, claim_frames=0), _back_far_away(np.array([0.0, 0.0, 1.0])),
                    _back_far_away(FA, other=look_alike)):
         assert {t.track_id for tracks in frames for t in tracks} == {3}
+
+
+def test_a_track_lost_a_few_frames_claims_only_where_the_colours_single_it_out():
+    # Back at once (no frames without animals): at the young track's 5th box the lost tracks are unseen for 5 frames,
+    # more than claim_delay (3) and not more than relink_delay (8). With FB's lost track beside it to compare, FA's
+    # claims the young track then, as after a long absence; alone, it waits until it is lost for more than
+    # relink_delay frames (its animal may still come back where it was).
+    def ids(frames):  # the animal back at x=900 (the lost tracks are reported at their old places a frame or two)
+        return [[t.track_id for t in tracks if t.box[0] > 600] for tracks in frames]
+
+    settings = TrackerSettings()
+    assert settings.claim_delay == 3 < 5 <= settings.relink_delay
+    assert ids(_back_far_away(FA, gap=0)) == ids(_back_far_away(FA)) == [[]] + [[3]] * 4 + [[1]] * 10
+    assert ids(_back_far_away(FA, other=None, gap=0)) == [[]] + [[2]] * 7 + [[1]] * 7
+    # claim_delay at relink_delay: no claim before, two lost tracks or not.
+    assert ids(_back_far_away(FA, gap=0, claim_delay=8)) == [[]] + [[3]] * 7 + [[1]] * 7
+    # claim_delay past the frames a young track may be claimed in: no claim at all.
+    assert {i for frame in ids(_back_far_away(FA, gap=0, claim_delay=20)) for i in frame} == {3}
 
 
 def test_the_frames_of_a_claimed_track_are_the_claiming_identitys_offline():
@@ -1481,7 +1503,7 @@ def test_only_a_young_track_is_claimed():
 
 
 @pytest.mark.parametrize(("name", "value"), [("claim_frames", -1), ("claim_colours", 0),
-                                             ("claim_max_appearance", 1.5)])
+                                             ("claim_max_appearance", 1.5), ("claim_delay", -1)])
 def test_claim_settings_are_checked(name, value):
     assert (TrackerSettings().claim_frames, TrackerSettings().claim_colours) == (15, 5)
     with pytest.raises(ValueError, match=name):
