@@ -1194,11 +1194,13 @@ class Tracker:
                 return
             distance = appearance_distance(track.own_colours[None], np.stack([t.appearance for t in waiting]))[0]
             nearest = np.argsort(distance)
-            if len(nearest) < 2 and waiting[int(nearest[0])].frames_since_update <= s.relink_delay:
-                continue  # lost for a few frames: only where the colours single it out among others
-            if distance[nearest[0]] > s.claim_max_appearance or (
-                    len(nearest) > 1 and distance[nearest[1]] - distance[nearest[0]] < s.appearance_margin):
+            if distance[nearest[0]] > s.claim_max_appearance:
                 continue
+            if len(nearest) > 1:  # the colours must single the claiming track out among the others
+                if distance[nearest[1]] - distance[nearest[0]] < s.appearance_margin:
+                    continue
+            elif waiting[int(nearest[0])].frames_since_update <= s.relink_delay:
+                continue  # alone and lost for a few frames: its animal may still come back where it was
             lost = waiting.pop(int(nearest[0]))
             lost.absorb(track)
             if keypoints is not None and track.track_id in detection_of:
@@ -1827,6 +1829,8 @@ def _geometry(tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSett
                                          (np.array([t.box for t in tracks], np.float64) if predicted is None
                                           else predicted).tolist())]
     terms = np.array(per_track).T
+    *_, across, depth, _, height_var = terms  # (T,) each
+    log_det = np.log(across * depth * height_var)
     sx, sy, dx, dy, length2, across, depth, reference, height_var = terms.repeat(count, 1)
     b = boxes.T
     px, py, height = np.array([0.5 * (b[0] + b[2]), b[3], np.maximum(b[3] - b[1], 1.0)])[:, None, :].repeat(
@@ -1840,7 +1844,7 @@ def _geometry(tracks: list[_LiveTrack], boxes: np.ndarray, settings: TrackerSett
     oy = py - (sy + along * dy)
     log_ratio = np.log(height / reference)
     d2 = ox * ox / across + oy * oy / depth + log_ratio * log_ratio / height_var
-    return d2.reshape(len(tracks), count), np.log(terms[5] * terms[6] * terms[8])
+    return d2.reshape(len(tracks), count), log_det
 
 
 def _segment(last: list[float], predicted: list[float]) -> tuple[float, float, float, float, float]:
