@@ -107,7 +107,7 @@ def run_ours_every(sequence: SimulatedSequence, settings: TrackerSettings, every
             found = np.flatnonzero(iou[np.arange(len(tracks)), best] >= 0.3)
             ids = [tracks[i].track_id for i in found]
             fresh = {tr.track_id: tr for tr in tracker.attach_poses(ids, frame.poses[best[found]])}
-            # A track missing from the fresh ones was ended as a young duplicate (TrackerSettings.young_duplicate_oks).
+            # A track missing from the fresh ones was ended (TrackerSettings.young_duplicate_oks, young_pose_keypoints).
             tracks = [fresh.get(tr.track_id, tr) for tr in tracks if tr.track_id in fresh or tr.track_id not in ids]
         out.append(outputs_from_tracks([tracks])[0])
     return out

@@ -112,7 +112,10 @@ may be back, such a box still starts a held track, above). Whichever the pose or
 ``young_duplicate_hits`` matches) whose detection shows the pose of an older confirmed track's detection in the same
 frame (OKS ``young_duplicate_oks`` over ``young_duplicate_keypoints`` keypoints) ends, unrecorded: the detector found
 that animal twice, a box on part of it beside the other (with the poses after tracking, this shows once the track is
-confirmed and its pose found; it is then left out of what ``attach_poses`` returns). Association ignores the
+confirmed and its pose found; it is then left out of what ``attach_poses`` returns). With ``young_pose_keypoints``
+set (off by default), a confirmed track whose poses show fewer than that many confident keypoints in more than half of
+its first ``young_pose_checks`` matches ends, unrecorded: the pose model finds no animal in its boxes (a false box on
+the background, which the detector may find again and again at a middling score). Association ignores the
 detector's class (a dog called a cat for one frame keeps its track); a track keeps the class of its first detection.
 Every tracker owns its ID counter; IDs start at 1.
 
@@ -225,6 +228,12 @@ class TrackerSettings:
             other part, which non-maximum suppression keeps at an IoU under its threshold) and the pose model found
             the same animal in both; two animals hardly share that pose so closely (0: never).
         young_duplicate_hits, young_duplicate_keypoints: see ``young_duplicate_oks``.
+        young_pose_keypoints: a track whose pose, in more than half of its first ``young_pose_checks`` matches once
+            confirmed, has fewer than this many keypoints above ``keypoint_threshold`` ends, unrecorded (left out of
+            what ``attach_poses`` returns, with the poses after tracking): the pose model finds no animal in its boxes
+            (0, the default: never; a pose model whose confidences run low on every animal, or none at all, would end
+            every track).
+        young_pose_checks: see ``young_pose_keypoints``.
         keypoint_box_margin: a reported keypoint farther outside the track's box than this fraction of the box's
             width (across) or height (up and down) is reported MISSING, in every smoothing mode and offline: it is not
             the animal's (a neighbour's pose found in a box the frame edge cut narrow, a keypoint predicted on after
@@ -398,6 +407,8 @@ class TrackerSettings:
     young_duplicate_oks: float = 0.75
     young_duplicate_hits: int = 10
     young_duplicate_keypoints: int = 8
+    young_pose_keypoints: int = 0
+    young_pose_checks: int = 3
     relink_delay: int = 8
     relink_hits: int = 3
     hold_hits: int = 6
@@ -425,6 +436,10 @@ class TrackerSettings:
             raise ValueError(f"low_score must be <= high_score, got {self.low_score} > {self.high_score}")
         if self.min_hits < 1:
             raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
+        if self.young_pose_checks < 1:
+            raise ValueError(f"young_pose_checks must be >= 1, got {self.young_pose_checks}")
+        if not 0 <= self.young_pose_keypoints <= NUM_KEYPOINTS:
+            raise ValueError(f"young_pose_keypoints must be in [0, {NUM_KEYPOINTS}], got {self.young_pose_keypoints}")
         for name in ("max_lost_frames", "report_lost_frames", "pose_keep_frames", "offline_fill_frames",
                      "offline_extend_frames", "offline_shadow_frames", "offline_weak_frames", "tentative_patience",
                      "relink_delay", "height_window", "revise_frames", "revise_gap", "claim_frames",
@@ -732,6 +747,8 @@ class _LiveTrack:
         self._heights = [float(box[3] - box[1])]  # of the matched detections, newest last (settings.height_window)
         self.median_height = self._heights[0]
         self._undo: tuple | None = None
+        self.pose_checks = 0  # matches with a pose once confirmed, up to settings.young_pose_checks
+        self.poses_missing = 0  # of those, the poses without an animal's keypoints
         # Per-frame logs for offline smoothing (settings.records), compact: see Rows.
         self.reported = Rows((), bool, spill=spill)
         self.detection_log = Rows((), np.int32, spill=spill)
@@ -1094,7 +1111,9 @@ class Tracker:
         if keypoints is not None:
             row = {int(d): j for j, d in enumerate(index)}
             seen = [t for t in self._tracks if t.detection_index >= 0]
-            self._end_young_duplicates(seen, keypoints[[row[t.detection_index] for t in seen]])
+            ended = self._end_young_duplicates(seen, keypoints[[row[t.detection_index] for t in seen]])
+            seen = [t for t in seen if t not in ended]
+            self._end_poseless(seen, keypoints[[row[t.detection_index] for t in seen]])
         return self._report(self._reported_after_update)
 
     def _record_seen(self, index: np.ndarray, boxes: np.ndarray, scores: np.ndarray, features: np.ndarray | None,
@@ -1392,7 +1411,8 @@ class Tracker:
 
         Returns:
             Fresh snapshots of those tracks, in the order of ``track_ids``, less the young ones ended as another's
-            duplicate (``TrackerSettings.young_duplicate_oks``).
+            duplicate (``TrackerSettings.young_duplicate_oks``) and those ended for showing no animal's pose
+            (``TrackerSettings.young_pose_keypoints``).
         """
         track_ids = [int(i) for i in track_ids]
         _check_poses(poses, len(track_ids))
@@ -1412,6 +1432,9 @@ class Tracker:
         rows = [i for i, track_id in enumerate(track_ids) if by_id[track_id].updated_now]
         ended = {t.track_id for t in self._end_young_duplicates([by_id[track_ids[i]] for i in rows],
                                                                 keypoints.take(rows, 0))}
+        rows = [i for i in rows if track_ids[i] not in ended]
+        ended.update(t.track_id for t in self._end_poseless([by_id[track_ids[i]] for i in rows],
+                                                            keypoints.take(rows, 0)))
         self._keep_by_pose(track_ids, keypoints, by_id, predicted)
         kept = [i for i, track_id in enumerate(track_ids) if track_id not in ended]
         _attach_poses([by_id[track_ids[i]] for i in kept], keypoints.take(kept, 0))
@@ -1436,6 +1459,29 @@ class Tracker:
         for track in ended:
             logger.debug("frame %d: track %d ends, a duplicate of an older track's animal", self._frame, track.track_id)
             self._tracks.remove(track)
+        return ended
+
+    def _end_poseless(self, tracks: list[_LiveTrack], keypoints: np.ndarray) -> list[_LiveTrack]:
+        """End (unrecorded) the ``tracks`` whose poses showed no animal (``young_pose_keypoints``) in more than half of
+        their first ``young_pose_checks`` matches once confirmed; all of ``tracks`` matched in this frame, to
+        detections whose poses are ``keypoints`` (n, K, 3). Returns the ended."""
+        s = self.settings
+        if s.young_pose_keypoints == 0:
+            return []
+        checked = [i for i, t in enumerate(tracks)
+                   if t.pose_checks < s.young_pose_checks and t.state is not TrackState.TENTATIVE]
+        if not checked:
+            return []
+        confident = _confident(keypoints.take(checked, 0)[..., 2], s.keypoint_threshold).sum(axis=1)
+        ended = []
+        for i, count in zip(checked, confident.tolist()):
+            track = tracks[i]
+            track.pose_checks += 1
+            track.poses_missing += count < s.young_pose_keypoints
+            if 2 * track.poses_missing > s.young_pose_checks:
+                logger.debug("frame %d: track %d ends, no animal's pose in its box", self._frame, track.track_id)
+                self._tracks.remove(track)
+                ended.append(track)
         return ended
 
     def _crowded(self, pairs: list[tuple[_LiveTrack, int]], missed: list[_LiveTrack], boxes: np.ndarray,

@@ -58,6 +58,9 @@ def poses_for(detections: Detections, facings=None) -> Poses:
         ("young_duplicate_oks", 1.5, "young_duplicate_oks"),
         ("young_duplicate_hits", -1, "young_duplicate_hits"),
         ("young_duplicate_keypoints", 0, "young_duplicate_keypoints"),
+        ("young_pose_keypoints", -1, "young_pose_keypoints"),
+        ("young_pose_keypoints", K + 1, "young_pose_keypoints"),
+        ("young_pose_checks", 0, "young_pose_checks"),
         ("young_duplicate_keypoints", K + 1, "young_duplicate_keypoints"),
         ("relink_gate", 0.0, "relink_gate"),
         ("box_process_noise", float("inf"), "box_process_noise"),
@@ -624,6 +627,54 @@ def test_a_young_track_on_a_second_box_of_an_older_tracks_animal_ends(order):
         reported, live, recorded = _second_box_on_one_animal(oks, pose, order)
         assert reported == [[1], [1, 2], [1, 2]], (oks, pose)
         assert live == {1: TrackState.CONFIRMED, 2: TrackState.CONFIRMED} and recorded == [1, 2]
+
+
+def _box_with_poses(confidences: list[float], order: str, young_pose_keypoints: int = 6
+                    ) -> tuple[list[list[int]], list[int], list[int]]:
+    """One box, found in every frame, in which the pose model finds 17 keypoints of confidence ``confidences[i]`` in
+    frame i (0.1: no animal there). Returns the IDs reported in each frame, the IDs live at the end and those
+    recorded for offline output."""
+    tracker = Tracker(TrackerSettings(young_pose_keypoints=young_pose_keypoints, record_history=True))
+    box = box_at(0.0)
+    reported = []
+    for conf in confidences:
+        keypoints = pose_in(box, conf=conf)[None]
+        if order == "before":
+            tracks = tracker.update(dets(box), Poses(keypoints, np.array([box], np.float32)))
+        else:
+            tracks = tracker.update(dets(box))
+            if tracks:
+                tracks = tracker.attach_poses([t.track_id for t in tracks],
+                                              Poses(keypoints, np.array([box], np.float32)))
+        reported.append([t.track_id for t in tracks])
+    return reported, [t.track_id for t in tracker.tracks()], [r.track_id for r in tracker.history().records]
+
+
+@pytest.mark.parametrize("order", ["after", "before"])
+def test_a_track_whose_poses_show_no_animal_in_its_first_matches_ends_unrecorded(order):
+    # The pose model finds no animal in the box: confirmed in its second frame (min_hits 2), the track ends in its
+    # third, at its second pose check of three (more than half without six confident keypoints), unrecorded; the
+    # box starts another track, which ends in turn.
+    reported, live, recorded = _box_with_poses([0.1] * 7, order)
+    assert reported == [[], [1], [], [], [2], [], []]
+    assert live == [3]  # the third, tentative
+    assert not {1, 2} & set(recorded)  # ended unrecorded: offline output does not bring them back
+    # An animal's pose, or the rule off (0), keeps the track.
+    for confidences, keypoints in (([0.9] * 7, 6), ([0.1] * 7, 0)):
+        reported, live, recorded = _box_with_poses(confidences, order, keypoints)
+        assert reported == [[]] + [[1]] * 6 and live == recorded == [1]
+
+
+@pytest.mark.parametrize("order", ["after", "before"])
+def test_the_pose_check_needs_most_of_the_first_matches_without_an_animal(order):
+    # One pose without an animal among the first three checks (frames 1-3) is not most of them; after those three,
+    # poses without an animal no longer end the track (an animal hidden behind another, or leaving the frame).
+    for confidences in ([0.9, 0.1, 0.9, 0.9, 0.1, 0.1], [0.9, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1]):
+        reported, live, recorded = _box_with_poses(confidences, order)
+        assert reported == [[]] + [[1]] * (len(confidences) - 1) and live == recorded == [1], confidences
+    # Two of the first three: it ends at the second.
+    reported, live, recorded = _box_with_poses([0.9, 0.1, 0.9, 0.1, 0.9], order)
+    assert reported[:3] == [[], [1], [1]] and reported[3] == [] and 1 not in live + recorded
 
 
 @pytest.mark.parametrize(
