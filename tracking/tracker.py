@@ -1111,9 +1111,8 @@ class Tracker:
         if keypoints is not None:
             row = {int(d): j for j, d in enumerate(index)}
             seen = [t for t in self._tracks if t.detection_index >= 0]
-            ended = self._end_young_duplicates(seen, keypoints[[row[t.detection_index] for t in seen]])
-            seen = [t for t in seen if t not in ended]
-            self._end_poseless(seen, keypoints[[row[t.detection_index] for t in seen]])
+            seen_keypoints = keypoints[[row[t.detection_index] for t in seen]]
+            self._end_poseless(seen, seen_keypoints, self._end_young_duplicates(seen, seen_keypoints))
         return self._report(self._reported_after_update)
 
     def _record_seen(self, index: np.ndarray, boxes: np.ndarray, scores: np.ndarray, features: np.ndarray | None,
@@ -1430,11 +1429,9 @@ class Tracker:
         keypoints = self._give_up_contradicting(track_ids, keypoints, by_id, predicted)
         keypoints = self._drop_duplicates(track_ids, keypoints, by_id)
         rows = [i for i, track_id in enumerate(track_ids) if by_id[track_id].updated_now]
-        ended = {t.track_id for t in self._end_young_duplicates([by_id[track_ids[i]] for i in rows],
-                                                                keypoints.take(rows, 0))}
-        rows = [i for i in rows if track_ids[i] not in ended]
-        ended.update(t.track_id for t in self._end_poseless([by_id[track_ids[i]] for i in rows],
-                                                            keypoints.take(rows, 0)))
+        matched, matched_keypoints = [by_id[track_ids[i]] for i in rows], keypoints.take(rows, 0)
+        duplicates = self._end_young_duplicates(matched, matched_keypoints)
+        ended = {t.track_id for t in duplicates + self._end_poseless(matched, matched_keypoints, duplicates)}
         self._keep_by_pose(track_ids, keypoints, by_id, predicted)
         kept = [i for i, track_id in enumerate(track_ids) if track_id not in ended]
         _attach_poses([by_id[track_ids[i]] for i in kept], keypoints.take(kept, 0))
@@ -1461,19 +1458,21 @@ class Tracker:
             self._tracks.remove(track)
         return ended
 
-    def _end_poseless(self, tracks: list[_LiveTrack], keypoints: np.ndarray) -> list[_LiveTrack]:
+    def _end_poseless(self, tracks: list[_LiveTrack], keypoints: np.ndarray,
+                      ended: list[_LiveTrack]) -> list[_LiveTrack]:
         """End (unrecorded) the ``tracks`` whose poses showed no animal (``young_pose_keypoints``) in more than half of
         their first ``young_pose_checks`` matches once confirmed; all of ``tracks`` matched in this frame, to
-        detections whose poses are ``keypoints`` (n, K, 3). Returns the ended."""
+        detections whose poses are ``keypoints`` (n, K, 3), less those ``ended`` already (as young duplicates).
+        Returns the ended."""
         s = self.settings
         if s.young_pose_keypoints == 0:
             return []
-        checked = [i for i, t in enumerate(tracks)
-                   if t.pose_checks < s.young_pose_checks and t.state is not TrackState.TENTATIVE]
+        checked = [i for i, t in enumerate(tracks) if t.pose_checks < s.young_pose_checks
+                   and t.state is not TrackState.TENTATIVE and t not in ended]
         if not checked:
             return []
         confident = _confident(keypoints.take(checked, 0)[..., 2], s.keypoint_threshold).sum(axis=1)
-        ended = []
+        poseless = []
         for i, count in zip(checked, confident.tolist()):
             track = tracks[i]
             track.pose_checks += 1
@@ -1481,8 +1480,8 @@ class Tracker:
             if 2 * track.poses_missing > s.young_pose_checks:
                 logger.debug("frame %d: track %d ends, no animal's pose in its box", self._frame, track.track_id)
                 self._tracks.remove(track)
-                ended.append(track)
-        return ended
+                poseless.append(track)
+        return poseless
 
     def _crowded(self, pairs: list[tuple[_LiveTrack, int]], missed: list[_LiveTrack], boxes: np.ndarray,
                  scores: np.ndarray, index: np.ndarray, features: np.ndarray | None, own: np.ndarray
