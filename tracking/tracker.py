@@ -112,12 +112,13 @@ may be back, such a box still starts a held track, above). Whichever the pose or
 ``young_duplicate_hits`` matches) whose detection shows the pose of an older confirmed track's detection in the same
 frame (OKS ``young_duplicate_oks`` over ``young_duplicate_keypoints`` keypoints) ends, unrecorded: the detector found
 that animal twice, a box on part of it beside the other (with the poses after tracking, this shows once the track is
-confirmed and its pose found; it is then left out of what ``attach_poses`` returns). With ``young_pose_keypoints``
-set (off by default), a confirmed track whose poses show fewer than that many confident keypoints in more than half of
-its first ``young_pose_checks`` matches ends, unrecorded: the pose model finds no animal in its boxes (a false box on
-the background, which the detector may find again and again at a middling score). Association ignores the
-detector's class (a dog called a cat for one frame keeps its track); a track keeps the class of its first detection.
-Every tracker owns its ID counter; IDs start at 1.
+confirmed and its pose found; it is then left out of what ``attach_poses`` returns). A young confirmed track whose poses
+show fewer than ``young_pose_keypoints`` confident keypoints in more than half of its first ``young_pose_checks`` checks
+ends, unrecorded: the pose model finds no animal in its boxes (a false box on the background, which the detector may
+find again and again at a middling score). A check counts only in a frame where another track's pose shows an animal
+(``young_pose_reference`` confident keypoints), so a pose model whose confidences run low everywhere ends nothing.
+Association ignores the detector's class (a dog called a cat for one frame keeps its track); a track keeps the class of
+its first detection. Every tracker owns its ID counter; IDs start at 1.
 
 Poses may come with the detections (``update(detections, poses)``) or after tracking, when the pose
 model runs on the tracks' boxes: then call ``attach_poses(track_ids, poses)`` in the same frame.
@@ -228,12 +229,14 @@ class TrackerSettings:
             other part, which non-maximum suppression keeps at an IoU under its threshold) and the pose model found
             the same animal in both; two animals hardly share that pose so closely (0: never).
         young_duplicate_hits, young_duplicate_keypoints: see ``young_duplicate_oks``.
-        young_pose_keypoints: a track whose pose, in more than half of its first ``young_pose_checks`` matches once
-            confirmed, has fewer than this many keypoints above ``keypoint_threshold`` ends, unrecorded (left out of
-            what ``attach_poses`` returns, with the poses after tracking): the pose model finds no animal in its boxes
-            (0, the default: never; a pose model whose confidences run low on every animal, or none at all, would end
-            every track).
-        young_pose_checks: see ``young_pose_keypoints``.
+        young_pose_keypoints: a young track (at most ``young_duplicate_hits`` matches) whose pose, in more than half of
+            its first ``young_pose_checks`` checks once confirmed, has fewer than this many keypoints above
+            ``keypoint_threshold`` ends, unrecorded (left out of what ``attach_poses`` returns, with the poses after
+            tracking): the pose model finds no animal in its boxes, where it finds animals in others. A check counts
+            only in a frame where another matched track's pose shows ``young_pose_reference`` confident keypoints or
+            more, so a pose model whose confidences run low on every animal, or a pipeline without one, ends
+            nothing (0: never).
+        young_pose_checks, young_pose_reference: see ``young_pose_keypoints``.
         keypoint_box_margin: a reported keypoint farther outside the track's box than this fraction of the box's
             width (across) or height (up and down) is reported MISSING, in every smoothing mode and offline: it is not
             the animal's (a neighbour's pose found in a box the frame edge cut narrow, a keypoint predicted on after
@@ -407,8 +410,9 @@ class TrackerSettings:
     young_duplicate_oks: float = 0.75
     young_duplicate_hits: int = 10
     young_duplicate_keypoints: int = 8
-    young_pose_keypoints: int = 0
+    young_pose_keypoints: int = 4
     young_pose_checks: int = 3
+    young_pose_reference: int = 12
     relink_delay: int = 8
     relink_hits: int = 3
     hold_hits: int = 6
@@ -440,6 +444,8 @@ class TrackerSettings:
             raise ValueError(f"young_pose_checks must be >= 1, got {self.young_pose_checks}")
         if not 0 <= self.young_pose_keypoints <= NUM_KEYPOINTS:
             raise ValueError(f"young_pose_keypoints must be in [0, {NUM_KEYPOINTS}], got {self.young_pose_keypoints}")
+        if not 1 <= self.young_pose_reference <= NUM_KEYPOINTS:
+            raise ValueError(f"young_pose_reference must be in [1, {NUM_KEYPOINTS}], got {self.young_pose_reference}")
         for name in ("max_lost_frames", "report_lost_frames", "pose_keep_frames", "offline_fill_frames",
                      "offline_extend_frames", "offline_shadow_frames", "offline_weak_frames", "tentative_patience",
                      "relink_delay", "height_window", "revise_frames", "revise_gap", "claim_frames",
@@ -1460,23 +1466,28 @@ class Tracker:
 
     def _end_poseless(self, tracks: list[_LiveTrack], keypoints: np.ndarray,
                       ended: list[_LiveTrack]) -> list[_LiveTrack]:
-        """End (unrecorded) the ``tracks`` whose poses showed no animal (``young_pose_keypoints``) in more than half of
-        their first ``young_pose_checks`` matches once confirmed; all of ``tracks`` matched in this frame, to
-        detections whose poses are ``keypoints`` (n, K, 3), less those ``ended`` already (as young duplicates).
-        Returns the ended."""
+        """End (unrecorded) the young ``tracks`` whose poses showed no animal (``young_pose_keypoints``) in more than
+        half of their first ``young_pose_checks`` checks once confirmed, each made in a frame where another track's
+        pose shows an animal (``young_pose_reference``); all of ``tracks`` matched in this frame, to detections whose
+        poses are ``keypoints`` (n, K, 3), less those ``ended`` already (as young duplicates). Returns the ended."""
         s = self.settings
-        if s.young_pose_keypoints == 0:
+        if s.young_pose_keypoints == 0 or len(tracks) < 2:
             return []
-        checked = [i for i, t in enumerate(tracks) if t.pose_checks < s.young_pose_checks
-                   and t.state is not TrackState.TENTATIVE and t not in ended]
-        if not checked:
+        live = np.array([t.state is not TrackState.TENTATIVE and t not in ended for t in tracks])
+        checked = live & np.array([t.pose_checks < s.young_pose_checks and t.hits <= s.young_duplicate_hits
+                                   for t in tracks])
+        if not checked.any():
             return []
-        confident = _confident(keypoints.take(checked, 0)[..., 2], s.keypoint_threshold).sum(axis=1)
+        shown = np.where(live, _confident(keypoints[..., 2], s.keypoint_threshold).sum(axis=1), -1)
+        # What the other live tracks show at best: the most confident keypoints of any, or the second most for it.
+        best = int(shown.argmax())
+        others = np.full(len(tracks), shown.max())
+        others[best] = np.delete(shown, best).max()
         poseless = []
-        for i, count in zip(checked, confident.tolist()):
+        for i in np.flatnonzero(checked & (others >= s.young_pose_reference)).tolist():
             track = tracks[i]
             track.pose_checks += 1
-            track.poses_missing += count < s.young_pose_keypoints
+            track.poses_missing += int(shown[i] < s.young_pose_keypoints)
             if 2 * track.poses_missing > s.young_pose_checks:
                 logger.debug("frame %d: track %d ends, no animal's pose in its box", self._frame, track.track_id)
                 self._tracks.remove(track)

@@ -61,6 +61,8 @@ def poses_for(detections: Detections, facings=None) -> Poses:
         ("young_pose_keypoints", -1, "young_pose_keypoints"),
         ("young_pose_keypoints", K + 1, "young_pose_keypoints"),
         ("young_pose_checks", 0, "young_pose_checks"),
+        ("young_pose_reference", 0, "young_pose_reference"),
+        ("young_pose_reference", K + 1, "young_pose_reference"),
         ("young_duplicate_keypoints", K + 1, "young_duplicate_keypoints"),
         ("relink_gate", 0.0, "relink_gate"),
         ("box_process_noise", float("inf"), "box_process_noise"),
@@ -629,40 +631,73 @@ def test_a_young_track_on_a_second_box_of_an_older_tracks_animal_ends(order):
         assert live == {1: TrackState.CONFIRMED, 2: TrackState.CONFIRMED} and recorded == [1, 2]
 
 
-def _box_with_poses(confidences: list[float], order: str, young_pose_keypoints: int = 6
-                    ) -> tuple[list[list[int]], list[int], list[int]]:
+def _box_with_poses(confidences: list[float], order: str, young_pose_keypoints: int | None = 6,
+                    beside: list[float] | float | None = 0.9) -> tuple[list[list[int]], list[int], list[int]]:
     """One box, found in every frame, in which the pose model finds 17 keypoints of confidence ``confidences[i]`` in
-    frame i (0.1: no animal there). Returns the IDs reported in each frame, the IDs live at the end and those
-    recorded for offline output."""
-    tracker = Tracker(TrackerSettings(young_pose_keypoints=young_pose_keypoints, record_history=True))
-    box = box_at(0.0)
+    frame i (0.1: no animal there), beside an animal found first in every frame (track 1) whose keypoints have
+    confidence ``beside`` (one per frame, or the same in all; None: no animal beside), tracked with
+    ``young_pose_keypoints`` (None: the default). Returns the IDs reported in each frame, those live at the end and
+    those recorded for offline output, less the animal beside's."""
+    settings = TrackerSettings(record_history=True)
+    if young_pose_keypoints is not None:
+        settings = dataclasses.replace(settings, young_pose_keypoints=young_pose_keypoints)
+    tracker = Tracker(settings)
+    box, other = box_at(0.0), box_at(400.0)
+    beside = [beside] * len(confidences) if beside is None or np.isscalar(beside) else beside
     reported = []
-    for conf in confidences:
-        keypoints = pose_in(box, conf=conf)[None]
+    for conf, other_conf in zip(confidences, beside):
+        boxes = [box] if other_conf is None else [other, box]
+        keypoints = np.stack([pose_in(b, conf=c) for b, c in zip(boxes, [other_conf, conf][-len(boxes):])])
+        poses = Poses(keypoints, np.array(boxes, np.float32))
         if order == "before":
-            tracks = tracker.update(dets(box), Poses(keypoints, np.array([box], np.float32)))
+            tracks = tracker.update(dets(*boxes), poses)
         else:
-            tracks = tracker.update(dets(box))
+            tracks = tracker.update(dets(*boxes))
             if tracks:
-                tracks = tracker.attach_poses([t.track_id for t in tracks],
-                                              Poses(keypoints, np.array([box], np.float32)))
-        reported.append([t.track_id for t in tracks])
-    return reported, [t.track_id for t in tracker.tracks()], [r.track_id for r in tracker.history().records]
+                row = {1: 0, 2: 1} if other_conf is not None else {}
+                rows = [row.get(t.track_id, len(boxes) - 1) for t in tracks]
+                tracks = tracker.attach_poses([t.track_id for t in tracks], poses[np.array(rows)])
+        reported.append([t.track_id for t in tracks if t.track_id != 1 or other_conf is None])
+
+    def others(ids: list[int]) -> list[int]:
+        return [i for i in ids if i != 1 or beside[0] is None]
+
+    return reported, others([t.track_id for t in tracker.tracks()]), others(
+        [r.track_id for r in tracker.history().records])
 
 
 @pytest.mark.parametrize("order", ["after", "before"])
 def test_a_track_whose_poses_show_no_animal_in_its_first_matches_ends_unrecorded(order):
-    # The pose model finds no animal in the box: confirmed in its second frame (min_hits 2), the track ends in its
-    # third, at its second pose check of three (more than half without six confident keypoints), unrecorded; the
-    # box starts another track, which ends in turn.
-    reported, live, recorded = _box_with_poses([0.1] * 7, order)
-    assert reported == [[], [1], [], [], [2], [], []]
-    assert live == [3]  # the third, tentative
-    assert not {1, 2} & set(recorded)  # ended unrecorded: offline output does not bring them back
+    # The pose model finds no animal in the box, and an animal beside it: confirmed in its second frame (min_hits 2),
+    # the track ends in its third, at its second pose check of three (more than half without six confident
+    # keypoints), unrecorded; the box starts another track, which ends in turn.
+    for keypoints in (6, None):  # None: the shipped default (4) does the same
+        reported, live, recorded = _box_with_poses([0.1] * 7, order, keypoints)
+        assert reported == [[], [2], [], [], [3], [], []]
+        assert live == [4]  # the third, tentative
+        assert not {2, 3} & set(recorded)  # ended unrecorded: offline output does not bring them back
     # An animal's pose, or the rule off (0), keeps the track.
     for confidences, keypoints in (([0.9] * 7, 6), ([0.1] * 7, 0)):
         reported, live, recorded = _box_with_poses(confidences, order, keypoints)
-        assert reported == [[]] + [[1]] * 6 and live == recorded == [1]
+        assert reported == [[]] + [[2]] * 6 and live == recorded == [2]
+
+
+@pytest.mark.parametrize("order", ["after", "before"])
+def test_the_pose_check_counts_only_where_another_track_shows_an_animal(order):
+    # Alone, or beside an animal whose pose is as faint (a pose model whose confidences run low everywhere, or none
+    # at all), a box without an animal's pose keeps its track: nothing shows that the pose model would find one.
+    for beside, track_id in ((None, 1), (0.1, 2), (0.5, 2)):  # 0.5: every keypoint confident, 17 >= 12
+        reported, live, recorded = _box_with_poses([0.1] * 7, order, beside=beside)
+        if beside == 0.5:
+            assert reported[2] == [] and track_id not in live + recorded, beside
+        else:
+            assert reported == [[]] + [[track_id]] * 6 and live == recorded == [track_id], beside
+    # The checks wait for a frame where the animal beside shows its pose: from frame 4 on, the track ends at frame 5.
+    reported, live, recorded = _box_with_poses([0.1] * 7, order, beside=[0.1] * 4 + [0.9] * 3)
+    assert reported == [[]] + [[2]] * 4 + [[], []] and 2 not in live + recorded
+    # ... while the track is young (young_duplicate_hits, 10 matches): later, it is an animal the detector follows.
+    reported, live, recorded = _box_with_poses([0.1] * 14, order, beside=[0.1] * 11 + [0.9] * 3)
+    assert reported == [[]] + [[2]] * 13 and live == recorded == [2]
 
 
 @pytest.mark.parametrize("order", ["after", "before"])
@@ -671,10 +706,10 @@ def test_the_pose_check_needs_most_of_the_first_matches_without_an_animal(order)
     # poses without an animal no longer end the track (an animal hidden behind another, or leaving the frame).
     for confidences in ([0.9, 0.1, 0.9, 0.9, 0.1, 0.1], [0.9, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1]):
         reported, live, recorded = _box_with_poses(confidences, order)
-        assert reported == [[]] + [[1]] * (len(confidences) - 1) and live == recorded == [1], confidences
+        assert reported == [[]] + [[2]] * (len(confidences) - 1) and live == recorded == [2], confidences
     # Two of the first three: it ends at the second.
     reported, live, recorded = _box_with_poses([0.9, 0.1, 0.9, 0.1, 0.9], order)
-    assert reported[:3] == [[], [1], [1]] and reported[3] == [] and 1 not in live + recorded
+    assert reported[:3] == [[], [2], [2]] and reported[3] == [] and 2 not in live + recorded
 
 
 @pytest.mark.parametrize(
