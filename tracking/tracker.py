@@ -753,7 +753,7 @@ class _LiveTrack:
         self._heights = [float(box[3] - box[1])]  # of the matched detections, newest last (settings.height_window)
         self.median_height = self._heights[0]
         self._undo: tuple | None = None
-        self.pose_checks = 0  # matches with a pose once confirmed, up to settings.young_pose_checks
+        self.pose_checks = 0  # pose checks made (Tracker._end_poseless), up to settings.young_pose_checks
         self.poses_missing = 0  # of those, the poses without an animal's keypoints
         # Per-frame logs for offline smoothing (settings.records), compact: see Rows.
         self.reported = Rows((), bool, spill=spill)

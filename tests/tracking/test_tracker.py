@@ -654,8 +654,8 @@ def _box_with_poses(confidences: list[float], order: str, young_pose_keypoints: 
         else:
             tracks = tracker.update(dets(*boxes))
             if tracks:
-                row = {1: 0, 2: 1} if other_conf is not None else {}
-                rows = [row.get(t.track_id, len(boxes) - 1) for t in tracks]
+                # The animal beside (track 1, when there is one) has the first pose, every other track the box's.
+                rows = [0 if t.track_id == 1 else len(boxes) - 1 for t in tracks]
                 tracks = tracker.attach_poses([t.track_id for t in tracks], poses[np.array(rows)])
         reported.append([t.track_id for t in tracks if t.track_id != 1 or other_conf is None])
 
